@@ -1,0 +1,143 @@
+"""Numbered plain-SQL migrations, applied in order and recorded in ``schema_migrations``.
+
+A file ``NNNN_name.sql`` may start with directive comments:
+
+- ``-- heimvakt: no-transaction``: run outside a transaction (one statement per file), for
+  statements PostgreSQL refuses inside one (``CREATE INDEX CONCURRENTLY``, continuous aggregates).
+- ``-- heimvakt: requires timescaledb``: apply only when the extension is installed. Such a file
+  is not recorded when skipped, so it is applied later if TimescaleDB is added to the server.
+
+Applied files must not change: a changed checksum stops the migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x6865696D  # "heim": one migrator at a time per database
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+    transactional: bool
+    requires_timescaledb: bool
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class MigrationReport:
+    timescaledb_version: str | None
+    applied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"migration file name {path.name!r} is not NNNN_name.sql")
+        text = path.read_text(encoding="utf-8")
+        directives = {
+            line.removeprefix("-- heimvakt:").strip()
+            for line in text.splitlines()
+            if line.startswith("-- heimvakt:")
+        }
+        migrations.append(
+            Migration(
+                version=int(match[1]),
+                name=match[2],
+                sql=text,
+                transactional="no-transaction" not in directives,
+                requires_timescaledb="requires timescaledb" in directives,
+            )
+        )
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migration files share a version number")
+    return migrations
+
+
+def migrate(url: str, *, migrations: list[Migration] | None = None) -> MigrationReport:
+    """Bring the database at `url` up to date. Safe to run from several processes at once."""
+    migrations = load_migrations() if migrations is None else migrations
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            report = MigrationReport(timescaledb_version=None)
+            report.timescaledb_version = _ensure_timescaledb(conn, report.problems)
+            conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            applied = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            for migration in migrations:
+                label = f"{migration.version:04d}_{migration.name}"
+                if migration.version in applied:
+                    if applied[migration.version] != migration.checksum:
+                        raise MigrationError(f"{label} changed after it was applied")
+                    continue
+                if migration.requires_timescaledb and report.timescaledb_version is None:
+                    report.skipped.append(label)
+                    continue
+                _apply(conn, migration)
+                report.applied.append(label)
+            return report
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
+    record = sql.SQL(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, {}, {})"
+    ).format(sql.Literal(migration.version), sql.Literal(migration.name), sql.Literal(migration.checksum))
+    body = sql.SQL(migration.sql)  # type: ignore[arg-type]  # trusted files shipped with the code
+    if migration.transactional:
+        with conn.transaction():
+            conn.execute(body)
+            conn.execute(record)
+    else:
+        conn.execute(body)
+        conn.execute(record)
+
+
+def _ensure_timescaledb(conn: psycopg.Connection, problems: list[str]) -> str | None:
+    """Create the extension when the server offers it; plain PostgreSQL mode otherwise."""
+    available = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if available is not None:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as error:
+            problems.append(
+                "timescaledb is installed on the server but could not be created "
+                f"(is it in shared_preload_libraries?): {error.diag.message_primary or error}"
+            )
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return None if row is None else row[0]
