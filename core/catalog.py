@@ -172,4 +172,3 @@ def to_canonical(measurement: Measurement, value: float, unit: str) -> float:
         if conversion.unit == bare:
             return conversion.to_canonical(value)
     raise UnknownUnitError(f"unit {unit!r} is not accepted for {measurement.alias}")
-

@@ -41,4 +41,6 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         """
     ).fetchone()
     assert row is not None
-    return ServerInfo(postgres_version=row[0], timescaledb_version=row[1], synchronous_commit=row[2])
+    return ServerInfo(
+        postgres_version=row[0], timescaledb_version=row[1], synchronous_commit=row[2]
+    )

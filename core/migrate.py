@@ -95,7 +95,9 @@ def migrate(url: str, *, migrations: list[Migration] | None = None) -> Migration
                 )
                 """
             )
-            applied = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            applied = dict(
+                conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+            )
             for migration in migrations:
                 label = f"{migration.version:04d}_{migration.name}"
                 if migration.version in applied:
@@ -115,7 +117,9 @@ def migrate(url: str, *, migrations: list[Migration] | None = None) -> Migration
 def _apply(conn: psycopg.Connection, migration: Migration) -> None:
     record = sql.SQL(
         "INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, {}, {})"
-    ).format(sql.Literal(migration.version), sql.Literal(migration.name), sql.Literal(migration.checksum))
+    ).format(
+        sql.Literal(migration.version), sql.Literal(migration.name), sql.Literal(migration.checksum)
+    )
     body = sql.SQL(migration.sql)  # type: ignore[arg-type]  # trusted files shipped with the code
     if migration.transactional:
         with conn.transaction():
@@ -127,17 +131,33 @@ def _apply(conn: psycopg.Connection, migration: Migration) -> None:
 
 
 def _ensure_timescaledb(conn: psycopg.Connection, problems: list[str]) -> str | None:
-    """Create the extension when the server offers it; plain PostgreSQL mode otherwise."""
-    available = conn.execute(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    """Create the extension when the server offers it; plain PostgreSQL mode otherwise.
+
+    TimescaleDB must be preloaded: creating it otherwise ends the session with a FATAL error,
+    so the preload list is checked first and the gap reported as a problem.
+    """
+    row = conn.execute(
+        """
+        SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+               current_setting('shared_preload_libraries') ~ '(^|[ ,])timescaledb($|[ ,])'
+        """
     ).fetchone()
-    if available is not None:
+    assert row is not None
+    available, preloaded = row
+    if available and not preloaded:
+        problems.append(
+            "timescaledb is installed but not in shared_preload_libraries: running on plain "
+            "PostgreSQL (add it and restart the server to use hypertables)"
+        )
+    elif available:
         try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            with conn.transaction():
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         except psycopg.Error as error:
             problems.append(
-                "timescaledb is installed on the server but could not be created "
-                f"(is it in shared_preload_libraries?): {error.diag.message_primary or error}"
+                f"timescaledb could not be created: {error.diag.message_primary or error}"
             )
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return None if row is None else row[0]
+    installed = conn.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+    return None if installed is None else installed[0]

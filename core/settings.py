@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Passwords that appear in examples and templates. A production deployment that still uses
 # one of them is refused: a shipped default secret is how ThingsBoard's CVE-2023-26462 happened.
-KNOWN_DEFAULT_SECRETS = frozenset({"", "change-me", "changeme", "heimvakt", "postgres", "password", "secret"})
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"", "change-me", "changeme", "heimvakt", "postgres", "password", "secret"}
+)
 
 
 class InsecureSettingsError(ValueError):
@@ -28,11 +30,11 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        description="PostgreSQL/TimescaleDB URL; unset means an embedded PostgreSQL under data_dir.",
+        description="PostgreSQL/TimescaleDB URL; unset: an embedded PostgreSQL under data_dir.",
     )
     mqtt_url: str | None = Field(
         default=None,
-        description="mqtt://user:pass@host:1883 or mqtts:// for TLS; unset means an embedded broker.",
+        description="mqtt://user:pass@host:1883, or mqtts:// for TLS; unset: an embedded broker.",
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
@@ -44,7 +46,7 @@ class Settings(BaseSettings):
     )
     mqtt_client_id: str = Field(
         default="heimvakt-ingest",
-        description="Stable id so the broker keeps the ingest's persistent session across restarts.",
+        description="Stable, so the broker keeps the ingest's persistent session over restarts.",
     )
     ingest_batch_size: int = Field(default=500, ge=1)
     ingest_flush_seconds: float = Field(default=0.05, gt=0)
@@ -58,7 +60,10 @@ class Settings(BaseSettings):
     def _refuse_default_secrets(self) -> Settings:
         if self.demo:
             return self
-        for name, url in (("HEIMVAKT_DATABASE_URL", self.database_url), ("HEIMVAKT_MQTT_URL", self.mqtt_url)):
+        for name, url in (
+            ("HEIMVAKT_DATABASE_URL", self.database_url),
+            ("HEIMVAKT_MQTT_URL", self.mqtt_url),
+        ):
             if url is None:
                 continue
             password = urlsplit(url).password

@@ -1,0 +1,1 @@
+"""Rules, triage and the alert lifecycle."""

@@ -1,0 +1,1 @@
+"""Shared care: organisations, patients, who is responsible for them, and their thresholds."""

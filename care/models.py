@@ -1,0 +1,45 @@
+"""Care records as the rest of the code sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from uuid import UUID
+
+
+class OrganisationKind(StrEnum):
+    HOSPITAL_DEPARTMENT = "hospital_department"
+    MUNICIPAL_SERVICE = "municipal_service"
+    GP_OFFICE = "gp_office"
+
+
+class Condition(StrEnum):
+    COPD = "copd"
+    HEART_FAILURE = "heart_failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    id: UUID
+    name: str
+    kind: OrganisationKind
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    id: UUID
+    display_name: str
+    birth_date: date | None
+    conditions: list[str]
+    preferred_language: str
+    responsible_unit: str | None
+    """Name of the unit responsible now, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    patient_id: UUID
+    code: str
+    low: float | None
+    high: float | None

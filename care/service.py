@@ -1,0 +1,115 @@
+"""State changes (``do_*``) and queries for organisations, patients and thresholds."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+from care.models import Condition, Organisation, OrganisationKind, Patient, Threshold
+from core import catalog
+
+_PATIENT_COLUMNS = """
+    p.id, p.display_name, p.birth_date, p.conditions, p.preferred_language,
+    (SELECT o.name FROM patient_responsibility r JOIN organisations o ON o.id = r.organisation_id
+      WHERE r.patient_id = p.id AND r.role = 'responsible'
+        AND r.valid_from <= %(now)s AND (r.valid_to IS NULL OR r.valid_to > %(now)s)
+      ORDER BY r.valid_from DESC LIMIT 1) AS responsible_unit
+"""
+
+
+def do_create_organisation(conn: psycopg.Connection, *, name: str, kind: OrganisationKind) -> UUID:
+    row = conn.execute(
+        "INSERT INTO organisations (name, kind) VALUES (%s, %s) RETURNING id", (name, kind)
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def list_organisations(conn: psycopg.Connection) -> list[Organisation]:
+    with conn.cursor(row_factory=class_row(Organisation)) as cur:
+        return cur.execute("SELECT id, name, kind FROM organisations ORDER BY name").fetchall()
+
+
+def do_create_patient(
+    conn: psycopg.Connection,
+    *,
+    display_name: str,
+    conditions: list[Condition],
+    responsible_unit: UUID,
+    since: datetime,
+    birth_date: date | None = None,
+    preferred_language: str = "nb",
+) -> UUID:
+    """Create a patient with a responsible unit from `since` on: nobody is ever unowned."""
+    row = conn.execute(
+        """
+        INSERT INTO patients (display_name, birth_date, conditions, preferred_language)
+        VALUES (%s, %s, %s, %s) RETURNING id
+        """,
+        (display_name, birth_date, [str(c) for c in conditions], preferred_language),
+    ).fetchone()
+    assert row is not None
+    conn.execute(
+        """
+        INSERT INTO patient_responsibility (patient_id, organisation_id, role, valid_from)
+        VALUES (%s, %s, 'responsible', %s)
+        """,
+        (row[0], responsible_unit, since),
+    )
+    return row[0]
+
+
+def list_patients(conn: psycopg.Connection, *, now: datetime) -> list[Patient]:
+    with conn.cursor(row_factory=class_row(Patient)) as cur:
+        return cur.execute(
+            f"SELECT {_PATIENT_COLUMNS} FROM patients p ORDER BY p.display_name", {"now": now}
+        ).fetchall()
+
+
+def get_patient(conn: psycopg.Connection, *, patient_id: UUID, now: datetime) -> Patient | None:
+    with conn.cursor(row_factory=class_row(Patient)) as cur:
+        return cur.execute(
+            f"SELECT {_PATIENT_COLUMNS} FROM patients p WHERE p.id = %(id)s",
+            {"now": now, "id": patient_id},
+        ).fetchone()
+
+
+def do_set_threshold(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    code: str,
+    low: float | None,
+    high: float | None,
+    now: datetime,
+) -> Threshold:
+    """Set a patient's limits for one measurement, given by LOINC code or alias."""
+    measurement = catalog.lookup(code)
+    if measurement is None:
+        raise ValueError(f"unknown measurement {code!r}")
+    if low is None and high is None:
+        raise ValueError("a threshold needs a low or a high limit")
+    if low is not None and high is not None and low >= high:
+        raise ValueError("the low limit must be below the high limit")
+    conn.execute(
+        """
+        INSERT INTO patient_thresholds (patient_id, code, low, high, updated_at)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (patient_id, code)
+        DO UPDATE SET low = EXCLUDED.low, high = EXCLUDED.high, updated_at = EXCLUDED.updated_at
+        """,
+        (patient_id, measurement.code, low, high, now),
+    )
+    return Threshold(patient_id=patient_id, code=measurement.code, low=low, high=high)
+
+
+def thresholds_for(conn: psycopg.Connection, *, patient_id: UUID) -> list[Threshold]:
+    with conn.cursor(row_factory=class_row(Threshold)) as cur:
+        return cur.execute(
+            "SELECT patient_id, code, low, high FROM patient_thresholds WHERE patient_id = %s"
+            " ORDER BY code",
+            (patient_id,),
+        ).fetchall()

@@ -1,0 +1,63 @@
+"""Stored readings, as every component reads them. Ingest is the only writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+from core.catalog import MEASUREMENTS
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    patient_id: UUID
+    device_id: str
+    code: str
+    measured_at: datetime
+    value: float
+    unit: str
+
+
+def readings_for_patient(
+    conn: psycopg.Connection, *, patient_id: UUID, since: datetime, until: datetime | None = None
+) -> list[Reading]:
+    """A patient's readings in [since, until), oldest first."""
+    with conn.cursor(row_factory=class_row(Reading)) as cur:
+        return cur.execute(
+            """
+            SELECT patient_id, device_id, code, measured_at, value, unit
+            FROM readings
+            WHERE patient_id = %(patient_id)s
+              AND measured_at >= %(since)s
+              AND (%(until)s::timestamptz IS NULL OR measured_at < %(until)s)
+            ORDER BY measured_at
+            """,
+            {"patient_id": patient_id, "since": since, "until": until},
+        ).fetchall()
+
+
+def latest_readings(conn: psycopg.Connection, *, patient_ids: list[UUID]) -> list[Reading]:
+    """The newest reading of each catalog measurement for each of the patients.
+
+    One index probe per (patient, measurement) keeps this fast however long the history is.
+    """
+    with conn.cursor(row_factory=class_row(Reading)) as cur:
+        return cur.execute(
+            """
+            SELECT r.patient_id, r.device_id, r.code, r.measured_at, r.value, r.unit
+            FROM unnest(%(patient_ids)s::uuid[]) AS p(id)
+            CROSS JOIN unnest(%(codes)s::text[]) AS c(code)
+            CROSS JOIN LATERAL (
+                SELECT * FROM readings
+                WHERE patient_id = p.id AND code = c.code
+                ORDER BY measured_at DESC
+                LIMIT 1
+            ) AS r
+            ORDER BY r.patient_id, r.code
+            """,
+            {"patient_ids": patient_ids, "codes": [m.code for m in MEASUREMENTS]},
+        ).fetchall()

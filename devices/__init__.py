@@ -1,0 +1,1 @@
+"""Home devices: the registry, their assignment to patients, and a simulator of them."""

@@ -1,0 +1,1 @@
+"""Composition root: wires the components into the `heimvakt` command and one ASGI app."""

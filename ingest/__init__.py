@@ -1,0 +1,1 @@
+"""Ingest: device messages in, readings (or quarantine rows with a reason) out."""

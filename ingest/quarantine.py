@@ -1,0 +1,38 @@
+"""Why a message or reading was refused, as machine-readable reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+
+class QuarantineReason(StrEnum):
+    INVALID_TOPIC = "invalid_topic"
+    MALFORMED_JSON = "malformed_json"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_CODE = "unknown_code"
+    UNKNOWN_UNIT = "unknown_unit"
+    IMPLAUSIBLE_VALUE = "implausible_value"
+    INCONSISTENT_BLOOD_PRESSURE = "inconsistent_blood_pressure"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_DEVICE = "unknown_device"
+    DEVICE_NOT_ASSIGNED = "device_not_assigned"
+    DECODE_ERROR = "decode_error"
+    """Our decoder failed on this input: a bug to fix, never a reason to lose the message."""
+    STORAGE_ERROR = "storage_error"
+    """The database refused this one item although the rest of its batch was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    received_at: datetime
+    channel: str
+    topic: str | None
+    device_id: str | None
+    msg_id: UUID | None
+    reason: QuarantineReason
+    detail: str
+    payload: bytes

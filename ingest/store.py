@@ -1,0 +1,141 @@
+"""Writing a batch: COPY into a staging table, then one set-based insert per destination.
+
+The patient is found here, in SQL, from the device assignment valid at ``measured_at``; a
+reading from an unknown or unassigned device goes to quarantine in the same transaction.
+Everything a batch causes (readings, quarantine rows, alerts through ``after_store``) commits
+or rolls back together.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.rows import class_row
+
+from core.readings import Reading
+from ingest import metrics
+from ingest.native import Candidate
+from ingest.quarantine import QuarantineEntry
+
+AfterStore = Callable[[psycopg.Connection, list[Reading]], None]
+"""Runs inside the batch's transaction with the readings it stored (none twice)."""
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    stored: list[Reading] = field(default_factory=list)
+    duplicates: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS reading_staging (
+    device_id text, code text, measured_at timestamptz, value double precision,
+    unit text, msg_id uuid, received_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+
+_INSERT_READINGS = """
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id, received_at)
+SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.msg_id, s.received_at
+FROM reading_staging s
+JOIN device_assignments a
+  ON a.device_id = s.device_id
+ AND a.valid_from <= s.measured_at
+ AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
+ON CONFLICT DO NOTHING
+RETURNING patient_id, device_id, code, measured_at, value, unit
+"""
+
+_QUARANTINE_UNATTRIBUTED = """
+INSERT INTO quarantine (received_at, channel, topic, device_id, msg_id, reason, detail, payload)
+SELECT s.received_at, %(channel)s, NULL, s.device_id, s.msg_id,
+       CASE WHEN d.id IS NULL THEN 'unknown_device' ELSE 'device_not_assigned' END,
+       CASE WHEN d.id IS NULL THEN 'device ' || s.device_id || ' is not registered'
+            ELSE 'device ' || s.device_id || ' is not assigned to a patient at ' || s.measured_at
+       END,
+       convert_to(json_build_object('code', s.code, 'value', s.value, 'unit', s.unit,
+                                    'measured_at', s.measured_at)::text, 'UTF8')
+FROM reading_staging s
+LEFT JOIN devices d ON d.id = s.device_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM device_assignments a
+    WHERE a.device_id = s.device_id AND a.valid_from <= s.measured_at
+      AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
+)
+RETURNING reason
+"""
+
+
+def store_batch(
+    conn: psycopg.Connection,
+    *,
+    channel: str,
+    candidates: Sequence[Candidate],
+    quarantined: Sequence[QuarantineEntry],
+    after_store: Sequence[AfterStore] = (),
+) -> BatchOutcome:
+    """Store one batch in one transaction and report what became of it."""
+    outcome = BatchOutcome()
+    with conn.transaction():
+        if quarantined:
+            _copy_quarantine(conn, quarantined)
+            outcome.quarantined.update(str(q.reason) for q in quarantined)
+        if candidates:
+            conn.execute(_STAGING)
+            with conn.cursor().copy(
+                "COPY reading_staging"
+                " (device_id, code, measured_at, value, unit, msg_id, received_at) FROM STDIN"
+            ) as copy:
+                for c in candidates:
+                    copy.write_row(
+                        (
+                            c.device_id,
+                            c.code,
+                            c.measured_at,
+                            c.value,
+                            c.unit,
+                            c.msg_id,
+                            c.received_at,
+                        )
+                    )
+            with conn.cursor(row_factory=class_row(Reading)) as cur:
+                outcome.stored = cur.execute(_INSERT_READINGS).fetchall()
+            refused = conn.execute(_QUARANTINE_UNATTRIBUTED, {"channel": channel}).fetchall()
+            outcome.quarantined.update(row[0] for row in refused)
+            outcome.duplicates = len(candidates) - len(outcome.stored) - len(refused)
+        for hook in after_store:
+            hook(conn, outcome.stored)
+    _count(outcome)
+    return outcome
+
+
+def _copy_quarantine(conn: psycopg.Connection, entries: Sequence[QuarantineEntry]) -> None:
+    with conn.cursor().copy(
+        "COPY quarantine (received_at, channel, topic, device_id, msg_id, reason, detail, payload)"
+        " FROM STDIN"
+    ) as copy:
+        for q in entries:
+            copy.write_row(
+                (
+                    q.received_at,
+                    q.channel,
+                    q.topic,
+                    q.device_id,
+                    q.msg_id,
+                    str(q.reason),
+                    q.detail,
+                    q.payload,
+                )
+            )
+
+
+def _count(outcome: BatchOutcome) -> None:
+    for reading in outcome.stored:
+        metrics.READINGS_STORED.labels(code=reading.code).inc()
+    metrics.READINGS_DUPLICATE.inc(outcome.duplicates)
+    for reason, count in outcome.quarantined.items():
+        metrics.QUARANTINED.labels(reason=reason).inc(count)

@@ -1,0 +1,113 @@
+"""Real PostgreSQL and a real MQTT broker for every test; never mocks.
+
+The machine's services are used when HEIMVAKT_TEST_DATABASE_URL / HEIMVAKT_TEST_MQTT_URL are
+set (CI sets them); otherwise an embedded PostgreSQL and amqtt broker start for the session.
+The schema is migrated once into a template database, and each test gets its own clone.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+from core.migrate import MigrationReport, migrate
+from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of the server tests run on (its maintenance database)."""
+    url = os.environ.get("HEIMVAKT_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "data")
+    yield server.url()
+    server.stop()
+
+
+def database_url_for(server_url: str, name: str) -> str:
+    return make_conninfo(server_url, dbname=name)
+
+
+def _admin(server_url: str) -> psycopg.Connection:
+    return psycopg.connect(server_url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_server_url: str) -> Iterator[tuple[str, MigrationReport]]:
+    """A database migrated once per session; tests clone it instead of migrating again."""
+    name = f"heimvakt_template_{os.getpid()}"
+    with _admin(postgres_server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    report = migrate(database_url_for(postgres_server_url, name))
+    yield name, report
+    with _admin(postgres_server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(
+    postgres_server_url: str, template_database: tuple[str, MigrationReport]
+) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"heimvakt_test_{uuid.uuid4().hex[:16]}"
+    with _admin(postgres_server_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
+    yield database_url_for(postgres_server_url, name)
+    with _admin(postgres_server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's database: each statement is visible at once."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def pool(database_url: str) -> Iterator[ConnectionPool]:
+    with ConnectionPool(database_url, min_size=1, max_size=4, open=True) as connection_pool:
+        yield connection_pool
+
+
+@pytest.fixture(scope="session")
+def timescaledb(template_database: tuple[str, MigrationReport]) -> str:
+    """The TimescaleDB version of the test server; tests that need it are skipped without it."""
+    version = template_database[1].timescaledb_version
+    if version is None:
+        pytest.skip("the test server has no usable timescaledb extension (plain PostgreSQL mode)")
+    return version
+
+
+@pytest.fixture(scope="session")
+def mqtt_server_url() -> Iterator[str]:
+    """A broker URL without client identity details beyond a user name."""
+    url = os.environ.get("HEIMVAKT_TEST_MQTT_URL")
+    if url:
+        yield url
+        return
+    broker = EmbeddedBroker()
+    broker.start()
+    yield broker.url("heimvakt-test")
+    broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Each test publishes and subscribes under its own prefix, so tests never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}/heimvakt/v1"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
