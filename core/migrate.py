@@ -130,34 +130,61 @@ def _apply(conn: psycopg.Connection, migration: Migration) -> None:
         conn.execute(record)
 
 
-def _ensure_timescaledb(conn: psycopg.Connection, problems: list[str]) -> str | None:
-    """Create the extension when the server offers it; plain PostgreSQL mode otherwise.
+@dataclass(frozen=True, slots=True)
+class TimescaleStatus:
+    available: bool
+    """The server has the extension's files."""
+    preloaded: bool
+    """It is in shared_preload_libraries, without which it cannot be created."""
+    version: str | None
+    """The version created in this database, if any."""
 
-    TimescaleDB must be preloaded: creating it otherwise ends the session with a FATAL error,
-    so the preload list is checked first and the gap reported as a problem.
-    """
+
+def timescaledb_status(conn: psycopg.Connection) -> TimescaleStatus:
     row = conn.execute(
         """
         SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
-               current_setting('shared_preload_libraries') ~ '(^|[ ,])timescaledb($|[ ,])'
+               current_setting('shared_preload_libraries') ~ '(^|[ ,])timescaledb($|[ ,])',
+               (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')
         """
     ).fetchone()
     assert row is not None
-    available, preloaded = row
-    if available and not preloaded:
-        problems.append(
-            "timescaledb is installed but not in shared_preload_libraries: running on plain "
-            "PostgreSQL (add it and restart the server to use hypertables)"
-        )
-    elif available:
-        try:
-            with conn.transaction():
-                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        except psycopg.Error as error:
-            problems.append(
-                f"timescaledb could not be created: {error.diag.message_primary or error}"
-            )
-    installed = conn.execute(
-        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-    ).fetchone()
-    return None if installed is None else installed[0]
+    return TimescaleStatus(available=row[0], preloaded=row[1], version=row[2])
+
+
+def pending_migrations(
+    conn: psycopg.Connection, migrations: list[Migration] | None = None
+) -> list[str]:
+    """Labels of the migrations not yet applied (TimescaleDB-only ones included)."""
+    migrations = load_migrations() if migrations is None else migrations
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    applied = set()
+    if exists is not None and exists[0]:
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [f"{m.version:04d}_{m.name}" for m in migrations if m.version not in applied]
+
+
+TIMESCALEDB_NOT_PRELOADED = (
+    "timescaledb is installed but not in shared_preload_libraries: running on plain "
+    "PostgreSQL (add it and restart the server to use hypertables)"
+)
+
+
+def _ensure_timescaledb(conn: psycopg.Connection, problems: list[str]) -> str | None:
+    """Create the extension when the server offers it; plain PostgreSQL mode otherwise.
+
+    Creating it without the preload ends the session with a FATAL error, so that is checked
+    first and reported as a problem instead.
+    """
+    status = timescaledb_status(conn)
+    if status.version is not None or not status.available:
+        return status.version
+    if not status.preloaded:
+        problems.append(TIMESCALEDB_NOT_PRELOADED)
+        return None
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as error:
+        problems.append(f"timescaledb could not be created: {error.diag.message_primary or error}")
+    return timescaledb_status(conn).version

@@ -82,7 +82,9 @@ class EmbeddedBroker:
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             # Loopback only. A username is required (any will do): amqtt keeps no offline messages
             # for anonymous sessions, and the ingest needs its persistent session.
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}
+            },
         }
         try:
             self._broker = Broker(config)

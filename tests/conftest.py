@@ -49,8 +49,16 @@ def template_database(postgres_server_url: str) -> Iterator[tuple[str, Migration
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     report = migrate(database_url_for(postgres_server_url, name))
+    with _admin(postgres_server_url) as admin:
+        # Nobody may hold a session on a template while it is cloned, not even TimescaleDB's
+        # background scheduler, which visits every database that allows connections.
+        admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
     yield name, report
     with _admin(postgres_server_url) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false')
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

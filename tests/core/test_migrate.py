@@ -40,9 +40,12 @@ def test_a_changed_migration_is_refused(database_url: str, tmp_path: Path) -> No
         migrate(database_url, migrations=load_migrations(tmp_path))
 
 
-def test_a_no_transaction_file_runs_outside_a_transaction(database_url: str, tmp_path: Path) -> None:
+def test_a_no_transaction_file_runs_outside_a_transaction(
+    database_url: str, tmp_path: Path
+) -> None:
     (tmp_path / "0001_concurrent_index.sql").write_text(
-        "-- heimvakt: no-transaction\nCREATE INDEX CONCURRENTLY quarantine_detail ON quarantine (detail);\n"
+        "-- heimvakt: no-transaction\n"
+        "CREATE INDEX CONCURRENTLY quarantine_detail ON quarantine (detail);\n"
     )
     report = migrate(database_url, migrations=load_migrations(tmp_path)[:0])
     assert report.applied == []

@@ -1,0 +1,129 @@
+"""Simulated home devices that publish native readings over MQTT, for demos and tests.
+
+Values are drawn deterministically from (device, time), so publishing the same history twice
+sends the same messages: the ingest's dedupe makes a second demo start harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.clock import Clock
+from core.mqtt import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+_HISTORY_HOURS = (8, 20)
+"""Home measurements happen morning and evening."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vital:
+    alias: str
+    unit: str
+    now: float
+    """The typical value today."""
+    spread: float
+    change_per_day: float = 0.0
+    """How fast the value has moved over the past days; 0 for a stable patient."""
+    decimals: int = 0
+
+    def value(self, *, days_ago: float, rng: random.Random) -> float:
+        centre = self.now - self.change_per_day * days_ago
+        return round(rng.gauss(centre, self.spread), self.decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedDevice:
+    device_id: str
+    kind: str
+    vitals: tuple[Vital, ...]
+    """Measured together and sent as one message (a cuff sends systolic and diastolic)."""
+
+    def payload(self, *, measured_at: datetime, now: datetime) -> bytes:
+        rng = random.Random(f"{self.device_id}|{measured_at.isoformat()}")  # noqa: S311  # not crypto
+        days_ago = (now - measured_at) / timedelta(days=1)
+        message = {
+            "msg_id": str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"{self.device_id}/{measured_at.isoformat()}")
+            ),
+            "measured_at": measured_at.isoformat(),
+            "readings": [
+                {"code": v.alias, "value": v.value(days_ago=days_ago, rng=rng), "unit": v.unit}
+                for v in self.vitals
+            ],
+        }
+        return json.dumps(message).encode()
+
+
+def history_times(*, now: datetime, days: int) -> Iterator[datetime]:
+    """Morning and evening measurement times over the past `days`, oldest first."""
+    start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    day = start.replace(hour=0)
+    while day <= now:
+        for hour in _HISTORY_HOURS:
+            moment = day.replace(hour=hour)
+            if start <= moment <= now:
+                yield moment
+        day += timedelta(days=1)
+
+
+class Simulator:
+    """Publishes each device's history, then one live message every `interval` seconds."""
+
+    def __init__(
+        self,
+        *,
+        broker: BrokerAddress,
+        topic_prefix: str,
+        devices: list[SimulatedDevice],
+        clock: Clock,
+        interval: float,
+        history_days: int,
+    ) -> None:
+        self._broker = broker
+        self._prefix = topic_prefix
+        self._devices = devices
+        self._clock = clock
+        self._interval = interval
+        self._history_days = history_days
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
+        self._client = broker.client(
+            client_id=f"heimvakt-simulator-{uuid.uuid4().hex[:8]}", persistent=False
+        )
+
+    def start(self) -> None:
+        self._client.connect_async(self._broker.host, self._broker.port)
+        self._client.loop_start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _publish(self, device: SimulatedDevice, measured_at: datetime, now: datetime) -> None:
+        topic = f"{self._prefix}/devices/{device.device_id}/readings"
+        self._client.publish(topic, device.payload(measured_at=measured_at, now=now), qos=1)
+
+    def _run(self) -> None:
+        now = self._clock.now()
+        for moment in history_times(now=now, days=self._history_days):
+            for device in self._devices:
+                self._publish(device, moment, now)
+        log.info("simulator published %d days of history", self._history_days)
+        turn = 0
+        while not self._stopping.wait(self._interval):
+            device = self._devices[turn % len(self._devices)]
+            now = self._clock.now().replace(microsecond=0)
+            self._publish(device, now, now)
+            turn += 1

@@ -1,0 +1,52 @@
+"""The app factory: API, health, metrics and the Dash dashboard on one ASGI app and one port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+from dashboard.app import create_dashboard
+from fastapi import FastAPI, Response
+from fastapi.responses import RedirectResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
+
+from core.clock import Clock
+from heimvakt.problems import install_problem_handlers, problem
+
+DASHBOARD_PATH = "/app/"
+
+
+def create_app(
+    *, pool: ConnectionPool, clock: Clock, broker_connected: Callable[[], bool]
+) -> FastAPI:
+    app = FastAPI(title="Heimvakt", version="0.1.0", redirect_slashes=False)
+    install_problem_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse(DASHBOARD_PATH)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is alive (it answers); says nothing about its dependencies."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], response_model=None)
+    def readyz() -> dict[str, str] | Response:
+        """Ready to take traffic: the database answers and the broker connection is up."""
+        try:
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as error:
+            return problem(503, f"database unavailable: {error}", title="Not ready")
+        if not broker_connected():
+            return problem(503, "not connected to the MQTT broker", title="Not ready")
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    create_dashboard(app, pool=pool, clock=clock, url_base=DASHBOARD_PATH)
+    return app

@@ -1,0 +1,68 @@
+"""The `heimvakt` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from core.settings import InsecureSettingsError, Settings
+
+app = typer.Typer(
+    help="Heimvakt: digital home follow-up for COPD and heart failure.", no_args_is_help=True
+)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except (InsecureSettingsError, ValueError) as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def up(
+    demo: Annotated[
+        bool, typer.Option(help="Seed demo patients and run the device simulator.")
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="HTTP port (HEIMVAKT_HTTP_PORT).")] = None,
+) -> None:
+    """Run the platform: migrations, ingest, API and dashboard. Ctrl-C stops it."""
+    from heimvakt.platform import run  # noqa: PLC0415  # keeps `heimvakt --help` fast
+
+    run(_settings(demo=demo or None, http_port=port))
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply pending database migrations and exit."""
+    from core.migrate import migrate  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+
+    with database_service(_settings()) as (database_url, description):
+        typer.echo(description)
+        report = migrate(database_url)
+    typer.echo(f"applied: {', '.join(report.applied) or 'nothing'}")
+    if report.skipped:
+        typer.echo(f"skipped (need TimescaleDB): {', '.join(report.skipped)}")
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}")
+
+
+@app.command()
+def doctor() -> None:
+    """Report which mode is active, the versions seen, and any problem found."""
+    from heimvakt.doctor import diagnose  # noqa: PLC0415
+
+    problems = diagnose(_settings(), echo=typer.echo)
+    raise typer.Exit(1 if problems else 0)

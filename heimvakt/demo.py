@@ -1,0 +1,216 @@
+"""The demo helsefellesskap: a hospital, a municipality, ten synthetic patients and their devices.
+
+Every person here is invented. The demo is seeded once; a second start finds it and reuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import psycopg
+
+from care.models import Condition, OrganisationKind
+from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from core.clock import Clock
+from devices.service import do_assign_device, do_register_device
+from devices.simulator import SimulatedDevice, Vital
+
+HOSPITAL = "Demo sykehus, lungemedisinsk avdeling"
+MUNICIPALITY = "Demo kommune, oppfølgingstjenesten"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPatient:
+    key: str
+    name: str
+    birth_date: date
+    conditions: tuple[Condition, ...]
+    at_hospital: bool
+    thresholds: tuple[tuple[str, float | None, float | None], ...]
+    devices: tuple[SimulatedDevice, ...]
+
+
+def _oximeter(key: str, spo2: float, pulse: float, spo2_change: float = 0.0) -> SimulatedDevice:
+    return SimulatedDevice(
+        device_id=f"demo-ox-{key}",
+        kind="pulse_oximeter",
+        vitals=(
+            Vital("spo2", "%", spo2, 0.8, spo2_change),
+            Vital("pulse", "/min", pulse, 4.0),
+        ),
+    )
+
+
+def _cuff(key: str, systolic: float, diastolic: float) -> SimulatedDevice:
+    return SimulatedDevice(
+        device_id=f"demo-bp-{key}",
+        kind="blood_pressure_monitor",
+        vitals=(Vital("sys", "mm[Hg]", systolic, 5.0), Vital("dia", "mm[Hg]", diastolic, 3.0)),
+    )
+
+
+def _scale(key: str, weight: float, change: float = 0.0) -> SimulatedDevice:
+    return SimulatedDevice(
+        device_id=f"demo-scale-{key}",
+        kind="scale",
+        vitals=(Vital("weight", "kg", weight, 0.2, change, decimals=1),),
+    )
+
+
+def _peak_flow(key: str, pef: float) -> SimulatedDevice:
+    return SimulatedDevice(
+        device_id=f"demo-pef-{key}",
+        kind="peak_flow_meter",
+        vitals=(Vital("pef", "L/min", pef, 15.0),),
+    )
+
+
+_COPD_LIMITS = (("spo2", 90.0, None), ("pulse", 45.0, 115.0))
+_HF_LIMITS = (("sys", 95.0, 170.0), ("pulse", 45.0, 110.0))
+
+PATIENTS: tuple[DemoPatient, ...] = (
+    DemoPatient(
+        "01",
+        "Astrid Testesen",
+        date(1948, 3, 14),
+        (Condition.COPD,),
+        False,
+        _COPD_LIMITS,
+        (_oximeter("01", 94, 78), _peak_flow("01", 310)),
+    ),
+    # Falling saturation over the week: the demo's first alert.
+    DemoPatient(
+        "02",
+        "Bjørn Prøvestad",
+        date(1951, 9, 2),
+        (Condition.COPD,),
+        True,
+        _COPD_LIMITS,
+        (_oximeter("02", 87, 96, spo2_change=-1.0), _peak_flow("02", 240)),
+    ),
+    DemoPatient(
+        "03",
+        "Cecilie Eksempel",
+        date(1944, 12, 30),
+        (Condition.HEART_FAILURE,),
+        False,
+        _HF_LIMITS,
+        (_cuff("03", 128, 76), _scale("03", 71.5), _oximeter("03", 96, 68)),
+    ),
+    # Gaining weight: fluid retention in heart failure.
+    DemoPatient(
+        "04",
+        "Dagfinn Fiktiv",
+        date(1956, 5, 21),
+        (Condition.HEART_FAILURE,),
+        True,
+        _HF_LIMITS,
+        (_cuff("04", 118, 72), _scale("04", 88.0, change=0.5)),
+    ),
+    DemoPatient(
+        "05",
+        "Eldbjørg Demo",
+        date(1939, 7, 8),
+        (Condition.COPD, Condition.HEART_FAILURE),
+        False,
+        _COPD_LIMITS + _HF_LIMITS[:1],
+        (_oximeter("05", 93, 84), _cuff("05", 134, 80)),
+    ),
+    DemoPatient(
+        "06",
+        "Frode Syntetisk",
+        date(1962, 1, 17),
+        (Condition.COPD,),
+        False,
+        _COPD_LIMITS,
+        (_oximeter("06", 95, 72), _peak_flow("06", 380)),
+    ),
+    DemoPatient(
+        "07",
+        "Gunn Oppdiktet",
+        date(1947, 10, 3),
+        (Condition.HEART_FAILURE,),
+        False,
+        _HF_LIMITS,
+        (_cuff("07", 110, 68), _scale("07", 64.2)),
+    ),
+    DemoPatient(
+        "08",
+        "Halvard Prøve",
+        date(1953, 4, 26),
+        (Condition.COPD,),
+        False,
+        _COPD_LIMITS,
+        (_oximeter("08", 92, 88),),
+    ),
+    DemoPatient(
+        "09",
+        "Ingrid Tenkt",
+        date(1958, 8, 11),
+        (Condition.HEART_FAILURE,),
+        True,
+        _HF_LIMITS,
+        (_cuff("09", 142, 84), _scale("09", 79.9), _oximeter("09", 97, 74)),
+    ),
+    DemoPatient(
+        "10",
+        "Jon Modell",
+        date(1941, 2, 9),
+        (Condition.COPD,),
+        False,
+        _COPD_LIMITS,
+        (_oximeter("10", 94, 80), _peak_flow("10", 290)),
+    ),
+)
+
+
+def _limits(patient: DemoPatient) -> tuple[tuple[str, float | None, float | None], ...]:
+    """The patient's limits; a weight limit is personal: 2 kg above their weight a week ago."""
+    scales = [d for d in patient.devices if d.kind == "scale"]
+    if not scales:
+        return patient.thresholds
+    weight = scales[0].vitals[0]
+    usual = weight.now - 7 * weight.change_per_day
+    return (*patient.thresholds, ("weight", None, round(usual + 2.0, 1)))
+
+
+def simulated_devices() -> list[SimulatedDevice]:
+    return [device for patient in PATIENTS for device in patient.devices]
+
+
+def seed_demo(conn: psycopg.Connection, *, clock: Clock) -> bool:
+    """Create the demo once; returns False when it was already there."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('heimvakt-demo'))")
+        if conn.execute("SELECT 1 FROM organisations WHERE name = %s", (HOSPITAL,)).fetchone():
+            return False
+        now = clock.now()
+        since = now - timedelta(days=30)
+        hospital = do_create_organisation(
+            conn, name=HOSPITAL, kind=OrganisationKind.HOSPITAL_DEPARTMENT
+        )
+        municipality = do_create_organisation(
+            conn, name=MUNICIPALITY, kind=OrganisationKind.MUNICIPAL_SERVICE
+        )
+        for patient in PATIENTS:
+            patient_id = do_create_patient(
+                conn,
+                display_name=patient.name,
+                birth_date=patient.birth_date,
+                conditions=list(patient.conditions),
+                responsible_unit=hospital if patient.at_hospital else municipality,
+                since=since,
+            )
+            for alias, low, high in _limits(patient):
+                do_set_threshold(
+                    conn, patient_id=patient_id, code=alias, low=low, high=high, now=now
+                )
+            for device in patient.devices:
+                do_register_device(
+                    conn, device_id=device.device_id, kind=device.kind, vendor="Heimvakt simulator"
+                )
+                do_assign_device(
+                    conn, device_id=device.device_id, patient_id=patient_id, valid_from=since
+                )
+    return True

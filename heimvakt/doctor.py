@@ -1,0 +1,98 @@
+"""`heimvakt doctor`: what Heimvakt would run on, and what is wrong with it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from importlib.metadata import version
+
+import paho.mqtt.client as paho
+import psycopg
+
+from core.db import server_info
+from core.migrate import TIMESCALEDB_NOT_PRELOADED, pending_migrations, timescaledb_status
+from core.mqtt import BrokerAddress
+from core.settings import Settings
+from heimvakt.platform import database_service
+
+Echo = Callable[[str], None]
+
+
+def diagnose(settings: Settings, *, echo: Echo) -> list[str]:
+    """Print a report and return the problems found (none means healthy)."""
+    echo(f"Heimvakt {version('heimvakt')}")
+    problems = _check_database(settings, echo) + _check_broker(settings, echo)
+    for problem in problems:
+        echo(f"problem: {problem}")
+    echo("no problems found" if not problems else f"{len(problems)} problem(s) found")
+    return problems
+
+
+def _check_database(settings: Settings, echo: Echo) -> list[str]:
+    problems = []
+    with database_service(settings) as (url, description):
+        echo(description)
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                info = server_info(conn)
+                status = timescaledb_status(conn)
+                pending = pending_migrations(conn)
+        except psycopg.Error as error:
+            return [f"cannot reach the database: {error}"]
+    echo(f"PostgreSQL {info.postgres_version}")
+    if status.version:
+        echo(f"TimescaleDB {status.version}: mode timescaledb (hypertables, compression)")
+    else:
+        echo("TimescaleDB not in use: mode postgresql (same queries, plain tables)")
+        if status.available and not status.preloaded:
+            problems.append(TIMESCALEDB_NOT_PRELOADED)
+    echo(f"synchronous_commit = {info.synchronous_commit}")
+    if info.synchronous_commit != "on":
+        problems.append(
+            "synchronous_commit is not 'on': committed readings could be lost in a crash"
+        )
+    if pending:
+        problems.append(
+            f"migrations not applied yet (run `heimvakt migrate`): {', '.join(pending)}"
+        )
+    return problems
+
+
+def _check_broker(settings: Settings, echo: Echo) -> list[str]:
+    if not settings.mqtt_url:
+        echo(f"broker: embedded amqtt {version('amqtt')}, started by `heimvakt up` on loopback")
+        return []
+    address = BrokerAddress.parse(settings.mqtt_url)
+    echo(f"broker: {address.host}:{address.port}{' (TLS)' if address.tls else ''}")
+    client = address.client(client_id=f"heimvakt-doctor-{uuid.uuid4().hex[:8]}", persistent=False)
+    connected, answered = threading.Event(), threading.Event()
+    broker_version: list[str] = []
+
+    def on_connect(
+        c: paho.Client, u: object, f: object, reason: paho.ReasonCode, p: object
+    ) -> None:
+        if not reason.is_failure:
+            connected.set()
+            c.subscribe("$SYS/broker/version")
+
+    def on_message(c: paho.Client, u: object, message: paho.MQTTMessage) -> None:
+        broker_version.append(message.payload.decode(errors="replace"))
+        answered.set()
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(address.host, address.port, keepalive=10)
+    except OSError as error:
+        return [f"cannot reach the MQTT broker: {error}"]
+    client.loop_start()
+    try:
+        if not connected.wait(5):
+            return ["the MQTT broker refused the connection or did not answer"]
+        answered.wait(2)
+        echo(f"broker version: {broker_version[0] if broker_version else 'not published'}")
+        return []
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,148 @@
+"""`heimvakt up`: bring every part up in order, run until told to stop, take it down in reverse.
+
+With nothing configured it starts an embedded PostgreSQL and MQTT broker; with
+HEIMVAKT_DATABASE_URL and HEIMVAKT_MQTT_URL set it uses those services and starts neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import uvicorn
+
+from alerts.threshold import threshold_hook
+from core.clock import Clock, SystemClock
+from core.db import open_pool, server_info
+from core.migrate import MigrationReport, migrate
+from core.mqtt import BrokerAddress
+from core.settings import Settings
+from devices.simulator import Simulator
+from heimvakt.app import DASHBOARD_PATH, create_app
+from heimvakt.demo import seed_demo, simulated_devices
+from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
+from ingest.service import IngestConfig, MqttIngest
+
+log = logging.getLogger(__name__)
+
+INGEST_USER = "heimvakt-ingest"
+SIMULATOR_USER = "heimvakt-simulator"
+DEMO_INTERVAL_SECONDS = 2.0
+DEMO_HISTORY_DAYS = 7
+
+
+@contextlib.contextmanager
+def database_service(settings: Settings) -> Iterator[tuple[str, str]]:
+    """The database URL to use and a description: the configured one, or an embedded one."""
+    if settings.database_url:
+        yield settings.database_url, "database: configured by HEIMVAKT_DATABASE_URL"
+        return
+    postgres = EmbeddedPostgres(settings.data_dir)
+    try:
+        yield postgres.url(), f"database: embedded PostgreSQL in {settings.data_dir / 'postgres'}"
+    finally:
+        postgres.stop()
+
+
+@contextlib.contextmanager
+def broker_service(settings: Settings) -> Iterator[tuple[str, str, str]]:
+    """Broker URLs for the ingest and the simulator, and a description."""
+    if settings.mqtt_url:
+        yield settings.mqtt_url, settings.mqtt_url, "broker: configured by HEIMVAKT_MQTT_URL"
+        return
+    broker = EmbeddedBroker()
+    broker.start()
+    try:
+        description = f"broker: embedded amqtt at mqtt://{broker.host}:{broker.port}"
+        yield broker.url(INGEST_USER), broker.url(SIMULATOR_USER), description
+    finally:
+        broker.stop()
+
+
+def run(settings: Settings, *, clock: Clock | None = None) -> None:
+    """Run the platform in the foreground until SIGINT or SIGTERM."""
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        database_service(settings) as (database_url, database_description),
+        broker_service(settings) as (ingest_mqtt_url, simulator_mqtt_url, broker_description),
+        contextlib.ExitStack() as stack,
+    ):
+        print(f"Heimvakt starting ({database_description}; {broker_description})", flush=True)
+        report = migrate(database_url)
+        _print_migration(report)
+        pool = open_pool(database_url, size=settings.db_pool_size)
+        stack.callback(pool.close)
+        with pool.connection() as conn:
+            info = server_info(conn)
+            if info.synchronous_commit != "on":
+                log.warning(
+                    "synchronous_commit is %r: a crash may lose readings the broker was told are "
+                    "stored. Set it to 'on' for the Heimvakt database.",
+                    info.synchronous_commit,
+                )
+        ingest = MqttIngest(
+            broker=BrokerAddress.parse(ingest_mqtt_url),
+            pool=pool,
+            config=IngestConfig(
+                topic_prefix=settings.mqtt_topic_prefix,
+                client_id=settings.mqtt_client_id,
+                batch_size=settings.ingest_batch_size,
+                flush_seconds=settings.ingest_flush_seconds,
+                queue_size=settings.ingest_queue_size,
+                max_future=timedelta(seconds=settings.ingest_max_future_seconds),
+            ),
+            clock=clock,
+            after_store=[threshold_hook(clock)],
+        )
+        ingest.start()
+        stack.callback(ingest.stop)
+        if not ingest.wait_connected(timeout=15):
+            log.warning("the MQTT broker has not answered yet; the ingest keeps trying")
+        if settings.demo:
+            with pool.connection() as conn:
+                created = seed_demo(conn, clock=clock)
+            print("Demo data " + ("created" if created else "found; reusing it"), flush=True)
+            simulator = Simulator(
+                broker=BrokerAddress.parse(simulator_mqtt_url),
+                topic_prefix=settings.mqtt_topic_prefix,
+                devices=simulated_devices(),
+                clock=clock,
+                interval=DEMO_INTERVAL_SECONDS,
+                history_days=DEMO_HISTORY_DAYS,
+            )
+            simulator.start()
+            stack.callback(simulator.stop)
+        app = create_app(pool=pool, clock=clock, broker_connected=lambda: ingest.connected)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.http_host, port=settings.http_port, log_level="warning"
+            )
+        )
+        threading.Thread(target=_announce, args=(server, settings), daemon=True).start()
+        server.run()
+        print("Heimvakt stopping", flush=True)
+    print("Heimvakt stopped", flush=True)
+
+
+def _print_migration(report: MigrationReport) -> None:
+    mode = (
+        f"TimescaleDB {report.timescaledb_version}" if report.timescaledb_version else "PostgreSQL"
+    )
+    applied = ", ".join(report.applied) or "none"
+    print(f"Database mode: {mode}; migrations applied now: {applied}", flush=True)
+    for problem in report.problems:
+        print(f"Warning: {problem}", flush=True)
+
+
+def _announce(server: uvicorn.Server, settings: Settings) -> None:
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        url = f"http://{settings.http_host}:{settings.http_port}{DASHBOARD_PATH}"
+        print(f"Heimvakt is running. Dashboard: {url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)

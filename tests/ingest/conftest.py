@@ -1,0 +1,67 @@
+"""A running ingest worker and a device-side publisher, both on the real test broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from psycopg_pool import ConnectionPool
+
+from alerts.threshold import threshold_hook
+from core.clock import SystemClock
+from core.mqtt import BrokerAddress
+from ingest.service import IngestConfig, MqttIngest
+
+Publish = Callable[..., None]
+
+
+@pytest.fixture
+def ingest(pool: ConnectionPool, mqtt_server_url: str, topic_prefix: str) -> Iterator[MqttIngest]:
+    clock = SystemClock()
+    worker = MqttIngest(
+        broker=BrokerAddress.parse(mqtt_server_url),
+        pool=pool,
+        config=IngestConfig(
+            topic_prefix=topic_prefix,
+            client_id=f"ingest-{uuid.uuid4().hex[:12]}",
+            batch_size=100,
+            flush_seconds=0.02,
+            queue_size=1000,
+            max_future=timedelta(minutes=5),
+        ),
+        clock=clock,
+        after_store=[threshold_hook(clock)],
+    )
+    worker.start()
+    assert worker.wait_connected(10)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def device_client(mqtt_server_url: str) -> Iterator[paho.Client]:
+    address = BrokerAddress.parse(mqtt_server_url)
+    client = address.client(client_id=f"gateway-{uuid.uuid4().hex[:12]}", persistent=False)
+    client.connect(address.host, address.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def publish(device_client: paho.Client, topic_prefix: str) -> Publish:
+    """Publish as a device would (QoS 1), waiting until the broker has the message."""
+
+    def send(device_id: str, payload: bytes | dict[str, Any], *, kind: str = "readings") -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        info = device_client.publish(f"{topic_prefix}/devices/{device_id}/{kind}", body, qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+
+    return send

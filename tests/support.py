@@ -1,0 +1,51 @@
+"""Small helpers shared by tests: seeding through the real services, and bounded waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+from uuid import UUID
+
+import psycopg
+
+from care.models import Condition, OrganisationKind
+from care.service import do_create_organisation, do_create_patient
+from devices.service import do_assign_device, do_register_device
+
+T = TypeVar("T")
+
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def eventually(probe: Callable[[], T], *, timeout: float = 15.0, every: float = 0.05) -> T:
+    """Poll until `probe` returns something truthy; fail with its last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            assert value, f"condition not met within {timeout}s (last value: {value!r})"
+            return value
+        time.sleep(every)
+
+
+def seed_patient_with_device(
+    conn: psycopg.Connection, *, device_id: str = "ox-1", name: str = "Test Pasient"
+) -> UUID:
+    """A patient followed by a municipality, with one device assigned since long ago."""
+    unit = do_create_organisation(conn, name="Testkommune", kind=OrganisationKind.MUNICIPAL_SERVICE)
+    patient = do_create_patient(
+        conn,
+        display_name=name,
+        conditions=[Condition.COPD],
+        responsible_unit=unit,
+        since=LONG_AGO,
+    )
+    do_register_device(conn, device_id=device_id, kind="pulse_oximeter")
+    do_assign_device(conn, device_id=device_id, patient_id=patient, valid_from=LONG_AGO)
+    return patient
+
+
+def hours_ago(hours: float, *, now: datetime | None = None) -> datetime:
+    return (now or datetime.now(UTC)) - timedelta(hours=hours)
