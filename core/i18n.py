@@ -57,13 +57,17 @@ class Translator:
     __call__ = gettext
 
 
-@functools.cache
 def translator(language: str) -> Translator:
-    """The translator for `language` (the default language for an unsupported one).
+    """The translator for `language`; the default language's for an unsupported one."""
+    return _load(negotiate(language))
 
-    Cached: a catalog is read once per process, on first use rather than at import.
+
+@functools.cache
+def _load(language: str) -> Translator:
+    """Read one catalog, once per process and on first use rather than at import.
+
+    Only called with a supported language, so the cache holds at most one entry per language.
     """
-    language = negotiate(language)
     with catalog_path(language).open("rb") as po:
         catalog = read_po(po, locale=language, domain=DOMAIN, ignore_obsolete=True)
     messages: dict[str, str] = {}

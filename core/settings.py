@@ -19,10 +19,6 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 )
 
 
-class InsecureSettingsError(ValueError):
-    """A secret still has a known default value outside demo mode."""
-
-
 class Settings(BaseSettings):
     """Everything an operator can set. Defaults give a working single-machine demo."""
 
@@ -68,7 +64,7 @@ class Settings(BaseSettings):
                 continue
             password = urlsplit(url).password
             if password is not None and password.lower() in KNOWN_DEFAULT_SECRETS:
-                raise InsecureSettingsError(
+                raise ValueError(
                     f"{name} uses a default password; set a real secret or run in demo mode"
                 )
         return self

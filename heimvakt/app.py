@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import psycopg
-from dashboard.app import create_dashboard
 from fastapi import FastAPI, Response
 from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
 from core.clock import Clock
+from dashboard.app import create_dashboard
 from heimvakt.problems import install_problem_handlers, problem
 
 DASHBOARD_PATH = "/app/"

@@ -6,8 +6,9 @@ import logging
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from core.settings import InsecureSettingsError, Settings
+from core.settings import Settings
 
 app = typer.Typer(
     help="Heimvakt: digital home follow-up for COPD and heart failure.", no_args_is_help=True
@@ -17,8 +18,9 @@ app = typer.Typer(
 def _settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except (InsecureSettingsError, ValueError) as error:
-        typer.echo(f"Refusing to start: {error}", err=True)
+    except ValidationError as error:
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+        typer.echo(f"Refusing to start: {reasons}", err=True)
         raise typer.Exit(2) from error
 
 

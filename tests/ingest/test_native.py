@@ -1,4 +1,4 @@
-"""Decoding the native JSON payload: good readings out, everything else quarantined with a reason."""
+"""Decoding the native JSON payload: good readings out, the rest quarantined with a reason."""
 
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ def test_a_reading_beyond_the_threshold_opens_one_alert_and_a_second_updates_it(
     publish("ox-1", reading_message(86, at=now - timedelta(minutes=1)))
     updated = eventually(
         lambda: conn.execute(
-            "SELECT id, last_value, occurrences FROM alerts WHERE patient_id = %s AND occurrences = 2",
+            "SELECT id, last_value, occurrences FROM alerts"
+            " WHERE patient_id = %s AND occurrences = 2",
             (patient,),
         ).fetchall()
     )

