@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -124,9 +125,24 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
         )
         threading.Thread(target=_announce, args=(server, settings), daemon=True).start()
-        server.run()
+        _serve(server)
         print("Heimvakt stopping", flush=True)
     print("Heimvakt stopped", flush=True)
+
+
+def _serve(server: uvicorn.Server) -> None:
+    """Serve until SIGINT or SIGTERM, then return so the rest is taken down in order.
+
+    Uvicorn shuts down gracefully on those signals and then raises the signal again for the
+    handler that was installed before it; ours takes it, so the process ends with status 0.
+    """
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in stop_signals}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_migration(report: MigrationReport) -> None:

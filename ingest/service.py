@@ -92,9 +92,10 @@ class MqttIngest:
         return self._connected.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop receiving, then store what was received; unacknowledged messages come back later."""
+        self._stopping.set()
         self._client.disconnect()
         self._client.loop_stop()
-        self._stopping.set()
         self._writer.join(timeout)
 
     @property

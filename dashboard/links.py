@@ -1,0 +1,66 @@
+"""Addresses inside the dashboard. The language rides along in every link, so it survives
+navigation, reloads and a link pasted to a colleague."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import parse_qs
+from uuid import UUID
+
+from core.i18n import negotiate
+
+
+class Page(Enum):
+    WORKLIST = "worklist"
+    PATIENT = "patient"
+    UNKNOWN = "unknown"
+
+
+PATIENTS_SEGMENT = "patients/"
+
+
+def language_from_search(search: str | None) -> str:
+    values = parse_qs((search or "").removeprefix("?")).get("lang")
+    return negotiate(values[-1] if values else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    page: Page
+    patient_id: UUID | None = None
+    """Set on the patient page when the address holds a well-formed id."""
+
+
+def resolve(pathname: str | None, *, base: str) -> Route:
+    """The page an address shows; a malformed patient id is still the patient page (not found)."""
+    path = pathname or base
+    if path in {base, base.rstrip("/")}:
+        return Route(Page.WORKLIST)
+    rest = path.removeprefix(base)
+    if rest == path or not rest.startswith(PATIENTS_SEGMENT):
+        return Route(Page.UNKNOWN)
+    try:
+        return Route(Page.PATIENT, UUID(rest.removeprefix(PATIENTS_SEGMENT).strip("/")))
+    except ValueError:
+        return Route(Page.PATIENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    base: str
+    """The dashboard's URL base, with a trailing slash."""
+    language: str
+
+    def worklist(self) -> str:
+        return f"{self.base}?lang={self.language}"
+
+    def patient(self, patient_id: UUID) -> str:
+        return f"{self.base}{PATIENTS_SEGMENT}{patient_id}?lang={self.language}"
+
+    def in_language(self, route: Route, language: str) -> str:
+        """The page `route` names, in `language`; built from the route, never from the raw path."""
+        other = Links(self.base, language)
+        if route.patient_id is not None:
+            return other.patient(route.patient_id)
+        return other.worklist()

@@ -1,0 +1,327 @@
+"""The pages: what each one reads from the database, and how it shows it.
+
+Every string from a patient, a unit or a device is passed to Dash as a child string, which
+React renders as text; nothing here builds HTML.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import psycopg
+from dash import dcc, html
+from dash.development.base_component import Component
+
+from alerts.rules import RULES
+from alerts.service import Alert, unresolved_alerts
+from care.models import Condition, Patient, Threshold
+from care.service import get_patient, list_patients, thresholds_for
+from core import catalog
+from core.i18n import Translator
+from core.readings import Reading, latest_readings, readings_for_patient
+from dashboard.figures import trend_figure
+from dashboard.formatting import NO_VALUE, format_moment, format_relative, format_value
+from dashboard.links import Links
+
+TREND_WINDOW: Final = timedelta(days=7)
+
+RED: Final = "red"
+YELLOW: Final = "yellow"
+GREEN: Final = "green"
+_URGENCY: Final = {RED: 0, YELLOW: 1, GREEN: 2}
+_RULES: Final = {rule.id: rule for rule in RULES}
+
+
+def severity_of(alerts: Sequence[Alert]) -> str:
+    """The patient's state: the worst unresolved alert, green without any."""
+    severities = {alert.severity for alert in alerts}
+    return next((s for s in (RED, YELLOW) if s in severities), GREEN)
+
+
+def severity_badge(severity: str, t: Translator) -> Component:
+    """A coloured badge that says its colour too: colour is never the only signal."""
+    labels = {RED: t("Red"), YELLOW: t("Yellow"), GREEN: t("Green")}
+    return html.Span(labels[severity], className=f"badge badge-{severity}")
+
+
+def condition_names(conditions: Sequence[str], t: Translator) -> str:
+    labels = {Condition.COPD: t("COPD"), Condition.HEART_FAILURE: t("heart failure")}
+    return ", ".join(labels.get(c, c) for c in conditions) or NO_VALUE
+
+
+def direction_text(direction: str | None, t: Translator) -> str:
+    labels = {"low": t("below the lower limit"), "high": t("above the upper limit")}
+    return labels.get(direction or "", "")
+
+
+def direction_arrow(direction: str | None) -> str:
+    return {"low": "↓", "high": "↑"}.get(direction or "", "")
+
+
+# --- worklist ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistRow:
+    patient: Patient
+    latest: list[Reading]
+    """The newest reading per measurement, in catalog order."""
+    alerts: list[Alert]
+
+    @property
+    def severity(self) -> str:
+        return severity_of(self.alerts)
+
+    @property
+    def last_measured_at(self) -> datetime | None:
+        return max((r.measured_at for r in self.latest), default=None)
+
+
+def load_worklist(conn: psycopg.Connection, *, now: datetime) -> list[WorklistRow]:
+    """Every patient, red first, then yellow, then the rest; by name within each group."""
+    patients = list_patients(conn, now=now)
+    order = {m.code: i for i, m in enumerate(catalog.MEASUREMENTS)}
+    latest: dict[UUID, list[Reading]] = defaultdict(list)
+    for reading in latest_readings(conn, patient_ids=[p.id for p in patients]):
+        latest[reading.patient_id].append(reading)
+    alerts: dict[UUID, list[Alert]] = defaultdict(list)
+    for alert in unresolved_alerts(conn):
+        alerts[alert.patient_id].append(alert)
+    rows = [
+        WorklistRow(
+            patient=patient,
+            latest=sorted(latest[patient.id], key=lambda r: order.get(r.code, len(order))),
+            alerts=alerts[patient.id],
+        )
+        for patient in patients
+    ]
+    return sorted(rows, key=lambda row: _URGENCY[row.severity])
+
+
+def worklist_page(
+    rows: list[WorklistRow], *, now: datetime, t: Translator, links: Links
+) -> Component:
+    counts = {s: sum(1 for row in rows if row.severity == s) for s in (RED, YELLOW)}
+    summary = html.P(
+        [
+            t.ngettext("{count} patient", "{count} patients", len(rows)).format(count=len(rows)),
+            " · ",
+            t("Red: {count}").format(count=counts[RED]),
+            " · ",
+            t("Yellow: {count}").format(count=counts[YELLOW]),
+        ],
+        className="summary",
+    )
+    heading = html.Div([html.H1(t("Worklist")), summary], className="page-heading")
+    if not rows:
+        return html.Section([heading, html.P(t("No patients yet."), className="empty")])
+    header = html.Thead(
+        html.Tr(
+            [
+                html.Th(t("Status"), scope="col"),
+                html.Th(t("Patient"), scope="col"),
+                html.Th(t("Conditions"), scope="col"),
+                html.Th(t("Responsible unit"), scope="col"),
+                html.Th(t("Latest values"), scope="col"),
+                html.Th(t("Latest reading"), scope="col"),
+            ]
+        )
+    )
+    body = html.Tbody([_worklist_row(row, now=now, t=t, links=links) for row in rows])
+    return html.Section(
+        [heading, html.Table([header, body], className="worklist")], className="card"
+    )
+
+
+def _worklist_row(row: WorklistRow, *, now: datetime, t: Translator, links: Links) -> Component:
+    patient = row.patient
+    last = row.last_measured_at
+    return html.Tr(
+        [
+            html.Td(severity_badge(row.severity, t)),
+            html.Td(
+                dcc.Link(patient.display_name, href=links.patient(patient.id)), className="name"
+            ),
+            html.Td(condition_names(patient.conditions, t)),
+            html.Td(patient.responsible_unit or NO_VALUE),
+            html.Td(_latest_values(row, t)),
+            html.Td(
+                NO_VALUE
+                if last is None
+                else html.Span(format_relative(last, now, t), title=format_moment(last, t)),
+                className="when",
+            ),
+        ],
+        className=f"row-{row.severity}",
+    )
+
+
+def _latest_values(row: WorklistRow, t: Translator) -> Component | str:
+    if not row.latest:
+        return NO_VALUE
+    alerted = {a.code: a for a in row.alerts if a.code is not None}
+    items = []
+    for reading in row.latest:
+        measurement = catalog.lookup(reading.code)
+        if measurement is None:
+            continue
+        alert = alerted.get(reading.code)
+        value: list[Component | str] = [format_value(measurement, reading.value, t)]
+        if alert is not None:
+            value.append(
+                html.Span(
+                    direction_arrow(alert.direction),
+                    title=direction_text(alert.direction, t),
+                    className="arrow",
+                )
+            )
+        items.append(
+            html.Li(
+                [
+                    html.Span(measurement.name(t.language), className="measure-name"),
+                    html.Span(value, className="measure-value"),
+                ],
+                className=None if alert is None else f"alerted alerted-{alert.severity}",
+            )
+        )
+    return html.Ul(items, className="values")
+
+
+# --- patient page ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    patient: Patient
+    alerts: list[Alert]
+    readings: list[Reading]
+    thresholds: list[Threshold]
+
+
+def load_patient(
+    conn: psycopg.Connection, *, patient_id: UUID, now: datetime
+) -> PatientView | None:
+    patient = get_patient(conn, patient_id=patient_id, now=now)
+    if patient is None:
+        return None
+    return PatientView(
+        patient=patient,
+        alerts=unresolved_alerts(conn, patient_id=patient_id),
+        readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
+        thresholds=thresholds_for(conn, patient_id=patient_id),
+    )
+
+
+def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
+    patient = view.patient
+    facts = html.Dl(
+        [
+            html.Dt(t("Conditions")),
+            html.Dd(condition_names(patient.conditions, t)),
+            html.Dt(t("Responsible unit")),
+            html.Dd(patient.responsible_unit or NO_VALUE),
+        ],
+        className="facts",
+    )
+    figure = trend_figure(
+        view.readings,
+        view.thresholds,
+        since=now - TREND_WINDOW,
+        until=now,
+        t=t,
+        revision=str(patient.id),
+    )
+    trend = (
+        html.P(t("No readings in the last 7 days."), className="empty")
+        if figure is None
+        else dcc.Graph(
+            id="trend",
+            figure=figure,
+            config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
+        )
+    )
+    return html.Div(
+        [
+            dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back"),
+            html.Div(
+                [html.H1(patient.display_name), severity_badge(severity_of(view.alerts), t)],
+                className="page-heading patient-heading",
+            ),
+            facts,
+            html.Section(
+                [html.H2(t("Unresolved alerts")), _alerts(view.alerts, now=now, t=t)],
+                className="card",
+            ),
+            html.Section([html.H2(t("Last 7 days")), trend], className="card"),
+        ]
+    )
+
+
+def _alerts(alerts: list[Alert], *, now: datetime, t: Translator) -> Component:
+    if not alerts:
+        return html.P(t("No unresolved alerts."), className="empty")
+    return html.Ul([_alert(alert, now=now, t=t) for alert in alerts], className="alerts")
+
+
+def _alert(alert: Alert, *, now: datetime, t: Translator) -> Component:
+    measurement = catalog.lookup(alert.code) if alert.code else None
+    rule = _RULES.get(alert.rule_id.partition(":")[0])
+    states = {"open": t("Not acknowledged"), "acknowledged": t("Acknowledged")}
+    title = [
+        severity_badge(alert.severity, t),
+        html.Strong(measurement.name(t.language) if measurement else alert.rule_id),
+    ]
+    if alert.direction:
+        title.append(
+            html.Span(
+                [direction_arrow(alert.direction), " ", direction_text(alert.direction, t)],
+                className="direction",
+            )
+        )
+    title.append(html.Span(states.get(alert.state, alert.state), className="state"))
+    details = [
+        (t("Last value"), _alert_value(alert, measurement, t)),
+        (t("Occurrences"), str(alert.occurrences)),
+        (t("First"), format_moment(alert.first_measured_at, t)),
+        (
+            t("Last"),
+            f"{format_moment(alert.last_measured_at, t)} "
+            f"({format_relative(alert.last_measured_at, now, t)})",
+        ),
+    ]
+    return html.Li(
+        [
+            html.Div(title, className="alert-title"),
+            html.P(
+                rule.explanation.get(t.language) or rule.explanation["en"], className="explanation"
+            )
+            if rule
+            else None,
+            html.Dl(
+                [part for label, value in details for part in (html.Dt(label), html.Dd(value))],
+                className="facts",
+            ),
+        ],
+        className=f"alert alert-{alert.severity}",
+    )
+
+
+def _alert_value(alert: Alert, measurement: catalog.Measurement | None, t: Translator) -> str:
+    if measurement is None or alert.last_value is None:
+        return NO_VALUE
+    return format_value(measurement, alert.last_value, t)
+
+
+def not_found_page(message: str, *, t: Translator, links: Links) -> Component:
+    return html.Section(
+        [
+            html.H1(message),
+            html.P(dcc.Link(["← ", t("Back to the worklist")], href=links.worklist())),
+        ],
+        className="card not-found",
+    )
