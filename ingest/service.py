@@ -23,7 +23,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from core.clock import Clock
 from core.mqtt import BrokerAddress
 from ingest import metrics, topics
-from ingest.native import Decoded, Envelope, decode_native
+from ingest.decoding import Decoded, Envelope
+from ingest.native import decode_native
 from ingest.quarantine import QuarantineEntry, QuarantineReason
 from ingest.store import AfterStore, store_batch
 

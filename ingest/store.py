@@ -17,7 +17,7 @@ from psycopg.rows import class_row
 
 from core.readings import Reading
 from ingest import metrics
-from ingest.native import Candidate
+from ingest.decoding import Candidate
 from ingest.quarantine import QuarantineEntry
 
 AfterStore = Callable[[psycopg.Connection, list[Reading]], None]

@@ -6,7 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from devices.simulator import SimulatedDevice, Vital, history_times
-from ingest.native import Envelope, decode_native
+from ingest.decoding import Envelope
+from ingest.native import decode_native
 
 NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
 CUFF = SimulatedDevice(

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ingest.native import Envelope, decode_native
+from ingest.decoding import Envelope
+from ingest.native import decode_native
 from ingest.quarantine import QuarantineReason
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

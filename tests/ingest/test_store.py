@@ -10,7 +10,7 @@ import pytest
 
 from core.readings import Reading
 from devices.service import do_assign_device, do_register_device
-from ingest.native import Candidate
+from ingest.decoding import Candidate
 from ingest.store import store_batch
 from tests.support import seed_patient_with_device
 

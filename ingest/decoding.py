@@ -1,0 +1,197 @@
+"""What every payload format shares: the envelope, the checks a reading must pass, the result.
+
+A codec (native JSON, SenML, FHIR) only finds the code, value, unit and time of each reading in
+its format; `check_reading` applies the catalog, the unit conversion, the plausible range and
+the clock, so every format is held to exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from core import catalog
+from ingest.quarantine import QuarantineEntry, QuarantineReason
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Where a payload came from: what the transport, not the payload, tells us."""
+
+    channel: str
+    topic: str | None
+    device_id: str
+    received_at: datetime
+    max_future: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A reading that passed every check that needs no database."""
+
+    device_id: str
+    msg_id: UUID
+    measured_at: datetime
+    code: str
+    value: float
+    unit: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class Decoded:
+    candidates: list[Candidate] = field(default_factory=list)
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
+
+    def add(self, outcome: Candidate | QuarantineEntry) -> None:
+        if isinstance(outcome, Candidate):
+            self.candidates.append(outcome)
+        else:
+            self.quarantined.append(outcome)
+
+
+Decoder = Callable[[bytes, Envelope], Decoded]
+
+
+def total(decode: Decoder) -> Decoder:
+    """Make a decoder total: a bug in it quarantines the message instead of losing it."""
+
+    @wraps(decode)
+    def guarded(payload: bytes, envelope: Envelope) -> Decoded:
+        try:
+            decoded = decode(payload, envelope)
+        except Exception as error:  # noqa: BLE001  # a decoder bug must not lose the message
+            decoded = Decoded()
+            decoded.add(
+                refusal(envelope, payload, None, QuarantineReason.DECODE_ERROR, repr(error))
+            )
+            return decoded
+        refuse_inverted_blood_pressure(decoded, envelope)
+        return decoded
+
+    return guarded
+
+
+def too_far_ahead(measured_at: datetime, envelope: Envelope) -> str | None:
+    """Why a time is refused as being in the future, or None when it is acceptable."""
+    if measured_at <= envelope.received_at + envelope.max_future:
+        return None
+    return (
+        f"measured_at {measured_at.isoformat()} is ahead of the receive time "
+        f"{envelope.received_at.isoformat()} by more than {envelope.max_future}"
+    )
+
+
+def check_reading(
+    *,
+    code: str,
+    value: float,
+    unit: str,
+    measured_at: datetime,
+    msg_id: UUID,
+    envelope: Envelope,
+    raw: bytes,
+    where: str,
+) -> Candidate | QuarantineEntry:
+    """A candidate reading in catalog terms, or the reason it is refused."""
+
+    def refuse(reason: QuarantineReason, detail: str) -> QuarantineEntry:
+        return refusal(envelope, raw, msg_id, reason, f"{where}: {detail}")
+
+    measurement = catalog.lookup(code)
+    if measurement is None:
+        return refuse(QuarantineReason.UNKNOWN_CODE, f"code {code!r} is not in the catalog")
+    try:
+        canonical = catalog.to_canonical(measurement, value, unit)
+    except catalog.UnknownUnitError as error:
+        return refuse(QuarantineReason.UNKNOWN_UNIT, str(error))
+    if not measurement.is_plausible(canonical):
+        return refuse(
+            QuarantineReason.IMPLAUSIBLE_VALUE,
+            f"{measurement.alias} {canonical:g} {measurement.unit} is outside "
+            f"{measurement.plausible_min:g}..{measurement.plausible_max:g}",
+        )
+    future = too_far_ahead(measured_at, envelope)
+    if future is not None:
+        return refuse(QuarantineReason.FUTURE_TIMESTAMP, future)
+    return Candidate(
+        device_id=envelope.device_id,
+        msg_id=msg_id,
+        measured_at=measured_at,
+        code=measurement.code,
+        value=canonical,
+        unit=measurement.unit,
+        received_at=envelope.received_at,
+    )
+
+
+_SYSTOLIC = catalog.BY_CODE["sys"].code
+_DIASTOLIC = catalog.BY_CODE["dia"].code
+
+
+def refuse_inverted_blood_pressure(decoded: Decoded, envelope: Envelope) -> None:
+    """A systolic at or below the diastolic of the same cuff reading is a device or typing error.
+
+    Readings of one cuff measurement share device and time, whatever the format carried them.
+    """
+    systolic = {c.measured_at: c for c in decoded.candidates if c.code == _SYSTOLIC}
+    diastolic = {c.measured_at: c for c in decoded.candidates if c.code == _DIASTOLIC}
+    inverted = [
+        (systolic[at], diastolic[at])
+        for at in systolic.keys() & diastolic.keys()
+        if systolic[at].value <= diastolic[at].value
+    ]
+    for pair in inverted:
+        decoded.candidates = [c for c in decoded.candidates if c not in pair]
+        for candidate in pair:
+            raw = {"code": candidate.code, "value": candidate.value, "unit": candidate.unit}
+            decoded.add(
+                refusal(
+                    envelope,
+                    as_json_bytes(raw),
+                    candidate.msg_id,
+                    QuarantineReason.INCONSISTENT_BLOOD_PRESSURE,
+                    f"systolic {pair[0].value:g} is not above diastolic {pair[1].value:g}",
+                )
+            )
+
+
+def explain(error: ValidationError) -> tuple[QuarantineReason, str]:
+    """The quarantine reason and detail for the first problem pydantic found."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    if first["type"] == "json_invalid":
+        return QuarantineReason.MALFORMED_JSON, f"not valid JSON: {first['msg']}"
+    if first["type"] == "missing":
+        return QuarantineReason.MISSING_FIELD, f"{where}: required field is missing"
+    return QuarantineReason.INVALID_FIELD, f"{where}: {first['msg']}"
+
+
+def as_json_bytes(item: Any) -> bytes:
+    return json.dumps(item, default=str).encode()
+
+
+def refusal(
+    envelope: Envelope,
+    payload: bytes,
+    msg_id: UUID | None,
+    reason: QuarantineReason,
+    detail: str,
+) -> QuarantineEntry:
+    return QuarantineEntry(
+        received_at=envelope.received_at,
+        channel=envelope.channel,
+        topic=envelope.topic,
+        device_id=envelope.device_id,
+        msg_id=msg_id,
+        reason=reason,
+        detail=detail,
+        payload=payload,
+    )
