@@ -30,6 +30,8 @@ class Envelope:
     device_id: str
     received_at: datetime
     max_future: timedelta
+    max_readings: int = 100
+    """More readings than this in one message is a misbehaving sender: the message is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,13 @@ def too_far_ahead(measured_at: datetime, envelope: Envelope) -> str | None:
         f"measured_at {measured_at.isoformat()} is ahead of the receive time "
         f"{envelope.received_at.isoformat()} by more than {envelope.max_future}"
     )
+
+
+def too_many_readings(count: int, envelope: Envelope) -> str | None:
+    """Why a message with `count` readings is refused, or None when it is within the limit."""
+    if count <= envelope.max_readings:
+        return None
+    return f"{count} readings in one message; at most {envelope.max_readings} are accepted"
 
 
 def check_reading(

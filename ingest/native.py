@@ -15,6 +15,7 @@ from ingest.decoding import (
     explain,
     refusal,
     too_far_ahead,
+    too_many_readings,
     total,
 )
 from ingest.quarantine import QuarantineReason
@@ -44,6 +45,13 @@ def decode_native(payload: bytes, envelope: Envelope) -> Decoded:
     except ValidationError as error:
         reason, detail = explain(error)
         decoded.add(refusal(envelope, payload, None, reason, detail))
+        return decoded
+
+    too_many = too_many_readings(len(message.readings), envelope)
+    if too_many is not None:
+        decoded.add(
+            refusal(envelope, payload, message.msg_id, QuarantineReason.TOO_MANY_READINGS, too_many)
+        )
         return decoded
 
     future = too_far_ahead(message.measured_at, envelope)

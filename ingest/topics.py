@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-def readings_subscription(prefix: str) -> str:
-    return f"{prefix}/devices/+/readings"
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    device_id: str
+    kind: str
 
 
-def readings_topic(prefix: str, device_id: str) -> str:
-    return f"{prefix}/devices/{device_id}/readings"
+def subscription(prefix: str, kind: str, *, shared_group: str | None = None) -> str:
+    """The filter for one kind of device topic; a shared group spreads it over several workers."""
+    topic_filter = f"{prefix}/devices/+/{kind}"
+    return f"$share/{shared_group}/{topic_filter}" if shared_group else topic_filter
 
 
-def device_from_topic(prefix: str, topic: str) -> str | None:
-    """The device id a topic names, or None when the topic is not a valid device topic.
+def device_topic(prefix: str, device_id: str, kind: str) -> str:
+    return f"{prefix}/devices/{device_id}/{kind}"
+
+
+def parse(prefix: str, topic: str) -> DeviceTopic | None:
+    """The device and kind a topic names, or None when it is not a valid device topic.
 
     The device identity comes from the topic (which the broker's ACL ties to the device's
     credentials), never from the payload.
@@ -27,4 +36,4 @@ def device_from_topic(prefix: str, topic: str) -> str | None:
     device_id, _, kind = topic[len(head) :].partition("/")
     if not kind or "/" in kind or DEVICE_ID.match(device_id) is None:
         return None
-    return device_id
+    return DeviceTopic(device_id=device_id, kind=kind)

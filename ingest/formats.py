@@ -1,0 +1,33 @@
+"""The payload formats Heimvakt accepts, as data: topic kind, HTTP content types, decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.decoding import Decoder
+from ingest.native import decode_native
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadFormat:
+    name: str
+    topic_kind: str
+    """The last topic level: heimvakt/v1/devices/{device_id}/{topic_kind}."""
+    content_types: tuple[str, ...]
+    """Media types accepted for the same payload over HTTP."""
+    decode: Decoder
+
+
+FORMATS: tuple[PayloadFormat, ...] = (
+    PayloadFormat("native", "readings", ("application/json",), decode_native),
+)
+
+
+def for_topic_kind(kind: str) -> PayloadFormat | None:
+    return next((f for f in FORMATS if f.topic_kind == kind), None)
+
+
+def for_content_type(content_type: str) -> PayloadFormat | None:
+    """The format for a Content-Type header value; parameters such as charset are ignored."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return next((f for f in FORMATS if media_type in f.content_types), None)
