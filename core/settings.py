@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     ingest_max_future_seconds: float = Field(
         default=300.0, ge=0, description="How far a device clock may run ahead of ours."
     )
+    ingest_shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Share the device topics among every worker in this group ($share/<group>/).",
+    )
+    ingest_receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 Receive Maximum: unacknowledged in flight.",
+    )
+    ingest_max_payload_bytes: int = Field(default=65_536, ge=256)
+    ingest_max_readings: int = Field(default=100, ge=1)
+    ingest_device_rate: float = Field(
+        default=2.0, gt=0, description="Messages per second of measured time, per device."
+    )
+    ingest_device_burst: int = Field(default=120, ge=1)
     db_pool_size: int = Field(default=8, ge=1)
 
     @model_validator(mode="after")

@@ -45,6 +45,21 @@ def up(
     run(_settings(demo=demo or None, http_port=port))
 
 
+@app.command()
+def ingest(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
+) -> None:
+    """Run one more ingest worker against the configured database and broker (scale-out).
+
+    Give every worker its own HEIMVAKT_MQTT_CLIENT_ID and the same HEIMVAKT_INGEST_SHARED_GROUP.
+    """
+    from heimvakt.platform import run_ingest  # noqa: PLC0415
+
+    run_ingest(_settings(), metrics_port=metrics_port)
+
+
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending database migrations and exit."""

@@ -50,8 +50,8 @@ class EmbeddedBroker:
         self._error: BaseException | None = None
 
     def url(self, username: str) -> str:
-        """The broker's URL for one client identity (amqtt wants a name; any will do)."""
-        return f"mqtt://{username}@{self.host}:{self.port}"
+        """The URL for one client identity (amqtt wants a name, any will do, and MQTT 3.1.1)."""
+        return f"mqtt://{username}@{self.host}:{self.port}?protocol=3.1.1"
 
     def start(self, timeout: float = 15.0) -> None:
         self._thread.start()

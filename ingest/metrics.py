@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 READINGS_STORED = Counter(
     "heimvakt_readings_stored_total", "Readings stored, per measurement", ["code"]
@@ -21,4 +21,9 @@ BATCH_SIZE = Histogram(
 COMMIT_SECONDS = Histogram("heimvakt_ingest_commit_seconds", "Time to store and commit one batch")
 STORE_RETRIES = Counter(
     "heimvakt_ingest_store_retries_total", "Batches retried because the database was unavailable"
+)
+BACKLOG = Gauge("heimvakt_ingest_backlog", "Messages received from the broker and not yet stored")
+CONNECTED = Gauge("heimvakt_ingest_broker_connected", "1 while connected to the broker")
+RECONNECTS = Counter(
+    "heimvakt_ingest_broker_disconnects_total", "Unplanned losses of the broker connection"
 )

@@ -4,6 +4,10 @@ A message is acknowledged to the broker only after the batch holding it is commi
 crash at any point means redelivery (and dedupe), never loss. Receiving and writing are joined
 by a bounded queue: when the database is slow the queue fills, paho's network thread blocks,
 and the broker holds the rest. Bad input becomes quarantine rows; it never stops the worker.
+
+Several workers share the load through an MQTT shared subscription (``$share/<group>/...``):
+the broker gives each message to one of them, and redelivers a dead worker's unacknowledged
+messages to the others.
 """
 
 from __future__ import annotations
@@ -13,25 +17,30 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as paho
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import ValidationError
 
 from core.clock import Clock
 from core.mqtt import BrokerAddress
-from ingest import metrics, topics
-from ingest.decoding import Decoded, Envelope
-from ingest.native import decode_native
+from devices.status import StatusReport, do_record_status
+from ingest import formats, metrics, topics
+from ingest.decoding import Decoded, Envelope, explain, refusal
+from ingest.limits import Limits, RateLimiter
 from ingest.quarantine import QuarantineEntry, QuarantineReason
 from ingest.store import AfterStore, store_batch
 
 log = logging.getLogger(__name__)
 
+STATUS_KIND = "status"
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_MAX_SECONDS = 5.0
+_SAMPLE_BYTES = 1024
+"""How much of a refused oversized payload is kept in quarantine, to see what it was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,10 @@ class IngestConfig:
     flush_seconds: float
     queue_size: int
     max_future: timedelta
+    limits: Limits
+    shared_group: str | None = None
+    receive_maximum: int = 1000
+    """MQTT 5: unacknowledged messages the broker may send at once; at least one batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,31 @@ class _Inbound:
     session: int
     """Which connection delivered it: a packet id is only meaningful on its own connection."""
     received_at: datetime
+    refused: tuple[QuarantineReason, str] | None = None
+    """Refused on arrival (too large), before any decoding."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    device_id: str
+    report: StatusReport
+    received_at: datetime
+    raw: bytes
+    topic: str
+
+
+@dataclass(slots=True)
+class _Batch:
+    decoded: list[Decoded] = field(default_factory=list)
+    statuses: list[_Status] = field(default_factory=list)
+
+    def split(self) -> list[_Batch]:
+        return [_Batch(decoded=[d]) for d in self.decoded] + [
+            _Batch(statuses=[s]) for s in self.statuses
+        ]
+
+    def __len__(self) -> int:
+        return len(self.decoded) + len(self.statuses)
 
 
 class MqttIngest:
@@ -67,10 +105,12 @@ class MqttIngest:
         clock: Clock,
         after_store: Sequence[AfterStore] = (),
     ) -> None:
+        self._broker = broker
         self._pool = pool
         self._config = config
         self._clock = clock
         self._after_store = tuple(after_store)
+        self._rate = RateLimiter(rate=config.limits.device_rate, burst=config.limits.device_burst)
         self._inbox: queue.Queue[_Inbound] = queue.Queue(maxsize=config.queue_size)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -82,11 +122,18 @@ class MqttIngest:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._broker = broker
+        metrics.BACKLOG.set_function(self._inbox.qsize)
 
     def start(self) -> None:
         self._writer.start()
-        self._client.connect_async(self._broker.host, self._broker.port, keepalive=30)
+        self._client.connect_async(
+            self._broker.host,
+            self._broker.port,
+            keepalive=30,
+            **self._broker.connect_options(
+                persistent=True, receive_maximum=self._config.receive_maximum
+            ),
+        )
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
@@ -103,6 +150,11 @@ class MqttIngest:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        kinds = [f.topic_kind for f in formats.FORMATS] + [STATUS_KIND]
+        prefix, group = self._config.topic_prefix, self._config.shared_group
+        return [(topics.subscription(prefix, kind, shared_group=group), 1) for kind in kinds]
+
     def _on_connect(
         self,
         client: paho.Client,
@@ -115,8 +167,9 @@ class MqttIngest:
             log.error("broker refused the connection: %s", reason)
             return
         self._session += 1
-        client.subscribe(topics.readings_subscription(self._config.topic_prefix), qos=1)
+        client.subscribe(self._subscriptions())
         self._connected.set()
+        metrics.CONNECTED.set(1)
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
     def _on_disconnect(
@@ -128,27 +181,42 @@ class MqttIngest:
         properties: paho.Properties | None,
     ) -> None:
         self._connected.clear()
+        metrics.CONNECTED.set(0)
         if not self._stopping.is_set():
+            metrics.RECONNECTS.inc()
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        payload, refused = message.payload, None
+        limit = self._config.limits.max_payload_bytes
+        if len(payload) > limit:
+            # Only a sample is kept, so the oversized payload is freed with the paho message.
+            refused = (
+                QuarantineReason.PAYLOAD_TOO_LARGE,
+                f"{len(payload)} bytes; at most {limit} are accepted",
+            )
+            payload = payload[:_SAMPLE_BYTES]
         self._inbox.put(
             _Inbound(
                 topic=message.topic,
-                payload=message.payload,
+                payload=payload,
                 mid=message.mid,
                 qos=message.qos,
                 session=self._session,
                 received_at=self._clock.now(),
+                refused=refused,
             )
         )
 
     def _write_forever(self) -> None:
         while not (self._stopping.is_set() and self._inbox.empty()):
-            batch = self._collect()
-            if batch:
-                self._store_until_done([self._decode(item) for item in batch])
-                self._acknowledge(batch)
+            inbound = self._collect()
+            if inbound:
+                batch = _Batch()
+                for item in inbound:
+                    self._decode(item, batch)
+                self._store_until_done(batch)
+                self._acknowledge(inbound)
 
     def _collect(self) -> list[_Inbound]:
         try:
@@ -167,9 +235,10 @@ class MqttIngest:
                 break
         return batch
 
-    def _decode(self, item: _Inbound) -> Decoded:
-        device_id = topics.device_from_topic(self._config.topic_prefix, item.topic)
-        if device_id is None:
+    def _decode(self, item: _Inbound, batch: _Batch) -> None:
+        parsed = topics.parse(self._config.topic_prefix, item.topic)
+        payload_format = formats.for_topic_kind(parsed.kind) if parsed else None
+        if parsed is None or (payload_format is None and parsed.kind != STATUS_KIND):
             entry = QuarantineEntry(
                 received_at=item.received_at,
                 channel="mqtt",
@@ -177,21 +246,60 @@ class MqttIngest:
                 device_id=None,
                 msg_id=None,
                 reason=QuarantineReason.INVALID_TOPIC,
-                detail=f"topic {item.topic!r} does not name a device",
+                detail=f"topic {item.topic!r} does not name a device and a payload kind",
                 payload=item.payload,
             )
-            return Decoded(quarantined=[entry])
+            batch.decoded.append(Decoded(quarantined=[entry]))
+            return
         envelope = Envelope(
             channel="mqtt",
             topic=item.topic,
-            device_id=device_id,
+            device_id=parsed.device_id,
             received_at=item.received_at,
             max_future=self._config.max_future,
+            max_readings=self._config.limits.max_readings,
         )
-        return decode_native(item.payload, envelope)
+        if item.refused is not None:
+            reason, detail = item.refused
+            entry = refusal(envelope, item.payload, None, reason, detail)
+            batch.decoded.append(Decoded(quarantined=[entry]))
+        elif payload_format is not None:
+            decoded = payload_format.decode(item.payload, envelope)
+            batch.decoded.append(self._rate_limited(decoded, item, envelope))
+        else:
+            self._decode_status(item, envelope, batch)
 
-    def _store_until_done(self, decoded: list[Decoded]) -> None:
-        """Store decoded messages, waiting out database outages; never gives up on good data.
+    def _rate_limited(self, decoded: Decoded, item: _Inbound, envelope: Envelope) -> Decoded:
+        """The decoded message, or a quarantine entry when its device is over its rate."""
+        if not decoded.candidates:
+            return decoded
+        measured_at = max(c.measured_at for c in decoded.candidates).timestamp()
+        if self._rate.allow(envelope.device_id, measured_at=measured_at):
+            return decoded
+        limits = self._config.limits
+        detail = (
+            f"more than {limits.device_rate:g} messages per measured second "
+            f"(burst {limits.device_burst}) from this device"
+        )
+        msg_id = decoded.candidates[0].msg_id
+        entry = refusal(envelope, item.payload, msg_id, QuarantineReason.RATE_LIMITED, detail)
+        return Decoded(quarantined=[entry])
+
+    def _decode_status(self, item: _Inbound, envelope: Envelope, batch: _Batch) -> None:
+        try:
+            report = StatusReport.model_validate_json(item.payload)
+        except ValidationError as error:
+            reason, detail = explain(error)
+            batch.decoded.append(
+                Decoded(quarantined=[refusal(envelope, item.payload, None, reason, detail)])
+            )
+            return
+        batch.statuses.append(
+            _Status(envelope.device_id, report, item.received_at, item.payload, item.topic)
+        )
+
+    def _store_until_done(self, batch: _Batch) -> None:
+        """Store a batch, waiting out database outages; never gives up on good data.
 
         If the database refuses the batch itself (a bug, or input we failed to anticipate), the
         messages are stored one by one, so only the culprit ends in quarantine.
@@ -200,14 +308,8 @@ class MqttIngest:
         while True:
             try:
                 with metrics.COMMIT_SECONDS.time(), self._pool.connection() as conn:
-                    store_batch(
-                        conn,
-                        channel="mqtt",
-                        candidates=[c for d in decoded for c in d.candidates],
-                        quarantined=[q for d in decoded for q in d.quarantined],
-                        after_store=self._after_store,
-                    )
-                metrics.BATCH_SIZE.observe(len(decoded))
+                    self._store(conn, batch)
+                metrics.BATCH_SIZE.observe(len(batch))
                 return
             except (psycopg.OperationalError, PoolTimeout) as error:
                 metrics.STORE_RETRIES.inc()
@@ -215,17 +317,45 @@ class MqttIngest:
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
             except psycopg.Error as error:
-                if len(decoded) > 1:
+                if len(batch) > 1:
                     log.warning(
-                        "the database refused a batch (%s); storing it message by message", error
+                        "the database refused a batch (%s); storing it piece by piece", error
                     )
-                    for item in decoded:
-                        self._store_until_done([item])
-                elif decoded[0].candidates:
-                    self._store_until_done([_as_storage_error(decoded[0], error)])
+                    for piece in batch.split():
+                        self._store_until_done(piece)
+                elif batch.decoded and batch.decoded[0].candidates:
+                    self._store_until_done(
+                        _Batch(decoded=[_as_storage_error(batch.decoded[0], error)])
+                    )
                 else:
-                    log.exception("the database refused a quarantine entry; it is dropped")
+                    log.exception("the database refused a quarantine entry or status; dropped")
                 return
+
+    def _store(self, conn: psycopg.Connection, batch: _Batch) -> None:
+        with conn.transaction():
+            unknown = [
+                QuarantineEntry(
+                    received_at=s.received_at,
+                    channel="mqtt",
+                    topic=s.topic,
+                    device_id=s.device_id,
+                    msg_id=None,
+                    reason=QuarantineReason.UNKNOWN_DEVICE,
+                    detail=f"status from device {s.device_id}, which is not registered",
+                    payload=s.raw,
+                )
+                for s in batch.statuses
+                if not do_record_status(
+                    conn, device_id=s.device_id, report=s.report, received_at=s.received_at
+                )
+            ]
+            store_batch(
+                conn,
+                channel="mqtt",
+                candidates=[c for d in batch.decoded for c in d.candidates],
+                quarantined=[q for d in batch.decoded for q in d.quarantined] + unknown,
+                after_store=self._after_store,
+            )
 
     def _acknowledge(self, batch: list[_Inbound]) -> None:
         for item in batch:

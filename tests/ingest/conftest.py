@@ -15,9 +15,12 @@ from psycopg_pool import ConnectionPool
 from alerts.threshold import threshold_hook
 from core.clock import SystemClock
 from core.mqtt import BrokerAddress
+from ingest.limits import Limits
 from ingest.service import IngestConfig, MqttIngest
 
 Publish = Callable[..., None]
+
+TEST_LIMITS = Limits(max_payload_bytes=4096, max_readings=20, device_rate=1.0, device_burst=50)
 
 
 @pytest.fixture
@@ -33,6 +36,7 @@ def ingest(pool: ConnectionPool, mqtt_server_url: str, topic_prefix: str) -> Ite
             flush_seconds=0.02,
             queue_size=1000,
             max_future=timedelta(minutes=5),
+            limits=TEST_LIMITS,
         ),
         clock=clock,
         after_store=[threshold_hook(clock)],
