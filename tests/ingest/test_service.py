@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import psycopg
 
 from care.service import do_set_threshold
+from core.mqtt import BrokerAddress
+from devices.status import status_of
 from ingest.service import MqttIngest
-from tests.ingest.conftest import Publish
+from tests.ingest.conftest import TEST_LIMITS, Publish
 from tests.support import eventually, seed_patient_with_device
 
 
@@ -143,3 +146,136 @@ def test_a_reading_from_before_the_device_was_assigned_is_quarantined(
     )
     assert reasons == [("device_not_assigned", "ox-1")]
     assert count(conn, "SELECT count(*) FROM readings") == 0
+
+
+def test_a_payload_over_the_size_limit_is_quarantined_and_others_keep_flowing(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    seed_patient_with_device(conn, device_id="ox-2", name="Other")
+    big = reading_message(93, at=datetime.now(UTC))
+    big["padding"] = "x" * (TEST_LIMITS.max_payload_bytes + 1)
+    publish("ox-1", big)
+    publish("ox-2", reading_message(94, at=datetime.now(UTC)))
+
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings WHERE device_id = 'ox-2'") == 1)
+    [(reason, size)] = eventually(
+        lambda: conn.execute("SELECT reason, length(payload) FROM quarantine").fetchall()
+    )
+    assert reason == "payload_too_large"
+    assert size <= 1024, "only a sample of an oversized payload is kept"
+
+
+def test_a_message_with_too_many_readings_is_quarantined(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    body = reading_message(93, at=datetime.now(UTC))
+    body["readings"] = body["readings"] * (TEST_LIMITS.max_readings + 1)
+    publish("ox-1", body)
+    reasons = eventually(lambda: conn.execute("SELECT reason FROM quarantine").fetchall())
+    assert reasons == [("too_many_readings",)]
+    assert count(conn, "SELECT count(*) FROM readings") == 0
+
+
+def test_a_flooding_device_is_rate_limited_while_another_device_flows(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn, device_id="flood")
+    seed_patient_with_device(conn, device_id="calm", name="Calm")
+    now = datetime.now(UTC)
+    flood = 3 * TEST_LIMITS.device_burst
+    for i in range(flood):
+        publish(
+            "flood", reading_message(93, at=now - timedelta(seconds=10) + timedelta(milliseconds=i))
+        )
+    for minutes in range(5):
+        publish("calm", reading_message(95, at=now - timedelta(minutes=minutes)))
+
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings WHERE device_id = 'calm'") == 5)
+    limited = eventually(
+        lambda: (
+            count(conn, "SELECT count(*) FROM quarantine WHERE reason = 'rate_limited'")
+            + count(conn, "SELECT count(*) FROM readings WHERE device_id = 'flood'")
+            == flood
+            and count(conn, "SELECT count(*) FROM quarantine WHERE reason = 'rate_limited'")
+        )
+    )
+    assert limited >= flood - TEST_LIMITS.device_burst - 5
+    assert count(conn, "SELECT count(*) FROM quarantine WHERE device_id = 'calm'") == 0
+
+
+def test_a_gateway_replaying_days_of_readings_at_once_is_not_rate_limited(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    now = datetime.now(UTC)
+    replay = 2 * TEST_LIMITS.device_burst
+    for i in range(replay):
+        publish("ox-1", reading_message(93, at=now - timedelta(hours=replay - i)))
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings") == replay)
+    assert count(conn, "SELECT count(*) FROM quarantine") == 0
+
+
+def test_a_status_report_marks_the_device_online_with_its_battery_and_firmware(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    publish(
+        "ox-1", {"battery": 71, "firmware": "2.4.1", "signal": -67, "backlog": 3}, kind="status"
+    )
+    status = eventually(lambda: status_of(conn, device_id="ox-1"))
+    assert (
+        status.online,
+        status.battery_pct,
+        status.firmware,
+        status.signal_dbm,
+        status.backlog,
+    ) == (
+        True,
+        71,
+        "2.4.1",
+        -67,
+        3,
+    )
+
+
+def test_a_status_report_from_an_unknown_device_or_with_bad_fields_is_quarantined(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    publish("ghost", {"battery": 50}, kind="status")
+    publish("ox-1", {"battery": 250}, kind="status")
+    reasons = eventually(
+        lambda: (
+            sorted(conn.execute("SELECT reason FROM quarantine").fetchall())
+            if count(conn, "SELECT count(*) FROM quarantine") == 2
+            else None
+        )
+    )
+    assert reasons == [("invalid_field",), ("unknown_device",)]
+
+
+def test_the_last_will_of_a_gateway_that_vanishes_marks_its_device_offline(
+    conn: psycopg.Connection, ingest: MqttIngest, mqtt_server_url: str, topic_prefix: str
+) -> None:
+    seed_patient_with_device(conn)
+    address = BrokerAddress.parse(mqtt_server_url)
+    gateway = address.client(client_id=f"gw-{uuid.uuid4().hex[:8]}", persistent=False)
+    status_topic = f"{topic_prefix}/devices/ox-1/status"
+    gateway.will_set(status_topic, json.dumps({"online": False}), qos=1)
+    gateway.connect(address.host, address.port, keepalive=5)
+    gateway.loop_start()
+    gateway.publish(
+        status_topic, json.dumps({"online": True, "battery": 90}), qos=1
+    ).wait_for_publish(5)
+    eventually(lambda: (s := status_of(conn, device_id="ox-1")) is not None and s.online)
+
+    gateway.loop_stop()
+    gateway.socket().close()  # gone without a goodbye: the broker publishes the will
+
+    status = eventually(
+        lambda: (s := status_of(conn, device_id="ox-1")) is not None and not s.online and s,
+        timeout=20,
+    )
+    assert status.battery_pct == 90, "the offline will keeps what the device said before"

