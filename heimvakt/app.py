@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 from fastapi import FastAPI, Response
@@ -11,17 +11,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
 from core.clock import Clock
+from core.problems import install_problem_handlers, problem
 from dashboard.app import create_dashboard
-from heimvakt.problems import install_problem_handlers, problem
+from ingest.http import ingest_router
+from ingest.limits import Limits
+from ingest.store import AfterStore
 
 DASHBOARD_PATH = "/app/"
 
 
 def create_app(
-    *, pool: ConnectionPool, clock: Clock, broker_connected: Callable[[], bool]
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    broker_connected: Callable[[], bool],
+    after_store: Sequence[AfterStore],
+    limits: Limits,
 ) -> FastAPI:
+    """The one ASGI app; `after_store` are the rules every stored reading goes through."""
     app = FastAPI(title="Heimvakt", version="0.1.0", redirect_slashes=False)
     install_problem_handlers(app)
+    app.include_router(
+        ingest_router(pool=pool, clock=clock, after_store=after_store, limits=limits)
+    )
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -60,6 +60,45 @@ def ingest(
     run_ingest(_settings(), metrics_port=metrics_port)
 
 
+tokens = typer.Typer(help="Issue and revoke the tokens devices use for HTTP ingest.")
+app.add_typer(tokens, name="device-token")
+
+
+@tokens.command("issue")
+def issue_token(device_id: str) -> None:
+    """Print a new token for the device. It is shown once and stored only as a hash."""
+    import psycopg  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from devices.tokens import do_issue_token  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+
+    with database_service(_settings()) as (url, _), psycopg.connect(url) as conn:
+        try:
+            token = do_issue_token(conn, device_id=device_id, now=SystemClock().now())
+        except LookupError as error:
+            typer.echo(f"No such device: {device_id}", err=True)
+            raise typer.Exit(1) from error
+    typer.echo(token)
+
+
+@tokens.command("revoke")
+def revoke_token(prefix: str) -> None:
+    """Revoke a token by its prefix (the non-secret start of it, e.g. hv_AbCdEfGh)."""
+    import psycopg  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from devices.tokens import do_revoke_token  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+
+    with database_service(_settings()) as (url, _), psycopg.connect(url) as conn:
+        revoked = do_revoke_token(conn, prefix=prefix, now=SystemClock().now())
+    if not revoked:
+        typer.echo(f"No token with prefix {prefix}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Revoked {prefix}")
+
+
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending database migrations and exit."""

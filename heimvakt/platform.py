@@ -30,6 +30,7 @@ from heimvakt.demo import seed_demo, simulated_devices
 from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
 from ingest.limits import Limits
 from ingest.service import IngestConfig, MqttIngest
+from ingest.store import AfterStore
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,13 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
             simulator.start()
             stack.callback(simulator.stop)
-        app = create_app(pool=pool, clock=clock, broker_connected=lambda: ingest.connected)
+        app = create_app(
+            pool=pool,
+            clock=clock,
+            broker_connected=lambda: ingest.connected,
+            after_store=rules(clock),
+            limits=ingest_limits(settings),
+        )
         server = uvicorn.Server(
             uvicorn.Config(
                 app, host=settings.http_host, port=settings.http_port, log_level="warning"
@@ -112,6 +119,21 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         _serve(server)
         print("Heimvakt stopping", flush=True)
     print("Heimvakt stopped", flush=True)
+
+
+def rules(clock: Clock) -> list[AfterStore]:
+    """What runs on every stored reading, in the transaction that stores it."""
+    return [threshold_hook(clock)]
+
+
+def ingest_limits(settings: Settings) -> Limits:
+    return Limits(
+        max_payload_bytes=settings.ingest_max_payload_bytes,
+        max_readings=settings.ingest_max_readings,
+        max_future=timedelta(seconds=settings.ingest_max_future_seconds),
+        device_rate=settings.ingest_device_rate,
+        device_burst=settings.ingest_device_burst,
+    )
 
 
 def build_ingest(
@@ -127,18 +149,12 @@ def build_ingest(
             batch_size=settings.ingest_batch_size,
             flush_seconds=settings.ingest_flush_seconds,
             queue_size=settings.ingest_queue_size,
-            max_future=timedelta(seconds=settings.ingest_max_future_seconds),
-            limits=Limits(
-                max_payload_bytes=settings.ingest_max_payload_bytes,
-                max_readings=settings.ingest_max_readings,
-                device_rate=settings.ingest_device_rate,
-                device_burst=settings.ingest_device_burst,
-            ),
+            limits=ingest_limits(settings),
             shared_group=settings.ingest_shared_group,
             receive_maximum=settings.ingest_receive_maximum,
         ),
         clock=clock,
-        after_store=[threshold_hook(clock)],
+        after_store=rules(clock),
     )
 
 

@@ -172,6 +172,27 @@ def refuse_inverted_blood_pressure(decoded: Decoded, envelope: Envelope) -> None
             )
 
 
+def as_storage_error(decoded: Decoded, error: Exception, *, channel: str) -> Decoded:
+    """The same message with its readings moved to quarantine, because the database refused it."""
+    detail = str(error).replace("\x00", "")[:500]
+    refused = [
+        QuarantineEntry(
+            received_at=c.received_at,
+            channel=channel,
+            topic=None,
+            device_id=c.device_id,
+            msg_id=c.msg_id,
+            reason=QuarantineReason.STORAGE_ERROR,
+            detail=detail,
+            payload=as_json_bytes(
+                {"code": c.code, "value": c.value, "unit": c.unit, "measured_at": c.measured_at}
+            ),
+        )
+        for c in decoded.candidates
+    ]
+    return Decoded(quarantined=[*refused, *decoded.quarantined])
+
+
 def explain(error: ValidationError) -> tuple[QuarantineReason, str]:
     """The quarantine reason and detail for the first problem pydantic found."""
     first = error.errors(include_url=False, include_input=False)[0]

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
+
+from ingest.decoding import Decoded, Envelope, refusal
+from ingest.quarantine import QuarantineReason
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """The same limits hold for every channel (MQTT and HTTP)."""
+
     max_payload_bytes: int
     max_readings: int
+    max_future: timedelta
+    """How far ahead of our clock a reading's time may be."""
     device_rate: float
     """Messages per second of measured time a device may send on average."""
     device_burst: int
@@ -47,3 +55,22 @@ class RateLimiter:
         """Drop buckets that have refilled: they hold nothing a new bucket would not."""
         full_after = self._burst / self._rate
         self._buckets = {d: b for d, b in self._buckets.items() if now - b[1] < full_after}
+
+
+def limit_rate(
+    decoded: Decoded, *, limiter: RateLimiter, limits: Limits, envelope: Envelope, payload: bytes
+) -> Decoded:
+    """The decoded message, or one quarantine entry when its device is over its rate."""
+    if not decoded.candidates:
+        return decoded
+    measured_at = max(c.measured_at for c in decoded.candidates).timestamp()
+    if limiter.allow(envelope.device_id, measured_at=measured_at):
+        return decoded
+    detail = (
+        f"more than {limits.device_rate:g} messages per measured second "
+        f"(burst {limits.device_burst}) from this device"
+    )
+    msg_id = decoded.candidates[0].msg_id
+    return Decoded(
+        quarantined=[refusal(envelope, payload, msg_id, QuarantineReason.RATE_LIMITED, detail)]
+    )

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import paho.mqtt.client as paho
 import psycopg
@@ -29,8 +29,8 @@ from core.clock import Clock
 from core.mqtt import BrokerAddress
 from devices.status import StatusReport, do_record_status
 from ingest import formats, metrics, topics
-from ingest.decoding import Decoded, Envelope, explain, refusal
-from ingest.limits import Limits, RateLimiter
+from ingest.decoding import Decoded, Envelope, as_storage_error, explain, refusal
+from ingest.limits import Limits, RateLimiter, limit_rate
 from ingest.quarantine import QuarantineEntry, QuarantineReason
 from ingest.store import AfterStore, store_batch
 
@@ -50,7 +50,6 @@ class IngestConfig:
     batch_size: int
     flush_seconds: float
     queue_size: int
-    max_future: timedelta
     limits: Limits
     shared_group: str | None = None
     receive_maximum: int = 1000
@@ -256,7 +255,7 @@ class MqttIngest:
             topic=item.topic,
             device_id=parsed.device_id,
             received_at=item.received_at,
-            max_future=self._config.max_future,
+            max_future=self._config.limits.max_future,
             max_readings=self._config.limits.max_readings,
         )
         if item.refused is not None:
@@ -265,25 +264,16 @@ class MqttIngest:
             batch.decoded.append(Decoded(quarantined=[entry]))
         elif payload_format is not None:
             decoded = payload_format.decode(item.payload, envelope)
-            batch.decoded.append(self._rate_limited(decoded, item, envelope))
+            limited = limit_rate(
+                decoded,
+                limiter=self._rate,
+                limits=self._config.limits,
+                envelope=envelope,
+                payload=item.payload,
+            )
+            batch.decoded.append(limited)
         else:
             self._decode_status(item, envelope, batch)
-
-    def _rate_limited(self, decoded: Decoded, item: _Inbound, envelope: Envelope) -> Decoded:
-        """The decoded message, or a quarantine entry when its device is over its rate."""
-        if not decoded.candidates:
-            return decoded
-        measured_at = max(c.measured_at for c in decoded.candidates).timestamp()
-        if self._rate.allow(envelope.device_id, measured_at=measured_at):
-            return decoded
-        limits = self._config.limits
-        detail = (
-            f"more than {limits.device_rate:g} messages per measured second "
-            f"(burst {limits.device_burst}) from this device"
-        )
-        msg_id = decoded.candidates[0].msg_id
-        entry = refusal(envelope, item.payload, msg_id, QuarantineReason.RATE_LIMITED, detail)
-        return Decoded(quarantined=[entry])
 
     def _decode_status(self, item: _Inbound, envelope: Envelope, batch: _Batch) -> None:
         try:
@@ -324,9 +314,8 @@ class MqttIngest:
                     for piece in batch.split():
                         self._store_until_done(piece)
                 elif batch.decoded and batch.decoded[0].candidates:
-                    self._store_until_done(
-                        _Batch(decoded=[_as_storage_error(batch.decoded[0], error)])
-                    )
+                    refused = as_storage_error(batch.decoded[0], error, channel="mqtt")
+                    self._store_until_done(_Batch(decoded=[refused]))
                 else:
                     log.exception("the database refused a quarantine entry or status; dropped")
                 return
@@ -361,21 +350,3 @@ class MqttIngest:
         for item in batch:
             if item.qos > 0 and item.session == self._session:
                 self._client.ack(item.mid, item.qos)
-
-
-def _as_storage_error(item: Decoded, error: psycopg.Error) -> Decoded:
-    detail = str(error).replace("\x00", "")[:500]
-    refused = [
-        QuarantineEntry(
-            received_at=c.received_at,
-            channel="mqtt",
-            topic=None,
-            device_id=c.device_id,
-            msg_id=c.msg_id,
-            reason=QuarantineReason.STORAGE_ERROR,
-            detail=detail,
-            payload=repr(c).encode(),
-        )
-        for c in item.candidates
-    ]
-    return Decoded(quarantined=[*refused, *item.quarantined])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 from psycopg.rows import class_row
@@ -24,11 +25,24 @@ AfterStore = Callable[[psycopg.Connection, list[Reading]], None]
 """Runs inside the batch's transaction with the readings it stored (none twice)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A candidate quarantined here, in SQL, because no patient could be found for it."""
+
+    device_id: str
+    code: str
+    measured_at: datetime
+    reason: str
+    detail: str
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     stored: list[Reading] = field(default_factory=list)
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
+    refused: list[Refused] = field(default_factory=list)
+    """Which candidates went to quarantine for their device, so HTTP can answer per reading."""
 
 
 _STAGING = """
@@ -66,7 +80,10 @@ WHERE NOT EXISTS (
     WHERE a.device_id = s.device_id AND a.valid_from <= s.measured_at
       AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
 )
-RETURNING reason
+-- RETURNING sees only the quarantine row: code and time come back out of the payload built above.
+RETURNING device_id, convert_from(payload, 'UTF8')::json ->> 'code' AS code,
+          (convert_from(payload, 'UTF8')::json ->> 'measured_at')::timestamptz AS measured_at,
+          reason, detail
 """
 
 
@@ -104,9 +121,12 @@ def store_batch(
                     )
             with conn.cursor(row_factory=class_row(Reading)) as cur:
                 outcome.stored = cur.execute(_INSERT_READINGS).fetchall()
-            refused = conn.execute(_QUARANTINE_UNATTRIBUTED, {"channel": channel}).fetchall()
-            outcome.quarantined.update(row[0] for row in refused)
-            outcome.duplicates = len(candidates) - len(outcome.stored) - len(refused)
+            with conn.cursor(row_factory=class_row(Refused)) as cur:
+                outcome.refused = cur.execute(
+                    _QUARANTINE_UNATTRIBUTED, {"channel": channel}
+                ).fetchall()
+            outcome.quarantined.update(r.reason for r in outcome.refused)
+            outcome.duplicates = len(candidates) - len(outcome.stored) - len(outcome.refused)
         for hook in after_store:
             hook(conn, outcome.stored)
     _count(outcome)

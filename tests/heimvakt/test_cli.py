@@ -6,7 +6,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from devices.tokens import device_for_token, token_prefix
 from heimvakt.cli import app
+from tests.support import seed_patient_with_device
 
 runner = CliRunner()
 
@@ -63,3 +65,31 @@ def test_a_default_password_outside_demo_mode_is_refused(monkeypatch: pytest.Mon
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 2
     assert "Refusing to start: HEIMVAKT_DATABASE_URL uses a default password" in result.output
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_device_token_is_issued_once_and_can_be_revoked_by_its_prefix(
+    conn_for_cli: psycopg.Connection,
+) -> None:
+    issued = runner.invoke(app, ["device-token", "issue", "ox-1"])
+    assert issued.exit_code == 0, issued.output
+    token = issued.output.strip()
+    assert token.startswith("hv_")
+    assert device_for_token(conn_for_cli, token=token, device_id="ox-1")
+
+    revoked = runner.invoke(app, ["device-token", "revoke", token_prefix(token)])
+    assert revoked.exit_code == 0, revoked.output
+    assert not device_for_token(conn_for_cli, token=token, device_id="ox-1")
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_token_for_an_unknown_device_is_refused() -> None:
+    result = runner.invoke(app, ["device-token", "issue", "no-such-device"])
+    assert result.exit_code == 1
+    assert "No such device" in result.output
+
+
+@pytest.fixture
+def conn_for_cli(conn: psycopg.Connection) -> psycopg.Connection:
+    seed_patient_with_device(conn, device_id="ox-1")
+    return conn

@@ -20,7 +20,13 @@ from ingest.service import IngestConfig, MqttIngest
 
 Publish = Callable[..., None]
 
-TEST_LIMITS = Limits(max_payload_bytes=4096, max_readings=20, device_rate=1.0, device_burst=50)
+TEST_LIMITS = Limits(
+    max_payload_bytes=4096,
+    max_readings=20,
+    max_future=timedelta(minutes=5),
+    device_rate=1.0,
+    device_burst=50,
+)
 
 
 @pytest.fixture
@@ -35,7 +41,6 @@ def ingest(pool: ConnectionPool, mqtt_server_url: str, topic_prefix: str) -> Ite
             batch_size=100,
             flush_seconds=0.02,
             queue_size=1000,
-            max_future=timedelta(minutes=5),
             limits=TEST_LIMITS,
         ),
         clock=clock,

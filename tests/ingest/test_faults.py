@@ -110,7 +110,6 @@ def in_process_ingest(pool: ConnectionPool, broker_url: str, prefix: str) -> Mqt
             batch_size=200,
             flush_seconds=0.02,
             queue_size=2000,
-            max_future=timedelta(minutes=5),
             limits=TEST_LIMITS,
         ),
         clock=clock,
