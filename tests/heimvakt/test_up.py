@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from heimvakt.embedded import free_port
+from tests.dashboard import routing_request
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
@@ -72,21 +73,7 @@ class Platform:
 
 def dash_page(client: httpx.Client, base: str, path: str, search: str = "") -> Any:
     """What the browser's routing callback receives for a page of the dashboard."""
-    body = {
-        "output": "..page.children...status.children..",
-        "outputs": [
-            {"id": "page", "property": "children"},
-            {"id": "status", "property": "children"},
-        ],
-        "inputs": [
-            {"id": "url", "property": "pathname", "value": path},
-            {"id": "url", "property": "search", "value": search},
-            {"id": "refresh", "property": "n_intervals", "value": 1},
-        ],
-        "changedPropIds": ["url.pathname"],
-        "state": [],
-    }
-    response = client.post(f"{base}_dash-update-component", json=body)
+    response = client.post(f"{base}_dash-update-component", json=routing_request(path, search))
     response.raise_for_status()
     return response.json()["response"]["page"]["children"]
 

@@ -29,11 +29,11 @@ TEST_LIMITS = Limits(
 )
 
 
-@pytest.fixture
-def ingest(pool: ConnectionPool, mqtt_server_url: str, topic_prefix: str) -> Iterator[MqttIngest]:
+def make_ingest(pool: ConnectionPool, broker_url: str, topic_prefix: str) -> MqttIngest:
+    """An in-process worker with its own client id, the test limits and the rules."""
     clock = SystemClock()
-    worker = MqttIngest(
-        broker=BrokerAddress.parse(mqtt_server_url),
+    return MqttIngest(
+        broker=BrokerAddress.parse(broker_url),
         pool=pool,
         config=IngestConfig(
             topic_prefix=topic_prefix,
@@ -46,6 +46,11 @@ def ingest(pool: ConnectionPool, mqtt_server_url: str, topic_prefix: str) -> Ite
         clock=clock,
         after_store=[threshold_hook(clock)],
     )
+
+
+@pytest.fixture
+def ingest(pool: ConnectionPool, mqtt_server_url: str, topic_prefix: str) -> Iterator[MqttIngest]:
+    worker = make_ingest(pool, mqtt_server_url, topic_prefix)
     worker.start()
     assert worker.wait_connected(10)
     yield worker

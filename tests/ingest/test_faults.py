@@ -17,13 +17,10 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from alerts.threshold import threshold_hook
-from core.clock import SystemClock
 from core.migrate import migrate
 from core.mqtt import BrokerAddress
 from ingest import metrics
-from ingest.service import IngestConfig, MqttIngest
-from tests.ingest.conftest import TEST_LIMITS
+from tests.ingest.conftest import make_ingest
 from tests.processes import MOSQUITTO, IngestWorker, Mosquitto, PostgresCluster
 from tests.support import eventually, seed_patient_with_device
 
@@ -99,24 +96,6 @@ def stored(conn: psycopg.Connection) -> tuple[int, int]:
     return row[0], row[1]
 
 
-def in_process_ingest(pool: ConnectionPool, broker_url: str, prefix: str) -> MqttIngest:
-    clock = SystemClock()
-    return MqttIngest(
-        broker=BrokerAddress.parse(broker_url),
-        pool=pool,
-        config=IngestConfig(
-            topic_prefix=prefix,
-            client_id=f"ingest-{uuid.uuid4().hex[:10]}",
-            batch_size=200,
-            flush_seconds=0.02,
-            queue_size=2000,
-            limits=TEST_LIMITS,
-        ),
-        clock=clock,
-        after_store=[threshold_hook(clock)],
-    )
-
-
 def worker_env(database_url: str, broker: Mosquitto, prefix: str, **extra: str) -> dict[str, str]:
     return {
         "HEIMVAKT_DATABASE_URL": database_url,
@@ -175,7 +154,7 @@ def test_a_postgresql_crash_mid_stream_loses_nothing_and_the_ingest_recovers_by_
         with ConnectionPool(
             url, min_size=1, max_size=2, check=ConnectionPool.check_connection
         ) as pool:
-            ingest = in_process_ingest(pool, broker.url(), topic_prefix)
+            ingest = make_ingest(pool, broker.url(), topic_prefix)
             ingest.start()
             assert ingest.wait_connected(10)
             publisher = Publisher(broker.url(), topic_prefix)
@@ -204,7 +183,7 @@ def test_a_broker_restart_mid_stream_is_ridden_out_and_the_ingest_resumes(
     pool: ConnectionPool, conn: psycopg.Connection, broker: Mosquitto, topic_prefix: str
 ) -> None:
     seed(conn)
-    ingest = in_process_ingest(pool, broker.url(), topic_prefix)
+    ingest = make_ingest(pool, broker.url(), topic_prefix)
     ingest.start()
     assert ingest.wait_connected(10)
     publisher = Publisher(broker.url(), topic_prefix)
