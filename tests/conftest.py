@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -62,17 +63,33 @@ def template_database(postgres_server_url: str) -> Iterator[tuple[str, Migration
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def dropper(postgres_server_url: str) -> Iterator[ThreadPoolExecutor]:
+    """Drops finished tests' databases in the background: a drop waits for a checkpoint.
+
+    It depends on the server so that it finishes its drops before the server goes away.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-database") as executor:
+        yield executor
+
+
+def _drop(server_url: str, name: str) -> None:
+    with _admin(server_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def database_url(
-    postgres_server_url: str, template_database: tuple[str, MigrationReport]
+    postgres_server_url: str,
+    template_database: tuple[str, MigrationReport],
+    dropper: ThreadPoolExecutor,
 ) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
     name = f"heimvakt_test_{uuid.uuid4().hex[:16]}"
     with _admin(postgres_server_url) as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
     yield database_url_for(postgres_server_url, name)
-    with _admin(postgres_server_url) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    dropper.submit(_drop, postgres_server_url, name)
 
 
 @pytest.fixture
