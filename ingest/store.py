@@ -87,6 +87,17 @@ RETURNING device_id, convert_from(payload, 'UTF8')::json ->> 'code' AS code,
 """
 
 
+# Hearing from a device at all (a duplicate included) says it is alive: last seen moves on.
+_TOUCH_LAST_SEEN = """
+INSERT INTO device_status AS d (device_id, last_seen_at)
+SELECT s.device_id, max(s.received_at)
+FROM reading_staging s
+WHERE EXISTS (SELECT 1 FROM devices WHERE id = s.device_id)
+GROUP BY s.device_id
+ON CONFLICT (device_id) DO UPDATE SET last_seen_at = greatest(d.last_seen_at, EXCLUDED.last_seen_at)
+"""
+
+
 def store_batch(
     conn: psycopg.Connection,
     *,
@@ -126,6 +137,7 @@ def store_batch(
                     _QUARANTINE_UNATTRIBUTED, {"channel": channel}
                 ).fetchall()
             outcome.quarantined.update(r.reason for r in outcome.refused)
+            conn.execute(_TOUCH_LAST_SEEN)
             outcome.duplicates = len(candidates) - len(outcome.stored) - len(outcome.refused)
         for hook in after_store:
             hook(conn, outcome.stored)
@@ -154,8 +166,8 @@ def _copy_quarantine(conn: psycopg.Connection, entries: Sequence[QuarantineEntry
 
 
 def _count(outcome: BatchOutcome) -> None:
-    for reading in outcome.stored:
-        metrics.READINGS_STORED.labels(code=reading.code).inc()
+    for code, count in Counter(r.code for r in outcome.stored).items():
+        metrics.READINGS_STORED.labels(code=code).inc(count)
     metrics.READINGS_DUPLICATE.inc(outcome.duplicates)
     for reason, count in outcome.quarantined.items():
         metrics.QUARANTINED.labels(reason=reason).inc(count)

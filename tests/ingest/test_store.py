@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 
 from core.readings import Reading
 from devices.service import do_assign_device, do_register_device
+from devices.status import status_of
 from ingest.decoding import Candidate
 from ingest.store import store_batch
 from tests.support import seed_patient_with_device
@@ -96,3 +98,17 @@ def test_a_failing_after_store_hook_rolls_back_the_whole_batch(conn: psycopg.Con
         )
     assert len(seen) == 1
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (0,)
+
+
+def test_every_message_from_a_registered_device_moves_its_last_seen_time(
+    conn: psycopg.Connection,
+) -> None:
+    seed_patient_with_device(conn)
+    reading = candidate()
+    store_batch(conn, channel="mqtt", candidates=[reading], quarantined=[])
+    assert status_of(conn, device_id="ox-1").last_seen_at == NOW  # type: ignore[union-attr]
+    later = replace(reading, received_at=NOW + timedelta(hours=1))
+    store_batch(conn, channel="mqtt", candidates=[later], quarantined=[])
+    assert status_of(conn, device_id="ox-1").last_seen_at == NOW + timedelta(hours=1)  # type: ignore[union-attr]
+    store_batch(conn, channel="mqtt", candidates=[candidate("ghost")], quarantined=[])
+    assert status_of(conn, device_id="ghost") is None
