@@ -27,6 +27,7 @@ from core.readings import Reading, latest_readings, readings_for_patient
 from dashboard.figures import trend_figure
 from dashboard.formatting import NO_VALUE, format_moment, format_relative, format_value
 from dashboard.links import Links
+from devices.status import DeviceOverview, devices_with_status
 
 TREND_WINDOW: Final = timedelta(days=7)
 
@@ -201,6 +202,7 @@ class PatientView:
     alerts: list[Alert]
     readings: list[Reading]
     thresholds: list[Threshold]
+    devices: list[DeviceOverview]
 
 
 def load_patient(
@@ -214,6 +216,7 @@ def load_patient(
         alerts=unresolved_alerts(conn, patient_id=patient_id),
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
         thresholds=thresholds_for(conn, patient_id=patient_id),
+        devices=devices_with_status(conn, patient_id=patient_id, at=now),
     )
 
 
@@ -258,8 +261,60 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
                 className="card",
             ),
             html.Section([html.H2(t("Last 7 days")), trend], className="card"),
+            html.Section(
+                [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
+            ),
         ]
     )
+
+
+def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> Component:
+    """Each device with its connection, battery and when it was last heard from: a silent
+    device explains missing readings before anyone phones the patient."""
+    if not devices:
+        return html.P(t("No devices assigned."), className="empty")
+    rows = [
+        html.Tr(
+            [
+                html.Td([device_kind_name(d.kind, t), html.Span(d.device_id, className="muted")]),
+                html.Td(_connection(d.online, t)),
+                html.Td(NO_VALUE if d.battery_pct is None else f"{d.battery_pct:.0f} %"),
+                html.Td(
+                    t("Not heard from yet")
+                    if d.last_seen_at is None
+                    else format_relative(d.last_seen_at, now, t)
+                ),
+            ]
+        )
+        for d in devices
+    ]
+    header = html.Tr(
+        [
+            html.Th(t("Device")),
+            html.Th(t("Connection")),
+            html.Th(t("Battery")),
+            html.Th(t("Last heard from")),
+        ]
+    )
+    return html.Table([html.Thead(header), html.Tbody(rows)], className="devices")
+
+
+def _connection(online: bool | None, t: Translator) -> str:
+    if online is None:
+        return NO_VALUE
+    return t("Online") if online else t("Offline")
+
+
+def device_kind_name(kind: str, t: Translator) -> str:
+    names = {
+        "pulse_oximeter": t("Pulse oximeter"),
+        "blood_pressure_monitor": t("Blood pressure monitor"),
+        "scale": t("Scale"),
+        "thermometer": t("Thermometer"),
+        "peak_flow_meter": t("Peak flow meter"),
+        "spirometer": t("Spirometer"),
+    }
+    return names.get(kind, kind)
 
 
 def _alerts(alerts: list[Alert], *, now: datetime, t: Translator) -> Component:

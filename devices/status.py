@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import class_row
@@ -89,3 +90,32 @@ def status_of(conn: psycopg.Connection, *, device_id: str) -> DeviceStatus | Non
             """,
             (device_id,),
         ).fetchone()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOverview:
+    """A device a patient measures with now, and what we last heard from it."""
+
+    device_id: str
+    kind: str
+    online: bool | None
+    battery_pct: float | None
+    last_seen_at: datetime | None
+
+
+def devices_with_status(
+    conn: psycopg.Connection, *, patient_id: UUID, at: datetime
+) -> list[DeviceOverview]:
+    with conn.cursor(row_factory=class_row(DeviceOverview)) as cur:
+        return cur.execute(
+            """
+            SELECT d.id AS device_id, d.kind, s.online, s.battery_pct, s.last_seen_at
+            FROM devices d
+            JOIN device_assignments a ON a.device_id = d.id
+            LEFT JOIN device_status s ON s.device_id = d.id
+            WHERE a.patient_id = %(patient)s AND a.valid_from <= %(at)s
+              AND (a.valid_to IS NULL OR a.valid_to > %(at)s)
+            ORDER BY d.kind, d.id
+            """,
+            {"patient": patient_id, "at": at},
+        ).fetchall()

@@ -11,6 +11,9 @@ from psycopg_pool import ConnectionPool
 
 from alerts.rules import PATIENT_THRESHOLD
 from care.models import Condition
+from dashboard.formatting import NO_VALUE
+from devices.service import do_assign_device, do_register_device
+from devices.status import StatusReport, do_record_status
 from tests.dashboard import (
     BASE,
     NOW,
@@ -264,3 +267,37 @@ def test_a_patient_name_with_markup_is_plain_text_on_the_patient_page(
     [heading] = [c for c in components(page) if c["type"] == "H1"]
     assert heading["props"]["children"] == '<img src=x onerror="alert(1)">'
     assert not [c for c in components(page) if c["type"] == "Markdown"]
+
+
+def test_the_devices_show_connection_battery_and_when_they_were_last_heard_from(
+    pool: ConnectionPool, conn: psycopg.Connection, kari: Seeded
+) -> None:
+    do_register_device(conn, device_id="ox-kari", kind="pulse_oximeter")
+    do_assign_device(conn, device_id="ox-kari", patient_id=kari.patient_id, valid_from=NOW)
+    do_record_status(
+        conn,
+        device_id="ox-kari",
+        report=StatusReport(online=False, battery=14),
+        received_at=NOW - timedelta(hours=3),
+    )
+    client, _ = dashboard_client(pool)
+
+    page = show(client, patient_path(kari), "?lang=nb")
+
+    [devices] = of_class(page, "devices")
+    assert texts(devices) == [
+        "Apparat",
+        "Tilkobling",
+        "Batteri",
+        "Sist hørt fra",
+        "gateway",
+        kari.device_id,
+        NO_VALUE,
+        NO_VALUE,
+        "Ikke hørt fra ennå",
+        "Pulsoksymeter",
+        "ox-kari",
+        "Frakoblet",
+        "14 %",
+        "for 3 timer siden",
+    ]
