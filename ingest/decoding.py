@@ -8,6 +8,7 @@ the clock, so every format is held to exactly the same rules.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -191,6 +192,47 @@ def as_storage_error(decoded: Decoded, error: Exception, *, channel: str) -> Dec
         for c in decoded.candidates
     ]
     return Decoded(quarantined=[*refused, *decoded.quarantined])
+
+
+class MalformedJsonError(ValueError):
+    """The payload is not UTF-8 JSON as RFC 8259 defines it."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise MalformedJsonError(f"not valid JSON: {name} is not a JSON number")
+
+
+def load_json(payload: bytes) -> Any:
+    """The JSON value of a payload; NaN and Infinity, which Python would accept, are refused."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MalformedJsonError(f"not UTF-8: {error}") from error
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except MalformedJsonError:
+        raise
+    except json.JSONDecodeError as error:
+        raise MalformedJsonError(f"not valid JSON: {error}") from error
+    except (ValueError, RecursionError) as error:
+        # Numbers of thousands of digits, or nesting deeper than the parser's stack.
+        raise MalformedJsonError(f"not usable JSON: {error!r}") from error
+
+
+def as_number(item: object) -> float | None:
+    """A JSON number as a finite float, or None (strings, booleans and overflow are not)."""
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        return None
+    try:
+        number = float(item)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def canonical_json(item: Any) -> str:
+    """One spelling of a JSON value, so the same content always hashes to the same id."""
+    return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def explain(error: ValidationError) -> tuple[QuarantineReason, str]:

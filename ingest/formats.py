@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.decoding import Decoder
+from ingest.fhir_observation import decode_fhir
 from ingest.native import decode_native
+from ingest.senml import decode_senml
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,9 @@ class PayloadFormat:
 
 FORMATS: tuple[PayloadFormat, ...] = (
     PayloadFormat("native", "readings", ("application/json",), decode_native),
+    PayloadFormat("senml", "senml", ("application/senml+json",), decode_senml),
+    # application/json+fhir is the DSTU2 spelling of the media type, still sent by older clients.
+    PayloadFormat("fhir", "fhir", ("application/fhir+json", "application/json+fhir"), decode_fhir),
 )
 
 

@@ -21,7 +21,7 @@ from ingest.service import IngestConfig, MqttIngest
 Publish = Callable[..., None]
 
 TEST_LIMITS = Limits(
-    max_payload_bytes=4096,
+    max_payload_bytes=16_384,
     max_readings=20,
     max_future=timedelta(minutes=5),
     device_rate=1.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -279,3 +280,28 @@ def test_the_last_will_of_a_gateway_that_vanishes_marks_its_device_offline(
         timeout=20,
     )
     assert status.battery_pct == 90, "the offline will keeps what the device said before"
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "morning"
+
+
+def test_senml_and_fhir_topics_store_the_same_readings_as_native(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    for device in ("native-gw", "senml-gw", "fhir-gw"):
+        seed_patient_with_device(conn, device_id=device, name=device)
+    publish("native-gw", (FIXTURES / "native.json").read_bytes())
+    publish("senml-gw", (FIXTURES / "senml.json").read_bytes(), kind="senml")
+    publish("fhir-gw", (FIXTURES / "fhir-bundle.json").read_bytes(), kind="fhir")
+
+    def readings_of(device: str) -> list[tuple[str, float, datetime]]:
+        rows = conn.execute(
+            "SELECT code, round(value::numeric, 1)::float8, measured_at FROM readings"
+            " WHERE device_id = %s ORDER BY code",
+            (device,),
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    native = eventually(lambda: len(readings_of("native-gw")) == 5 and readings_of("native-gw"))
+    eventually(lambda: readings_of("senml-gw") == native and readings_of("fhir-gw") == native)
+    assert count(conn, "SELECT count(*) FROM quarantine") == 0
