@@ -9,14 +9,13 @@ import psycopg
 
 from alerts.rules import PATIENT_THRESHOLD
 from core.clock import Clock
-from core.readings import Reading
+from core.readings import STORED_NOW, Reading, stage_stored_now
 
 # One statement per batch: breaches are found in SQL, folded to the newest per patient and
 # measurement (a statement may touch an alert row only once), then opened or updated.
-_UPSERT_BREACHES = """
+_UPSERT_BREACHES = f"""
 WITH r AS (
-    SELECT * FROM unnest(%(patient_ids)s::uuid[], %(codes)s::text[], %(values)s::float8[],
-                         %(times)s::timestamptz[]) AS r(patient_id, code, value, measured_at)
+    SELECT patient_id, code, value, measured_at FROM {STORED_NOW}
 ), breaches AS (
     SELECT r.*, CASE WHEN r.value < t.low THEN 'low' ELSE 'high' END AS direction
     FROM r JOIN patient_thresholds t USING (patient_id, code)
@@ -46,19 +45,12 @@ ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
 """
 
 
-def evaluate_thresholds(
-    conn: psycopg.Connection, readings: list[Reading], *, now: datetime
-) -> None:
-    """Open an alert for each patient and measurement with a breach; a repeat updates it."""
-    if not readings:
-        return
+def evaluate_stored(conn: psycopg.Connection, *, now: datetime) -> None:
+    """Open an alert for each patient and measurement with a breach among the readings this
+    transaction stored (`core.readings.STORED_NOW`); a repeat updates the alert."""
     conn.execute(
         _UPSERT_BREACHES,
         {
-            "patient_ids": [r.patient_id for r in readings],
-            "codes": [r.code for r in readings],
-            "values": [r.value for r in readings],
-            "times": [r.measured_at for r in readings],
             "rule": PATIENT_THRESHOLD.id,
             "version": PATIENT_THRESHOLD.version,
             "severity": PATIENT_THRESHOLD.severity,
@@ -67,10 +59,19 @@ def evaluate_thresholds(
     )
 
 
-def threshold_hook(clock: Clock) -> Callable[[psycopg.Connection, list[Reading]], None]:
+def evaluate_thresholds(
+    conn: psycopg.Connection, readings: list[Reading], *, now: datetime
+) -> None:
+    """The rule over readings given by hand, as if one transaction had just stored them."""
+    with conn.transaction():
+        stage_stored_now(conn, readings)
+        evaluate_stored(conn, now=now)
+
+
+def threshold_hook(clock: Clock) -> Callable[[psycopg.Connection], None]:
     """The rule as an ingest hook: evaluated in the transaction that stored the readings."""
 
-    def evaluate(conn: psycopg.Connection, readings: list[Reading]) -> None:
-        evaluate_thresholds(conn, readings, now=clock.now())
+    def evaluate(conn: psycopg.Connection) -> None:
+        evaluate_stored(conn, now=clock.now())
 
     return evaluate

@@ -22,6 +22,43 @@ class Reading:
     unit: str
 
 
+STORED_NOW = "readings_stored_now"
+"""A temporary table with the readings the current transaction stored, none twice.
+
+Rules read it in SQL, in the transaction that stored the readings, so a batch's readings never
+make a round trip through Python between being stored and being evaluated.
+"""
+
+CREATE_STORED_NOW = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STORED_NOW} (
+    patient_id uuid, device_id text, code text, measured_at timestamptz,
+    value double precision, unit text
+) ON COMMIT DELETE ROWS
+"""
+"""Temporary tables belong to the session: created on first use in each connection."""
+
+
+def ensure_stored_now(conn: psycopg.Connection) -> None:
+    conn.execute(CREATE_STORED_NOW)
+
+
+def stage_stored_now(conn: psycopg.Connection, readings: list[Reading]) -> None:
+    """Put readings in the table as if this transaction had stored them (rules, tools, tests)."""
+    ensure_stored_now(conn)
+    with conn.cursor().copy(
+        f"COPY {STORED_NOW} (patient_id, device_id, code, measured_at, value, unit) FROM STDIN"
+    ) as copy:
+        for r in readings:
+            copy.write_row((r.patient_id, r.device_id, r.code, r.measured_at, r.value, r.unit))
+
+
+def stored_now(conn: psycopg.Connection) -> list[Reading]:
+    with conn.cursor(row_factory=class_row(Reading)) as cur:
+        return cur.execute(
+            f"SELECT patient_id, device_id, code, measured_at, value, unit FROM {STORED_NOW}"
+        ).fetchall()
+
+
 def readings_for_patient(
     conn: psycopg.Connection, *, patient_id: UUID, since: datetime, until: datetime | None = None
 ) -> list[Reading]:

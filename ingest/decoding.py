@@ -107,13 +107,18 @@ def check_reading(
     measured_at: datetime,
     msg_id: UUID,
     envelope: Envelope,
-    raw: bytes,
+    raw: bytes | Any,
     where: str,
 ) -> Candidate | QuarantineEntry:
-    """A candidate reading in catalog terms, or the reason it is refused."""
+    """A candidate reading in catalog terms, or the reason it is refused.
+
+    `raw` is what quarantine keeps of a refused reading: its bytes, or a JSON value that is
+    serialised only if it is refused (most readings are not, and this is the hot path).
+    """
 
     def refuse(reason: QuarantineReason, detail: str) -> QuarantineEntry:
-        return refusal(envelope, raw, msg_id, reason, f"{where}: {detail}")
+        kept = raw if isinstance(raw, bytes) else as_json_bytes(raw)
+        return refusal(envelope, kept, msg_id, reason, f"{where}: {detail}")
 
     measurement = catalog.lookup(code)
     if measurement is None:

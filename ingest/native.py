@@ -63,11 +63,11 @@ def decode_native(payload: bytes, envelope: Envelope) -> Decoded:
 
     for index, item in enumerate(message.readings):
         where = f"readings[{index}]"
-        raw = as_json_bytes(item)
         try:
             reading = WireReading.model_validate(item)
         except ValidationError as error:
             reason, detail = explain(error)
+            raw = as_json_bytes(item)
             decoded.add(refusal(envelope, raw, message.msg_id, reason, f"{where}: {detail}"))
             continue
         decoded.add(
@@ -78,7 +78,7 @@ def decode_native(payload: bytes, envelope: Envelope) -> Decoded:
                 measured_at=message.measured_at,
                 msg_id=message.msg_id,
                 envelope=envelope,
-                raw=raw,
+                raw=item,
                 where=where,
             )
         )

@@ -16,13 +16,14 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import class_row
 
-from core.readings import Reading
+from core.readings import CREATE_STORED_NOW, STORED_NOW, Reading, stored_now
 from ingest import metrics
 from ingest.decoding import Candidate
 from ingest.quarantine import QuarantineEntry
 
-AfterStore = Callable[[psycopg.Connection, list[Reading]], None]
-"""Runs inside the batch's transaction with the readings it stored (none twice)."""
+AfterStore = Callable[[psycopg.Connection], None]
+"""Runs inside the batch's transaction; the readings it stored (none twice) are in the
+temporary table `core.readings.STORED_NOW`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,9 @@ class Refused:
 
 @dataclass(slots=True)
 class BatchOutcome:
+    stored_count: int = 0
     stored: list[Reading] = field(default_factory=list)
+    """The stored readings themselves, only when asked for (`with_stored`)."""
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     refused: list[Refused] = field(default_factory=list)
@@ -51,18 +54,26 @@ CREATE TEMP TABLE IF NOT EXISTS reading_staging (
     unit text, msg_id uuid, received_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
+_STAGING_TYPES = ("text", "text", "timestamptz", "float8", "text", "uuid", "timestamptz")
 
-_INSERT_READINGS = """
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id, received_at)
-SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.msg_id, s.received_at
-FROM reading_staging s
-JOIN device_assignments a
-  ON a.device_id = s.device_id
- AND a.valid_from <= s.measured_at
- AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
-ON CONFLICT DO NOTHING
-RETURNING patient_id, device_id, code, measured_at, value, unit
+_INSERT_READINGS = f"""
+WITH stored AS (
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+                          received_at)
+    SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.msg_id,
+           s.received_at
+    FROM reading_staging s
+    JOIN device_assignments a
+      ON a.device_id = s.device_id
+     AND a.valid_from <= s.measured_at
+     AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
+    ON CONFLICT DO NOTHING
+    RETURNING patient_id, device_id, code, measured_at, value, unit
+)
+INSERT INTO {STORED_NOW} SELECT * FROM stored
 """
+
+_COUNT_STORED = f"SELECT code, count(*) FROM {STORED_NOW} GROUP BY code"
 
 _QUARANTINE_UNATTRIBUTED = """
 INSERT INTO quarantine (received_at, channel, topic, device_id, msg_id, reason, detail, payload)
@@ -105,6 +116,7 @@ def store_batch(
     candidates: Sequence[Candidate],
     quarantined: Sequence[QuarantineEntry],
     after_store: Sequence[AfterStore] = (),
+    with_stored: bool = False,
 ) -> BatchOutcome:
     """Store one batch in one transaction and report what became of it."""
     outcome = BatchOutcome()
@@ -112,12 +124,14 @@ def store_batch(
         if quarantined:
             _copy_quarantine(conn, quarantined)
             outcome.quarantined.update(str(q.reason) for q in quarantined)
+        _prepare(conn)
         if candidates:
-            conn.execute(_STAGING)
             with conn.cursor().copy(
                 "COPY reading_staging"
-                " (device_id, code, measured_at, value, unit, msg_id, received_at) FROM STDIN"
+                " (device_id, code, measured_at, value, unit, msg_id, received_at)"
+                " FROM STDIN (FORMAT BINARY)"
             ) as copy:
+                copy.set_types(_STAGING_TYPES)
                 for c in candidates:
                     copy.write_row(
                         (
@@ -130,19 +144,26 @@ def store_batch(
                             c.received_at,
                         )
                     )
-            with conn.cursor(row_factory=class_row(Reading)) as cur:
-                outcome.stored = cur.execute(_INSERT_READINGS).fetchall()
+            outcome.stored_count = conn.execute(_INSERT_READINGS).rowcount
             with conn.cursor(row_factory=class_row(Refused)) as cur:
                 outcome.refused = cur.execute(
                     _QUARANTINE_UNATTRIBUTED, {"channel": channel}
                 ).fetchall()
             outcome.quarantined.update(r.reason for r in outcome.refused)
             conn.execute(_TOUCH_LAST_SEEN)
-            outcome.duplicates = len(candidates) - len(outcome.stored) - len(outcome.refused)
+            outcome.duplicates = len(candidates) - outcome.stored_count - len(outcome.refused)
+        stored_per_code = conn.execute(_COUNT_STORED).fetchall() if outcome.stored_count else []
+        if with_stored:
+            outcome.stored = stored_now(conn)
         for hook in after_store:
-            hook(conn, outcome.stored)
-    _count(outcome)
+            hook(conn)
+    _count(outcome, stored_per_code)
     return outcome
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    """The session's temporary tables, in one round trip (created on first use)."""
+    conn.execute(_STAGING + ";" + CREATE_STORED_NOW)
 
 
 def _copy_quarantine(conn: psycopg.Connection, entries: Sequence[QuarantineEntry]) -> None:
@@ -165,8 +186,8 @@ def _copy_quarantine(conn: psycopg.Connection, entries: Sequence[QuarantineEntry
             )
 
 
-def _count(outcome: BatchOutcome) -> None:
-    for code, count in Counter(r.code for r in outcome.stored).items():
+def _count(outcome: BatchOutcome, stored_per_code: list[tuple[str, int]]) -> None:
+    for code, count in stored_per_code:
         metrics.READINGS_STORED.labels(code=code).inc(count)
     metrics.READINGS_DUPLICATE.inc(outcome.duplicates)
     for reason, count in outcome.quarantined.items():

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from core.readings import Reading
+from core.readings import Reading, stored_now
 from devices.service import do_assign_device, do_register_device
 from devices.status import status_of
 from ingest.decoding import Candidate
@@ -45,6 +45,7 @@ def test_readings_are_attributed_to_the_patient_the_device_was_assigned_to_at_th
         channel="mqtt",
         candidates=[candidate(minutes_ago=120), candidate(minutes_ago=10)],
         quarantined=[],
+        with_stored=True,
     )
     assert sorted((r.patient_id, r.measured_at) for r in outcome.stored) == sorted(
         [(first, NOW - timedelta(minutes=120)), (second, NOW - timedelta(minutes=10))]
@@ -56,8 +57,8 @@ def test_a_replayed_reading_is_a_duplicate_not_a_second_row(conn: psycopg.Connec
     reading = candidate()
     first = store_batch(conn, channel="mqtt", candidates=[reading, reading], quarantined=[])
     again = store_batch(conn, channel="mqtt", candidates=[reading], quarantined=[])
-    assert (len(first.stored), first.duplicates) == (1, 1)
-    assert (len(again.stored), again.duplicates) == (0, 1)
+    assert (first.stored_count, first.duplicates) == (1, 1)
+    assert (again.stored_count, again.duplicates) == (0, 1)
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
 
 
@@ -72,7 +73,7 @@ def test_unknown_and_unassigned_devices_are_quarantined_with_their_reason(
         candidates=[candidate("ghost"), candidate("spare"), candidate("ox-1")],
         quarantined=[],
     )
-    assert len(outcome.stored) == 1
+    assert outcome.stored_count == 1
     assert outcome.quarantined == {"unknown_device": 1, "device_not_assigned": 1}
     rows = conn.execute(
         "SELECT device_id, reason, channel FROM quarantine ORDER BY device_id"
@@ -84,8 +85,8 @@ def test_a_failing_after_store_hook_rolls_back_the_whole_batch(conn: psycopg.Con
     seed_patient_with_device(conn)
     seen: list[Reading] = []
 
-    def failing_rule(hook_conn: psycopg.Connection, stored: list[Reading]) -> None:
-        seen.extend(stored)
+    def failing_rule(hook_conn: psycopg.Connection) -> None:
+        seen.extend(stored_now(hook_conn))
         raise psycopg.errors.RaiseException("rule failed")
 
     with pytest.raises(psycopg.errors.RaiseException):
