@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default="heimvakt-ingest",
         description="Stable, so the broker keeps the ingest's persistent session over restarts.",
     )
-    ingest_batch_size: int = Field(default=500, ge=1)
+    ingest_batch_size: int = Field(default=1000, ge=1)
     ingest_flush_seconds: float = Field(default=0.05, gt=0)
     ingest_queue_size: int = Field(default=10_000, ge=1)
     ingest_max_future_seconds: float = Field(
@@ -56,10 +56,10 @@ class Settings(BaseSettings):
         description="Share the device topics among every worker in this group ($share/<group>/).",
     )
     ingest_receive_maximum: int = Field(
-        default=1000,
+        default=4000,
         ge=1,
         le=65535,
-        description="MQTT 5 Receive Maximum: unacknowledged in flight.",
+        description="MQTT 5 Receive Maximum: unacknowledged in flight; keep it >= 2 batches.",
     )
     ingest_max_payload_bytes: int = Field(default=65_536, ge=256)
     ingest_max_readings: int = Field(default=100, ge=1)

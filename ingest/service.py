@@ -53,20 +53,19 @@ class IngestConfig:
     limits: Limits
     shared_group: str | None = None
     receive_maximum: int = 1000
-    """MQTT 5: unacknowledged messages the broker may send at once; at least one batch."""
+    """MQTT 5: unacknowledged messages the broker may send at once. At least two batches, so
+    the next batch is received and decoded while the current one is being committed."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Inbound:
-    topic: str
-    payload: bytes
+    """A received message, already decoded: what the writer stores and then acknowledges."""
+
     mid: int
     qos: int
     session: int
     """Which connection delivered it: a packet id is only meaningful on its own connection."""
-    received_at: datetime
-    refused: tuple[QuarantineReason, str] | None = None
-    """Refused on arrival (too large), before any decoding."""
+    content: Decoded | _Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,25 +185,24 @@ class MqttIngest:
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        payload, refused = message.payload, None
-        limit = self._config.limits.max_payload_bytes
-        if len(payload) > limit:
-            # Only a sample is kept, so the oversized payload is freed with the paho message.
-            refused = (
-                QuarantineReason.PAYLOAD_TOO_LARGE,
-                f"{len(payload)} bytes; at most {limit} are accepted",
-            )
-            payload = payload[:_SAMPLE_BYTES]
-        self._inbox.put(
-            _Inbound(
+        """Decode here, on the network thread, so decoding overlaps the writer's database waits."""
+        received_at = self._clock.now()
+        try:
+            content = self._decode(message.topic, message.payload, received_at)
+        except Exception as error:  # noqa: BLE001  # an exception here would stop paho's loop
+            entry = QuarantineEntry(
+                received_at=received_at,
+                channel="mqtt",
                 topic=message.topic,
-                payload=payload,
-                mid=message.mid,
-                qos=message.qos,
-                session=self._session,
-                received_at=self._clock.now(),
-                refused=refused,
+                device_id=None,
+                msg_id=None,
+                reason=QuarantineReason.DECODE_ERROR,
+                detail=repr(error)[:500],
+                payload=message.payload[:_SAMPLE_BYTES],
             )
+            content = Decoded(quarantined=[entry])
+        self._inbox.put(
+            _Inbound(mid=message.mid, qos=message.qos, session=self._session, content=content)
         )
 
     def _write_forever(self) -> None:
@@ -213,7 +211,10 @@ class MqttIngest:
             if inbound:
                 batch = _Batch()
                 for item in inbound:
-                    self._decode(item, batch)
+                    if isinstance(item.content, _Status):
+                        batch.statuses.append(item.content)
+                    else:
+                        batch.decoded.append(item.content)
                 self._store_until_done(batch)
                 self._acknowledge(inbound)
 
@@ -234,59 +235,51 @@ class MqttIngest:
                 break
         return batch
 
-    def _decode(self, item: _Inbound, batch: _Batch) -> None:
-        parsed = topics.parse(self._config.topic_prefix, item.topic)
+    def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Decoded | _Status:
+        parsed = topics.parse(self._config.topic_prefix, topic)
         payload_format = formats.for_topic_kind(parsed.kind) if parsed else None
         if parsed is None or (payload_format is None and parsed.kind != STATUS_KIND):
             entry = QuarantineEntry(
-                received_at=item.received_at,
+                received_at=received_at,
                 channel="mqtt",
-                topic=item.topic,
+                topic=topic,
                 device_id=None,
                 msg_id=None,
                 reason=QuarantineReason.INVALID_TOPIC,
-                detail=f"topic {item.topic!r} does not name a device and a payload kind",
-                payload=item.payload,
+                detail=f"topic {topic!r} does not name a device and a payload kind",
+                payload=payload[:_SAMPLE_BYTES],
             )
-            batch.decoded.append(Decoded(quarantined=[entry]))
-            return
+            return Decoded(quarantined=[entry])
+        limits = self._config.limits
         envelope = Envelope(
             channel="mqtt",
-            topic=item.topic,
+            topic=topic,
             device_id=parsed.device_id,
-            received_at=item.received_at,
-            max_future=self._config.limits.max_future,
-            max_readings=self._config.limits.max_readings,
+            received_at=received_at,
+            max_future=limits.max_future,
+            max_readings=limits.max_readings,
         )
-        if item.refused is not None:
-            reason, detail = item.refused
-            entry = refusal(envelope, item.payload, None, reason, detail)
-            batch.decoded.append(Decoded(quarantined=[entry]))
-        elif payload_format is not None:
-            decoded = payload_format.decode(item.payload, envelope)
-            limited = limit_rate(
-                decoded,
-                limiter=self._rate,
-                limits=self._config.limits,
-                envelope=envelope,
-                payload=item.payload,
-            )
-            batch.decoded.append(limited)
-        else:
-            self._decode_status(item, envelope, batch)
+        if len(payload) > limits.max_payload_bytes:
+            # Only a sample is kept, so the oversized payload is freed with the paho message.
+            detail = f"{len(payload)} bytes; at most {limits.max_payload_bytes} are accepted"
+            sample = payload[:_SAMPLE_BYTES]
+            entry = refusal(envelope, sample, None, QuarantineReason.PAYLOAD_TOO_LARGE, detail)
+            return Decoded(quarantined=[entry])
+        if payload_format is None:
+            return self._decode_status(payload, envelope)
+        decoded = payload_format.decode(payload, envelope)
+        return limit_rate(
+            decoded, limiter=self._rate, limits=limits, envelope=envelope, payload=payload
+        )
 
-    def _decode_status(self, item: _Inbound, envelope: Envelope, batch: _Batch) -> None:
+    def _decode_status(self, payload: bytes, envelope: Envelope) -> Decoded | _Status:
         try:
-            report = StatusReport.model_validate_json(item.payload)
+            report = StatusReport.model_validate_json(payload)
         except ValidationError as error:
             reason, detail = explain(error)
-            batch.decoded.append(
-                Decoded(quarantined=[refusal(envelope, item.payload, None, reason, detail)])
-            )
-            return
-        batch.statuses.append(
-            _Status(envelope.device_id, report, item.received_at, item.payload, item.topic)
-        )
+            return Decoded(quarantined=[refusal(envelope, payload, None, reason, detail)])
+        assert envelope.topic is not None
+        return _Status(envelope.device_id, report, envelope.received_at, payload, envelope.topic)
 
     def _store_until_done(self, batch: _Batch) -> None:
         """Store a batch, waiting out database outages; never gives up on good data.
