@@ -27,5 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# Ingest throughput, latency and memory against a Mosquitto it starts and a database it creates
+# on the machine's PostgreSQL (HEIMVAKT_BENCH_DATABASE_URL); updates docs/benchmarks.md.
+bench-ingest: $(STAMP)
+	$(BIN)/python -m bench.ingest
+
 clean:
 	rm -rf $(VENV) .heimvakt .pytest_cache .ruff_cache

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         description="Stable, so the broker keeps the ingest's persistent session over restarts.",
     )
     ingest_batch_size: int = Field(default=1000, ge=1)
-    ingest_flush_seconds: float = Field(default=0.05, gt=0)
+    ingest_flush_seconds: float = Field(default=0.02, gt=0)
     ingest_queue_size: int = Field(default=10_000, ge=1)
     ingest_max_future_seconds: float = Field(
         default=300.0, ge=0, description="How far a device clock may run ahead of ours."

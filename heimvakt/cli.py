@@ -55,7 +55,7 @@ def ingest(
 
     Give every worker its own HEIMVAKT_MQTT_CLIENT_ID and the same HEIMVAKT_INGEST_SHARED_GROUP.
     """
-    from heimvakt.platform import run_ingest  # noqa: PLC0415
+    from heimvakt.worker import run_ingest  # noqa: PLC0415
 
     run_ingest(_settings(), metrics_port=metrics_port)
 

@@ -12,15 +12,11 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 
-import prometheus_client
 import uvicorn
-from psycopg_pool import ConnectionPool
 
-from alerts.threshold import threshold_hook
 from core.clock import Clock, SystemClock
-from core.db import open_pool, server_info
+from core.db import open_pool
 from core.migrate import MigrationReport, migrate
 from core.mqtt import BrokerAddress
 from core.settings import Settings
@@ -28,9 +24,13 @@ from devices.simulator import Simulator
 from heimvakt.app import DASHBOARD_PATH, create_app
 from heimvakt.demo import seed_demo, simulated_devices
 from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
-from ingest.limits import Limits
-from ingest.service import IngestConfig, MqttIngest
-from ingest.store import AfterStore
+from heimvakt.worker import (
+    STOP_SIGNALS,
+    build_ingest,
+    ingest_limits,
+    rules,
+    warn_unless_synchronous_commit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ INGEST_USER = "heimvakt-ingest"
 SIMULATOR_USER = "heimvakt-simulator"
 DEMO_INTERVAL_SECONDS = 2.0
 DEMO_HISTORY_DAYS = 7
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -83,7 +82,7 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         _print_migration(report)
         pool = open_pool(database_url, size=settings.db_pool_size)
         stack.callback(pool.close)
-        _warn_unless_synchronous_commit(pool)
+        warn_unless_synchronous_commit(pool)
         ingest = build_ingest(settings, pool=pool, mqtt_url=ingest_mqtt_url, clock=clock)
         ingest.start()
         stack.callback(ingest.stop)
@@ -121,87 +120,13 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
     print("Heimvakt stopped", flush=True)
 
 
-def rules(clock: Clock) -> list[AfterStore]:
-    """What runs on every stored reading, in the transaction that stores it."""
-    return [threshold_hook(clock)]
-
-
-def ingest_limits(settings: Settings) -> Limits:
-    return Limits(
-        max_payload_bytes=settings.ingest_max_payload_bytes,
-        max_readings=settings.ingest_max_readings,
-        max_future=timedelta(seconds=settings.ingest_max_future_seconds),
-        device_rate=settings.ingest_device_rate,
-        device_burst=settings.ingest_device_burst,
-    )
-
-
-def build_ingest(
-    settings: Settings, *, pool: ConnectionPool, mqtt_url: str, clock: Clock
-) -> MqttIngest:
-    """An ingest worker as configured, with the rules evaluated in its store transaction."""
-    return MqttIngest(
-        broker=BrokerAddress.parse(mqtt_url),
-        pool=pool,
-        config=IngestConfig(
-            topic_prefix=settings.mqtt_topic_prefix,
-            client_id=settings.mqtt_client_id,
-            batch_size=settings.ingest_batch_size,
-            flush_seconds=settings.ingest_flush_seconds,
-            queue_size=settings.ingest_queue_size,
-            limits=ingest_limits(settings),
-            shared_group=settings.ingest_shared_group,
-            receive_maximum=settings.ingest_receive_maximum,
-        ),
-        clock=clock,
-        after_store=rules(clock),
-    )
-
-
-def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | None = None) -> None:
-    """One ingest worker alone, joining a running platform (scale-out); until SIGINT or SIGTERM."""
-    if not settings.database_url or not settings.mqtt_url:
-        raise SystemExit(
-            "an ingest worker joins a running platform: set HEIMVAKT_DATABASE_URL and "
-            "HEIMVAKT_MQTT_URL"
-        )
-    clock = clock or SystemClock()
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
-    try:
-        with open_pool(settings.database_url, size=2, name="heimvakt-ingest") as pool:
-            _warn_unless_synchronous_commit(pool)
-            if metrics_port is not None:
-                prometheus_client.start_http_server(metrics_port, addr=settings.http_host)
-            ingest = build_ingest(settings, pool=pool, mqtt_url=settings.mqtt_url, clock=clock)
-            ingest.start()
-            print(f"Ingest worker {settings.mqtt_client_id} running; Ctrl-C stops it", flush=True)
-            stop.wait()
-            ingest.stop()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print("Ingest worker stopped", flush=True)
-
-
-def _warn_unless_synchronous_commit(pool: ConnectionPool) -> None:
-    with pool.connection() as conn:
-        info = server_info(conn)
-    if info.synchronous_commit != "on":
-        log.warning(
-            "synchronous_commit is %r: a crash may lose readings the broker was told are "
-            "stored. Set it to 'on' for the Heimvakt database.",
-            info.synchronous_commit,
-        )
-
-
 def _serve(server: uvicorn.Server) -> None:
     """Serve until SIGINT or SIGTERM, then return so the rest is taken down in order.
 
     Uvicorn shuts down gracefully on those signals and then raises the signal again for the
     handler that was installed before it; ours takes it, so the process ends with status 0.
     """
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in _STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in STOP_SIGNALS}
     try:
         server.run()
     finally:

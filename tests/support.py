@@ -19,7 +19,7 @@ T = TypeVar("T")
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-def eventually(probe: Callable[[], T], *, timeout: float = 15.0, every: float = 0.05) -> T:
+def eventually(probe: Callable[[], T], *, timeout: float = 30.0, every: float = 0.05) -> T:
     """Poll until `probe` returns something truthy; fail with its last value after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 from core.clock import SystemClock
 from devices.tokens import do_issue_token
 from heimvakt.app import create_app
-from heimvakt.platform import rules
+from heimvakt.worker import rules
 from tests.ingest.conftest import TEST_LIMITS
 from tests.support import seed_patient_with_device
 

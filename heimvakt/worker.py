@@ -1,0 +1,101 @@
+"""The ingest worker as the composition root builds it, for `heimvakt up` and `heimvakt ingest`.
+
+Kept apart from the web app: a worker started alone never imports Dash, pandas or FastAPI.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+
+import prometheus_client
+from psycopg_pool import ConnectionPool
+
+from alerts.threshold import threshold_hook
+from core.clock import Clock, SystemClock
+from core.db import open_pool, server_info
+from core.mqtt import BrokerAddress
+from core.settings import Settings
+from ingest.limits import Limits
+from ingest.service import IngestConfig, MqttIngest
+from ingest.store import AfterStore
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def rules(clock: Clock) -> list[AfterStore]:
+    """What runs on every stored reading, in the transaction that stores it."""
+    return [threshold_hook(clock)]
+
+
+def ingest_limits(settings: Settings) -> Limits:
+    return Limits(
+        max_payload_bytes=settings.ingest_max_payload_bytes,
+        max_readings=settings.ingest_max_readings,
+        max_future=timedelta(seconds=settings.ingest_max_future_seconds),
+        device_rate=settings.ingest_device_rate,
+        device_burst=settings.ingest_device_burst,
+    )
+
+
+def build_ingest(
+    settings: Settings, *, pool: ConnectionPool, mqtt_url: str, clock: Clock
+) -> MqttIngest:
+    """An ingest worker as configured, with the rules evaluated in its store transaction."""
+    return MqttIngest(
+        broker=BrokerAddress.parse(mqtt_url),
+        pool=pool,
+        config=IngestConfig(
+            topic_prefix=settings.mqtt_topic_prefix,
+            client_id=settings.mqtt_client_id,
+            batch_size=settings.ingest_batch_size,
+            flush_seconds=settings.ingest_flush_seconds,
+            queue_size=settings.ingest_queue_size,
+            limits=ingest_limits(settings),
+            shared_group=settings.ingest_shared_group,
+            receive_maximum=settings.ingest_receive_maximum,
+        ),
+        clock=clock,
+        after_store=rules(clock),
+    )
+
+
+def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | None = None) -> None:
+    """One ingest worker alone, joining a running platform (scale-out); until SIGINT or SIGTERM."""
+    if not settings.database_url or not settings.mqtt_url:
+        raise SystemExit(
+            "an ingest worker joins a running platform: set HEIMVAKT_DATABASE_URL and "
+            "HEIMVAKT_MQTT_URL"
+        )
+    clock = clock or SystemClock()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        with open_pool(settings.database_url, size=2, name="heimvakt-ingest") as pool:
+            warn_unless_synchronous_commit(pool)
+            if metrics_port is not None:
+                prometheus_client.start_http_server(metrics_port, addr=settings.http_host)
+            ingest = build_ingest(settings, pool=pool, mqtt_url=settings.mqtt_url, clock=clock)
+            ingest.start()
+            print(f"Ingest worker {settings.mqtt_client_id} running; Ctrl-C stops it", flush=True)
+            stop.wait()
+            ingest.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("Ingest worker stopped", flush=True)
+
+
+def warn_unless_synchronous_commit(pool: ConnectionPool) -> None:
+    with pool.connection() as conn:
+        info = server_info(conn)
+    if info.synchronous_commit != "on":
+        log.warning(
+            "synchronous_commit is %r: a crash may lose readings the broker was told are "
+            "stored. Set it to 'on' for the Heimvakt database.",
+            info.synchronous_commit,
+        )
