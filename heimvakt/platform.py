@@ -27,6 +27,7 @@ from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
 from heimvakt.worker import (
     STOP_SIGNALS,
     build_ingest,
+    freeze_startup_objects,
     ingest_limits,
     rules,
     warn_unless_synchronous_commit,
@@ -84,6 +85,7 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         stack.callback(pool.close)
         warn_unless_synchronous_commit(pool)
         ingest = build_ingest(settings, pool=pool, mqtt_url=ingest_mqtt_url, clock=clock)
+        freeze_startup_objects()
         ingest.start()
         stack.callback(ingest.stop)
         if not ingest.wait_connected(timeout=15):

@@ -5,6 +5,7 @@ Kept apart from the web app: a worker started alone never imports Dash, pandas o
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -25,6 +26,14 @@ from ingest.store import AfterStore
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated while starting (modules, settings, pools) out of the garbage
+    collector's sight: a full collection then scans only what the stream allocates, and its
+    pauses stop showing in the readings' publish-to-commit time."""
+    gc.collect()
+    gc.freeze()
 
 
 def rules(clock: Clock) -> list[AfterStore]:
@@ -80,6 +89,7 @@ def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | N
             if metrics_port is not None:
                 prometheus_client.start_http_server(metrics_port, addr=settings.http_host)
             ingest = build_ingest(settings, pool=pool, mqtt_url=settings.mqtt_url, clock=clock)
+            freeze_startup_objects()
             ingest.start()
             print(f"Ingest worker {settings.mqtt_client_id} running; Ctrl-C stops it", flush=True)
             stop.wait()
