@@ -113,12 +113,14 @@ class MqttIngest:
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._session = 0
+        self._subscribe_mid: int | None = None
         self._writer = threading.Thread(
             target=self._write_forever, name="ingest-writer", daemon=True
         )
         self._client = broker.client(client_id=config.client_id, persistent=True, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         metrics.BACKLOG.set_function(self._inbox.qsize)
 
@@ -165,10 +167,26 @@ class MqttIngest:
             log.error("broker refused the connection: %s", reason)
             return
         self._session += 1
-        client.subscribe(self._subscriptions())
+        _, self._subscribe_mid = client.subscribe(self._subscriptions())
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[paho.ReasonCode],
+        properties: paho.Properties | None,
+    ) -> None:
+        """Ready only once the broker has confirmed the subscriptions, not at mere connection."""
+        if mid != self._subscribe_mid:
+            return
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("the broker refused subscriptions: %s", refused)
+            return
         self._connected.set()
         metrics.CONNECTED.set(1)
-        log.info("connected to the broker (session present: %s)", flags.session_present)
 
     def _on_disconnect(
         self,
