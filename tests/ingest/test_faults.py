@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +31,22 @@ pytestmark = [
 
 DEVICES = [f"dev-{i:03d}" for i in range(20)]
 START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., IngestWorker]]:
+    """Start `heimvakt ingest` processes; any still running when the test ends are killed."""
+    started: list[IngestWorker] = []
+
+    def start(*, env: dict[str, str], name: str) -> IngestWorker:
+        worker = IngestWorker(tmp_path, env=env, name=name)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.kill()
 
 
 @pytest.fixture
@@ -106,7 +122,7 @@ def worker_env(database_url: str, broker: Mosquitto, prefix: str, **extra: str) 
 
 
 def test_killing_the_ingest_mid_backlog_loses_nothing_and_stores_nothing_twice(
-    tmp_path: Path,
+    spawn: Callable[..., IngestWorker],
     conn: psycopg.Connection,
     database_url: str,
     broker: Mosquitto,
@@ -116,7 +132,7 @@ def test_killing_the_ingest_mid_backlog_loses_nothing_and_stores_nothing_twice(
     env = worker_env(database_url, broker, topic_prefix)
     publisher = Publisher(broker.url(), topic_prefix)
     try:
-        first = IngestWorker(tmp_path, env=env, name="ingest-a")
+        first = spawn(env=env, name="ingest-a")
         eventually(lambda: first.metric("heimvakt_ingest_broker_connected") == 1)
         probe = publisher.publish(1)
         eventually(lambda: stored(conn) == (1, 1), timeout=30)
@@ -126,12 +142,12 @@ def test_killing_the_ingest_mid_backlog_loses_nothing_and_stores_nothing_twice(
         sent = probe + publisher.publish(n, offset=1)
         publisher.wait_acknowledged(n + 1)
 
-        second = IngestWorker(tmp_path, env=env, name="ingest-a")
+        second = spawn(env=env, name="ingest-a")
         eventually(lambda: stored(conn)[0] >= 1500, timeout=60)
         second.kill()
         assert stored(conn)[0] < n + 1, "the backlog was drained before the kill; raise n"
 
-        third = IngestWorker(tmp_path, env=env, name="ingest-a")
+        third = spawn(env=env, name="ingest-a")
         eventually(lambda: stored(conn)[0] >= n + 1, timeout=120)
         time.sleep(0.5)
         assert stored(conn) == (n + 1, n + 1)
@@ -209,7 +225,7 @@ def test_a_broker_restart_mid_stream_is_ridden_out_and_the_ingest_resumes(
 
 
 def test_two_workers_on_a_shared_subscription_store_a_stream_once_and_both_take_part(
-    tmp_path: Path,
+    spawn: Callable[..., IngestWorker],
     conn: psycopg.Connection,
     database_url: str,
     broker: Mosquitto,
@@ -217,7 +233,7 @@ def test_two_workers_on_a_shared_subscription_store_a_stream_once_and_both_take_
 ) -> None:
     seed(conn)
     env = worker_env(database_url, broker, topic_prefix, HEIMVAKT_INGEST_SHARED_GROUP="ingest")
-    workers = [IngestWorker(tmp_path, env=env, name=f"ingest-{i}") for i in range(2)]
+    workers = [spawn(env=env, name=f"ingest-{i}") for i in range(2)]
     publisher = Publisher(broker.url(), topic_prefix)
     try:
         for worker in workers:
