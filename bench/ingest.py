@@ -32,12 +32,10 @@ import math
 import multiprocessing
 import os
 import platform
-import pwd
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,11 +62,12 @@ from core.migrate import migrate
 from core.mqtt import BrokerAddress
 from core.settings import Settings
 from devices.service import do_assign_device, do_register_device
+from heimvakt.embedded import free_port
+from tests.processes import MOSQUITTO, Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-MOSQUITTO = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/sbin:/bin")
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 INGEST_CLIENT_ID = "bench-ingest"
@@ -223,22 +222,6 @@ def publish_backlog(backlog: Backlog, *, publishers: int, timeout: float) -> flo
 # --- Processes and services ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
-
-
 def stop_process(process: subprocess.Popen[bytes] | None, *, timeout: float = 20.0) -> None:
     """SIGTERM, then SIGKILL if it has not ended within `timeout`."""
     if process is None or process.poll() is not None:
@@ -257,54 +240,24 @@ def log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-class Mosquitto:
-    """A Mosquitto of the benchmark's own, suited to a backlog.
+def own_mosquitto(workdir: Path) -> Mosquitto:
+    """The tests' Mosquitto runner, suited to a backlog benchmark.
 
-    Loopback only, anonymous, queues unlimited in count and bytes (nothing queued is ever
-    dropped), and persistence off: the ingest's session lives in the broker's memory, which
-    is all one run needs, and no periodic store write disturbs the timing. ``sys_interval 1``
-    refreshes ``$SYS/broker/store/messages/count``, which shows the backlog the broker holds.
+    Persistence off: the ingest's session lives in the broker's memory, which is all one run
+    needs, and no periodic store write disturbs the timing. ``sys_interval 1`` refreshes
+    ``$SYS/broker/store/messages/count``, which shows the backlog the broker holds.
     """
-
-    def __init__(self, workdir: Path) -> None:
-        if MOSQUITTO is None:
-            raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
-        self.port = free_port()
-        self.config = workdir / "mosquitto.conf"
-        self.log = workdir / "mosquitto.log"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 0\n"
-            "max_queued_bytes 0\n"
-            "max_inflight_messages 1000\n"
-            "sys_interval 1\n"
-            "set_tcp_nodelay true\n"  # as deploy/mosquitto/mosquitto.conf recommends
-            "log_dest stdout\n"
-            # As root Mosquitto would switch to its own user; stay who we are.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def url(self, username: str = "bench") -> str:
-        return f"mqtt://{username}@127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        assert MOSQUITTO is not None
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_port(self.port, timeout=10)
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=10)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+    if MOSQUITTO is None:
+        raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+    return Mosquitto(
+        workdir,
+        persistence=False,
+        extra=(
+            "max_inflight_messages 1000",
+            "sys_interval 1",
+            "set_tcp_nodelay true",  # as deploy/mosquitto/mosquitto.conf recommends
+        ),
+    )
 
 
 class BrokerStore:
@@ -1144,7 +1097,7 @@ def run_drain(
 
 
 def run(options: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path) -> Results:
-    broker = Mosquitto(workdir)
+    broker = own_mosquitto(workdir)
     broker.start()
     stack.callback(broker.stop)
     database_url = stack.enter_context(bench_database(options.server_url))

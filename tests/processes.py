@@ -35,34 +35,45 @@ def wait_for_port(port: int, *, timeout: float = 10.0) -> None:
 
 
 class Mosquitto:
-    """A Mosquitto of the test's own, with persistence, that can be restarted on the same port.
+    """A Mosquitto of the caller's own (a test's or the benchmark's), restartable on one port.
 
-    Queues are unlimited so a backlog is never dropped by the broker during a test.
+    Queues are unlimited so a backlog is never dropped by the broker. `extra` lines are added
+    to the configuration as they are.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, *, persistence: bool = True, extra: tuple[str, ...] = ()
+    ) -> None:
         assert MOSQUITTO is not None, "mosquitto is not installed"
         self.workdir = workdir
         self.port = free_port()
         self.config = workdir / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "max_queued_messages 0\n"
-            "max_queued_bytes 0\n"
-            "log_dest stdout\n"
+        self.log = workdir / "mosquitto.log"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {workdir}/",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            "log_dest stdout",
             # As root Mosquitto would switch to its own user, who cannot read the temp dir.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-        )
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            *extra,
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, username: str = "heimvakt-test") -> str:
         return f"mqtt://{username}@127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def start(self) -> None:
-        with (self.workdir / "mosquitto.log").open("ab") as log:
+        with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
             )
