@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 
@@ -24,6 +25,10 @@ class Organisation:
     id: UUID
     name: str
     kind: OrganisationKind
+    org_number: str | None = None
+    timezone: str = "Europe/Oslo"
+    opening_hours: list[dict[str, Any]] = field(default_factory=list)
+    """[{"weekday": 0..6 (Monday 0), "opens": "08:00", "closes": "15:30"}]; [] is always open."""
 
 
 @dataclass(frozen=True, slots=True)

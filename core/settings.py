@@ -7,9 +7,10 @@ it (or the parts a component needs) down, so tests can run several configuration
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Passwords that appear in examples and templates. A production deployment that still uses
@@ -17,6 +18,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 KNOWN_DEFAULT_SECRETS = frozenset(
     {"", "change-me", "changeme", "heimvakt", "postgres", "password", "secret"}
 )
+
+
+class OidcIssuerSetting(BaseModel):
+    """One trusted issuer, as configured in HEIMVAKT_OIDC_ISSUERS (a JSON list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    kind: Literal["staff", "patient"]
+    required_acr: list[str] = Field(default_factory=list)
+    algorithms: list[Literal["RS256", "PS256", "ES256", "RS384", "PS384", "ES384"]] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256"]
+    )
+    hpr_claim: str = "helseid://claims/hpr/hpr_number"
 
 
 class Settings(BaseSettings):
@@ -68,6 +85,29 @@ class Settings(BaseSettings):
     )
     ingest_device_burst: int = Field(default=120, ge=1)
     db_pool_size: int = Field(default=8, ge=1)
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The address users reach; links and the local issuer's id are built from "
+        "it, never from a request's Host header.",
+    )
+    oidc_issuers: list[OidcIssuerSetting] = Field(
+        default_factory=list, description="HelseID, ID-porten: see docs/security.md."
+    )
+    local_issuer: bool | None = Field(
+        default=None,
+        description="Password log-in with a built-in issuer; unset: on in demo and embedded mode.",
+    )
+    auth_audience: str = "heimvakt"
+    token_lifetime_minutes: int = Field(default=480, ge=5, le=24 * 60)
+    readings_retention_days: int | None = Field(
+        default=None, ge=30, description="Delete readings older than this; unset: keep them."
+    )
+
+    def local_issuer_enabled(self) -> bool:
+        if self.local_issuer is not None:
+            return self.local_issuer
+        return self.demo or self.database_url is None
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

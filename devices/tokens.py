@@ -103,6 +103,15 @@ def device_for_token(conn: psycopg.Connection, *, token: str, device_id: str) ->
     return row is not None
 
 
+def device_of_token(conn: psycopg.Connection, *, token: str) -> str | None:
+    """The device a token in force speaks for, if any (see `device_for_token` on timing)."""
+    row = conn.execute(
+        "SELECT device_id FROM device_tokens WHERE token_hash = %s AND revoked_at IS NULL",
+        (token_hash(token),),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def tokens_for_device(conn: psycopg.Connection, *, device_id: str) -> list[DeviceToken]:
     """The device's tokens, newest first, revoked ones included."""
     with conn.cursor(row_factory=class_row(DeviceToken)) as cur:

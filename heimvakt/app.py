@@ -10,9 +10,12 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
+from care.routes import care_router, install_care_problems
+from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
 from core.problems import install_problem_handlers, problem
 from dashboard.app import create_dashboard
+from heimvakt.auth import bearer_authenticator, local_issuer_router
 from ingest.http import ingest_router
 from ingest.limits import Limits
 from ingest.store import AfterStore
@@ -27,10 +30,34 @@ def create_app(
     broker_connected: Callable[[], bool],
     after_store: Sequence[AfterStore],
     limits: Limits,
+    verifier: TokenVerifier,
+    local_issuer: LocalIssuer | None = None,
+    secure_cookie: bool = True,
 ) -> FastAPI:
-    """The one ASGI app; `after_store` are the rules every stored reading goes through."""
+    """The one ASGI app; `after_store` are the rules every stored reading goes through.
+
+    Every person's request is authenticated by `verifier`; `local_issuer`, in demo and
+    embedded mode only, adds password log-in that issues tokens `verifier` trusts.
+    """
     app = FastAPI(title="Heimvakt", version="0.1.0", redirect_slashes=False)
     install_problem_handlers(app)
+    install_care_problems(app)
+    app.include_router(
+        care_router(
+            pool=pool,
+            clock=clock,
+            authenticate=bearer_authenticator(pool=pool, clock=clock, verifier=verifier),
+        )
+    )
+    if local_issuer is not None:
+        app.include_router(
+            local_issuer_router(
+                pool=pool,
+                issuer=local_issuer,
+                secure_cookie=secure_cookie,
+                dashboard_path=DASHBOARD_PATH,
+            )
+        )
     app.include_router(
         ingest_router(pool=pool, clock=clock, after_store=after_store, limits=limits)
     )

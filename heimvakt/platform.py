@@ -12,9 +12,12 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import uvicorn
+from psycopg_pool import ConnectionPool
 
+from core.auth import LocalIssuer, TokenVerifier, issuer_configs
 from core.clock import Clock, SystemClock
 from core.db import open_pool
 from core.migrate import MigrationReport, migrate
@@ -104,12 +107,16 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
             simulator.start()
             stack.callback(simulator.stop)
+        local_issuer = build_local_issuer(settings, pool=pool, clock=clock)
         app = create_app(
             pool=pool,
             clock=clock,
             broker_connected=lambda: ingest.connected,
             after_store=rules(clock),
             limits=ingest_limits(settings),
+            verifier=TokenVerifier(issuer_configs(settings), local=local_issuer),
+            local_issuer=local_issuer,
+            secure_cookie=settings.public_url.startswith("https://"),
         )
         server = uvicorn.Server(
             uvicorn.Config(
@@ -120,6 +127,23 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         _serve(server)
         print("Heimvakt stopping", flush=True)
     print("Heimvakt stopped", flush=True)
+
+
+def build_local_issuer(
+    settings: Settings, *, pool: ConnectionPool, clock: Clock
+) -> LocalIssuer | None:
+    """The built-in issuer, in demo and embedded mode only; its key is made at first start."""
+    if not settings.local_issuer_enabled():
+        return None
+    issuer = LocalIssuer(
+        pool,
+        issuer=f"{settings.public_url.rstrip('/')}/auth",
+        audience=settings.auth_audience,
+        clock=clock,
+        token_lifetime=timedelta(minutes=settings.token_lifetime_minutes),
+    )
+    issuer.ensure_signing_key()
+    return issuer
 
 
 def _serve(server: uvicorn.Server) -> None:

@@ -1,0 +1,391 @@
+"""A patient's care plan: started from a condition template, changed by clinicians with a
+reason, every version kept (who, when, why, the plan before and after).
+
+Changes are optimistic: the caller names the version it read, and a change against any other
+version is refused (`StaleVersionError`), so two nurses never silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from care.templates import TEMPLATES, CarePlanTemplate, ScheduledMeasurement, ThresholdDefault
+from core import catalog
+
+
+class StaleVersionError(Exception):
+    """The plan changed since the caller read it."""
+
+
+class ReasonRequiredError(ValueError):
+    """Every change to a care plan says why."""
+
+
+class CarePlanExistsError(Exception):
+    """The patient has a care plan already; change it instead."""
+
+
+class UnknownTemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PlanThreshold:
+    code: str
+    low: float | None
+    high: float | None
+    red_low: float | None
+    red_high: float | None
+    reason: str | None
+    """Why a clinician overrode the template's default; None: the default."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdChange:
+    """New limits for one measurement (code or catalog alias)."""
+
+    code: str
+    low: float | None = None
+    high: float | None = None
+    red_low: float | None = None
+    red_high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CarePlan:
+    patient_id: UUID
+    template: str
+    version: int
+    spo2_scale: int
+    self_management: str
+    measurements: tuple[ScheduledMeasurement, ...]
+    thresholds: tuple[PlanThreshold, ...]
+    updated_at: datetime
+    updated_by: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class CarePlanVersion:
+    version: int
+    changed_at: datetime
+    changed_by: UUID | None
+    reason: str
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+
+
+def care_plan_as_json(plan: CarePlan) -> dict[str, Any]:
+    document = asdict(plan)
+    document["patient_id"] = str(plan.patient_id)
+    document["updated_at"] = plan.updated_at.isoformat()
+    document["updated_by"] = None if plan.updated_by is None else str(plan.updated_by)
+    return document
+
+
+def template_as_json(template: CarePlanTemplate) -> dict[str, Any]:
+    return {
+        "key": template.key,
+        "conditions": list(template.conditions),
+        "spo2_scale": template.spo2_scale,
+        "measurements": [asdict(m) for m in template.measurements],
+        "thresholds": [{**asdict(t), "reason": None} for t in template.thresholds],
+    }
+
+
+def do_create_care_plan(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    template: str,
+    author: UUID | None,
+    now: datetime,
+) -> CarePlan:
+    """Version 1 of a patient's plan, from a template, in the patient's language."""
+    chosen = TEMPLATES.get(template)
+    if chosen is None:
+        raise UnknownTemplateError(f"no care-plan template {template!r}")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT preferred_language FROM patients WHERE id = %s FOR UPDATE", (patient_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownTemplateError("no such patient")
+        if get_care_plan(conn, patient_id=patient_id) is not None:
+            raise CarePlanExistsError("the patient has a care plan already")
+        conn.execute(
+            """
+            INSERT INTO care_plans (patient_id, template, version, spo2_scale, self_management,
+                                    updated_at, updated_by)
+            VALUES (%s, %s, 1, %s, %s, %s, %s)
+            """,
+            (
+                patient_id,
+                chosen.key,
+                chosen.spo2_scale,
+                chosen.self_management.get(row[0], chosen.self_management["nb"]),
+                now,
+                author,
+            ),
+        )
+        _write_measurements(conn, patient_id=patient_id, measurements=chosen.measurements)
+        conn.execute("DELETE FROM patient_thresholds WHERE patient_id = %s", (patient_id,))
+        for default in chosen.thresholds:
+            _write_threshold(conn, patient_id=patient_id, limits=default, reason=None, now=now)
+        plan = get_care_plan(conn, patient_id=patient_id)
+        assert plan is not None
+        _record_version(
+            conn,
+            plan=plan,
+            old=None,
+            author=author,
+            now=now,
+            reason=f"created from template {chosen.key}",
+        )
+    return plan
+
+
+def get_care_plan(conn: psycopg.Connection, *, patient_id: UUID) -> CarePlan | None:
+    row = conn.execute(
+        "SELECT template, version, spo2_scale, self_management, updated_at, updated_by"
+        " FROM care_plans WHERE patient_id = %s",
+        (patient_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    template, version, spo2_scale, self_management, updated_at, updated_by = row
+    with conn.cursor(row_factory=class_row(ScheduledMeasurement)) as cur:
+        measurements = cur.execute(
+            "SELECT code, every_hours, grace_hours FROM care_plan_measurements"
+            " WHERE patient_id = %s ORDER BY code",
+            (patient_id,),
+        ).fetchall()
+    with conn.cursor(row_factory=class_row(PlanThreshold)) as cur:
+        thresholds = cur.execute(
+            "SELECT code, low, high, red_low, red_high, reason FROM patient_thresholds"
+            " WHERE patient_id = %s ORDER BY code",
+            (patient_id,),
+        ).fetchall()
+    return CarePlan(
+        patient_id=patient_id,
+        template=template,
+        version=version,
+        spo2_scale=spo2_scale,
+        self_management=self_management,
+        measurements=tuple(measurements),
+        thresholds=tuple(thresholds),
+        updated_at=updated_at,
+        updated_by=updated_by,
+    )
+
+
+def do_update_care_plan(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    expected_version: int,
+    author: UUID,
+    now: datetime,
+    reason: str,
+    thresholds: Sequence[ThresholdChange] | None = None,
+    measurements: Sequence[ScheduledMeasurement] | None = None,
+    self_management: str | None = None,
+    spo2_scale: int | None = None,
+) -> CarePlan:
+    """Change what is given, in one new version; refused without a reason or against a
+    version other than the current one."""
+    if not reason or not reason.strip():
+        raise ReasonRequiredError("a change to a care plan needs a reason")
+    if spo2_scale not in (None, 1, 2):
+        raise ValueError("the SpO2 scale is 1 or 2")
+    changes = [_checked(change) for change in thresholds or ()]
+    schedule = [_checked_schedule(m) for m in measurements] if measurements is not None else None
+    with conn.transaction():
+        old = _locked_plan(conn, patient_id=patient_id, expected_version=expected_version)
+        for change in changes:
+            _write_threshold(conn, patient_id=patient_id, limits=change, reason=reason, now=now)
+        if schedule is not None:
+            _write_measurements(conn, patient_id=patient_id, measurements=schedule)
+        updated = conn.execute(
+            """
+            UPDATE care_plans
+               SET version = version + 1, updated_at = %(now)s, updated_by = %(author)s,
+                   self_management = coalesce(%(text)s, self_management),
+                   spo2_scale = coalesce(%(scale)s, spo2_scale)
+             WHERE patient_id = %(patient)s AND version = %(expected)s
+            """,
+            {
+                "now": now,
+                "author": author,
+                "text": self_management,
+                "scale": spo2_scale,
+                "patient": patient_id,
+                "expected": expected_version,
+            },
+        )
+        if updated.rowcount != 1:
+            raise StaleVersionError
+        plan = get_care_plan(conn, patient_id=patient_id)
+        assert plan is not None
+        _record_version(conn, plan=plan, old=old, author=author, now=now, reason=reason)
+    return plan
+
+
+def do_reset_threshold(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    code: str,
+    expected_version: int,
+    author: UUID,
+    now: datetime,
+    reason: str,
+) -> CarePlan:
+    """Back to the template's default for one measurement (none if the template has none)."""
+    plan = get_care_plan(conn, patient_id=patient_id)
+    if plan is None:
+        raise StaleVersionError
+    measurement = _measurement(code)
+    default = next((t for t in TEMPLATES[plan.template].thresholds if t.code == measurement), None)
+    if not reason or not reason.strip():
+        raise ReasonRequiredError("a change to a care plan needs a reason")
+    with conn.transaction():
+        old = _locked_plan(conn, patient_id=patient_id, expected_version=expected_version)
+        conn.execute(
+            "DELETE FROM patient_thresholds WHERE patient_id = %s AND code = %s",
+            (patient_id, measurement),
+        )
+        if default is not None:
+            _write_threshold(conn, patient_id=patient_id, limits=default, reason=None, now=now)
+        conn.execute(
+            "UPDATE care_plans SET version = version + 1, updated_at = %s, updated_by = %s"
+            " WHERE patient_id = %s",
+            (now, author, patient_id),
+        )
+        updated = get_care_plan(conn, patient_id=patient_id)
+        assert updated is not None
+        _record_version(conn, plan=updated, old=old, author=author, now=now, reason=reason)
+    return updated
+
+
+def care_plan_history(conn: psycopg.Connection, *, patient_id: UUID) -> list[CarePlanVersion]:
+    """Every version, newest first."""
+    with conn.cursor(row_factory=class_row(CarePlanVersion)) as cur:
+        return cur.execute(
+            "SELECT version, changed_at, changed_by, reason, old, new FROM care_plan_versions"
+            " WHERE patient_id = %s ORDER BY version DESC",
+            (patient_id,),
+        ).fetchall()
+
+
+def _locked_plan(
+    conn: psycopg.Connection, *, patient_id: UUID, expected_version: int
+) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT version FROM care_plans WHERE patient_id = %s FOR UPDATE", (patient_id,)
+    ).fetchone()
+    if row is None or row[0] != expected_version:
+        raise StaleVersionError
+    plan = get_care_plan(conn, patient_id=patient_id)
+    assert plan is not None
+    return care_plan_as_json(plan)
+
+
+def _measurement(code: str) -> str:
+    measurement = catalog.lookup(code)
+    if measurement is None:
+        raise ValueError(f"unknown measurement {code!r}")
+    return measurement.code
+
+
+def _checked(change: ThresholdChange) -> ThresholdChange:
+    limits = [change.red_low, change.low, change.high, change.red_high]
+    given = [value for value in limits if value is not None]
+    if not given:
+        raise ValueError(f"{change.code}: a threshold needs at least one limit")
+    if given != sorted(given) or len(set(given)) != len(given):
+        raise ValueError(f"{change.code}: limits must rise: red low < low < high < red high")
+    return replace(change, code=_measurement(change.code))
+
+
+def _checked_schedule(measurement: ScheduledMeasurement) -> ScheduledMeasurement:
+    if measurement.every_hours < 1 or measurement.grace_hours < 0:
+        raise ValueError(f"{measurement.code}: a schedule needs every_hours >= 1")
+    return replace(measurement, code=_measurement(measurement.code))
+
+
+def _write_threshold(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    limits: ThresholdChange | ThresholdDefault,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO patient_thresholds
+            (patient_id, code, low, high, red_low, red_high, reason, updated_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (patient_id, code) DO UPDATE
+           SET low = EXCLUDED.low, high = EXCLUDED.high, red_low = EXCLUDED.red_low,
+               red_high = EXCLUDED.red_high, reason = EXCLUDED.reason,
+               updated_at = EXCLUDED.updated_at
+        """,
+        (
+            patient_id,
+            limits.code,
+            limits.low,
+            limits.high,
+            limits.red_low,
+            limits.red_high,
+            reason,
+            now,
+        ),
+    )
+
+
+def _write_measurements(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    measurements: Sequence[ScheduledMeasurement],
+) -> None:
+    conn.execute("DELETE FROM care_plan_measurements WHERE patient_id = %s", (patient_id,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO care_plan_measurements (patient_id, code, every_hours, grace_hours)"
+            " VALUES (%s, %s, %s, %s)",
+            [(patient_id, m.code, m.every_hours, m.grace_hours) for m in measurements],
+        )
+
+
+def _record_version(
+    conn: psycopg.Connection,
+    *,
+    plan: CarePlan,
+    old: dict[str, Any] | None,
+    author: UUID | None,
+    now: datetime,
+    reason: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO care_plan_versions (patient_id, version, changed_at, changed_by, reason,"
+        " old, new) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            plan.patient_id,
+            plan.version,
+            now,
+            author,
+            reason,
+            None if old is None else Jsonb(old),
+            Jsonb(care_plan_as_json(plan)),
+        ),
+    )

@@ -1,0 +1,349 @@
+"""Authentication: who a request speaks for. Authorization (may they?) is care/access.py.
+
+Every person's token is an OpenID Connect JWT, whoever issued it: HelseID for staff, ID-porten
+for patients, or, in demo and embedded mode, the built-in local issuer with password log-in.
+One verifier checks them all the same way, so one code path authorises everything.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+import jwt
+import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from psycopg_pool import ConnectionPool
+
+from core.clock import Clock
+from core.settings import Settings
+
+
+class StaffRole(StrEnum):
+    NURSE = "nurse"
+    PHYSICIAN = "physician"
+    COORDINATOR = "coordinator"
+    ADMINISTRATOR = "administrator"
+
+
+PrincipalKind = Literal["anonymous", "staff", "patient", "device"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request, as authorization and the access log see it."""
+
+    kind: PrincipalKind
+    id: str
+    """Staff or patient UUID as text, the device id, or "" for anonymous."""
+    name: str
+    role: str
+    """A `StaffRole` for staff; "patient", "device" or "anonymous" otherwise."""
+    hpr_number: str | None = None
+    organisation_id: UUID | None = None
+    organisation_name: str | None = None
+
+    @property
+    def uuid(self) -> UUID:
+        return UUID(self.id)
+
+
+ANONYMOUS = Principal(kind="anonymous", id="", name="anonymous", role="anonymous")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    """One trusted OpenID Connect issuer: HelseID, ID-porten, or the local one."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None
+    kind: Literal["staff", "patient", "any"]
+    """Whom its tokens may speak for: an ID-porten token never becomes a staff member."""
+    required_acr: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    hpr_claim: str = "helseid://claims/hpr/hpr_number"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    issuer: str
+    subject: str
+    kind: Literal["staff", "patient", "any"]
+    hpr_number: str | None
+    claims: Mapping[str, Any]
+
+
+class TokenRejectedError(Exception):
+    """The token does not hold; the message says why, never what the token was."""
+
+
+LEEWAY = timedelta(seconds=30)
+"""Clock skew allowed between the issuer and us."""
+_ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
+
+
+class TokenVerifier:
+    """Checks every person's token the same way, whoever issued it."""
+
+    def __init__(self, issuers: Sequence[IssuerConfig], *, local: LocalIssuer | None) -> None:
+        self._issuers = {config.issuer: config for config in issuers}
+        self._local = local
+        if local is not None:
+            self._issuers[local.config.issuer] = local.config
+        self._jwks = {
+            config.issuer: jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=3600)
+            for config in issuers
+            if config.jwks_url is not None
+        }
+
+    def verify(self, token: str, *, now: datetime) -> VerifiedToken:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as error:
+            raise TokenRejectedError("not a well-formed JWT") from error
+        config = self._issuers.get(str(unverified.get("iss")))
+        if config is None:
+            raise TokenRejectedError("unknown issuer")
+        algorithm = header.get("alg")
+        if algorithm not in config.algorithms or algorithm not in _ASYMMETRIC:
+            raise TokenRejectedError(f"algorithm {algorithm!r} is not accepted")
+        key = self._key(config, header.get("kid"), token)
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[algorithm],
+                audience=config.audience,
+                issuer=config.issuer,
+                options={
+                    "require": ["exp", "sub", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError as error:
+            raise TokenRejectedError(f"invalid token: {error}") from error
+        _check_times(claims, now=now)
+        if config.required_acr and claims.get("acr") not in config.required_acr:
+            raise TokenRejectedError("insufficient level of assurance (acr)")
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            raise TokenRejectedError("no subject")
+        hpr = claims.get(config.hpr_claim)
+        return VerifiedToken(
+            issuer=config.issuer,
+            subject=subject,
+            kind=config.kind,
+            hpr_number=None if hpr is None else str(hpr),
+            claims=claims,
+        )
+
+    def _key(self, config: IssuerConfig, kid: object, token: str) -> Any:
+        if self._local is not None and config.issuer == self._local.config.issuer:
+            key = self._local.public_key(str(kid))
+            if key is None:
+                raise TokenRejectedError("unknown signing key")
+            return key
+        client = self._jwks.get(config.issuer)
+        if client is None:
+            raise TokenRejectedError("the issuer has no key set configured")
+        try:
+            return client.get_signing_key_from_jwt(token).key
+        except jwt.PyJWTError as error:
+            raise TokenRejectedError("unknown signing key") from error
+
+
+def _check_times(claims: Mapping[str, Any], *, now: datetime) -> None:
+    def moment(name: str) -> datetime | None:
+        value = claims.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, int | float):
+            raise TokenRejectedError(f"{name} is not a number")
+        return datetime.fromtimestamp(value, tz=UTC)
+
+    expires = moment("exp")
+    if expires is None or expires + LEEWAY <= now:
+        raise TokenRejectedError("expired")
+    not_before = moment("nbf")
+    if not_before is not None and not_before - LEEWAY > now:
+        raise TokenRejectedError("not yet valid")
+    issued = moment("iat")
+    if issued is not None and issued - LEEWAY > now:
+        raise TokenRejectedError("issued in the future")
+
+
+class LocalIssuer:
+    """The built-in issuer of demo and embedded mode: password log-in, ES256 tokens.
+
+    Its signing key is generated by each installation at first start and kept in the
+    database, so every process of one installation signs and verifies with the same keys, and
+    no two installations share one (ThingsBoard's CVE-2023-26462 was a shipped default key).
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        *,
+        issuer: str,
+        audience: str,
+        clock: Clock,
+        token_lifetime: timedelta,
+    ) -> None:
+        self._pool = pool
+        self.config = IssuerConfig(
+            issuer=issuer, audience=audience, jwks_url=None, kind="any", algorithms=("ES256",)
+        )
+        self._clock = clock
+        self.token_lifetime = token_lifetime
+        self._keys: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self._lock = threading.Lock()
+
+    def ensure_signing_key(self) -> str:
+        """The kid of the key in use, generating one if this installation has none yet."""
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('heimvakt.signing_keys'))")
+            row = conn.execute(
+                "SELECT kid FROM signing_keys WHERE retired_at IS NULL"
+                " ORDER BY created_at DESC LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                return row[0]
+            kid = secrets.token_urlsafe(12)
+            key = ec.generate_private_key(ec.SECP256R1())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode()
+            conn.execute(
+                "INSERT INTO signing_keys (kid, private_key_pem, created_at) VALUES (%s, %s, %s)",
+                (kid, pem, self._clock.now()),
+            )
+        return kid
+
+    def issue(self, *, subject: str, claims: Mapping[str, Any] | None = None) -> str:
+        kid = self.ensure_signing_key()
+        key = self._private_key(kid)
+        assert key is not None
+        now = self._clock.now()
+        payload = {
+            **(claims or {}),
+            "iss": self.config.issuer,
+            "aud": self.config.audience,
+            "sub": subject,
+            "iat": int(now.timestamp()),
+            "exp": int((now + self.token_lifetime).timestamp()),
+            "jti": secrets.token_urlsafe(16),
+        }
+        return jwt.encode(payload, key, algorithm="ES256", headers={"kid": kid})
+
+    def public_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        key = self._private_key(kid)
+        return None if key is None else key.public_key()
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys, retired ones included, as an RFC 7517 key set."""
+        with self._pool.connection() as conn:
+            kids = [row[0] for row in conn.execute("SELECT kid FROM signing_keys ORDER BY kid")]
+        keys = []
+        for kid in kids:
+            public = self.public_key(kid)
+            assert public is not None
+            jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+            keys.append({**jwk, "kid": kid, "use": "sig", "alg": "ES256"})
+        return {"keys": keys}
+
+    def _private_key(self, kid: str) -> ec.EllipticCurvePrivateKey | None:
+        with self._lock:
+            if kid in self._keys:
+                return self._keys[kid]
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT private_key_pem FROM signing_keys WHERE kid = %s", (kid,)
+            ).fetchone()
+        if row is None:
+            return None
+        key = serialization.load_pem_private_key(row[0].encode(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        with self._lock:
+            self._keys[kid] = key
+        return key
+
+
+_HASHER = PasswordHasher()
+MIN_PASSWORD_LENGTH = 10
+_DUMMY_HASH = _HASHER.hash("a password nobody has, to spend the same time on unknown users")
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return _HASHER.hash(password)
+
+
+def do_create_local_account(conn: psycopg.Connection, *, username: str, password: str) -> UUID:
+    """A password log-in for the local issuer; returns the subject its tokens will carry."""
+    row = conn.execute(
+        "INSERT INTO local_accounts (username, password_hash) VALUES (%s, %s) RETURNING subject",
+        (username, hash_password(password)),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def do_set_local_password(conn: psycopg.Connection, *, username: str, password: str) -> bool:
+    cursor = conn.execute(
+        "UPDATE local_accounts SET password_hash = %s WHERE username = %s",
+        (hash_password(password), username),
+    )
+    return cursor.rowcount == 1
+
+
+def authenticate_local(conn: psycopg.Connection, *, username: str, password: str) -> UUID | None:
+    """The account's subject if the password is right. An unknown user costs the same time as
+    a wrong password, so the answer's timing does not tell which user names exist."""
+    row = conn.execute(
+        "SELECT subject, password_hash FROM local_accounts WHERE username = %s", (username,)
+    ).fetchone()
+    try:
+        _HASHER.verify(_DUMMY_HASH if row is None else row[1], password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if row is None:
+        return None
+    if _HASHER.check_needs_rehash(row[1]):
+        conn.execute(
+            "UPDATE local_accounts SET password_hash = %s WHERE username = %s",
+            (_HASHER.hash(password), username),
+        )
+    return row[0]
+
+
+def issuer_configs(settings: Settings) -> list[IssuerConfig]:
+    """The external issuers an operator configured (HEIMVAKT_OIDC_ISSUERS)."""
+    return [
+        IssuerConfig(
+            issuer=item.issuer,
+            audience=item.audience,
+            jwks_url=item.jwks_url,
+            kind=item.kind,
+            required_acr=tuple(item.required_acr),
+            algorithms=tuple(item.algorithms),
+            hpr_claim=item.hpr_claim,
+        )
+        for item in settings.oidc_issuers
+    ]

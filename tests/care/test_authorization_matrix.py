@@ -1,0 +1,258 @@
+"""The authorization matrix: every route in the OpenAPI document x every role x {own patient,
+patient of another team, patient of another organisation}.
+
+Routes come from the app's OpenAPI document, so a new route fails
+`test_every_route_has_an_expectation` until someone states who may use it. Expected allows
+must succeed (2xx); every other case must be refused (401, 403 or 404) and change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg_pool import ConnectionPool
+
+from tests.care.conftest import WorldClient, build_app, local_issuer
+from tests.care.world import ROLES, SCENARIOS, Scenario, World
+
+Expectation = Callable[[str, str], bool]
+"""(role, scenario) -> allowed."""
+
+TEAM_A = ("hospital_nurse", "municipal_nurse", "physician", "coordinator")
+ALL_STAFF = (*TEAM_A, "administrator")
+REFUSALS = {401, 403, 404}
+
+
+def anywhere(*roles: str) -> Expectation:
+    return lambda role, scenario: role in roles
+
+
+def own(*roles: str) -> Expectation:
+    return lambda role, scenario: role in roles and scenario == "own"
+
+
+def either(*expectations: Expectation) -> Expectation:
+    return lambda role, scenario: any(e(role, scenario) for e in expectations)
+
+
+P = "/api/v1/patients/{patient_id}"
+EXPECTED: dict[tuple[str, str], Expectation] = {
+    ("GET", "/api/v1/me"): anywhere("patient", *ALL_STAFF),
+    ("GET", "/api/v1/me/access-log"): anywhere("patient"),
+    ("GET", "/api/v1/organisations"): anywhere(*ALL_STAFF),
+    ("POST", "/api/v1/organisations"): anywhere("administrator"),
+    ("GET", "/api/v1/organisations/{organisation_id}"): anywhere(*ALL_STAFF),
+    ("GET", "/api/v1/staff"): anywhere("administrator", "coordinator"),
+    ("POST", "/api/v1/staff"): anywhere("administrator"),
+    ("GET", "/api/v1/staff/{staff_id}"): anywhere("administrator", "coordinator"),
+    ("GET", "/api/v1/staff/{staff_id}/memberships"): anywhere("administrator", "coordinator"),
+    ("POST", "/api/v1/staff/{staff_id}/employments"): anywhere("administrator"),
+    ("DELETE", "/api/v1/staff/{staff_id}/employments/{membership_id}"): anywhere("administrator"),
+    ("POST", "/api/v1/staff/{staff_id}/identities"): anywhere("administrator"),
+    ("GET", "/api/v1/care-teams"): anywhere(*ALL_STAFF),
+    ("POST", "/api/v1/care-teams"): anywhere("administrator", "coordinator"),
+    ("GET", "/api/v1/care-teams/{team_id}"): anywhere(*ALL_STAFF),
+    ("POST", "/api/v1/care-teams/{team_id}/members"): either(
+        anywhere("administrator"), own("coordinator")
+    ),
+    ("DELETE", "/api/v1/care-teams/{team_id}/members/{membership_id}"): either(
+        anywhere("administrator"), own("coordinator")
+    ),
+    ("GET", "/api/v1/patients"): anywhere("patient", *ALL_STAFF),
+    ("POST", "/api/v1/patients"): own("coordinator"),
+    ("GET", P): own("patient", *TEAM_A),
+    ("PATCH", P): own("coordinator", "hospital_nurse", "municipal_nurse"),
+    ("GET", f"{P}/care-teams"): own("patient", *TEAM_A),
+    ("POST", f"{P}/care-teams"): own("coordinator"),
+    ("DELETE", f"{P}/care-teams/{{team_id}}"): own("coordinator"),
+    ("GET", f"{P}/readings"): own("patient", *TEAM_A),
+    ("GET", "/api/v1/care-plan-templates"): anywhere(*ALL_STAFF),
+    ("GET", f"{P}/care-plan"): own("patient", *TEAM_A),
+    ("POST", f"{P}/care-plan"): own("hospital_nurse", "municipal_nurse", "physician"),
+    ("PATCH", f"{P}/care-plan"): own("hospital_nurse", "municipal_nurse", "physician"),
+    ("GET", f"{P}/care-plan/versions"): own("patient", *TEAM_A),
+    ("GET", f"{P}/responsibility"): own("patient", *TEAM_A),
+    ("PUT", f"{P}/backup-unit"): own("coordinator"),
+    ("GET", f"{P}/handovers"): own("patient", *TEAM_A),
+    # Only staff of the unit responsible now (the hospital) hand a patient over.
+    ("POST", f"{P}/handovers"): own("hospital_nurse", "physician"),
+    ("GET", "/api/v1/handovers"): anywhere(*TEAM_A),
+    ("GET", "/api/v1/handovers/{handover_id}"): own(*TEAM_A),
+    # Only staff of the receiving unit (the municipality) decide.
+    ("POST", "/api/v1/handovers/{handover_id}/accept"): own("municipal_nurse", "coordinator"),
+    ("POST", "/api/v1/handovers/{handover_id}/decline"): own("municipal_nurse", "coordinator"),
+    ("POST", "/api/v1/handovers/{handover_id}/withdraw"): own("hospital_nurse", "physician"),
+    ("GET", "/api/v1/access-log"): anywhere("administrator"),
+    ("GET", f"{P}/export"): own("patient", "coordinator"),
+    ("POST", f"{P}/erasure"): own("coordinator"),
+    ("POST", "/api/v1/devices/{device_id}/readings"): own("device"),
+}
+
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/auth/token"),
+    ("GET", "/.well-known/jwks.json"),
+}
+"""Routes that touch no one's data and are open to anyone."""
+
+Body = Callable[[World, Scenario], Any]
+BODIES: dict[tuple[str, str], Body] = {
+    ("POST", "/api/v1/organisations"): lambda w, s: {"name": "Legekontoret", "kind": "gp_office"},
+    ("POST", "/api/v1/staff"): lambda w, s: {"display_name": "Ny Ansatt", "role": "nurse"},
+    ("POST", "/api/v1/staff/{staff_id}/employments"): lambda w, s: {
+        "organisation_id": str(w.organisations["X2"])
+    },
+    ("POST", "/api/v1/staff/{staff_id}/identities"): lambda w, s: {
+        "issuer": "https://helseid-sts.test.nhn.no",
+        "subject": str(uuid.uuid4()),
+    },
+    ("POST", "/api/v1/care-teams"): lambda w, s: {"name": "Nytt team"},
+    ("POST", "/api/v1/care-teams/{team_id}/members"): lambda w, s: {
+        "staff_id": str(w.staff["administrator"])
+    },
+    ("POST", "/api/v1/patients"): lambda w, s: {
+        "display_name": "Ny Pasient",
+        "conditions": ["heart_failure"],
+        "responsible_unit_id": str(s.organisation),
+        "team_id": str(s.team),
+    },
+    ("PATCH", P): lambda w, s: {"phone": "+47 400 00 000"},
+    ("POST", f"{P}/care-teams"): lambda w, s: {"team_id": str(w.teams["D"])},
+    ("POST", f"{P}/care-plan"): lambda w, s: {"template": "copd"},
+    ("PATCH", f"{P}/care-plan"): lambda w, s: {
+        "reason": "Habitual SpO2 89-91 % when stable",
+        "thresholds": [{"code": "59408-5", "low": 88, "red_low": 85}],
+    },
+    ("PUT", f"{P}/backup-unit"): lambda w, s: {"organisation_id": str(w.organisations["M"])},
+    ("POST", f"{P}/handovers"): lambda w, s: {
+        "to_organisation_id": str(w.organisations["M"]),
+        "note": "Utskrevet; kommunen følger opp",
+    },
+    ("POST", "/api/v1/handovers/{handover_id}/accept"): lambda w, s: {},
+    ("POST", "/api/v1/handovers/{handover_id}/decline"): lambda w, s: {"note": "Ikke kapasitet"},
+    ("POST", f"{P}/erasure"): lambda w, s: {"mode": "erase", "reason": "Pasientens ønske"},
+    ("POST", "/api/v1/devices/{device_id}/readings"): lambda w, s: {
+        "msg_id": str(uuid.uuid4()),
+        "measured_at": datetime.now(UTC).isoformat(),
+        "readings": [{"code": "spo2", "value": 95, "unit": "%"}],
+    },
+}
+HEADERS: dict[tuple[str, str], dict[str, str]] = {("PATCH", f"{P}/care-plan"): {"If-Match": '"v1"'}}
+PATIENT_FOR = {("POST", f"{P}/care-plan"): "own_no_plan"}
+"""Routes whose own-scenario case needs another patient of team A (one without a plan)."""
+
+
+def openapi() -> dict[str, Any]:
+    """The app's OpenAPI document; building it needs no database."""
+    pool = ConnectionPool("postgresql://unused", open=False)
+    return build_app(pool, local_issuer(pool)).app.openapi()  # type: ignore[attr-defined]
+
+
+def _operations() -> list[tuple[str, str]]:
+    schema = openapi()
+    return sorted(
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    )
+
+
+OPERATIONS = _operations()
+PROTECTED = [operation for operation in OPERATIONS if operation not in PUBLIC]
+
+
+def test_every_route_has_an_expectation() -> None:
+    assert {op for op in OPERATIONS if op not in PUBLIC} == set(EXPECTED)
+
+
+def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
+    ids = world.scenarios[scenario]
+    patient = ids.patient
+    if scenario == "own" and operation in PATIENT_FOR:
+        patient = world.patients[PATIENT_FOR[operation]]
+    membership = ids.team_membership if "care-teams" in operation[1] else ids.employment
+    return operation[1].format(
+        patient_id=patient,
+        team_id=ids.team,
+        handover_id=ids.handover,
+        organisation_id=ids.organisation,
+        staff_id=ids.staff,
+        membership_id=membership,
+        device_id=ids.device,
+    )
+
+
+def _send(
+    client: TestClient, operation: tuple[str, str], world: World, role: str, scenario: str
+) -> httpx.Response:
+    headers = dict(HEADERS.get(operation, {}))
+    if role != "anonymous":
+        headers["Authorization"] = f"Bearer {world.tokens[role]}"
+    body = BODIES.get(operation)
+    content = None
+    if body is not None:
+        content = json.dumps(body(world, world.scenarios[scenario])).encode()
+        headers["Content-Type"] = "application/json"
+    return client.request(
+        operation[0], _url(operation, world, scenario), content=content, headers=headers
+    )
+
+
+def _fingerprint(conn: psycopg.Connection) -> dict[str, str]:
+    """Every table's content, hashed: a refused request must leave all of them as they were."""
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        ).fetchall()
+    ]
+    return {
+        table: conn.execute(
+            "SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))"
+            f' FROM "{table}" t'
+        ).fetchone()[0]
+        for table in tables
+    }
+
+
+@pytest.mark.parametrize("operation", PROTECTED, ids=lambda op: f"{op[0]} {op[1]}")
+def test_only_the_expected_roles_reach_the_route(
+    operation: tuple[str, str], world: World, world_client: WorldClient
+) -> None:
+    expected = EXPECTED[operation]
+    cases = [(role, scenario) for role in ROLES for scenario in SCENARIOS]
+    refused = [case for case in cases if not expected(*case)]
+    allowed = [case for case in cases if expected(*case)]
+    leaks, denials = [], []
+
+    def check_allowed(client: TestClient, role: str, scenario: str) -> None:
+        response = _send(client, operation, world, role, scenario)
+        if not 200 <= response.status_code < 300:
+            denials.append((role, scenario, response.status_code, response.text[:300]))
+
+    with world_client() as (client, conn):
+        before = _fingerprint(conn)
+        for role, scenario in refused:
+            response = _send(client, operation, world, role, scenario)
+            if response.status_code not in REFUSALS:
+                leaks.append((role, scenario, response.status_code, response.text[:200]))
+        assert _fingerprint(conn) == before, "a refused request changed data"
+        if operation[0] == "GET":
+            for role, scenario in allowed:
+                check_allowed(client, role, scenario)
+    if operation[0] != "GET":
+        for role, scenario in allowed:
+            with world_client() as (client, _conn):
+                check_allowed(client, role, scenario)
+    assert not leaks, f"refused cases that got through: {leaks}"
+    assert not denials, f"allowed cases that failed: {denials}"
