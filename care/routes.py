@@ -7,7 +7,6 @@ and returns nothing. Each route declares its permission in the OpenAPI document
 (``x-heimvakt-access``), from which tests/care/test_authorization_matrix.py builds its cases.
 """
 
-
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,7 +74,7 @@ from care.schemas import (
 from care.templates import TEMPLATES, ScheduledMeasurement
 from core.auth import Principal
 from core.clock import Clock
-from core.problems import PROBLEM_JSON, Problem, problem
+from core.problems import problem, problem_response
 from core.readings import readings_for_patient
 
 T = TypeVar("T")
@@ -85,19 +84,12 @@ API_PREFIX = "/api/v1"
 CHALLENGE = 'Bearer realm="heimvakt"'
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
-    }
-
-
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _problem("No valid bearer token"),
-    403: _problem("Your role may not do this"),
-    404: _problem("Not found, or not in your care"),
-    409: _problem("The change conflicts with the current state"),
-    422: _problem("The request is not valid"),
+    401: problem_response("No valid bearer token"),
+    403: problem_response("Your role may not do this"),
+    404: problem_response("Not found, or not in your care"),
+    409: problem_response("The change conflicts with the current state"),
+    422: problem_response("The request is not valid"),
 }
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
@@ -783,8 +775,8 @@ def _care_plan_routes(api: _Api, Caller: Any) -> None:
         response_model=CarePlanOut,
         openapi_extra=access(Permission.WRITE_CARE_PLAN, "patient"),
         responses={
-            412: _problem("The plan changed since you read it (If-Match is stale)"),
-            428: _problem("If-Match is missing"),
+            412: problem_response("The plan changed since you read it (If-Match is stale)"),
+            428: problem_response("If-Match is missing"),
         },
     )
     def update_care_plan(

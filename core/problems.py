@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,14 @@ def problem(
     return JSONResponse(
         body.model_dump(mode="json"), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """An error answer for a route's OpenAPI ``responses``, as problem+json."""
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
+    }
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -29,7 +29,7 @@ from core.auth import (
     authenticate_local,
 )
 from core.clock import Clock
-from core.problems import problem
+from core.problems import problem, problem_response
 from devices.tokens import TOKEN_MARK, device_of_token
 
 MAX_TOKEN_CHARS: Final = 8192
@@ -115,7 +115,11 @@ def local_issuer_router(
             subject = authenticate_local(conn, username=username, password=password)
         return None if subject is None else issuer.issue(subject=str(subject))
 
-    @router.post("/auth/token", response_model=TokenOut)
+    @router.post(
+        "/auth/token",
+        response_model=TokenOut,
+        responses={401: problem_response("Wrong user name or password")},
+    )
     def token(
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
