@@ -1,0 +1,218 @@
+"""Token verification: only well-signed, current tokens from a configured issuer, for our
+audience, with an allowed algorithm and, where required, the level of assurance."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from psycopg_pool import ConnectionPool
+
+from core.auth import (
+    IssuerConfig,
+    LocalIssuer,
+    TokenRejectedError,
+    TokenVerifier,
+    authenticate_local,
+    do_create_local_account,
+)
+from core.clock import ManualClock
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+ISSUER = "https://helseid-sts.test.example"
+AUDIENCE = "heimvakt-api"
+KID = "test-key-1"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks_url() -> Iterator[str]:
+    """A real HTTP server publishing the issuer's key set, as HelseID does."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/jwks"
+    server.shutdown()
+
+
+def _verifier(jwks_url: str, *, required_acr: tuple[str, ...] = ()) -> TokenVerifier:
+    config = IssuerConfig(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        jwks_url=jwks_url,
+        kind="staff",
+        required_acr=required_acr,
+    )
+    return TokenVerifier([config], local=None)
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "staff-subject",
+        "iat": int(NOW.timestamp()),
+        "exp": int((NOW + timedelta(minutes=10)).timestamp()),
+        "acr": "Level4",
+        "helseid://claims/hpr/hpr_number": "565501872",
+    }
+    claims.update(changes)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def _token(claims: dict[str, Any], *, key: Any = KEY, kid: str = KID, alg: str = "RS256") -> str:
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+def test_a_valid_token_names_its_subject_and_hpr_number(jwks_url: str) -> None:
+    verified = _verifier(jwks_url).verify(_token(_claims()), now=NOW)
+    assert (verified.issuer, verified.subject, verified.kind) == (ISSUER, "staff-subject", "staff")
+    assert verified.hpr_number == "565501872"
+
+
+def _part(value: dict[str, Any] | bytes) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unsigned(claims: dict[str, Any]) -> str:
+    return f"{_part({'alg': 'none', 'typ': 'JWT', 'kid': KID})}.{_part(claims)}."
+
+
+def _hmac_signed_with_public_key(claims: dict[str, Any]) -> str:
+    """The key-confusion attack: HS256 with the issuer's public key as the shared secret."""
+    signed = f"{_part({'alg': 'HS256', 'typ': 'JWT', 'kid': KID})}.{_part(claims)}"
+    signature = hmac.new(_public_pem(), signed.encode(), hashlib.sha256).digest()
+    return f"{signed}.{_part(signature)}"
+
+
+def _public_pem() -> bytes:
+    return KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+REFUSED = {
+    "wrong signature": lambda: _token(_claims(), key=OTHER_KEY),
+    "wrong issuer": lambda: _token(_claims(iss="https://evil.example")),
+    "wrong audience": lambda: _token(_claims(aud="another-api")),
+    "expired": lambda: _token(_claims(exp=int((NOW - timedelta(minutes=1)).timestamp()))),
+    "not yet valid": lambda: _token(_claims(nbf=int((NOW + timedelta(minutes=5)).timestamp()))),
+    "issued in the future": lambda: _token(
+        _claims(iat=int((NOW + timedelta(minutes=5)).timestamp()))
+    ),
+    "no expiry": lambda: _token(_claims(exp=None)),
+    "no subject": lambda: _token(_claims(sub=None)),
+    "alg none": lambda: _unsigned(_claims()),
+    "HS256 keyed with the public key": lambda: _hmac_signed_with_public_key(_claims()),
+    "unknown key id": lambda: _token(_claims(), kid="someone-elses-key"),
+    "not a JWT": lambda: "not-a-token",
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
+def test_a_token_that_does_not_hold_is_refused(jwks_url: str, case: str) -> None:
+    with pytest.raises(TokenRejectedError):
+        _verifier(jwks_url).verify(REFUSED[case](), now=NOW)
+
+
+def test_a_token_is_accepted_within_the_clock_skew_leeway(jwks_url: str) -> None:
+    barely_expired = _token(_claims(exp=int((NOW - timedelta(seconds=10)).timestamp())))
+    assert _verifier(jwks_url).verify(barely_expired, now=NOW).subject == "staff-subject"
+
+
+def test_an_insufficient_level_of_assurance_is_refused_where_required(jwks_url: str) -> None:
+    verifier = _verifier(jwks_url, required_acr=("idporten-loa-high",))
+    with pytest.raises(TokenRejectedError, match="acr"):
+        verifier.verify(_token(_claims(acr="idporten-loa-substantial")), now=NOW)
+    with pytest.raises(TokenRejectedError, match="acr"):
+        verifier.verify(_token(_claims(acr=None)), now=NOW)
+    assert verifier.verify(_token(_claims(acr="idporten-loa-high")), now=NOW)
+
+
+def _issuer(pool: ConnectionPool, clock: ManualClock) -> LocalIssuer:
+    return LocalIssuer(
+        pool,
+        issuer="http://127.0.0.1:8000/auth",
+        audience="heimvakt",
+        clock=clock,
+        token_lifetime=timedelta(hours=8),
+    )
+
+
+def test_the_local_issuer_makes_its_own_key_once_and_its_tokens_verify(
+    pool: ConnectionPool,
+) -> None:
+    clock = ManualClock(NOW)
+    issuer = _issuer(pool, clock)
+    kid = issuer.ensure_signing_key()
+    assert issuer.ensure_signing_key() == kid
+    verifier = TokenVerifier([], local=issuer)
+    token = issuer.issue(subject="some-subject")
+    assert verifier.verify(token, now=NOW).subject == "some-subject"
+    assert [key["kid"] for key in issuer.jwks()["keys"]] == [kid]
+    assert "d" not in issuer.jwks()["keys"][0], "the JWKS must not carry the private key"
+    with pytest.raises(TokenRejectedError, match="expired"):
+        verifier.verify(token, now=NOW + timedelta(hours=9))
+
+
+def test_two_installations_never_share_a_signing_key(
+    pool: ConnectionPool, postgres_server_url: str, template_database: tuple
+) -> None:
+    name = "heimvakt_test_second_installation"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
+    try:
+        url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
+        with ConnectionPool(url, min_size=1, max_size=2) as other_pool:
+            clock = ManualClock(NOW)
+            mine, theirs = _issuer(pool, clock), _issuer(other_pool, clock)
+            assert mine.ensure_signing_key() != theirs.ensure_signing_key()
+            foreign = theirs.issue(subject="intruder")
+            with pytest.raises(TokenRejectedError):
+                TokenVerifier([], local=mine).verify(foreign, now=NOW)
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_local_passwords_are_argon2_hashes_and_only_the_right_one_logs_in(
+    conn: psycopg.Connection,
+) -> None:
+    subject = do_create_local_account(conn, username="kari", password="riktig-passord")
+    assert (
+        conn.execute("SELECT password_hash FROM local_accounts")
+        .fetchone()[0]
+        .startswith("$argon2id$")
+    )
+    assert authenticate_local(conn, username="kari", password="riktig-passord") == subject
+    assert authenticate_local(conn, username="kari", password="galt-passord") is None
+    assert authenticate_local(conn, username="nobody", password="riktig-passord") is None
+    with pytest.raises(ValueError, match="at least"):
+        do_create_local_account(conn, username="ola", password="kort")
