@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
+from core.auth import TokenVerifier
 from core.clock import SystemClock
 from devices.tokens import do_issue_token
 from heimvakt.app import create_app
@@ -31,6 +32,7 @@ def make_client(pool: ConnectionPool) -> MakeClient:
             broker_connected=lambda: broker_connected,
             after_store=rules(clock),
             limits=TEST_LIMITS,
+            verifier=TokenVerifier([], local=None),
         )
         return TestClient(app, raise_server_exceptions=False)
 
