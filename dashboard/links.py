@@ -14,10 +14,12 @@ from core.i18n import negotiate
 class Page(Enum):
     WORKLIST = "worklist"
     PATIENT = "patient"
+    LOGIN = "login"
     UNKNOWN = "unknown"
 
 
 PATIENTS_SEGMENT = "patients/"
+LOGIN_SEGMENT = "login"
 
 
 def language_from_search(search: str | None) -> str:
@@ -38,6 +40,8 @@ def resolve(pathname: str | None, *, base: str) -> Route:
     if path in {base, base.rstrip("/")}:
         return Route(Page.WORKLIST)
     rest = path.removeprefix(base)
+    if rest.rstrip("/") == LOGIN_SEGMENT:
+        return Route(Page.LOGIN)
     if rest == path or not rest.startswith(PATIENTS_SEGMENT):
         return Route(Page.UNKNOWN)
     try:

@@ -19,9 +19,22 @@ from dash.development.base_component import Component
 
 from alerts.rules import RULES
 from alerts.service import Alert, unresolved_alerts
+from care.access import (
+    AccessLogEntry,
+    Action,
+    Interface,
+    Permission,
+    Reason,
+    access_log,
+    authorize,
+    do_access_patient,
+    do_log_access,
+    visible_patients_filter,
+)
 from care.models import Condition, Patient, Threshold
 from care.service import get_patient, list_patients, thresholds_for
 from core import catalog
+from core.auth import Principal
 from core.i18n import Translator
 from core.readings import Reading, latest_readings, readings_for_patient
 from dashboard.figures import trend_figure
@@ -83,9 +96,38 @@ class WorklistRow:
         return max((r.measured_at for r in self.latest), default=None)
 
 
-def load_worklist(conn: psycopg.Connection, *, now: datetime) -> list[WorklistRow]:
-    """Every patient, red first, then yellow, then the rest; by name within each group."""
-    patients = list_patients(conn, now=now)
+@dataclass(frozen=True, slots=True)
+class View:
+    """Who looks, when, and whether this is the page's periodic refresh.
+
+    A refresh re-checks access but writes no access-log row: it shows the same view to the same
+    person, already logged when the page was opened, and a row every five seconds per open
+    screen would drown the log that patients and auditors read.
+    """
+
+    principal: Principal
+    now: datetime
+    refresh: bool
+
+
+def load_worklist(conn: psycopg.Connection, *, view: View) -> list[WorklistRow]:
+    """The patients in the viewer's care, red first, then yellow, then the rest; by name."""
+    now = view.now
+    reason = authorize(conn, principal=view.principal, permission=Permission.READ_PATIENT, now=now)
+    patients = list_patients(
+        conn, now=now, visible=visible_patients_filter(view.principal, now=now)
+    )
+    if not view.refresh:
+        do_log_access(
+            conn,
+            principal=view.principal,
+            patient_ids=[p.id for p in patients],
+            resource="worklist",
+            action=Action.READ,
+            interface=Interface.DASHBOARD,
+            reason=Reason.CARE_TEAM if reason is Reason.ADMINISTRATION else reason,
+            now=now,
+        )
     order = {m.code: i for i, m in enumerate(catalog.MEASUREMENTS)}
     latest: dict[UUID, list[Reading]] = defaultdict(list)
     for reading in latest_readings(conn, patient_ids=[p.id for p in patients]):
@@ -203,15 +245,38 @@ class PatientView:
     readings: list[Reading]
     thresholds: list[Threshold]
     devices: list[DeviceOverview]
+    looked_at_by: list[AccessLogEntry] | None
+    """For a patient looking at their own page: who has looked at their data."""
 
 
-def load_patient(
-    conn: psycopg.Connection, *, patient_id: UUID, now: datetime
-) -> PatientView | None:
+def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
+    """The patient page's data, after the one access check (NotVisibleError if refused)."""
+    now, principal = view.now, view.principal
+    if view.refresh:
+        authorize(
+            conn,
+            principal=principal,
+            permission=Permission.READ_PATIENT,
+            patient_id=patient_id,
+            now=now,
+        )
+    else:
+        do_access_patient(
+            conn,
+            principal=principal,
+            permission=Permission.READ_PATIENT,
+            patient_id=patient_id,
+            resource="patient-page",
+            action=Action.READ,
+            interface=Interface.DASHBOARD,
+            now=now,
+        )
     patient = get_patient(conn, patient_id=patient_id, now=now)
     if patient is None:
         return None
+    own = principal.kind == "patient"
     return PatientView(
+        looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
         patient=patient,
         alerts=unresolved_alerts(conn, patient_id=patient_id),
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
@@ -264,7 +329,73 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             html.Section(
                 [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
             ),
+            *([] if view.looked_at_by is None else [_looked_at_by(view.looked_at_by, t=t)]),
         ]
+    )
+
+
+def _looked_at_by(entries: list[AccessLogEntry], *, t: Translator) -> Component:
+    """The patient's own access log, as helsenorge.no shows it: who, when, from where, why."""
+    reasons = {
+        "care_team": t("Member of your care team"),
+        "own_data": t("You"),
+        "handover": t("Receiving unit for a hand-over"),
+        "administration": t("Administration"),
+    }
+    if not entries:
+        body: Component = html.P(t("Nobody has looked at your data yet."), className="empty")
+    else:
+        body = html.Table(
+            [
+                html.Thead(html.Tr([html.Th(t("When")), html.Th(t("Who")), html.Th(t("Why"))])),
+                html.Tbody(
+                    [
+                        html.Tr(
+                            [
+                                html.Td(format_moment(entry.at, t)),
+                                html.Td(
+                                    entry.actor_name
+                                    if entry.organisation_name is None
+                                    else f"{entry.actor_name}, {entry.organisation_name}"
+                                ),
+                                html.Td(reasons.get(entry.reason_code, entry.reason_code)),
+                            ]
+                        )
+                        for entry in entries
+                    ]
+                ),
+            ],
+            className="access-log",
+        )
+    return html.Section([html.H2(t("Who has looked at my data")), body], className="card")
+
+
+def login_page(*, t: Translator, failed: bool) -> Component:
+    """Password log-in of the built-in issuer; the form posts to /auth/login, which sets the
+    session cookie and comes back here."""
+    return html.Section(
+        [
+            html.H1(t("Log in")),
+            *([html.P(t("Wrong user name or password"), role="alert")] if failed else []),
+            html.Form(
+                [
+                    html.Label(t("User name"), htmlFor="username"),
+                    dcc.Input(id="username", name="username", type="text", autoComplete="username"),
+                    html.Label(t("Password"), htmlFor="password"),
+                    dcc.Input(
+                        id="password",
+                        name="password",
+                        type="password",
+                        autoComplete="current-password",
+                    ),
+                    html.Button(t("Log in"), type="submit"),
+                ],
+                action="/auth/login",
+                method="POST",
+                className="login",
+            ),
+        ],
+        className="card login-card",
     )
 
 

@@ -15,7 +15,12 @@ from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
 from core.problems import install_problem_handlers, problem
 from dashboard.app import create_dashboard
-from heimvakt.auth import bearer_authenticator, local_issuer_router
+from heimvakt.auth import (
+    SESSION_COOKIE,
+    bearer_authenticator,
+    local_issuer_router,
+    principal_from_token,
+)
 from ingest.http import ingest_router
 from ingest.limits import Limits
 from ingest.store import AfterStore
@@ -87,5 +92,14 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    create_dashboard(app, pool=pool, clock=clock, url_base=DASHBOARD_PATH)
+    create_dashboard(
+        app,
+        pool=pool,
+        clock=clock,
+        principal_of=lambda token: principal_from_token(
+            token, pool=pool, clock=clock, verifier=verifier
+        ),
+        session_cookie=SESSION_COOKIE,
+        url_base=DASHBOARD_PATH,
+    )
     return app

@@ -17,8 +17,15 @@ from psycopg_pool import ConnectionPool
 
 from alerts.threshold import evaluate_thresholds
 from care.models import Condition, OrganisationKind
+from care.people import (
+    do_add_team_member,
+    do_add_team_patient,
+    do_create_care_team,
+    do_create_staff,
+)
 from care.service import do_create_organisation, do_create_patient, do_set_threshold
 from core import catalog
+from core.auth import Principal, StaffRole
 from core.clock import ManualClock
 from core.readings import Reading
 from dashboard import create_dashboard
@@ -28,11 +35,47 @@ NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 BASE = "/app/"
 
 
-def dashboard_client(pool: ConnectionPool, now: datetime = NOW) -> tuple[TestClient, ManualClock]:
+SESSION_COOKIE = "test_session"
+TEAM = "Dashboard-teamet"
+NURSE = "Test Sykepleier"
+
+
+def dashboard_client(
+    pool: ConnectionPool, now: datetime = NOW, *, principal: Principal | None = None
+) -> tuple[TestClient, ManualClock]:
+    """A dashboard seen by `principal`: by default a nurse in the team every seeded patient
+    is in. The principal stands in for the session cookie's token (tests/heimvakt checks the
+    real cookie end to end)."""
     app = fastapi.FastAPI()
     clock = ManualClock(now)
-    create_dashboard(app, pool=pool, clock=clock)
+    if principal is None:
+        with pool.connection() as conn:
+            nurse, _team = _test_team(conn)
+        principal = Principal(kind="staff", id=str(nurse), name=NURSE, role="nurse")
+    viewer = principal
+    create_dashboard(
+        app,
+        pool=pool,
+        clock=clock,
+        principal_of=lambda token: viewer,
+        session_cookie=SESSION_COOKIE,
+    )
     return TestClient(app), clock
+
+
+def _test_team(conn: psycopg.Connection) -> tuple[UUID, UUID]:
+    """The nurse and the care team that follows every seeded patient, made on first use."""
+    row = conn.execute(
+        "SELECT m.staff_id, m.team_id FROM care_team_members m"
+        " JOIN care_teams t ON t.id = m.team_id WHERE t.name = %s",
+        (TEAM,),
+    ).fetchone()
+    if row is not None:
+        return row[0], row[1]
+    nurse = do_create_staff(conn, display_name=NURSE, role=StaffRole.NURSE).id
+    team = do_create_care_team(conn, name=TEAM).id
+    do_add_team_member(conn, team_id=team, staff_id=nurse, since=datetime(2024, 1, 1, tzinfo=UTC))
+    return nurse, team
 
 
 def routing_request(pathname: str, search: str = "", *, trigger: str = "url.pathname") -> dict:
@@ -121,6 +164,10 @@ def seed_patient(
         conditions=conditions or [Condition.COPD],
         responsible_unit=organisation,
         since=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    _nurse, team = _test_team(conn)
+    do_add_team_patient(
+        conn, team_id=team, patient_id=patient_id, since=datetime(2024, 1, 1, tzinfo=UTC)
     )
     for alias, (low, high) in (limits or {}).items():
         do_set_threshold(conn, patient_id=patient_id, code=alias, low=low, high=high, now=NOW)

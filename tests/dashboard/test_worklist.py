@@ -10,6 +10,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from care.models import Condition
+from core.auth import ANONYMOUS
 from core.clock import ManualClock
 from dashboard import create_dashboard
 from tests.dashboard import (
@@ -298,9 +299,16 @@ def test_while_the_server_runs_other_unknown_addresses_stay_not_found(
 ) -> None:
     kari = seed_patient(conn, name="Kari Nordmann")
     app = fastapi.FastAPI()
-    create_dashboard(app, pool=pool, clock=ManualClock(NOW))
+    create_dashboard(
+        app,
+        pool=pool,
+        clock=ManualClock(NOW),
+        principal_of=lambda token: ANONYMOUS,
+        session_cookie="session",
+    )
 
     with TestClient(app) as client:  # runs the server's startup, as uvicorn does
         assert client.get("/api/no-such-thing").status_code == 404
         assert client.get(f"{BASE}patients/{kari.patient_id}").status_code == 200
         assert client.get(BASE).status_code == 200
+        assert client.get(f"{BASE}login").status_code == 200
