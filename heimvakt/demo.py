@@ -7,11 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from uuid import UUID
 
 import psycopg
 
 from care.models import Condition, OrganisationKind
+from care.people import (
+    do_add_employment,
+    do_add_team_member,
+    do_add_team_patient,
+    do_create_care_team,
+    do_create_staff,
+    do_link_identity,
+)
 from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from core.auth import StaffRole, do_create_local_account
 from core.clock import Clock
 from devices.service import do_assign_device, do_register_device
 from devices.simulator import SimulatedDevice, Vital
@@ -179,8 +189,22 @@ def simulated_devices() -> list[SimulatedDevice]:
     return [device for patient in PATIENTS for device in patient.devices]
 
 
-def seed_demo(conn: psycopg.Connection, *, clock: Clock) -> bool:
-    """Create the demo once; returns False when it was already there."""
+DEMO_PASSWORD = "heimvakt-demo"  # noqa: S105  # synthetic demo log-ins, printed at start
+DEMO_TEAM = "Demo helsefellesskap: KOLS og hjertesvikt"
+DEMO_STAFF = (
+    # user name, name, role, works for the hospital
+    ("sykepleier", "Siri Sykepleier", StaffRole.NURSE, False),
+    ("lege", "Lars Lege", StaffRole.PHYSICIAN, True),
+    ("koordinator", "Kari Koordinator", StaffRole.COORDINATOR, False),
+    ("admin", "Arne Administrator", StaffRole.ADMINISTRATOR, True),
+)
+DEMO_PATIENT_LOGIN = "pasient"
+"""Logs in as the first demo patient."""
+
+
+def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> bool:
+    """Create the demo once; returns False when it was already there. With the local
+    `issuer`, it also makes log-ins for the demo staff and the first patient."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('heimvakt-demo'))")
         if conn.execute("SELECT 1 FROM organisations WHERE name = %s", (HOSPITAL,)).fetchone():
@@ -193,7 +217,16 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock) -> bool:
         municipality = do_create_organisation(
             conn, name=MUNICIPALITY, kind=OrganisationKind.MUNICIPAL_SERVICE
         )
-        for patient in PATIENTS:
+        team = do_create_care_team(conn, name=DEMO_TEAM).id
+        for username, name, role, at_hospital in DEMO_STAFF:
+            person = do_create_staff(conn, display_name=name, role=role).id
+            employer = hospital if at_hospital else municipality
+            do_add_employment(conn, staff_id=person, organisation_id=employer, since=since)
+            if role is not StaffRole.ADMINISTRATOR:
+                do_add_team_member(conn, team_id=team, staff_id=person, since=since)
+            if issuer is not None:
+                _log_in_as(conn, issuer=issuer, username=username, staff_id=person)
+        for index, patient in enumerate(PATIENTS):
             patient_id = do_create_patient(
                 conn,
                 display_name=patient.name,
@@ -202,6 +235,9 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock) -> bool:
                 responsible_unit=hospital if patient.at_hospital else municipality,
                 since=since,
             )
+            do_add_team_patient(conn, team_id=team, patient_id=patient_id, since=since)
+            if index == 0 and issuer is not None:
+                _log_in_as(conn, issuer=issuer, username=DEMO_PATIENT_LOGIN, patient_id=patient_id)
             for alias, low, high in _limits(patient):
                 do_set_threshold(
                     conn, patient_id=patient_id, code=alias, low=low, high=high, now=now
@@ -214,3 +250,17 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock) -> bool:
                     conn, device_id=device.device_id, patient_id=patient_id, valid_from=since
                 )
     return True
+
+
+def _log_in_as(
+    conn: psycopg.Connection,
+    *,
+    issuer: str,
+    username: str,
+    staff_id: UUID | None = None,
+    patient_id: UUID | None = None,
+) -> None:
+    subject = do_create_local_account(conn, username=username, password=DEMO_PASSWORD)
+    do_link_identity(
+        conn, issuer=issuer, subject=str(subject), staff_id=staff_id, patient_id=patient_id
+    )

@@ -25,7 +25,13 @@ from core.mqtt import BrokerAddress
 from core.settings import Settings
 from devices.simulator import Simulator
 from heimvakt.app import DASHBOARD_PATH, create_app
-from heimvakt.demo import seed_demo, simulated_devices
+from heimvakt.demo import (
+    DEMO_PASSWORD,
+    DEMO_PATIENT_LOGIN,
+    DEMO_STAFF,
+    seed_demo,
+    simulated_devices,
+)
 from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
 from heimvakt.worker import (
     STOP_SIGNALS,
@@ -93,10 +99,21 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         stack.callback(ingest.stop)
         if not ingest.wait_connected(timeout=15):
             log.warning("the MQTT broker has not answered yet; the ingest keeps trying")
+        local_issuer = build_local_issuer(settings, pool=pool, clock=clock)
         if settings.demo:
             with pool.connection() as conn:
-                created = seed_demo(conn, clock=clock)
+                created = seed_demo(
+                    conn,
+                    clock=clock,
+                    issuer=None if local_issuer is None else local_issuer.config.issuer,
+                )
             print("Demo data " + ("created" if created else "found; reusing it"), flush=True)
+            if local_issuer is not None:
+                print(
+                    f"Log in as {', '.join(u for u, *_ in DEMO_STAFF)} or {DEMO_PATIENT_LOGIN}"
+                    f" with the password {DEMO_PASSWORD}",
+                    flush=True,
+                )
             simulator = Simulator(
                 broker=BrokerAddress.parse(simulator_mqtt_url),
                 topic_prefix=settings.mqtt_topic_prefix,
@@ -107,7 +124,6 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
             simulator.start()
             stack.callback(simulator.stop)
-        local_issuer = build_local_issuer(settings, pool=pool, clock=clock)
         app = create_app(
             pool=pool,
             clock=clock,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from heimvakt.demo import DEMO_PASSWORD
 from heimvakt.embedded import free_port
 from tests.dashboard import routing_request
 from tests.support import eventually
@@ -110,6 +112,13 @@ def check_demo_is_visible(url: str) -> None:
     with httpx.Client(timeout=10) as client:
         assert client.get(base).status_code == 200
         assert client.get(base.replace("/app/", "/readyz")).status_code == 200
+        assert "Log in" in json.dumps(dash_page(client, base, "/app/", "?lang=en"))
+        login = client.post(
+            base.replace("/app/", "/auth/login"),
+            data={"username": "sykepleier", "password": DEMO_PASSWORD},
+        )
+        assert login.status_code == 303
+        assert login.headers["location"] == "/app/"
 
         def worklist_with_patient_link() -> str | None:
             page = dash_page(client, base, "/app/", "?lang=en")
