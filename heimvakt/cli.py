@@ -99,6 +99,27 @@ def revoke_token(prefix: str) -> None:
     typer.echo(f"Revoked {prefix}")
 
 
+@app.command()
+def retention() -> None:
+    """Delete readings older than HEIMVAKT_READINGS_RETENTION_DAYS (run it daily, e.g. by cron)."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from care.rights import do_apply_retention  # noqa: PLC0415
+    from core.clock import SystemClock  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+
+    settings = _settings()
+    if settings.readings_retention_days is None:
+        typer.echo("HEIMVAKT_READINGS_RETENTION_DAYS is not set: readings are kept")
+        return
+    keep = timedelta(days=settings.readings_retention_days)
+    with database_service(settings) as (url, _), psycopg.connect(url) as conn:
+        deleted = do_apply_retention(conn, now=SystemClock().now(), keep=keep)
+    typer.echo(f"deleted {deleted} readings older than {settings.readings_retention_days} days")
+
+
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending database migrations and exit."""
