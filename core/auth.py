@@ -22,7 +22,7 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from psycopg_pool import ConnectionPool
 
 from core.clock import Clock
@@ -77,6 +77,9 @@ class IssuerConfig:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
+    """What a token proved, and nothing more: mapping it to a person is care/identities.py's
+    job, keyed by (issuer, subject), because subjects are only unique per issuer."""
+
     issuer: str
     subject: str
     kind: Literal["staff", "patient", "any"]
@@ -90,7 +93,20 @@ class TokenRejectedError(Exception):
 
 LEEWAY = timedelta(seconds=30)
 """Clock skew allowed between the issuer and us."""
-_ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
+JWKS_TIMEOUT_SECONDS = 5.0
+"""A stalled issuer must not hold request threads for PyJWKClient's default 30 s."""
+_KEY_TYPES: Mapping[str, type] = {
+    "RS256": rsa.RSAPublicKey,
+    "RS384": rsa.RSAPublicKey,
+    "RS512": rsa.RSAPublicKey,
+    "PS256": rsa.RSAPublicKey,
+    "PS384": rsa.RSAPublicKey,
+    "PS512": rsa.RSAPublicKey,
+    "ES256": ec.EllipticCurvePublicKey,
+    "ES384": ec.EllipticCurvePublicKey,
+}
+"""Asymmetric algorithms only, each with the key type it needs: a token never chooses HS256
+(where a public key would become the shared secret) or "none", whatever an issuer lists."""
 
 
 class TokenVerifier:
@@ -102,12 +118,20 @@ class TokenVerifier:
         if local is not None:
             self._issuers[local.config.issuer] = local.config
         self._jwks = {
-            config.issuer: jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=3600)
+            config.issuer: jwt.PyJWKClient(
+                config.jwks_url, cache_keys=True, lifespan=3600, timeout=JWKS_TIMEOUT_SECONDS
+            )
             for config in issuers
             if config.jwks_url is not None
         }
 
     def verify(self, token: str, *, now: datetime) -> VerifiedToken:
+        """The token's verified content, or `TokenRejectedError`.
+
+        The unverified header and `iss` only choose which issuer's rules and keys apply; nothing
+        else is trusted before the signature holds. Times are checked against `now`, the
+        caller's clock, rather than PyJWT's own, so tests and replays see one time.
+        """
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -117,9 +141,11 @@ class TokenVerifier:
         if config is None:
             raise TokenRejectedError("unknown issuer")
         algorithm = header.get("alg")
-        if algorithm not in config.algorithms or algorithm not in _ASYMMETRIC:
+        if algorithm not in config.algorithms or algorithm not in _KEY_TYPES:
             raise TokenRejectedError(f"algorithm {algorithm!r} is not accepted")
         key = self._key(config, header.get("kid"), token)
+        if not isinstance(key, _KEY_TYPES[algorithm]):
+            raise TokenRejectedError(f"the signing key does not fit algorithm {algorithm}")
         try:
             claims = jwt.decode(
                 token,
@@ -134,7 +160,7 @@ class TokenVerifier:
                     "verify_iat": False,
                 },
             )
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
             raise TokenRejectedError(f"invalid token: {error}") from error
         _check_times(claims, now=now)
         if config.required_acr and claims.get("acr") not in config.required_acr:
@@ -152,6 +178,7 @@ class TokenVerifier:
         )
 
     def _key(self, config: IssuerConfig, kid: object, token: str) -> Any:
+        """The issuer's public key named by `kid`; the local issuer's come from the database."""
         if self._local is not None and config.issuer == self._local.config.issuer:
             key = self._local.public_key(str(kid))
             if key is None:
@@ -167,13 +194,18 @@ class TokenVerifier:
 
 
 def _check_times(claims: Mapping[str, Any], *, now: datetime) -> None:
+    """exp (required), nbf and iat against the caller's `now`, allowing `LEEWAY` of skew."""
+
     def moment(name: str) -> datetime | None:
         value = claims.get(name)
         if value is None:
             return None
-        if not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise TokenRejectedError(f"{name} is not a number")
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, ValueError, OSError) as error:
+            raise TokenRejectedError(f"{name} is out of range") from error
 
     expires = moment("exp")
     if expires is None or expires + LEEWAY <= now:
@@ -204,7 +236,7 @@ class LocalIssuer:
         token_lifetime: timedelta,
     ) -> None:
         self._pool = pool
-        self.config = IssuerConfig(
+        self._config = IssuerConfig(
             issuer=issuer, audience=audience, jwks_url=None, kind="any", algorithms=("ES256",)
         )
         self._clock = clock
@@ -212,8 +244,16 @@ class LocalIssuer:
         self._keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._lock = threading.Lock()
 
+    @property
+    def config(self) -> IssuerConfig:
+        """How a `TokenVerifier` checks this issuer's tokens: ES256 only, keys from here."""
+        return self._config
+
     def ensure_signing_key(self) -> str:
-        """The kid of the key in use, generating one if this installation has none yet."""
+        """The kid of the key in use, generating one if this installation has none yet.
+
+        The advisory lock makes concurrent first starts (several workers) agree on one key.
+        """
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('heimvakt.signing_keys'))")
             row = conn.execute(
@@ -236,6 +276,8 @@ class LocalIssuer:
         return kid
 
     def issue(self, *, subject: str, claims: Mapping[str, Any] | None = None) -> str:
+        """A signed ES256 token for `subject`; the registered claims always win over `claims`,
+        so a caller cannot widen a token's audience, issuer or lifetime."""
         kid = self.ensure_signing_key()
         key = self._private_key(kid)
         assert key is not None
@@ -252,6 +294,7 @@ class LocalIssuer:
         return jwt.encode(payload, key, algorithm="ES256", headers={"kid": kid})
 
     def public_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        """The verifying key for `kid`, or None if this installation never made that key."""
         key = self._private_key(kid)
         return None if key is None else key.public_key()
 
@@ -268,6 +311,8 @@ class LocalIssuer:
         return {"keys": keys}
 
     def _private_key(self, kid: str) -> ec.EllipticCurvePrivateKey | None:
+        """Cached after the first load; an unknown kid is looked up again, as another process
+        of the installation may have made the key since."""
         with self._lock:
             if kid in self._keys:
                 return self._keys[kid]
@@ -290,6 +335,8 @@ _DUMMY_HASH = _HASHER.hash("a password nobody has, to spend the same time on unk
 
 
 def hash_password(password: str) -> str:
+    """An argon2id hash (memory-hard, so a stolen table is slow to crack), refusing passwords
+    too short to resist guessing."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     return _HASHER.hash(password)
@@ -306,6 +353,7 @@ def do_create_local_account(conn: psycopg.Connection, *, username: str, password
 
 
 def do_set_local_password(conn: psycopg.Connection, *, username: str, password: str) -> bool:
+    """Replace an account's password (the operator's reset); False if there is no such user."""
     cursor = conn.execute(
         "UPDATE local_accounts SET password_hash = %s WHERE username = %s",
         (hash_password(password), username),

@@ -118,7 +118,10 @@ def local_issuer_router(
     @router.post(
         "/auth/token",
         response_model=TokenOut,
-        responses={401: problem_response("Wrong user name or password")},
+        responses={
+            401: problem_response("Wrong user name or password"),
+            422: problem_response("The form is not valid"),
+        },
     )
     def token(
         username: Annotated[str, Form(max_length=64)],

@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import json
 import threading
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -16,8 +18,9 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from psycopg_pool import ConnectionPool
 
 from core.auth import (
@@ -27,8 +30,11 @@ from core.auth import (
     TokenVerifier,
     authenticate_local,
     do_create_local_account,
+    do_set_local_password,
+    issuer_configs,
 )
 from core.clock import ManualClock
+from core.settings import Settings
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 ISSUER = "https://helseid-sts.test.example"
@@ -36,6 +42,7 @@ AUDIENCE = "heimvakt-api"
 KID = "test-key-1"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +138,8 @@ REFUSED = {
     "alg none": lambda: _unsigned(_claims()),
     "HS256 keyed with the public key": lambda: _hmac_signed_with_public_key(_claims()),
     "unknown key id": lambda: _token(_claims(), kid="someone-elses-key"),
+    "ES256 header over the issuer's RSA key": lambda: _token(_claims(), key=EC_KEY, alg="ES256"),
+    "expiry beyond any calendar": lambda: _token(_claims(exp=10**20)),
     "not a JWT": lambda: "not-a-token",
 }
 
@@ -139,6 +148,12 @@ REFUSED = {
 def test_a_token_that_does_not_hold_is_refused(jwks_url: str, case: str) -> None:
     with pytest.raises(TokenRejectedError):
         _verifier(jwks_url).verify(REFUSED[case](), now=NOW)
+
+
+def test_a_token_is_refused_when_the_issuers_key_set_cannot_be_fetched() -> None:
+    unreachable = _verifier("http://127.0.0.1:9/jwks")
+    with pytest.raises(TokenRejectedError, match="unknown signing key"):
+        unreachable.verify(_token(_claims()), now=NOW)
 
 
 def test_a_token_is_accepted_within_the_clock_skew_leeway(jwks_url: str) -> None:
@@ -181,10 +196,19 @@ def test_the_local_issuer_makes_its_own_key_once_and_its_tokens_verify(
         verifier.verify(token, now=NOW + timedelta(hours=9))
 
 
+def test_workers_starting_together_agree_on_one_signing_key(pool: ConnectionPool) -> None:
+    issuers = [_issuer(pool, ManualClock(NOW)) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        kids = set(executor.map(LocalIssuer.ensure_signing_key, issuers))
+    assert len(kids) == 1
+    with pool.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM signing_keys").fetchone() == (1,)
+
+
 def test_two_installations_never_share_a_signing_key(
     pool: ConnectionPool, postgres_server_url: str, template_database: tuple
 ) -> None:
-    name = "heimvakt_test_second_installation"
+    name = f"heimvakt_test_second_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
@@ -216,3 +240,64 @@ def test_local_passwords_are_argon2_hashes_and_only_the_right_one_logs_in(
     assert authenticate_local(conn, username="nobody", password="riktig-passord") is None
     with pytest.raises(ValueError, match="at least"):
         do_create_local_account(conn, username="ola", password="kort")
+
+
+def test_an_operator_can_reset_a_local_password(conn: psycopg.Connection) -> None:
+    subject = do_create_local_account(conn, username="kari", password="gammelt-passord")
+    assert do_set_local_password(conn, username="kari", password="nytt-passord-1")
+    assert authenticate_local(conn, username="kari", password="nytt-passord-1") == subject
+    assert authenticate_local(conn, username="kari", password="gammelt-passord") is None
+    assert not do_set_local_password(conn, username="nobody", password="nytt-passord-1")
+
+
+def test_a_hash_with_outdated_parameters_is_upgraded_at_the_next_log_in(
+    conn: psycopg.Connection,
+) -> None:
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024).hash("riktig-passord")
+    conn.execute(
+        "INSERT INTO local_accounts (username, password_hash) VALUES ('kari', %s)", (weak,)
+    )
+    assert authenticate_local(conn, username="kari", password="riktig-passord") is not None
+    upgraded = conn.execute("SELECT password_hash FROM local_accounts").fetchone()[0]
+    assert upgraded != weak
+    assert not PasswordHasher().check_needs_rehash(upgraded)
+
+
+def test_external_issuers_are_configured_as_json_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "HEIMVAKT_OIDC_ISSUERS",
+        json.dumps(
+            [
+                {
+                    "issuer": ISSUER,
+                    "audience": AUDIENCE,
+                    "jwks_url": f"{ISSUER}/.well-known/openid-configuration/jwks",
+                    "kind": "staff",
+                    "required_acr": ["Level4"],
+                }
+            ]
+        ),
+    )
+    [config] = issuer_configs(Settings())
+    assert config == IssuerConfig(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        jwks_url=f"{ISSUER}/.well-known/openid-configuration/jwks",
+        kind="staff",
+        required_acr=("Level4",),
+    )
+
+
+def test_the_local_issuer_is_on_in_demo_and_embedded_mode_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HEIMVAKT_DEMO", raising=False)
+    monkeypatch.delenv("HEIMVAKT_LOCAL_ISSUER", raising=False)
+    external_db = "postgresql://heimvakt@db/heimvakt"
+    assert Settings(database_url=None).local_issuer_enabled()
+    assert Settings(demo=True, database_url=external_db).local_issuer_enabled()
+    assert not Settings(database_url=external_db).local_issuer_enabled()
+    assert Settings(database_url=external_db, local_issuer=True).local_issuer_enabled()
+    assert not Settings(database_url=None, local_issuer=False).local_issuer_enabled()
