@@ -921,6 +921,7 @@ def _handover_routes(api: _Api, Caller: Any) -> None:
                 note=body.note,
                 now=now,
                 care_plan_version=None if plan is None else plan.version,
+                from_organisation_id=sender,
             )
         return HandoverOut.model_validate(created, from_attributes=True)
 
