@@ -1,0 +1,99 @@
+"""What rules see and what they say: the contract between the rule library and the engine.
+
+Rules are pure functions of a `PatientContext` returning `Finding`s, so each can be tested
+table by table without a database; the engine (alerts/engine.py) loads contexts and turns
+findings into alerts (alerts/lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+
+class Severity(StrEnum):
+    GREEN = "green"
+    """Clearly normal (beyond the hysteresis margin): re-arms the rule after a resolved alert."""
+    YELLOW = "yellow"
+    RED = "red"
+
+    @property
+    def rank(self) -> int:
+        return {"green": 0, "yellow": 1, "red": 2}[self.value]
+
+
+class Category(StrEnum):
+    CLINICAL = "clinical"
+    ADHERENCE = "adherence"
+    """A scheduled measurement is missing."""
+    TECHNICAL = "technical"
+    """A device has gone silent, or a notification could not be delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A reading as rules see it: in the catalog's canonical unit."""
+
+    code: str
+    value: float
+    measured_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A patient's limits for one measurement: yellow outside [low, high], red outside
+    [red_low, red_high]; None means no limit on that side."""
+
+    code: str
+    low: float | None = None
+    high: float | None = None
+    red_low: float | None = None
+    red_high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SymptomAnswer:
+    kind: Literal["daily_symptoms", "cat"]
+    answered_at: datetime
+    answers: Mapping[str, Any]
+    """daily_symptoms: {"more_breathless": bool, "more_swelling": bool, "more_cough": bool};
+    cat: {"q1".."q8": 0..5}."""
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientContext:
+    """Everything rules may use about one patient, as of `at` (nothing measured after it)."""
+
+    patient_id: UUID
+    at: datetime
+    history: Mapping[str, tuple[Observation, ...]]
+    """Per LOINC code, oldest first: the readings of the last 8 days up to and including `at`."""
+    limits: Mapping[str, Limits]
+    spo2_scale: int = 1
+    on_oxygen: bool = False
+    symptoms: tuple[SymptomAnswer, ...] = ()
+    """Questionnaire answers of the last 8 days up to `at`, oldest first."""
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule's verdict on one patient. `instance` names what an alert is about (rule,
+    measurement, direction: "threshold:59408-5:low"): one open alert per patient and instance,
+    and a snooze mutes exactly one instance."""
+
+    rule: str
+    instance: str
+    severity: Severity
+    category: Category
+    measured_at: datetime
+    code: str | None = None
+    direction: Literal["low", "high"] | None = None
+    value: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """What the rule used, for the nurse: e.g. NEWS2 parameters and sub-scores, the baseline."""
