@@ -17,7 +17,7 @@ from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from care.access import NotAuthenticatedError, NotVisibleError
+from care.access import ForbiddenError, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator, translator
@@ -29,6 +29,7 @@ from dashboard.links import (
     Page,
     Route,
     language_from_search,
+    login_failed,
     resolve,
 )
 from dashboard.pages import (
@@ -38,6 +39,7 @@ from dashboard.pages import (
     login_page,
     not_found_page,
     patient_page,
+    role_name,
     worklist_page,
 )
 
@@ -48,6 +50,8 @@ REFRESH_MILLISECONDS: Final = 5_000
 # Shorter than the refresh interval: during an outage each refresh gives up before the next one,
 # instead of piling up threads that wait for a connection.
 DATABASE_WAIT_SECONDS: Final = 4.0
+SIGNED_IN: Final = frozenset({"staff", "patient"})
+"""The kinds of principal the dashboard serves; anyone else (a device token too) must log in."""
 
 
 def create_dashboard(
@@ -102,11 +106,12 @@ def create_dashboard(
         now = clock.now()
         try:
             principal = principal_of(token)
+            ended = False
         except NotAuthenticatedError:
-            principal = ANONYMOUS
-        if principal.kind not in ("staff", "patient"):
-            failed = "failed=1" in (search or "")
-            content = login_page(t=t, failed=failed)
+            # An expired, revoked or forged token is no one: the log-in form, no data.
+            principal, ended = ANONYMOUS, True
+        if principal.kind not in SIGNED_IN:
+            content = login_page(t=t, failed=login_failed(search), ended=ended)
         else:
             view = View(principal=principal, now=now, refresh=refresh)
             content = _content(route, view, pool=pool, t=t, links=links)
@@ -130,12 +135,20 @@ def create_dashboard(
     async def route_and_refresh(
         pathname: str | None, search: str | None, _refreshes: int | None
     ) -> tuple[Component, Component | None]:
-        # The database is read in a worker thread, so the event loop goes on serving other requests.
+        """Draw the page the address names, for whoever the session cookie speaks for.
+
+        Opening a page (first load, a link, a new address) is logged; the interval's refresh
+        of the same page checks access again and is logged only when no recent row of the same
+        view covers it (see `dashboard.pages.View`).
+        """
         token = callback_context.cookies.get(session_cookie)
-        refresh = callback_context.triggered_id == "refresh"
+        triggers = callback_context.triggered_prop_ids
+        refresh = bool(triggers) and all(prop.startswith("refresh.") for prop in triggers)
         try:
+            # The database is read in a worker thread, so the event loop goes on serving others.
             return await asyncio.to_thread(render, pathname, search, token, refresh=refresh)
-        except psycopg.OperationalError:
+        except psycopg.Error:
+            # Unreachable, or the access-log row could not be written: fail closed, no new data.
             log.warning("the dashboard could not read the database", exc_info=True)
             t = translator(language_from_search(search))
             warning = t("The data could not be loaded. Trying again in a few seconds.")
@@ -147,20 +160,24 @@ def create_dashboard(
 def _content(
     route: Route, view: View, *, pool: ConnectionPool, t: Translator, links: Links
 ) -> Component:
-    if route.page is Page.WORKLIST and view.principal.kind == "patient":
+    """The page's main part, read in one transaction with its access-log row."""
+    if view.principal.kind == "patient" and route.page in (Page.WORKLIST, Page.LOGIN):
+        # A patient's start page is their own page.
         route = Route(Page.PATIENT, view.principal.uuid)
-    if route.page in (Page.WORKLIST, Page.LOGIN):
-        with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-            rows = load_worklist(conn, view=view)
-        return worklist_page(rows, now=view.now, t=t, links=links)
-    if route.page is Page.PATIENT and route.patient_id is not None:
-        with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-            try:
+    try:
+        if route.page in (Page.WORKLIST, Page.LOGIN):
+            with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+                rows = load_worklist(conn, view=view)
+            return worklist_page(rows, now=view.now, t=t, links=links)
+        if route.page is Page.PATIENT and route.patient_id is not None:
+            with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                 patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
-            except NotVisibleError:
-                patient_view = None
-        if patient_view is not None:
-            return patient_page(patient_view, now=view.now, t=t, links=links)
+            if patient_view is not None:
+                return patient_page(patient_view, now=view.now, t=t, links=links)
+    except NotVisibleError:
+        pass  # the same answer as for a patient who does not exist
+    except ForbiddenError:
+        return not_found_page(t("You do not have access to this page."), t=t, links=links)
     if route.page is Page.PATIENT:
         return not_found_page(t("Patient not found"), t=t, links=links)
     return not_found_page(t("Page not found"), t=t, links=links)
@@ -192,14 +209,22 @@ def _header(
 
 
 def _signed_in(principal: Principal, *, t: Translator) -> list[Component]:
-    if principal.kind not in ("staff", "patient"):
+    """Who is logged in, as what, and the way out (a form: logging out changes state)."""
+    if principal.kind not in SIGNED_IN:
         return []
     return [
-        html.Span(principal.name, className="user"),
+        html.Span(
+            [
+                html.Span(principal.name, className="user-name"),
+                html.Span(role_name(principal.role, t), className="user-role"),
+            ],
+            className="user",
+        ),
         html.Form(
             html.Button(t("Log out"), type="submit", className="logout"),
             action="/auth/logout",
             method="POST",
+            className="logout-form",
         ),
     ]
 

@@ -27,6 +27,11 @@ def language_from_search(search: str | None) -> str:
     return negotiate(values[-1] if values else None)
 
 
+def login_failed(search: str | None) -> bool:
+    """Whether /auth/login sent the browser back here after a wrong user name or password."""
+    return parse_qs((search or "").removeprefix("?")).get("failed") == ["1"]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     page: Page

@@ -34,7 +34,7 @@ from care.access import (
 from care.models import Condition, Patient, Threshold
 from care.service import get_patient, list_patients, thresholds_for
 from core import catalog
-from core.auth import Principal
+from core.auth import Principal, StaffRole
 from core.i18n import Translator
 from core.readings import Reading, latest_readings, readings_for_patient
 from dashboard.figures import trend_figure
@@ -49,6 +49,8 @@ YELLOW: Final = "yellow"
 GREEN: Final = "green"
 _URGENCY: Final = {RED: 0, YELLOW: 1, GREEN: 2}
 _RULES: Final = {rule.id: rule for rule in RULES}
+WORKLIST_RESOURCE: Final = "worklist"
+PATIENT_RESOURCE: Final = "patient-page"
 
 
 def severity_of(alerts: Sequence[Alert]) -> str:
@@ -100,9 +102,14 @@ class WorklistRow:
 class View:
     """Who looks, when, and whether this is the page's periodic refresh.
 
-    A refresh re-checks access but writes no access-log row: it shows the same view to the same
-    person, already logged when the page was opened, and a row every five seconds per open
-    screen would drown the log that patients and auditors read.
+    Opening a page (first load, a link, a changed address) writes one access-log row, in the
+    transaction that reads the data. The refresh every few seconds checks access again but
+    writes a row only when no row of this viewer, for this page and covering every patient
+    shown, is younger than `LOG_COVERS`: the screen shows the same person the same view that
+    is already logged, and a row every five seconds per open screen would drown the log that
+    patients and auditors read. The check is made in the database, not in this process, so
+    a patient newly on the worklist, a restart, another server process or a request that only
+    claims to be a refresh still leaves a row.
     """
 
     principal: Principal
@@ -110,31 +117,66 @@ class View:
     refresh: bool
 
 
-def load_worklist(conn: psycopg.Connection, *, view: View) -> list[WorklistRow]:
-    """The patients in the viewer's care, red first, then yellow, then the rest; by name."""
-    now = view.now
-    reason = authorize(conn, principal=view.principal, permission=Permission.READ_PATIENT, now=now)
-    patients = list_patients(
-        conn, now=now, visible=visible_patients_filter(view.principal, now=now)
-    )
+LOG_COVERS: Final = timedelta(minutes=10)
+"""How long one access-log row covers the refreshes of the page it records."""
+_RECENT_ROWS: Final = 200
+
+
+def _already_logged(
+    conn: psycopg.Connection, *, view: View, resource: str, patient_ids: Sequence[UUID]
+) -> bool:
+    """Whether this refresh is covered by a recent row (see `View`); never for a page opened."""
     if not view.refresh:
+        return False
+    shown = set(patient_ids)
+    recent = access_log(
+        conn,
+        actor_id=view.principal.id,
+        patient_id=patient_ids[0] if len(shown) == 1 else None,
+        since=view.now - LOG_COVERS,
+        limit=_RECENT_ROWS,
+        offset=0,
+    )
+    return any(
+        entry.interface == Interface.DASHBOARD
+        and entry.resource == resource
+        and entry.actor_kind == view.principal.kind
+        and shown <= set(entry.patient_ids)
+        for entry in recent
+    )
+
+
+def load_worklist(conn: psycopg.Connection, *, view: View) -> list[WorklistRow]:
+    """The patients in the viewer's care, red first, then yellow, then the rest; by name.
+
+    The list is filtered in SQL by care.access (a nurse: her care teams' patients now; a
+    patient: themself), and leaves one access-log row naming every patient listed.
+    """
+    now, principal = view.now, view.principal
+    reason = authorize(conn, principal=principal, permission=Permission.READ_PATIENT, now=now)
+    patients = list_patients(conn, now=now, visible=visible_patients_filter(principal, now=now))
+    patient_ids = [p.id for p in patients]
+    if not _already_logged(conn, view=view, resource=WORKLIST_RESOURCE, patient_ids=patient_ids):
         do_log_access(
             conn,
-            principal=view.principal,
-            patient_ids=[p.id for p in patients],
-            resource="worklist",
+            principal=principal,
+            patient_ids=patient_ids,
+            resource=WORKLIST_RESOURCE,
             action=Action.READ,
             interface=Interface.DASHBOARD,
+            # Staff see the list through their care teams (administrators too); a patient, self.
             reason=Reason.CARE_TEAM if reason is Reason.ADMINISTRATION else reason,
             now=now,
         )
     order = {m.code: i for i, m in enumerate(catalog.MEASUREMENTS)}
     latest: dict[UUID, list[Reading]] = defaultdict(list)
-    for reading in latest_readings(conn, patient_ids=[p.id for p in patients]):
+    for reading in latest_readings(conn, patient_ids=patient_ids):
         latest[reading.patient_id].append(reading)
+    shown = set(patient_ids)
     alerts: dict[UUID, list[Alert]] = defaultdict(list)
     for alert in unresolved_alerts(conn):
-        alerts[alert.patient_id].append(alert)
+        if alert.patient_id in shown:
+            alerts[alert.patient_id].append(alert)
     rows = [
         WorklistRow(
             patient=patient,
@@ -250,9 +292,10 @@ class PatientView:
 
 
 def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
-    """The patient page's data, after the one access check (NotVisibleError if refused)."""
+    """The patient page's data, after the one access check (NotVisibleError if refused) and
+    with its access-log row, in the transaction that reads it."""
     now, principal = view.now, view.principal
-    if view.refresh:
+    if _already_logged(conn, view=view, resource=PATIENT_RESOURCE, patient_ids=[patient_id]):
         authorize(
             conn,
             principal=principal,
@@ -266,7 +309,7 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
             principal=principal,
             permission=Permission.READ_PATIENT,
             patient_id=patient_id,
-            resource="patient-page",
+            resource=PATIENT_RESOURCE,
             action=Action.READ,
             interface=Interface.DASHBOARD,
             now=now,
@@ -274,14 +317,14 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
     patient = get_patient(conn, patient_id=patient_id, now=now)
     if patient is None:
         return None
-    own = principal.kind == "patient"
+    own = principal.kind == "patient" and principal.id == str(patient_id)
     return PatientView(
-        looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
         patient=patient,
         alerts=unresolved_alerts(conn, patient_id=patient_id),
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
         thresholds=thresholds_for(conn, patient_id=patient_id),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),
+        looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
     )
 
 
@@ -313,9 +356,15 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
         )
     )
+    own = view.looked_at_by is not None
     return html.Div(
         [
-            dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back"),
+            # A patient has no worklist to go back to: the start page is their own page.
+            *(
+                []
+                if own
+                else [dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back")]
+            ),
             html.Div(
                 [html.H1(patient.display_name), severity_badge(severity_of(view.alerts), t)],
                 className="page-heading patient-heading",
@@ -334,59 +383,95 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
     )
 
 
-def _looked_at_by(entries: list[AccessLogEntry], *, t: Translator) -> Component:
-    """The patient's own access log, as helsenorge.no shows it: who, when, from where, why."""
-    reasons = {
-        "care_team": t("Member of your care team"),
-        "own_data": t("You"),
-        "handover": t("Receiving unit for a hand-over"),
-        "administration": t("Administration"),
+def role_name(role: str, t: Translator) -> str:
+    """A staff role or "patient", in words; an unknown role as it is stored."""
+    names = {
+        StaffRole.NURSE: t("Nurse"),
+        StaffRole.PHYSICIAN: t("Physician"),
+        StaffRole.COORDINATOR: t("Coordinator"),
+        StaffRole.ADMINISTRATOR: t("Administrator"),
+        "patient": t("Patient"),
     }
+    return names.get(role, role)
+
+
+def reason_text(reason_code: str, t: Translator) -> str:
+    """Why someone could look, as the patient reads it."""
+    reasons = {
+        Reason.CARE_TEAM: t("Member of your care team"),
+        Reason.OWN_DATA: t("You"),
+        Reason.HANDOVER: t("Receiving unit for a hand-over"),
+        Reason.ADMINISTRATION: t("Administration"),
+    }
+    return reasons.get(reason_code, reason_code)
+
+
+def _looked_at_by(entries: list[AccessLogEntry], *, t: Translator) -> Component:
+    """The patient's own access log, as helsenorge.no shows it: when, who, as what, from where
+    and why. Names come from people, so every one is a text child, never markup."""
     if not entries:
         body: Component = html.P(t("Nobody has looked at your data yet."), className="empty")
     else:
-        body = html.Table(
+        header = html.Tr(
             [
-                html.Thead(html.Tr([html.Th(t("When")), html.Th(t("Who")), html.Th(t("Why"))])),
-                html.Tbody(
-                    [
-                        html.Tr(
-                            [
-                                html.Td(format_moment(entry.at, t)),
-                                html.Td(
-                                    entry.actor_name
-                                    if entry.organisation_name is None
-                                    else f"{entry.actor_name}, {entry.organisation_name}"
-                                ),
-                                html.Td(reasons.get(entry.reason_code, entry.reason_code)),
-                            ]
-                        )
-                        for entry in entries
-                    ]
-                ),
-            ],
-            className="access-log",
+                html.Th(t("When"), scope="col"),
+                html.Th(t("Who"), scope="col"),
+                html.Th(t("Role"), scope="col"),
+                html.Th(t("Organisation"), scope="col"),
+                html.Th(t("Why"), scope="col"),
+            ]
         )
-    return html.Section([html.H2(t("Who has looked at my data")), body], className="card")
+        rows = [
+            html.Tr(
+                [
+                    html.Td(format_moment(entry.at, t), className="when"),
+                    html.Td(entry.actor_name),
+                    html.Td(role_name(entry.role, t)),
+                    html.Td(entry.organisation_name or NO_VALUE),
+                    html.Td(reason_text(entry.reason_code, t)),
+                ]
+            )
+            for entry in entries
+        ]
+        body = html.Table([html.Thead(header), html.Tbody(rows)], className="access-log")
+    return html.Section(
+        [html.H2(t("Who has looked at my data")), body], className="card looked-at-by"
+    )
 
 
-def login_page(*, t: Translator, failed: bool) -> Component:
+def login_page(*, t: Translator, failed: bool, ended: bool = False) -> Component:
     """Password log-in of the built-in issuer; the form posts to /auth/login, which sets the
-    session cookie and comes back here."""
+    session cookie and comes back to the dashboard (here again, with ?failed=1, if refused)."""
+    notices = []
+    if failed:
+        notices.append(html.P(t("Wrong user name or password"), role="alert", className="notice"))
+    elif ended:
+        notices.append(
+            html.P(t("Your session has ended. Please log in again."), className="notice")
+        )
     return html.Section(
         [
             html.H1(t("Log in")),
-            *([html.P(t("Wrong user name or password"), role="alert")] if failed else []),
+            *notices,
             html.Form(
                 [
                     html.Label(t("User name"), htmlFor="username"),
-                    dcc.Input(id="username", name="username", type="text", autoComplete="username"),
+                    dcc.Input(
+                        id="username",
+                        name="username",
+                        type="text",
+                        autoComplete="username",
+                        required=True,
+                        maxLength=64,
+                    ),
                     html.Label(t("Password"), htmlFor="password"),
                     dcc.Input(
                         id="password",
                         name="password",
                         type="password",
                         autoComplete="current-password",
+                        required=True,
+                        maxLength=1024,
                     ),
                     html.Button(t("Log in"), type="submit"),
                 ],

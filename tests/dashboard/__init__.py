@@ -1,12 +1,13 @@
-"""Shared by the dashboard specifications: seeding a patient, and asking the dashboard for a page
-the way the browser does (the Dash routing callback over HTTP)."""
+"""Shared by the dashboard specifications: seeding a patient, logging in, and asking the dashboard
+for a page the way the browser does (the Dash routing callback over HTTP, with the session
+cookie)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,45 +23,101 @@ from care.people import (
     do_add_team_patient,
     do_create_care_team,
     do_create_staff,
+    do_link_identity,
 )
 from care.service import do_create_organisation, do_create_patient, do_set_threshold
 from core import catalog
-from core.auth import Principal, StaffRole
+from core.auth import LocalIssuer, StaffRole, TokenVerifier
 from core.clock import ManualClock
 from core.readings import Reading
 from dashboard import create_dashboard
 from devices.service import do_assign_device, do_register_device
+from heimvakt.auth import SESSION_COOKIE, principal_from_token
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 BASE = "/app/"
 
 
-SESSION_COOKIE = "test_session"
 TEAM = "Dashboard-teamet"
 NURSE = "Test Sykepleier"
+ISSUER = "http://testserver/auth"
+AUDIENCE = "heimvakt"
+TOKEN_LIFETIME = timedelta(hours=8)
 
 
-def dashboard_client(
-    pool: ConnectionPool, now: datetime = NOW, *, principal: Principal | None = None
-) -> tuple[TestClient, ManualClock]:
-    """A dashboard seen by `principal`: by default a nurse in the team every seeded patient
-    is in. The principal stands in for the session cookie's token (tests/heimvakt checks the
-    real cookie end to end)."""
+def dashboard_app(pool: ConnectionPool, clock: ManualClock) -> fastapi.FastAPI:
+    """The dashboard alone, wired as heimvakt/app.py wires it: the session cookie's token goes
+    through the API's token path (verified, then looked up among enrolled identities)."""
     app = fastapi.FastAPI()
-    clock = ManualClock(now)
-    if principal is None:
-        with pool.connection() as conn:
-            nurse, _team = _test_team(conn)
-        principal = Principal(kind="staff", id=str(nurse), name=NURSE, role="nurse")
-    viewer = principal
+    verifier = TokenVerifier([], local=issuer_for(pool, clock))
     create_dashboard(
         app,
         pool=pool,
         clock=clock,
-        principal_of=lambda token: viewer,
+        principal_of=lambda token: principal_from_token(
+            token, pool=pool, clock=clock, verifier=verifier
+        ),
         session_cookie=SESSION_COOKIE,
     )
-    return TestClient(app), clock
+    return app
+
+
+def issuer_for(pool: ConnectionPool, clock: ManualClock) -> LocalIssuer:
+    """The built-in issuer on the test's clock (its tokens are issued at the test's now)."""
+    issuer = LocalIssuer(
+        pool, issuer=ISSUER, audience=AUDIENCE, clock=clock, token_lifetime=TOKEN_LIFETIME
+    )
+    issuer.ensure_signing_key()
+    return issuer
+
+
+def session_token(
+    pool: ConnectionPool,
+    clock: ManualClock,
+    *,
+    staff_id: UUID | None = None,
+    patient_id: UUID | None = None,
+) -> str:
+    """A token the built-in issuer signs for this staff member or patient, as /auth/login
+    would put in the session cookie; the identity is enrolled on first use."""
+    subject = f"{'staff' if staff_id else 'patient'}-{staff_id or patient_id}"
+    with pool.connection() as conn:
+        enrolled = conn.execute(
+            "SELECT 1 FROM identities WHERE issuer = %s AND subject = %s", (ISSUER, subject)
+        ).fetchone()
+        if enrolled is None:
+            do_link_identity(
+                conn, issuer=ISSUER, subject=subject, staff_id=staff_id, patient_id=patient_id
+            )
+    return issuer_for(pool, clock).issue(subject=subject)
+
+
+def dashboard_client(
+    pool: ConnectionPool,
+    now: datetime = NOW,
+    *,
+    staff_id: UUID | None = None,
+    patient_id: UUID | None = None,
+    anonymous: bool = False,
+) -> tuple[TestClient, ManualClock]:
+    """A browser on the dashboard, logged in (its session cookie holds a signed token): by
+    default as the nurse in the team every seeded patient is in; or as `staff_id`, as the
+    patient `patient_id`, or not at all."""
+    clock = ManualClock(now)
+    client = TestClient(dashboard_app(pool, clock))
+    if not anonymous:
+        if staff_id is None and patient_id is None:
+            with pool.connection() as conn:
+                staff_id, _team = _test_team(conn)
+        token = session_token(pool, clock, staff_id=staff_id, patient_id=patient_id)
+        client.cookies.set(SESSION_COOKIE, token)
+    return client, clock
+
+
+def team_nurse(pool: ConnectionPool) -> UUID:
+    """The nurse of the team that follows every seeded patient."""
+    with pool.connection() as conn:
+        return _test_team(conn)[0]
 
 
 def _test_team(conn: psycopg.Connection) -> tuple[UUID, UUID]:
