@@ -75,6 +75,10 @@ class Permission(StrEnum):
     EXPORT_PATIENT = "patient:export"
     ERASE_PATIENT = "patient:erase"
     READ_ACCESS_LOG = "access-log:read"
+    ACT_ON_ALERT = "alert:act"
+    MANAGE_ESCALATION = "escalation:manage"
+    MANAGE_OWN_NOTIFICATIONS = "notifications:own"
+    SUBMIT_QUESTIONNAIRE = "questionnaire:submit"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -95,6 +99,11 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     Permission.EXPORT_PATIENT: frozenset({StaffRole.COORDINATOR, PATIENT}),
     Permission.ERASE_PATIENT: frozenset({StaffRole.COORDINATOR}),
     Permission.READ_ACCESS_LOG: frozenset({StaffRole.ADMINISTRATOR}),
+    Permission.ACT_ON_ALERT: _CLINICAL,
+    # Administrators anywhere; coordinators for the units they work for (organisation scope).
+    Permission.MANAGE_ESCALATION: frozenset({StaffRole.ADMINISTRATOR, StaffRole.COORDINATOR}),
+    Permission.MANAGE_OWN_NOTIFICATIONS: _ALL_STAFF,
+    Permission.SUBMIT_QUESTIONNAIRE: frozenset({PATIENT, StaffRole.NURSE}),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 
@@ -124,16 +133,17 @@ def authorize(
 ) -> Reason:
     """Allow or raise. `patient_id`, `team_id` and `organisation_id` narrow the check to one
     patient's compartment, one care team (the caller must belong to it, unless administrator),
-    or one organisation (the caller must work there now)."""
+    or one organisation (the caller must work there now, unless administrator)."""
     if principal.kind == "anonymous":
         raise NotAuthenticatedError
     if principal.kind not in ("staff", "patient") or principal.role not in ROLES[permission]:
         raise ForbiddenError
     reason = Reason.OWN_DATA if principal.kind == "patient" else Reason.ADMINISTRATION
-    if organisation_id is not None:
+    if organisation_id is not None and principal.role != StaffRole.ADMINISTRATOR:
         if not works_at(conn, staff_id=principal.uuid, organisation_id=organisation_id, now=now):
             raise NotVisibleError
-        reason = Reason.HANDOVER
+        if permission is Permission.DECIDE_HANDOVER:
+            reason = Reason.HANDOVER
     if team_id is not None and principal.role != StaffRole.ADMINISTRATOR:
         if not _belongs_to_team(conn, staff_id=principal.uuid, team_id=team_id, now=now):
             raise NotVisibleError

@@ -96,7 +96,7 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 
-PATIENT_SCOPES = frozenset({"patient", "handover", "patients"})
+PATIENT_SCOPES = frozenset({"patient", "handover", "patients", "alert"})
 """Scopes whose routes read or write patients' data, so every request leaves a log row."""
 
 
@@ -104,7 +104,8 @@ def access(permission: Permission | str, scope: str) -> dict[str, Any]:
     """The route's permission and the compartment it checks, as an OpenAPI extension.
 
     `scope`: none (no patient data), self (the caller's own account), team (one care team),
-    patient (one patient), handover (one hand-over's patient), patients (a list of them).
+    organisation (one unit's settings), patient (one patient), handover or alert (the patient
+    of one hand-over or alert), patients (a list of them).
     """
     return {
         ACCESS_EXTENSION: {
@@ -163,8 +164,9 @@ def install_care_problems(app: FastAPI) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Api:
-    """What every route needs: the pool, the clock, the caller's type and the two guards."""
+class Guard:
+    """What every route needs: the router, the pool, the clock and the two guards (also used
+    by other components' routers, so every route checks access the same way)."""
 
     router: APIRouter
     pool: ConnectionPool
@@ -209,7 +211,7 @@ class _Api:
 def care_router(
     *, pool: ConnectionPool, clock: Clock, authenticate: Callable[..., Principal]
 ) -> APIRouter:
-    api = _Api(
+    api = Guard(
         router=APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES), pool=pool, clock=clock
     )
     caller = Annotated[Principal, Depends(authenticate)]
@@ -228,7 +230,7 @@ def care_router(
     return api.router
 
 
-def _me_routes(api: _Api, Caller: Any) -> None:
+def _me_routes(api: Guard, Caller: Any) -> None:
     """Who am I."""
 
     @api.router.get("/me", tags=["me"], response_model=MeOut, openapi_extra=access("any", "self"))
@@ -267,7 +269,7 @@ def _me_routes(api: _Api, Caller: Any) -> None:
         )
 
 
-def _organisation_routes(api: _Api, Caller: Any) -> None:
+def _organisation_routes(api: Guard, Caller: Any) -> None:
     """Organisations."""
 
     @api.router.get(
@@ -321,7 +323,7 @@ def _organisation_routes(api: _Api, Caller: Any) -> None:
         return _organisation(found)
 
 
-def _staff_routes(api: _Api, Caller: Any) -> None:
+def _staff_routes(api: Guard, Caller: Any) -> None:
     """Staff."""
 
     @api.router.get(
@@ -427,7 +429,7 @@ def _staff_routes(api: _Api, Caller: Any) -> None:
         return Response(status_code=204)
 
 
-def _team_routes(api: _Api, Caller: Any) -> None:
+def _team_routes(api: Guard, Caller: Any) -> None:
     """Care teams."""
 
     @api.router.get(
@@ -515,7 +517,7 @@ def _team_routes(api: _Api, Caller: Any) -> None:
         return MembershipOut.model_validate(ended, from_attributes=True)
 
 
-def _patient_routes(api: _Api, Caller: Any) -> None:
+def _patient_routes(api: Guard, Caller: Any) -> None:
     """Patients."""
 
     @api.router.get(
@@ -711,7 +713,7 @@ def _patient_routes(api: _Api, Caller: Any) -> None:
         ]
 
 
-def _care_plan_routes(api: _Api, Caller: Any) -> None:
+def _care_plan_routes(api: Guard, Caller: Any) -> None:
     """Care plans."""
 
     @api.router.get(
@@ -833,7 +835,7 @@ def _care_plan_routes(api: _Api, Caller: Any) -> None:
         return [CarePlanVersionOut.model_validate(v, from_attributes=True) for v in versions]
 
 
-def _handover_routes(api: _Api, Caller: Any) -> None:
+def _handover_routes(api: Guard, Caller: Any) -> None:
     """Responsibility over time, and proposing a hand-over."""
 
     @api.router.get(
@@ -926,7 +928,7 @@ def _handover_routes(api: _Api, Caller: Any) -> None:
         return HandoverOut.model_validate(created, from_attributes=True)
 
 
-def _handover_decision_routes(api: _Api, Caller: Any) -> None:
+def _handover_decision_routes(api: Guard, Caller: Any) -> None:
     """Hand-over proposals, seen from the receiving unit."""
 
     @api.router.get(
@@ -1093,7 +1095,7 @@ def _handover_decision_routes(api: _Api, Caller: Any) -> None:
             )
 
 
-def _rights_routes(api: _Api, Caller: Any) -> None:
+def _rights_routes(api: Guard, Caller: Any) -> None:
     """The access log and the patient's rights."""
 
     @api.router.get(
