@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -26,16 +27,16 @@ class Alert:
     updated_at: datetime
 
 
-def unresolved_alerts(conn: psycopg.Connection, *, patient_id: UUID | None = None) -> list[Alert]:
-    """Alerts not yet resolved, red before yellow, newest first."""
+def unresolved_alerts(conn: psycopg.Connection, *, patient_ids: Sequence[UUID]) -> list[Alert]:
+    """The patients' alerts not yet resolved, red before yellow, newest first."""
     with conn.cursor(row_factory=class_row(Alert)) as cur:
         return cur.execute(
             """
             SELECT id, patient_id, rule_id, severity, state, code, direction, last_value,
                    first_measured_at, last_measured_at, occurrences, updated_at
             FROM alerts
-            WHERE state <> 'resolved' AND (%(patient)s::uuid IS NULL OR patient_id = %(patient)s)
+            WHERE state <> 'resolved' AND patient_id = ANY(%(patients)s)
             ORDER BY severity = 'red' DESC, updated_at DESC
             """,
-            {"patient": patient_id},
+            {"patients": list(patient_ids)},
         ).fetchall()

@@ -172,11 +172,9 @@ def load_worklist(conn: psycopg.Connection, *, view: View) -> list[WorklistRow]:
     latest: dict[UUID, list[Reading]] = defaultdict(list)
     for reading in latest_readings(conn, patient_ids=patient_ids):
         latest[reading.patient_id].append(reading)
-    shown = set(patient_ids)
     alerts: dict[UUID, list[Alert]] = defaultdict(list)
-    for alert in unresolved_alerts(conn):
-        if alert.patient_id in shown:
-            alerts[alert.patient_id].append(alert)
+    for alert in unresolved_alerts(conn, patient_ids=patient_ids):
+        alerts[alert.patient_id].append(alert)
     rows = [
         WorklistRow(
             patient=patient,
@@ -320,7 +318,7 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
     own = principal.kind == "patient" and principal.id == str(patient_id)
     return PatientView(
         patient=patient,
-        alerts=unresolved_alerts(conn, patient_id=patient_id),
+        alerts=unresolved_alerts(conn, patient_ids=[patient_id]),
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
         thresholds=thresholds_for(conn, patient_id=patient_id),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),

@@ -43,7 +43,7 @@ def test_a_value_opens_an_alert_only_outside_the_limits(
     conn: psycopg.Connection, patient: UUID, value: float, direction: str | None
 ) -> None:
     evaluate_thresholds(conn, [reading(patient, value, minutes_ago=1)], now=NOW)
-    alerts = unresolved_alerts(conn, patient_id=patient)
+    alerts = unresolved_alerts(conn, patient_ids=[patient])
     assert [a.direction for a in alerts] == ([direction] if direction else [])
 
 
@@ -52,7 +52,7 @@ def test_several_breaches_in_one_batch_make_one_alert_with_the_newest_value(
 ) -> None:
     batch = [reading(patient, v, minutes_ago=m) for v, m in ((88, 3), (85, 1), (87, 2))]
     evaluate_thresholds(conn, batch, now=NOW)
-    [alert] = unresolved_alerts(conn, patient_id=patient)
+    [alert] = unresolved_alerts(conn, patient_ids=[patient])
     assert (alert.last_value, alert.occurrences, alert.severity) == (85, 3, "yellow")
     assert alert.first_measured_at == NOW - timedelta(minutes=3)
     assert alert.rule_id == "threshold:59408-5"
@@ -63,14 +63,14 @@ def test_a_late_reading_counts_but_does_not_replace_the_newest_value(
 ) -> None:
     evaluate_thresholds(conn, [reading(patient, 85, minutes_ago=1)], now=NOW)
     evaluate_thresholds(conn, [reading(patient, 88, minutes_ago=60)], now=NOW)
-    [alert] = unresolved_alerts(conn, patient_id=patient)
+    [alert] = unresolved_alerts(conn, patient_ids=[patient])
     assert (alert.last_value, alert.occurrences) == (85, 2)
     assert alert.first_measured_at == NOW - timedelta(minutes=60)
 
 
 def test_a_measurement_without_limits_never_alerts(conn: psycopg.Connection, patient: UUID) -> None:
     evaluate_thresholds(conn, [reading(patient, 30, minutes_ago=1, code="8867-4")], now=NOW)
-    assert unresolved_alerts(conn, patient_id=patient) == []
+    assert unresolved_alerts(conn, patient_ids=[patient]) == []
 
 
 def test_a_resolved_alert_lets_a_new_breach_open_a_new_one(
@@ -79,6 +79,6 @@ def test_a_resolved_alert_lets_a_new_breach_open_a_new_one(
     evaluate_thresholds(conn, [reading(patient, 85, minutes_ago=5)], now=NOW)
     conn.execute("UPDATE alerts SET state = 'resolved'")
     evaluate_thresholds(conn, [reading(patient, 86, minutes_ago=1)], now=NOW)
-    [alert] = unresolved_alerts(conn, patient_id=patient)
+    [alert] = unresolved_alerts(conn, patient_ids=[patient])
     assert alert.last_value == 86
     assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (2,)
