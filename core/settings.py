@@ -125,3 +125,21 @@ class Settings(BaseSettings):
                     f"{name} uses a default password; set a real secret or run in demo mode"
                 )
         return self
+
+    # Notifications (alerts/dispatch.py): the outbox dispatcher's channels and retries.
+    smtp_url: str | None = Field(
+        default=None,
+        description="smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=required to "
+        "insist) or smtps://host:465; unset: e-mail notifications wait in the outbox.",
+    )
+    smtp_sender: str = "heimvakt@localhost"
+    webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key that signs webhooks; required for webhooks."
+    )
+    webhook_allow_private_addresses: bool = Field(
+        default=False,
+        description="Allow webhooks to loopback/private addresses and over plain http (tests, "
+        "closed networks); off: https to public addresses only (SSRF).",
+    )
+    notification_max_attempts: int = Field(default=12, ge=1)
+    notification_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,0 +1,90 @@
+"""Time-based findings, evaluated by the sweep rather than on ingest: a scheduled measurement
+that has not come (adherence) and a device that has gone silent (technical). Both are kept
+apart from clinical findings, and neither can be switched off: only acknowledged and resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import psycopg
+
+from alerts.findings import Category, Finding, Severity
+
+DEVICE_SILENT_AFTER: Final = timedelta(hours=48)
+
+
+def adherence_findings(
+    conn: psycopg.Connection, *, now: datetime
+) -> Iterator[tuple[UUID, Finding]]:
+    yield from _missing_measurements(conn, now=now)
+    yield from _silent_devices(conn, now=now)
+
+
+def _missing_measurements(
+    conn: psycopg.Connection, *, now: datetime
+) -> Iterator[tuple[UUID, Finding]]:
+    """Per scheduled measurement: missing once `every_hours + grace_hours` have passed since the
+    last reading (or since the plan started); back on schedule re-arms it."""
+    rows = conn.execute(
+        """
+        SELECT m.patient_id, m.code, m.every_hours, m.grace_hours,
+               (SELECT max(r.measured_at) FROM readings r
+                 WHERE r.patient_id = m.patient_id AND r.code = m.code
+                   AND r.measured_at <= %(now)s) AS last_at,
+               (SELECT min(v.changed_at) FROM care_plan_versions v
+                 WHERE v.patient_id = m.patient_id) AS plan_since
+          FROM care_plan_measurements m
+        """,
+        {"now": now},
+    ).fetchall()
+    for patient_id, code, every, grace, last_at, plan_since in rows:
+        since = last_at or plan_since
+        if since is None:
+            continue
+        overdue = now - since > timedelta(hours=every + grace)
+        yield (
+            patient_id,
+            Finding(
+                rule="missing_measurement",
+                instance=f"missing_measurement:{code}",
+                severity=Severity.YELLOW if overdue else Severity.GREEN,
+                category=Category.ADHERENCE,
+                measured_at=now,
+                code=code,
+                details={
+                    "last_reading_at": last_at,
+                    "every_hours": every,
+                    "grace_hours": grace,
+                },
+            ),
+        )
+
+
+def _silent_devices(conn: psycopg.Connection, *, now: datetime) -> Iterator[tuple[UUID, Finding]]:
+    """A device assigned now that we have not heard from for two days."""
+    rows = conn.execute(
+        """
+        SELECT a.patient_id, a.device_id, s.last_seen_at, a.valid_from
+          FROM device_assignments a LEFT JOIN device_status s ON s.device_id = a.device_id
+         WHERE a.valid_from <= %(now)s AND (a.valid_to IS NULL OR a.valid_to > %(now)s)
+        """,
+        {"now": now},
+    ).fetchall()
+    for patient_id, device_id, last_seen_at, assigned_at in rows:
+        since = last_seen_at or assigned_at
+        silent = now - since > DEVICE_SILENT_AFTER
+        yield (
+            patient_id,
+            Finding(
+                rule="device_silent",
+                instance=f"device_silent:{device_id}",
+                severity=Severity.YELLOW if silent else Severity.GREEN,
+                category=Category.TECHNICAL,
+                measured_at=now,
+                details={"device_id": device_id, "last_seen_at": last_seen_at},
+            ),
+        )

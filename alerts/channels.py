@@ -1,0 +1,355 @@
+"""Ways a notification leaves Heimvakt: e-mail, signed webhooks and Apprise (SMS, chat, push).
+
+A channel either delivers or says whether trying again can help: `DeliveryError` (the target
+is down, slow or busy: the dispatcher retries with backoff) or `PermanentDeliveryError` (the
+address or the message is refused: retrying cannot help, the notification is dead and a
+technical alert says so). Errors that concern the whole installation (a wrong SMTP password, a
+missing TLS offer) are retryable: an operator can fix them before the notifications die.
+
+Every attempt carries the outbox row's id as an idempotency key, so a receiver can drop the
+duplicate that a crash between sending and recording the delivery leaves behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from uuid import UUID
+
+import apprise
+import httpx
+
+from core.clock import Clock, SystemClock
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+"""How old a webhook's timestamp may be before a receiver refuses it as a replay."""
+
+
+class DeliveryError(Exception):
+    """Not delivered this time; trying again later may work."""
+
+
+class PermanentDeliveryError(Exception):
+    """Not delivered, and trying again cannot help (bad address, message refused)."""
+
+
+class Channel(Protocol):
+    def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
+        """Deliver `message` to `address`, or raise `DeliveryError`/`PermanentDeliveryError`."""
+        ...
+
+
+def message_text(message: Mapping[str, Any], *, idempotency_key: UUID) -> str:
+    """The plain-text body every text channel sends: what the outbox message holds, no more."""
+    lines = [
+        str(message.get("title", "Heimvakt alert")),
+        "",
+        f"Severity: {message.get('severity', '')}",
+        f"Unit: {message.get('unit', '')}",
+    ]
+    values = message.get("values")
+    if isinstance(values, Mapping) and values:
+        lines.append(
+            "Values: " + ", ".join(f"{key}={values[key]}" for key in sorted(values, key=str))
+        )
+    lines += [
+        "",
+        f"Log in to see the alert: {message.get('link', '')}",
+        "",
+        f"Reference: {idempotency_key}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _title(message: Mapping[str, Any]) -> str:
+    return " ".join(str(message.get("title", "Heimvakt alert")).split())
+
+
+# E-mail ----------------------------------------------------------------------------------------
+
+
+def _email_address(address: str) -> str:
+    """A bare addr-spec, or `PermanentDeliveryError`: nothing that could smuggle in a header."""
+    _name, parsed = parseaddr(address)
+    if (
+        not parsed
+        or parsed != address.strip()
+        or parsed.count("@") != 1
+        or any(c.isspace() or ord(c) < 32 for c in parsed)
+    ):
+        raise PermanentDeliveryError("not a plain e-mail address")
+    return parsed
+
+
+class EmailChannel:
+    """SMTP with smtplib: smtp://[user:password@]host[:port][?starttls=required] or smtps://.
+
+    smtp:// upgrades with STARTTLS whenever the server offers it and, with
+    ``?starttls=required``, refuses to send in clear text. smtps:// is TLS from the first
+    byte. A password is never sent without TLS.
+    """
+
+    def __init__(
+        self,
+        smtp_url: str,
+        sender: str,
+        timeout: float = 10.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(smtp_url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("the SMTP URL must be smtp://host[:port] or smtps://host[:port]")
+        starttls = parse_qs(parts.query).get("starttls", ["auto"])[-1]
+        if starttls not in ("auto", "required"):
+            raise ValueError("starttls must be 'auto' or 'required'")
+        try:
+            self.sender = _email_address(sender)
+        except PermanentDeliveryError:
+            raise ValueError(f"the sender {sender!r} is not a plain e-mail address") from None
+        self.implicit_tls = parts.scheme == "smtps"
+        self.host = parts.hostname
+        self.port = parts.port or (465 if self.implicit_tls else 25)
+        self.starttls_required = starttls == "required"
+        self.user = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password or "")
+        self.timeout = timeout
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        # EHLO with the sender's domain: smtplib's default, socket.getfqdn(), can take
+        # seconds of reverse DNS on a container.
+        self.domain = self.sender.rsplit("@", 1)[1]
+
+    def compose(
+        self, *, recipient: str, message: Mapping[str, Any], idempotency_key: UUID
+    ) -> EmailMessage:
+        """The e-mail; its Message-ID comes from the idempotency key, so mail systems and
+        people can recognise a duplicate."""
+        mail = EmailMessage()
+        try:
+            mail["From"] = self.sender
+            mail["To"] = recipient
+            mail["Subject"] = _title(message)
+            mail["Date"] = formatdate(usegmt=True)
+            mail["Message-ID"] = f"<{idempotency_key}@{self.domain}>"
+            mail["X-Heimvakt-Idempotency-Key"] = str(idempotency_key)
+            # RFC 3834: no vacation auto-replies to an alert.
+            mail["Auto-Submitted"] = "auto-generated"
+        except ValueError as error:
+            raise PermanentDeliveryError(f"the message cannot be an e-mail: {error}") from None
+        mail.set_content(message_text(message, idempotency_key=idempotency_key))
+        return mail
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.implicit_tls:
+            return smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                local_hostname=self.domain,
+                timeout=self.timeout,
+                context=self.ssl_context,
+            )
+        smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.domain, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if smtp.has_extn("starttls"):
+                smtp.starttls(context=self.ssl_context)
+                smtp.ehlo()
+            elif self.starttls_required:
+                raise DeliveryError("the SMTP server does not offer STARTTLS, which is required")
+            elif self.user is not None:
+                raise DeliveryError("refusing to send the SMTP password without TLS")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
+        recipient = _email_address(address)
+        mail = self.compose(recipient=recipient, message=message, idempotency_key=idempotency_key)
+        try:
+            with self._connect() as smtp:
+                if self.user is not None:
+                    smtp.login(self.user, self.password)
+                smtp.send_message(mail, from_addr=self.sender, to_addrs=[recipient])
+        except smtplib.SMTPRecipientsRefused as error:
+            codes = [code for code, _text in error.recipients.values()]
+            if codes and all(code >= 500 for code in codes):
+                raise PermanentDeliveryError(f"SMTP refused the recipient: {codes}") from None
+            raise DeliveryError(f"SMTP deferred the recipient: {codes}") from None
+        except smtplib.SMTPDataError as error:
+            if error.smtp_code >= 500:
+                raise PermanentDeliveryError(
+                    f"SMTP refused the message: {error.smtp_code}"
+                ) from None
+            raise DeliveryError(f"SMTP deferred the message: {error.smtp_code}") from None
+        except smtplib.SMTPResponseException as error:
+            raise DeliveryError(f"SMTP {error.smtp_code}: {_short(error.smtp_error)}") from None
+        except (smtplib.SMTPException, OSError) as error:
+            raise DeliveryError(f"SMTP: {type(error).__name__}: {error}") from None
+
+
+def _short(value: bytes | str, limit: int = 200) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return " ".join(text.split())[:limit]
+
+
+# Webhooks --------------------------------------------------------------------------------------
+
+
+def sign(*, secret: str, timestamp: int | str, body: bytes | str) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, "<timestamp>.<body>"): the timestamp is signed
+    with the body, so an old request cannot be replayed with a fresh timestamp."""
+    raw = body.encode() if isinstance(body, str) else body
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256)
+    return f"sha256={digest.hexdigest()}"
+
+
+def verify_signature(
+    *,
+    secret: str,
+    timestamp: int | str,
+    body: bytes | str,
+    signature: str,
+    now: datetime,
+    tolerance: float = SIGNATURE_TOLERANCE_SECONDS,
+) -> bool:
+    """For receivers: whether a webhook is ours, unchanged and fresh (within `tolerance`
+    seconds of `now`, either way, so a captured request cannot be replayed later)."""
+    try:
+        sent = int(str(timestamp))
+    except ValueError:
+        return False
+    if abs(now.timestamp() - sent) > tolerance:
+        return False
+    expected = sign(secret=secret, timestamp=sent, body=body)
+    return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+class WebhookChannel:
+    """POST the message as JSON, signed with HMAC-SHA256 over the timestamp and the body.
+
+    The URL is staff-supplied, so it is a server-side request forgery risk (OWASP API7): by
+    default only https to public addresses is allowed, the connection goes to the address that
+    was checked (no second DNS lookup to rebind), redirects are not followed and the response
+    body is never read. `allow_private_addresses` lifts this for tests and closed networks.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        timeout: float = 10.0,
+        *,
+        allow_private_addresses: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        if not secret:
+            raise ValueError("a webhook secret is required")
+        self.secret = secret
+        self.allow_private_addresses = allow_private_addresses
+        self.clock = clock or SystemClock()
+        # trust_env off: a proxy from the environment would reach the target by name, around
+        # the address check.
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _target(self, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The URL to connect to (host replaced by its checked address), the Host header and
+        the TLS server name."""
+        parts = urlsplit(address)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PermanentDeliveryError("a webhook address must be an http(s) URL")
+        if parts.username or parts.password:
+            raise PermanentDeliveryError("a webhook address may not carry credentials")
+        if parts.scheme == "http" and not self.allow_private_addresses:
+            raise PermanentDeliveryError("a webhook address must use https")
+        host = parts.hostname
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise PermanentDeliveryError("the webhook address has a bad port") from None
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as error:
+            raise DeliveryError(f"cannot resolve the webhook host: {error}") from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        if not addresses:
+            raise DeliveryError("the webhook host has no address")
+        if not self.allow_private_addresses and not all(_is_public(a) for a in addresses):
+            raise PermanentDeliveryError("the webhook host has a private or local address")
+        pinned = addresses[0]
+        netloc = f"[{pinned}]:{port}" if pinned.version == 6 else f"{pinned}:{port}"
+        url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return url, {"Host": host_header}, extensions
+
+    def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
+        url, headers, extensions = self._target(address)
+        body = json.dumps(
+            {**message, "idempotency_key": str(idempotency_key)},
+            separators=(",", ":"),
+            sort_keys=True,
+            ensure_ascii=False,
+        ).encode()
+        timestamp = int(self.clock.now().timestamp())
+        headers |= {
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(idempotency_key),
+            "X-Heimvakt-Timestamp": str(timestamp),
+            "X-Heimvakt-Signature": sign(secret=self.secret, timestamp=timestamp, body=body),
+        }
+        try:
+            # Streamed and closed unread: the receiver's answer is untrusted and may be large.
+            with self.client.stream(
+                "POST", url, content=body, headers=headers, extensions=extensions
+            ) as response:
+                status = response.status_code
+        except httpx.InvalidURL as error:
+            raise PermanentDeliveryError(f"bad webhook address: {error}") from None
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"webhook: {type(error).__name__}: {error}") from None
+        if 200 <= status < 300:
+            return
+        if 300 <= status < 400:
+            raise PermanentDeliveryError(f"webhook answered {status}; redirects are not followed")
+        if 400 <= status < 500 and status not in (408, 429):
+            raise PermanentDeliveryError(f"webhook answered {status}")
+        raise DeliveryError(f"webhook answered {status}")
+
+
+# Apprise ---------------------------------------------------------------------------------------
+
+
+class AppriseChannel:
+    """SMS, chat and push through an Apprise URL per recipient (e.g. ``ntfys://…``,
+    ``mailtos://…``, ``json://…``). Apprise reports only success or failure, so a failure is
+    retryable; an address Apprise cannot parse is permanent. Apprise cannot carry headers, so
+    the idempotency key is in the text as a reference."""
+
+    def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
+        # In memory only: Apprise may otherwise keep state files under the user's cache.
+        notifier = apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory"))
+        if not notifier.add(address):
+            raise PermanentDeliveryError("not a usable Apprise URL")
+        text = message_text(message, idempotency_key=idempotency_key)
+        if not notifier.notify(body=text, title=_title(message)):
+            raise DeliveryError("Apprise could not deliver the notification")

@@ -1,0 +1,299 @@
+"""The outbox dispatcher: delivers pending notifications at least once, with backoff.
+
+Each due row is claimed with ``FOR UPDATE SKIP LOCKED`` in a transaction of its own and the row
+lock is held while the channel sends. So several dispatchers can run side by side without
+sending a row twice, and a dispatcher killed mid-send leaves its row pending (the database
+rolls the transaction back when the connection drops): a later run sends it again with the same
+idempotency key. At-least-once, then, and the rare duplicate is recognisable.
+
+A failure that retrying may cure is tried again after a growing, jittered delay; after
+`max_attempts`, or at once for a permanent failure, the row is dead, and a red *technical*
+alert on the patient says so in the same transaction: a notification that cannot be delivered
+must itself be seen.
+
+Run it with ``python -m alerts.dispatch`` (settings from HEIMVAKT_* variables) until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from alerts.channels import (
+    AppriseChannel,
+    Channel,
+    DeliveryError,
+    EmailChannel,
+    PermanentDeliveryError,
+    WebhookChannel,
+)
+from core.clock import Clock, SystemClock
+from core.db import open_pool
+from core.settings import KNOWN_DEFAULT_SECRETS, Settings
+
+log = logging.getLogger(__name__)
+
+JITTER = 0.1
+"""±10 %: dispatchers that failed together do not all retry in the same second."""
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    id: UUID
+    alert_id: int | None
+    channel: str
+    address: str
+    message: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one attempt (for logs and tests)."""
+
+    notification_id: UUID
+    state: str
+    attempts: int
+    error: str | None = None
+
+
+class Dispatcher:
+    """Delivers the outbox through `channels` (keyed by ``notifications.channel``)."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        *,
+        channels: Mapping[str, Channel],
+        clock: Clock,
+        max_attempts: int = 12,
+        base_delay: float = 5.0,
+        max_delay: float = 600.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1 or base_delay <= 0 or max_delay < base_delay:
+            raise ValueError("need max_attempts >= 1 and 0 < base_delay <= max_delay")
+        self.pool = pool
+        self.channels = dict(channels)
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.rng = rng or random.SystemRandom()
+
+    def backoff(self, attempts: int) -> timedelta:
+        """The wait after the `attempts`-th failure: base, 2 base, 4 base … up to max, ±10 %."""
+        delay = min(self.max_delay, self.base_delay * 2 ** min(max(attempts - 1, 0), 40))
+        return timedelta(seconds=delay * self.rng.uniform(1 - JITTER, 1 + JITTER))
+
+    def run_once(self, limit: int = 50) -> int:
+        """Attempt up to `limit` due notifications; returns how many were attempted."""
+        attempted = 0
+        with self.pool.connection() as conn:
+            while attempted < limit:
+                if self.do_attempt_next(conn) is None:
+                    break
+                attempted += 1
+        return attempted
+
+    def do_attempt_next(self, conn: psycopg.Connection) -> Outcome | None:
+        """Claim, send and record one due notification; None when nothing is due."""
+        with conn.transaction():
+            now = self.clock.now()
+            with conn.cursor(row_factory=class_row(_Due)) as cur:
+                due = cur.execute(
+                    """
+                    SELECT id, alert_id, channel, address, message, attempts
+                      FROM notifications
+                     WHERE state = 'pending' AND next_attempt_at <= %s
+                     ORDER BY next_attempt_at, id
+                     LIMIT 1
+                       FOR UPDATE SKIP LOCKED
+                    """,
+                    (now,),
+                ).fetchone()
+            if due is None:
+                return None
+            permanent, error = self._send(due)
+            # The send may have taken a while: record with the time it ended.
+            now = self.clock.now()
+            if error is None:
+                conn.execute(
+                    "UPDATE notifications SET state = 'delivered', delivered_at = %s,"
+                    " attempts = attempts + 1, last_error = NULL WHERE id = %s",
+                    (now, due.id),
+                )
+                return Outcome(due.id, "delivered", due.attempts + 1)
+            attempts = due.attempts + 1
+            error = error[:MAX_ERROR_LENGTH]
+            if permanent or attempts >= self.max_attempts:
+                conn.execute(
+                    "UPDATE notifications SET state = 'dead', attempts = %s, last_error = %s"
+                    " WHERE id = %s",
+                    (attempts, error, due.id),
+                )
+                self._do_raise_undeliverable(conn, due=due, error=error, now=now)
+                log.warning(
+                    "notification %s is dead after %d attempts: %s", due.id, attempts, error
+                )
+                return Outcome(due.id, "dead", attempts, error)
+            conn.execute(
+                "UPDATE notifications SET attempts = %s, next_attempt_at = %s, last_error = %s"
+                " WHERE id = %s",
+                (attempts, now + self.backoff(attempts), error, due.id),
+            )
+            log.info("notification %s failed (attempt %d): %s", due.id, attempts, error)
+            return Outcome(due.id, "pending", attempts, error)
+
+    def _send(self, due: _Due) -> tuple[bool, str | None]:
+        """(permanent, error); error None when delivered."""
+        channel = self.channels.get(due.channel)
+        if channel is None:
+            # Retryable: the operator may configure the channel before the row dies.
+            return False, f"the {due.channel} channel is not configured"
+        try:
+            channel.send(address=due.address, message=due.message, idempotency_key=due.id)
+        except PermanentDeliveryError as error:
+            return True, str(error) or type(error).__name__
+        except DeliveryError as error:
+            return False, str(error) or type(error).__name__
+        except Exception as error:
+            # A bug in a channel must not stop the other notifications; it is retried and,
+            # if it persists, dies visibly like any other failure.
+            log.exception("channel %s failed unexpectedly", due.channel)
+            return False, f"{type(error).__name__}: {error}"
+        return False, None
+
+    def _do_raise_undeliverable(
+        self, conn: psycopg.Connection, *, due: _Due, error: str, now: datetime
+    ) -> None:
+        """A red technical alert on the notification's patient (one per channel while it is
+        unresolved; repeats count up), routed to the unit the original alert went to."""
+        if due.alert_id is None:
+            log.error("dead notification %s has no alert to raise a technical alert on", due.id)
+            return
+        details = {"notification_id": str(due.id), "channel": due.channel, "error": error}
+        row = conn.execute(
+            """
+            INSERT INTO alerts (patient_id, rule_id, rule_version, severity, category,
+                                first_measured_at, last_measured_at, created_at, updated_at,
+                                details, routed_to)
+            SELECT a.patient_id, %(rule)s, 1, 'red', 'technical', %(now)s, %(now)s, %(now)s,
+                   %(now)s, %(details)s, a.routed_to
+              FROM alerts a WHERE a.id = %(alert)s
+            ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
+                occurrences = alerts.occurrences + 1,
+                severity = 'red',
+                last_measured_at = greatest(alerts.last_measured_at, EXCLUDED.last_measured_at),
+                updated_at = EXCLUDED.updated_at,
+                details = EXCLUDED.details
+            RETURNING id, xmax = 0
+            """,
+            {
+                "rule": f"notification_undeliverable:{due.channel}",
+                "now": now,
+                "details": Jsonb(details),
+                "alert": due.alert_id,
+            },
+        ).fetchone()
+        if row is None:
+            return
+        conn.execute(
+            "INSERT INTO alert_events (alert_id, at, action, details) VALUES (%s, %s, %s, %s)",
+            (row[0], now, "opened" if row[1] else "repeated", Jsonb(details)),
+        )
+
+    def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
+        """Deliver until `stop` is set; a database outage is waited out, not fatal."""
+        while not stop.is_set():
+            try:
+                attempted = self.run_once()
+            except psycopg.Error:
+                log.exception("the outbox could not be read; trying again")
+                attempted = 0
+            if attempted == 0:
+                stop.wait(poll_seconds)
+
+
+def channels_from_settings(settings: Settings) -> dict[str, Channel]:
+    """The channels the settings allow: e-mail needs HEIMVAKT_SMTP_URL and webhooks
+    HEIMVAKT_WEBHOOK_SECRET; rows for a channel that is not set up wait (and are retried)."""
+    timeout = settings.notification_timeout_seconds
+    channels: dict[str, Channel] = {"apprise": AppriseChannel()}
+    if settings.smtp_url:
+        channels["email"] = EmailChannel(settings.smtp_url, settings.smtp_sender, timeout)
+    if settings.webhook_secret:
+        if not settings.demo and settings.webhook_secret.lower() in KNOWN_DEFAULT_SECRETS:
+            raise ValueError("HEIMVAKT_WEBHOOK_SECRET is a default secret; set a real one")
+        channels["webhook"] = WebhookChannel(
+            settings.webhook_secret,
+            timeout,
+            allow_private_addresses=settings.webhook_allow_private_addresses,
+        )
+    return channels
+
+
+def serve(
+    settings: Settings, *, database_url: str, stop: threading.Event, poll_seconds: float = 1.0
+) -> None:
+    """Run a dispatcher on `database_url` until `stop` is set. The CLI calls this with the
+    database it resolved (a server, or the embedded one)."""
+    channels = channels_from_settings(settings)
+    for missing in sorted({"email", "webhook"} - channels.keys()):
+        log.warning("the %s channel is not configured; its notifications wait", missing)
+    try:
+        with open_pool(database_url, size=2, name="heimvakt-dispatch") as pool:
+            Dispatcher(
+                pool,
+                channels=channels,
+                clock=SystemClock(),
+                max_attempts=settings.notification_max_attempts,
+            ).run_forever(stop, poll_seconds)
+    finally:
+        for channel in channels.values():
+            if isinstance(channel, WebhookChannel):
+                channel.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m alerts.dispatch [--poll-seconds S]``: deliver until SIGTERM or SIGINT."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    poll_seconds = 1.0
+    if args[:1] == ["--poll-seconds"] and len(args) == 2:
+        poll_seconds = float(args[1])
+    elif args:
+        sys.stderr.write("usage: python -m alerts.dispatch [--poll-seconds S]\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    if settings.database_url is None:
+        sys.stderr.write("HEIMVAKT_DATABASE_URL is required\n")
+        return 2
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    serve(settings, database_url=settings.database_url, stop=stop, poll_seconds=poll_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

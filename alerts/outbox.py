@@ -1,0 +1,126 @@
+"""The notification outbox: what a notification says, who gets it, and writing it down.
+
+A notification is a row in ``notifications`` written in the same transaction as the alert change
+that caused it, so a committed change always has its notifications (none is lost when the
+process dies right after the commit) and a change that rolled back has none. The dispatcher
+(alerts/dispatch.py) delivers the rows later, at least once; the row's id is the idempotency key
+every attempt carries, so a receiver can drop the duplicate a crash mid-send may cause.
+
+A message leaves the hospital's systems by e-mail, SMS or chat, so it carries the minimum: the
+severity, the unit and a link to log in. No name, no diagnosis and no measured values, unless
+the unit has chosen to include values (``escalation_policies.include_values``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from care.people import current
+
+MESSAGE_VERSION = 1
+SEVERITIES = ("yellow", "red")
+"""In rising order: a subscription for yellow also receives red."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _one_line(text: str, *, limit: int = 200) -> str:
+    """Unit names end up in e-mail subjects and SMS: no line breaks (header injection)."""
+    return _CONTROL.sub(" ", text).strip()[:limit]
+
+
+def patient_link(*, public_url: str, patient_id: UUID) -> str:
+    """The patient's page, from configuration: never from a request's Host header, which a
+    caller controls (a poisoned link in a notification would be a phishing link)."""
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"public_url must be an absolute http(s) URL, not {public_url!r}")
+    return f"{public_url.rstrip('/')}/app/patients/{patient_id}"
+
+
+def build_message(
+    *,
+    alert_id: int,
+    severity: str,
+    unit_name: str,
+    public_url: str,
+    patient_id: UUID,
+    values: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The notification's content, as stored in the outbox (JSON).
+
+    `values` is given only when the unit's policy includes values; otherwise nothing clinical
+    is in the message, and the reader logs in through the link to see it.
+    """
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}")
+    unit = _one_line(unit_name)
+    message: dict[str, Any] = {
+        "version": MESSAGE_VERSION,
+        "alert_id": alert_id,
+        "severity": severity,
+        "unit": unit,
+        "title": f"Heimvakt: {severity} alert for {unit}",
+        "link": patient_link(public_url=public_url, patient_id=patient_id),
+    }
+    if values is not None:
+        message["values"] = {str(key): value for key, value in values.items()}
+    return message
+
+
+def do_enqueue_notification(
+    conn: psycopg.Connection,
+    *,
+    alert_id: int | None,
+    channel: str,
+    address: str,
+    message: dict[str, Any],
+    now: datetime,
+) -> UUID:
+    """Write one pending notification, due at once; returns its id (the idempotency key).
+
+    Run it inside the transaction of the alert change that causes it: that is what makes the
+    notification exactly as durable as the change.
+    """
+    row = conn.execute(
+        "INSERT INTO notifications (alert_id, created_at, channel, address, message,"
+        " next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (alert_id, now, channel, address, Jsonb(message), now),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def recipients_for(
+    conn: psycopg.Connection, *, organisation_id: UUID, severity: str, now: datetime
+) -> list[tuple[str, str]]:
+    """(channel, address) of every subscription that wants `severity` from someone employed at
+    the organisation now: people who have left stop receiving alerts the day they leave."""
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}")
+    rows = conn.execute(
+        f"""
+        SELECT DISTINCT s.channel, s.address
+          FROM notification_subscriptions s
+          JOIN staff_memberships m ON m.staff_id = s.staff_id
+         WHERE m.organisation_id = %(organisation)s AND {current("m")}
+           AND array_position(%(order)s::text[], s.min_severity)
+               <= array_position(%(order)s::text[], %(severity)s)
+         ORDER BY s.channel, s.address
+        """,
+        {
+            "organisation": organisation_id,
+            "now": now,
+            "severity": severity,
+            "order": list(SEVERITIES),
+        },
+    ).fetchall()
+    return [(channel, address) for channel, address in rows]

@@ -1,0 +1,180 @@
+"""The alert lifecycle: one alert per patient and instance, severity only rises, hysteresis
+after resolution, snoozes mute one direction and never a red notification."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from alerts.findings import Category, Finding, Severity
+from alerts.lifecycle import (
+    AlertStateError,
+    do_acknowledge,
+    do_apply_findings,
+    do_resolve,
+    do_snooze,
+)
+from care.models import Condition, OrganisationKind
+from care.people import do_create_staff
+from care.service import do_create_organisation, do_create_patient
+from core.auth import StaffRole
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+URL = "https://heimvakt.example"
+
+
+@pytest.fixture
+def patient(conn: psycopg.Connection) -> UUID:
+    unit = do_create_organisation(conn, name="Kommunen", kind=OrganisationKind.MUNICIPAL_SERVICE)
+    return do_create_patient(
+        conn,
+        display_name="Test Pasient",
+        conditions=[Condition.HEART_FAILURE],
+        responsible_unit=unit,
+        since=NOW - timedelta(days=10),
+    )
+
+
+@pytest.fixture
+def nurse(conn: psycopg.Connection) -> UUID:
+    return do_create_staff(conn, display_name="Sykepleier", role=StaffRole.NURSE).id
+
+
+def finding(
+    severity: Severity,
+    *,
+    at: datetime = NOW,
+    instance: str = "threshold:59408-5:low",
+    value: float = 92.0,
+) -> Finding:
+    direction = instance.rsplit(":", 1)[-1]
+    return Finding(
+        rule="threshold",
+        instance=instance,
+        severity=severity,
+        category=Category.CLINICAL,
+        measured_at=at,
+        code="59408-5",
+        direction=direction if direction in ("low", "high") else None,
+        value=value,
+    )
+
+
+def apply(conn: psycopg.Connection, patient: UUID, *found: Finding, now: datetime = NOW) -> None:
+    with conn.transaction():
+        do_apply_findings(conn, patient_id=patient, findings=found, now=now, public_url=URL)
+
+
+def alerts(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT rule_id, severity, state, occurrences, late FROM alerts ORDER BY id"
+    ).fetchall()
+
+
+def test_repeats_update_one_alert_and_severity_only_rises(
+    conn: psycopg.Connection, patient: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    apply(conn, patient, finding(Severity.RED, at=NOW + timedelta(hours=1)))
+    apply(conn, patient, finding(Severity.YELLOW, at=NOW + timedelta(hours=2)))
+    assert alerts(conn) == [("threshold:59408-5:low", "red", "open", 3, False)]
+    actions = [r[0] for r in conn.execute("SELECT action FROM alert_events ORDER BY id")]
+    assert actions == ["opened", "notified", "severity_raised", "notified"]
+
+
+def test_after_resolution_a_value_hovering_at_the_limit_does_not_reopen_until_it_clears(
+    conn: psycopg.Connection, patient: UUID, nurse: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    with pytest.raises(AlertStateError, match="note"):
+        do_resolve(
+            conn, alert_id=alert_id, by=nurse, outcome="contacted_patient", note=" ", now=NOW
+        )
+    do_resolve(
+        conn,
+        alert_id=alert_id,
+        by=nurse,
+        outcome="contacted_patient",
+        note="Ringt, føler seg bra",
+        now=NOW + timedelta(minutes=30),
+    )
+    apply(conn, patient, finding(Severity.YELLOW, at=NOW + timedelta(hours=1)))
+    assert len(alerts(conn)) == 1, "still disarmed: no new alert at the same severity"
+    apply(conn, patient, finding(Severity.GREEN, at=NOW + timedelta(hours=2)))
+    apply(conn, patient, finding(Severity.YELLOW, at=NOW + timedelta(hours=3)))
+    assert [a[2] for a in alerts(conn)] == ["resolved", "open"]
+
+
+def test_a_worse_finding_reopens_even_while_disarmed(
+    conn: psycopg.Connection, patient: UUID, nurse: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    do_resolve(
+        conn,
+        alert_id=alert_id,
+        by=nurse,
+        outcome="no_action_needed",
+        note="Kjent lav metning",
+        now=NOW,
+    )
+    apply(conn, patient, finding(Severity.RED, at=NOW + timedelta(hours=1)))
+    assert [(a[1], a[2]) for a in alerts(conn)] == [("yellow", "resolved"), ("red", "open")]
+
+
+def test_a_snooze_mutes_one_direction_only_and_never_red(
+    conn: psycopg.Connection, patient: UUID, nurse: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW, instance="threshold:29463-7:high"))
+    weight_alert = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    with pytest.raises(AlertStateError, match="reason"):
+        do_snooze(
+            conn, alert_id=weight_alert, by=nurse, reason="", duration=timedelta(hours=8), now=NOW
+        )
+    do_snooze(
+        conn,
+        alert_id=weight_alert,
+        by=nurse,
+        reason="Vannlating i dag",
+        duration=timedelta(hours=8),
+        now=NOW,
+    )
+    do_resolve(
+        conn, alert_id=weight_alert, by=nurse, outcome="no_action_needed", note="Forklart", now=NOW
+    )
+    apply(conn, patient, finding(Severity.GREEN, instance="threshold:29463-7:high"))
+    later = NOW + timedelta(hours=1)
+    apply(
+        conn,
+        patient,
+        finding(Severity.YELLOW, at=later, instance="threshold:29463-7:high"),
+        now=later,
+    )
+    apply(conn, patient, finding(Severity.YELLOW, at=later), now=later)
+    assert [a[0] for a in alerts(conn)] == ["threshold:29463-7:high", "threshold:59408-5:low"]
+    apply(
+        conn, patient, finding(Severity.RED, at=later, instance="threshold:29463-7:high"), now=later
+    )
+    opened = [a for a in alerts(conn) if a[0] == "threshold:29463-7:high" and a[2] == "open"]
+    assert opened == [("threshold:29463-7:high", "red", "open", 1, False)]
+
+
+def test_a_reading_evaluated_long_after_it_was_measured_is_marked_late(
+    conn: psycopg.Connection, patient: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW, at=NOW - timedelta(hours=6)))
+    assert alerts(conn)[0][4] is True
+
+
+def test_acknowledging_twice_is_refused(
+    conn: psycopg.Connection, patient: UUID, nurse: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    do_acknowledge(conn, alert_id=alert_id, by=nurse, now=NOW)
+    with pytest.raises(AlertStateError, match="acknowledged"):
+        do_acknowledge(conn, alert_id=alert_id, by=nurse, now=NOW)
