@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-ingest clean
+.PHONY: demo test lint bench-ingest bench-alerts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: $(STAMP)
 # on the machine's PostgreSQL (HEIMVAKT_BENCH_DATABASE_URL); updates docs/benchmarks.md.
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest
+
+bench-alerts: $(STAMP)
+	$(BIN)/python -m bench.alerts
 
 clean:
 	rm -rf $(VENV) .heimvakt .pytest_cache .ruff_cache

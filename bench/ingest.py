@@ -1293,10 +1293,10 @@ def section(results: Results, info: dict[str, str], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the "## Ingest" section of the file (or add it), leaving other sections be."""
+def write_section(path: Path, text: str, *, heading: str = "Ingest") -> None:
+    """Replace the "## <heading>" section of the file (or add it), leaving other sections be."""
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Ingest\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(current):
         updated = pattern.sub(lambda _: text + "\n", current, count=1).rstrip("\n") + "\n"
     else:

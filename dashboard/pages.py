@@ -17,7 +17,7 @@ import psycopg
 from dash import dcc, html
 from dash.development.base_component import Component
 
-from alerts.rules import RULES
+from alerts.library.catalogue import RULES_BY_ID
 from alerts.service import Alert, unresolved_alerts
 from care.access import (
     AccessLogEntry,
@@ -48,7 +48,6 @@ RED: Final = "red"
 YELLOW: Final = "yellow"
 GREEN: Final = "green"
 _URGENCY: Final = {RED: 0, YELLOW: 1, GREEN: 2}
-_RULES: Final = {rule.id: rule for rule in RULES}
 WORKLIST_RESOURCE: Final = "worklist"
 PATIENT_RESOURCE: Final = "patient-page"
 
@@ -539,7 +538,7 @@ def _alerts(alerts: list[Alert], *, now: datetime, t: Translator) -> Component:
 
 def _alert(alert: Alert, *, now: datetime, t: Translator) -> Component:
     measurement = catalog.lookup(alert.code) if alert.code else None
-    rule = _RULES.get(alert.rule_id.partition(":")[0])
+    rule = RULES_BY_ID.get(alert.rule_id.partition(":")[0])
     states = {"open": t("Not acknowledged"), "acknowledged": t("Acknowledged")}
     title = [
         severity_badge(alert.severity, t),

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
+from alerts.routes import alerts_router, install_alert_problems
 from care.routes import care_router, install_care_problems
 from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
@@ -36,6 +37,7 @@ def create_app(
     after_store: Sequence[AfterStore],
     limits: Limits,
     verifier: TokenVerifier,
+    public_url: str,
     local_issuer: LocalIssuer | None = None,
     secure_cookie: bool = True,
 ) -> FastAPI:
@@ -47,12 +49,11 @@ def create_app(
     app = FastAPI(title="Heimvakt", version="0.1.0", redirect_slashes=False)
     install_problem_handlers(app)
     install_care_problems(app)
+    install_alert_problems(app)
+    authenticate = bearer_authenticator(pool=pool, clock=clock, verifier=verifier)
+    app.include_router(care_router(pool=pool, clock=clock, authenticate=authenticate))
     app.include_router(
-        care_router(
-            pool=pool,
-            clock=clock,
-            authenticate=bearer_authenticator(pool=pool, clock=clock, verifier=verifier),
-        )
+        alerts_router(pool=pool, clock=clock, authenticate=authenticate, public_url=public_url)
     )
     if local_issuer is not None:
         app.include_router(

@@ -100,6 +100,44 @@ def revoke_token(prefix: str) -> None:
 
 
 @app.command()
+def sweep(every: Annotated[float, typer.Option(min=1.0)] = 30.0) -> None:
+    """Run the time-based rules and escalation every few seconds, until Ctrl-C."""
+    import threading  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from core.db import open_pool  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+    from heimvakt.worker import run_sweeper, until_signalled  # noqa: PLC0415
+
+    settings = _settings()
+    with (
+        database_service(settings) as (url, _),
+        open_pool(url, size=2, name="heimvakt-sweep") as pool,
+    ):
+        stop = threading.Event()
+        with until_signalled(stop):
+            run_sweeper(
+                pool, clock=SystemClock(), public_url=settings.public_url, stop=stop, every=every
+            )
+
+
+@app.command()
+def dispatch(poll_seconds: Annotated[float, typer.Option(min=0.05)] = 0.2) -> None:
+    """Deliver the notification outbox (e-mail, webhook, SMS/chat via apprise) until Ctrl-C."""
+    import threading  # noqa: PLC0415
+
+    from alerts.dispatch import serve  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+    from heimvakt.worker import until_signalled  # noqa: PLC0415
+
+    settings = _settings()
+    with database_service(settings) as (url, _):
+        stop = threading.Event()
+        with until_signalled(stop):
+            serve(settings, database_url=url, stop=stop, poll_seconds=poll_seconds)
+
+
+@app.command()
 def retention() -> None:
     """Delete readings older than HEIMVAKT_READINGS_RETENTION_DAYS (run it daily, e.g. by cron)."""
     from datetime import timedelta  # noqa: PLC0415

@@ -17,6 +17,7 @@ from datetime import timedelta
 import uvicorn
 from psycopg_pool import ConnectionPool
 
+from alerts.dispatch import serve
 from core.auth import LocalIssuer, TokenVerifier, issuer_configs
 from core.clock import Clock, SystemClock
 from core.db import open_pool
@@ -39,6 +40,7 @@ from heimvakt.worker import (
     freeze_startup_objects,
     ingest_limits,
     rules,
+    run_sweeper,
     warn_unless_synchronous_commit,
 )
 
@@ -99,6 +101,30 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         stack.callback(ingest.stop)
         if not ingest.wait_connected(timeout=15):
             log.warning("the MQTT broker has not answered yet; the ingest keeps trying")
+        background = threading.Event()
+        threads = [
+            threading.Thread(
+                target=run_sweeper,
+                name="sweeper",
+                kwargs={
+                    "pool": pool,
+                    "clock": clock,
+                    "public_url": settings.public_url,
+                    "stop": background,
+                },
+                daemon=True,
+            ),
+            threading.Thread(
+                target=serve,
+                name="dispatcher",
+                kwargs={"settings": settings, "database_url": database_url, "stop": background},
+                daemon=True,
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+            stack.callback(thread.join, 10)
+        stack.callback(background.set)
         local_issuer = build_local_issuer(settings, pool=pool, clock=clock)
         if settings.demo:
             with pool.connection() as conn:
@@ -128,9 +154,10 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             pool=pool,
             clock=clock,
             broker_connected=lambda: ingest.connected,
-            after_store=rules(clock),
+            after_store=rules(clock, public_url=settings.public_url),
             limits=ingest_limits(settings),
             verifier=TokenVerifier(issuer_configs(settings), local=local_issuer),
+            public_url=settings.public_url,
             local_issuer=local_issuer,
             secure_cookie=settings.public_url.startswith("https://"),
         )

@@ -5,16 +5,19 @@ Kept apart from the web app: a worker started alone never imports Dash, pandas o
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 import prometheus_client
+import psycopg
 from psycopg_pool import ConnectionPool
 
-from alerts.threshold import threshold_hook
+from alerts.engine import do_sweep, engine_hook
 from core.clock import Clock, SystemClock
 from core.db import open_pool, server_info
 from core.mqtt import BrokerAddress
@@ -26,6 +29,20 @@ from ingest.store import AfterStore
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SWEEP_SECONDS = 30.0
+"""How often missing measurements, silent devices and escalation deadlines are checked: well
+inside the shortest escalation deadline a unit can set (one minute)."""
+
+
+@contextlib.contextmanager
+def until_signalled(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` while inside; the previous handlers come back after."""
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def freeze_startup_objects() -> None:
@@ -36,9 +53,10 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def rules(clock: Clock) -> list[AfterStore]:
-    """What runs on every stored reading, in the transaction that stores it."""
-    return [threshold_hook(clock)]
+def rules(clock: Clock, *, public_url: str) -> list[AfterStore]:
+    """What runs on every stored reading, in the transaction that stores it: the rule engine,
+    which writes alerts and their notifications' outbox rows in that same transaction."""
+    return [engine_hook(clock=clock, public_url=public_url)]
 
 
 def ingest_limits(settings: Settings) -> Limits:
@@ -69,7 +87,7 @@ def build_ingest(
             receive_maximum=settings.ingest_receive_maximum,
         ),
         clock=clock,
-        after_store=rules(clock),
+        after_store=rules(clock, public_url=settings.public_url),
     )
 
 
@@ -82,22 +100,39 @@ def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | N
         )
     clock = clock or SystemClock()
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
-    try:
-        with open_pool(settings.database_url, size=2, name="heimvakt-ingest") as pool:
-            warn_unless_synchronous_commit(pool)
-            if metrics_port is not None:
-                prometheus_client.start_http_server(metrics_port, addr=settings.http_host)
-            ingest = build_ingest(settings, pool=pool, mqtt_url=settings.mqtt_url, clock=clock)
-            freeze_startup_objects()
-            ingest.start()
-            print(f"Ingest worker {settings.mqtt_client_id} running; Ctrl-C stops it", flush=True)
-            stop.wait()
-            ingest.stop()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with (
+        until_signalled(stop),
+        open_pool(settings.database_url, size=2, name="heimvakt-ingest") as pool,
+    ):
+        warn_unless_synchronous_commit(pool)
+        if metrics_port is not None:
+            prometheus_client.start_http_server(metrics_port, addr=settings.http_host)
+        ingest = build_ingest(settings, pool=pool, mqtt_url=settings.mqtt_url, clock=clock)
+        freeze_startup_objects()
+        ingest.start()
+        print(f"Ingest worker {settings.mqtt_client_id} running; Ctrl-C stops it", flush=True)
+        stop.wait()
+        ingest.stop()
     print("Ingest worker stopped", flush=True)
+
+
+def run_sweeper(
+    pool: ConnectionPool,
+    *,
+    clock: Clock,
+    public_url: str,
+    stop: threading.Event,
+    every: float = SWEEP_SECONDS,
+) -> None:
+    """The time-based rules and escalation, every `every` seconds until `stop` is set; a
+    database outage is waited out, not fatal."""
+    while not stop.is_set():
+        try:
+            with pool.connection() as conn:
+                do_sweep(conn, now=clock.now(), public_url=public_url)
+        except psycopg.Error:
+            log.exception("the sweep could not run; trying again")
+        stop.wait(every)
 
 
 def warn_unless_synchronous_commit(pool: ConnectionPool) -> None:

@@ -23,6 +23,7 @@ from tests.conftest import database_url_for
 from tests.ingest.conftest import TEST_LIMITS
 
 LOCAL_ISSUER = "http://testserver/auth"
+PUBLIC_URL = "http://testserver"
 AUDIENCE = "heimvakt"
 
 
@@ -42,9 +43,10 @@ def build_app(pool: ConnectionPool, issuer: LocalIssuer) -> TestClient:
         pool=pool,
         clock=clock,
         broker_connected=lambda: True,
-        after_store=rules(clock),
+        after_store=rules(clock, public_url=PUBLIC_URL),
         limits=TEST_LIMITS,
         verifier=TokenVerifier([], local=issuer),
+        public_url=PUBLIC_URL,
         local_issuer=issuer,
         secure_cookie=False,
     )

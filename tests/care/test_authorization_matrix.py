@@ -94,6 +94,21 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", f"{P}/export"): own("patient", "coordinator"),
     ("POST", f"{P}/erasure"): own("coordinator"),
     ("POST", "/api/v1/devices/{device_id}/readings"): own("device"),
+    ("GET", "/api/v1/alerts"): anywhere("patient", *ALL_STAFF),
+    ("GET", "/api/v1/alerts/{alert_id}"): own("patient", *TEAM_A),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): own(*TEAM_A),
+    ("POST", "/api/v1/alerts/{alert_id}/assign"): own(*TEAM_A),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): own(*TEAM_A),
+    ("POST", "/api/v1/alerts/{alert_id}/snooze"): own(*TEAM_A),
+    ("GET", f"{P}/triage"): own("patient", *TEAM_A),
+    ("GET", "/api/v1/rules"): anywhere(*ALL_STAFF),
+    # Administrators anywhere; a coordinator only for a unit she works for (M, not H).
+    ("GET", "/api/v1/organisations/{organisation_id}/escalation-policy"): anywhere("administrator"),
+    ("PUT", "/api/v1/organisations/{organisation_id}/escalation-policy"): anywhere("administrator"),
+    ("GET", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
+    ("POST", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
+    ("DELETE", "/api/v1/me/notification-subscriptions/{subscription_id}"): own("hospital_nurse"),
+    ("POST", f"{P}/questionnaires"): own("patient", "hospital_nurse", "municipal_nurse"),
 }
 
 PUBLIC = {
@@ -140,6 +155,31 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/handovers/{handover_id}/accept"): lambda w, s: {},
     ("POST", "/api/v1/handovers/{handover_id}/decline"): lambda w, s: {"note": "Ikke kapasitet"},
     ("POST", f"{P}/erasure"): lambda w, s: {"mode": "erase", "reason": "Pasientens ønske"},
+    ("POST", "/api/v1/alerts/{alert_id}/assign"): lambda w, s: {
+        "staff_id": str(w.staff["hospital_nurse"])
+    },
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): lambda w, s: {
+        "outcome": "contacted_patient",
+        "note": "Ringt; bedre i dag",
+    },
+    ("POST", "/api/v1/alerts/{alert_id}/snooze"): lambda w, s: {
+        "reason": "Kjent lav metning om morgenen",
+        "minutes": 120,
+    },
+    ("PUT", "/api/v1/organisations/{organisation_id}/escalation-policy"): lambda w, s: {
+        "red_minutes": 10
+    },
+    ("POST", "/api/v1/me/notification-subscriptions"): lambda w, s: {
+        "channel": "email",
+        "address": "vakt@example.org",
+    },
+    ("POST", f"{P}/questionnaires"): lambda w, s: {
+        "kind": "daily_symptoms",
+        "answered_at": datetime.now(UTC).isoformat(),
+        "more_breathless": False,
+        "more_swelling": False,
+        "more_cough": True,
+    },
     ("POST", "/api/v1/devices/{device_id}/readings"): lambda w, s: {
         "msg_id": str(uuid.uuid4()),
         "measured_at": datetime.now(UTC).isoformat(),
@@ -189,6 +229,8 @@ def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
         staff_id=ids.staff,
         membership_id=membership,
         device_id=ids.device,
+        alert_id=ids.alert,
+        subscription_id=ids.subscription,
     )
 
 

@@ -49,6 +49,9 @@ class Scenario:
     """A staff member of this scenario's team (not one of the matrix roles)."""
     employment: UUID
     team_membership: UUID
+    alert: int
+    subscription: int
+    """A notification subscription of the hospital nurse (own) or of the scenario's colleague."""
 
 
 @dataclass
@@ -147,6 +150,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
         do_assign_device(conn, device_id=devices[key], patient_id=patients[key], valid_from=SINCE)
 
     colleagues = {"own": "a_colleague", "other_team": "b_nurse", "other_org": "c_nurse"}
+    subscriber = {"own": "hospital_nurse", "other_team": "b_nurse", "other_org": "c_nurse"}
     team_of = {"own": "A", "other_team": "B", "other_org": "C"}
     unit_of = {"own": "H", "other_team": "H", "other_org": "X"}
     scenarios = {}
@@ -162,6 +166,8 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
             staff=colleague,
             employment=next(m.id for m in memberships if m.of_id == org[unit_of[key]]),
             team_membership=next(m.id for m in memberships if m.of_id == teams[team_of[key]]),
+            alert=_alert(conn, patient=patients[key]),
+            subscription=_subscription(conn, staff=staff[subscriber[key]]),
         )
     world = World(org, teams, patients, staff, scenarios)
     for key in STAFF_ROLES:
@@ -169,6 +175,32 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
     world.tokens["patient"] = _token(conn, issuer=issuer, patient_id=patients["own"])
     world.tokens["device"] = do_issue_token(conn, device_id=devices["own"], now=SINCE)
     return world
+
+
+def _alert(conn: psycopg.Connection, *, patient: UUID) -> int:
+    row = conn.execute(
+        """
+        INSERT INTO alerts (patient_id, rule_id, rule_version, severity, code, direction,
+                            first_value, last_value, first_measured_at, last_measured_at,
+                            occurrences, created_at, updated_at)
+        VALUES (%(p)s, 'threshold:59408-5:low', 1, 'yellow', '59408-5', 'low', 92, 92,
+                %(at)s, %(at)s, 1, %(at)s, %(at)s)
+        RETURNING id
+        """,
+        {"p": patient, "at": SINCE},
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _subscription(conn: psycopg.Connection, *, staff: UUID) -> int:
+    row = conn.execute(
+        "INSERT INTO notification_subscriptions (staff_id, channel, address)"
+        " VALUES (%s, 'email', %s) RETURNING id",
+        (staff, f"{staff}@example.org"),
+    ).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def _person(conn: psycopg.Connection, *, name: str, role: StaffRole, organisation: UUID) -> UUID:

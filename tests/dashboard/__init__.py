@@ -16,7 +16,7 @@ import psycopg
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
-from alerts.threshold import evaluate_thresholds
+from alerts.engine import do_evaluate
 from care.models import Condition, OrganisationKind
 from care.people import (
     do_add_team_member,
@@ -270,7 +270,12 @@ def store_reading(
             measured_at,
         ),
     )
-    evaluate_thresholds(conn, [reading], now=measured_at)
+    do_evaluate(
+        conn,
+        moments={seeded.patient_id: [measured_at]},
+        now=measured_at,
+        public_url="http://testserver",
+    )
     return reading
 
 

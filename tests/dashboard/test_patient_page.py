@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from alerts.rules import PATIENT_THRESHOLD
+from alerts.library.catalogue import RULES_BY_ID
 from care.models import Condition
 from dashboard.formatting import NO_VALUE
 from devices.service import do_assign_device, do_register_device
@@ -85,7 +85,7 @@ def test_an_unresolved_alert_is_explained_in_bokmal_with_values_and_local_times(
         " ",
         "under nedre grense",
         "Ikke kvittert",
-        PATIENT_THRESHOLD.explanation["nb"],
+        RULES_BY_ID["threshold"].explanation["nb"],
         "Siste verdi",
         f"87{NBSP}%",
         "Antall ganger",
@@ -110,7 +110,7 @@ def test_the_same_alert_in_english_and_nynorsk(pool: ConnectionPool, kari: Seede
         " ",
         "below the lower limit",
         "Not acknowledged",
-        "The reading is outside the limits set for this patient.",
+        RULES_BY_ID["threshold"].explanation["en"],
     ]
     assert texts(english)[-1] == "15 Jan 2025 at 12:00 (1 hour ago)"
     assert texts(nynorsk)[:7] == [
@@ -120,7 +120,7 @@ def test_the_same_alert_in_english_and_nynorsk(pool: ConnectionPool, kari: Seede
         " ",
         "under nedre grense",
         "Ikkje kvittert",
-        PATIENT_THRESHOLD.explanation["nn"],
+        RULES_BY_ID["threshold"].explanation["nn"],
     ]
 
 

@@ -19,6 +19,7 @@ from heimvakt.worker import rules
 from tests.ingest.conftest import TEST_LIMITS
 from tests.support import seed_patient_with_device
 
+PUBLIC_URL = "http://testserver"
 MakeClient = Callable[..., TestClient]
 
 
@@ -30,9 +31,10 @@ def make_client(pool: ConnectionPool) -> MakeClient:
             pool=pool,
             clock=clock,
             broker_connected=lambda: broker_connected,
-            after_store=rules(clock),
+            after_store=rules(clock, public_url=PUBLIC_URL),
             limits=TEST_LIMITS,
             verifier=TokenVerifier([], local=None),
+            public_url=PUBLIC_URL,
         )
         return TestClient(app, raise_server_exceptions=False)
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from alerts.library.catalogue import RULES_BY_ID
 from heimvakt.demo import DEMO_PASSWORD
 from heimvakt.embedded import free_port
 from tests.dashboard import routing_request
@@ -25,7 +26,7 @@ from tests.support import eventually
 pytestmark = pytest.mark.slow
 
 DEMO_ALERT_PATIENT = "Bjørn Prøvestad"
-THRESHOLD_EXPLANATION_EN = "The reading is outside the limits set for this patient."
+THRESHOLD_EXPLANATION_EN = RULES_BY_ID["threshold"].explanation["en"]
 
 
 class Platform:

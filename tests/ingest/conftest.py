@@ -12,7 +12,7 @@ import paho.mqtt.client as paho
 import pytest
 from psycopg_pool import ConnectionPool
 
-from alerts.threshold import threshold_hook
+from alerts.engine import engine_hook
 from core.clock import SystemClock
 from core.mqtt import BrokerAddress
 from ingest.limits import Limits
@@ -44,7 +44,7 @@ def make_ingest(pool: ConnectionPool, broker_url: str, topic_prefix: str) -> Mqt
             limits=TEST_LIMITS,
         ),
         clock=clock,
-        after_store=[threshold_hook(clock)],
+        after_store=[engine_hook(clock=clock, public_url="http://testserver")],
     )
 
 

@@ -1,0 +1,1 @@
+"""The rule library: each rule as versioned data with a pure evaluator (see catalogue.py)."""

@@ -1,0 +1,248 @@
+"""Every rule as versioned data: what it checks, why, from which source, with which defaults,
+how a clinician tunes it, and the requirement and hazard it answers (IEC 62304 traceability).
+
+A rule's `version` rises whenever its logic or defaults change; an alert records the version
+that raised it. tests/alerts/library/test_catalogue.py fails the suite if a rule has no tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+from alerts.findings import Category, Finding, PatientContext
+from alerts.library import news2, symptoms, threshold, trends
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    version: int
+    category: Category
+    title: Mapping[str, str]
+    explanation: Mapping[str, str]
+    """Plain language per language (nb, nn, en), shown to the nurse next to the alert."""
+    source: str
+    defaults: Mapping[str, Any]
+    tuning: str
+    requirement: str
+    hazard: str
+    evaluate: Callable[[PatientContext], list[Finding]] | None
+    """None for rules the engine's sweep evaluates in SQL (time-based, not reading-based)."""
+
+
+def _text(nb: str, nn: str, en: str) -> Mapping[str, str]:
+    return MappingProxyType({"nb": nb, "nn": nn, "en": en})
+
+
+RULES: Final[tuple[Rule, ...]] = (
+    Rule(
+        id="threshold",
+        version=2,
+        category=Category.CLINICAL,
+        title=_text("Utenfor grensene", "Utanfor grensene", "Outside the limits"),
+        explanation=_text(
+            "Målingen er utenfor grensene som er satt for denne pasienten "
+            "(gul utenfor de gule grensene, rød utenfor de røde).",
+            "Målinga er utanfor grensene som er sette for denne pasienten "
+            "(gul utanfor dei gule grensene, raud utanfor dei raude).",
+            "The reading is outside the limits set for this patient "
+            "(yellow outside the yellow limits, red outside the red ones).",
+        ),
+        source="Per-patient limits in the care plan; template defaults from NEWS2 (RCP 2017) "
+        "and BEAT-HF (care/templates.py).",
+        defaults=MappingProxyType({"hysteresis_margins": dict(threshold.MARGINS)}),
+        tuning="The care plan's thresholds: PATCH /api/v1/patients/{id}/care-plan with the "
+        "limits and a reason (template defaults otherwise).",
+        requirement="REQ-ALERT-001",
+        hazard="HAZ-001: a deterioration beyond the patient's limits is missed",
+        evaluate=threshold.evaluate,
+    ),
+    Rule(
+        id="news2_partial",
+        version=1,
+        category=Category.CLINICAL,
+        title=_text("NEWS2 (delvis)", "NEWS2 (delvis)", "NEWS2 (partial)"),
+        explanation=_text(
+            "Delvis NEWS2 fra vitale tegn målt hjemme de siste 12 timene. Bevissthet (og ofte "
+            "respirasjonsfrekvens) mangler, så dette er ikke en full NEWS2.",
+            "Delvis NEWS2 frå vitale teikn målte heime dei siste 12 timane. Medvit (og ofte "
+            "respirasjonsfrekvens) manglar, så dette er ikkje ein full NEWS2.",
+            "A partial NEWS2 from vital signs measured at home in the last 12 hours. "
+            "Consciousness (and often respiration rate) is missing: never a full NEWS2.",
+        ),
+        source="Royal College of Physicians, National Early Warning Score (NEWS) 2, 2017.",
+        defaults=MappingProxyType(
+            {
+                "window_hours": 12,
+                "min_parameters": 2,
+                "red": "total >= 7",
+                "yellow": "total 5-6 or any parameter 3",
+            }
+        ),
+        tuning="The care plan's SpO2 scale (2 for hypercapnic respiratory failure).",
+        requirement="REQ-ALERT-002",
+        hazard="HAZ-002: combined moderate changes in several vital signs are missed",
+        evaluate=news2.evaluate,
+    ),
+    Rule(
+        id="weight_gain",
+        version=1,
+        category=Category.CLINICAL,
+        title=_text("Vektøkning", "Vektauke", "Weight gain"),
+        explanation=_text(
+            "Vekten har økt med minst 1,5 kg siden i går eller minst 2 kg på tre dager: "
+            "tegn på væskeansamling ved hjertesvikt.",
+            "Vekta har auka med minst 1,5 kg sidan i går eller minst 2 kg på tre dagar: "
+            "teikn på væskeopphoping ved hjartesvikt.",
+            "Weight has risen by at least 1.5 kg since yesterday or 2 kg in three days: a sign "
+            "of fluid retention in heart failure.",
+        ),
+        source="ESC Heart Failure Association (heartfailurematters.org); Jaarsma et al., "
+        "Eur J Heart Fail 2020.",
+        defaults=MappingProxyType({"kg_in_1_day": 1.5, "kg_in_3_days": 2.0}),
+        tuning="Not per patient yet; a patient's yellow/red weight limits can be set as "
+        "thresholds in the care plan.",
+        requirement="REQ-ALERT-003",
+        hazard="HAZ-003: heart-failure decompensation is detected late",
+        evaluate=trends.weight_gain,
+    ),
+    Rule(
+        id="spo2_drop",
+        version=1,
+        category=Category.CLINICAL,
+        title=_text("Fall i oksygenmetning", "Fall i oksygenmetting", "SpO2 fall"),
+        explanation=_text(
+            "Oksygenmetningen er minst 4 prosentpoeng under pasientens egen median for de "
+            "siste 7 dagene.",
+            "Oksygenmettinga er minst 4 prosentpoeng under pasienten sin eigen median for dei "
+            "siste 7 dagane.",
+            "SpO2 is at least 4 points below the patient's own median of the last 7 days.",
+        ),
+        source="COPD telemonitoring studies (SpO2 fall before admission); Dovepress COPD "
+        "remote monitoring review.",
+        defaults=MappingProxyType({"points": 4, "baseline_days": 7, "min_readings": 3}),
+        tuning="Not per patient yet; the SpO2 thresholds in the care plan are the per-patient "
+        "limit.",
+        requirement="REQ-ALERT-004",
+        hazard="HAZ-004: a COPD exacerbation is detected late",
+        evaluate=trends.spo2_drop,
+    ),
+    Rule(
+        id="peak_flow_drop",
+        version=1,
+        category=Category.CLINICAL,
+        title=_text("Fall i PEF/FEV1", "Fall i PEF/FEV1", "PEF/FEV1 fall"),
+        explanation=_text(
+            "PEF eller FEV1 er under pasientens 7-dagers gjennomsnitt minus 1,645 standardavvik.",
+            "PEF eller FEV1 er under pasienten sitt 7-dagars gjennomsnitt minus 1,645 "
+            "standardavvik.",
+            "PEF or FEV1 is below the patient's 7-day mean minus 1.645 standard deviations.",
+        ),
+        source="Statistical process control of home spirometry (one-sided 95 % limit).",
+        defaults=MappingProxyType({"z": 1.645, "days": 7, "min_readings": 5}),
+        tuning="The schedule in the care plan (daily readings give the rule its baseline).",
+        requirement="REQ-ALERT-005",
+        hazard="HAZ-004: a COPD exacerbation is detected late",
+        evaluate=trends.peak_flow_drop,
+    ),
+    Rule(
+        id="daily_symptoms",
+        version=1,
+        category=Category.CLINICAL,
+        title=_text("Symptomer", "Symptom", "Symptoms"),
+        explanation=_text(
+            "Pasienten svarte ja på minst ett spørsmål i dagens symptomsjekk (mer tung pust, "
+            "mer hevelse, mer hoste eller slim). Et ja gjør samtidige vekt- og "
+            "metningsfunn røde.",
+            "Pasienten svara ja på minst eitt spørsmål i dagens symptomsjekk (tyngre pust, "
+            "meir hevelse, meir hoste eller slim). Eit ja gjer samtidige vekt- og "
+            "mettingsfunn raude.",
+            "The patient answered yes to at least one question of today's symptom check (more "
+            "breathless, more swelling, more cough or sputum). A yes makes simultaneous weight "
+            "and SpO2 findings red.",
+        ),
+        source="BEAT-HF protocol (alerts with symptoms); COPD action plans.",
+        defaults=MappingProxyType({"questions": list(symptoms.QUESTIONS), "recent_hours": 24}),
+        tuning="Not tunable: every yes is shown.",
+        requirement="REQ-ALERT-006",
+        hazard="HAZ-005: symptoms the patient reports are not acted on",
+        evaluate=symptoms.daily_symptoms,
+    ),
+    Rule(
+        id="cat_score",
+        version=1,
+        category=Category.CLINICAL,
+        title=_text("CAT-skår", "CAT-skår", "CAT score"),
+        explanation=_text(
+            "KOLS-vurderingstesten (CAT) er 21 eller mer, eller 10 eller mer og steget med "
+            "minst 2 poeng siden forrige gang.",
+            "KOLS-vurderingstesten (CAT) er 21 eller meir, eller 10 eller meir og stige med "
+            "minst 2 poeng sidan førre gong.",
+            "The COPD Assessment Test (CAT) is 21 or more, or 10 or more and up by at least 2 "
+            "points since the previous one.",
+        ),
+        source="COPD Assessment Test (8 items, 0-5 each); GOLD report (CAT >= 10 high impact).",
+        defaults=MappingProxyType({"high": 10, "very_high": 21, "rise": 2}),
+        tuning="Not tunable per patient.",
+        requirement="REQ-ALERT-007",
+        hazard="HAZ-004: a COPD exacerbation is detected late",
+        evaluate=symptoms.cat_score,
+    ),
+    Rule(
+        id="missing_measurement",
+        version=1,
+        category=Category.ADHERENCE,
+        title=_text("Manglende måling", "Manglande måling", "Missing measurement"),
+        explanation=_text(
+            "En planlagt måling har ikke kommet innen fristen i behandlingsplanen.",
+            "Ei planlagd måling har ikkje kome innan fristen i behandlingsplanen.",
+            "A scheduled measurement has not arrived within the care plan's window.",
+        ),
+        source="French heart-failure telemonitoring specification (non-transmission alerts "
+        "that cannot be disabled).",
+        defaults=MappingProxyType({"evaluated_every_seconds": 30}),
+        tuning="The care plan's schedule: every_hours and grace_hours per measurement.",
+        requirement="REQ-ALERT-008",
+        hazard="HAZ-006: no data is mistaken for a stable patient",
+        evaluate=None,
+    ),
+    Rule(
+        id="device_silent",
+        version=1,
+        category=Category.TECHNICAL,
+        title=_text("Stille enhet", "Stille eining", "Silent device"),
+        explanation=_text(
+            "Vi har ikke hørt fra en av pasientens enheter på 48 timer.",
+            "Vi har ikkje høyrt frå ei av pasienten sine einingar på 48 timar.",
+            "We have not heard from one of the patient's devices for 48 hours.",
+        ),
+        source="IEC 60601-1-8 (technical alarm conditions).",
+        defaults=MappingProxyType({"silent_after_hours": 48}),
+        tuning="Not tunable; it can be acknowledged and resolved, not switched off.",
+        requirement="REQ-ALERT-009",
+        hazard="HAZ-006: no data is mistaken for a stable patient",
+        evaluate=None,
+    ),
+    Rule(
+        id="notification_undeliverable",
+        version=1,
+        category=Category.TECHNICAL,
+        title=_text("Varsel ikke levert", "Varsel ikkje levert", "Notification undeliverable"),
+        explanation=_text(
+            "Et varsel kunne ikke leveres etter gjentatte forsøk.",
+            "Eit varsel kunne ikkje leverast etter gjentekne forsøk.",
+            "A notification could not be delivered after repeated attempts.",
+        ),
+        source="IEC 60601-1-8 (distributed alarm systems must report failed delivery).",
+        defaults=MappingProxyType({"max_attempts": 12}),
+        tuning="HEIMVAKT_NOTIFICATION_MAX_ATTEMPTS.",
+        requirement="REQ-ALERT-010",
+        hazard="HAZ-007: an alert never reaches a nurse",
+        evaluate=None,
+    ),
+)
+
+RULES_BY_ID: Final[Mapping[str, Rule]] = MappingProxyType({rule.id: rule for rule in RULES})

@@ -1,0 +1,104 @@
+"""Per-patient limits: yellow outside [low, high], red outside [red_low, red_high].
+
+A value equal to a limit is inside it. A value clearly inside the yellow band (by the
+measurement's hysteresis margin) is GREEN and re-arms the rule after a resolved alert; one just
+inside the band says nothing, so a value hovering at a limit cannot flap.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+from alerts.findings import Category, Finding, Limits, Observation, PatientContext, Severity
+
+RULE: Final = "threshold"
+MARGINS: Final = {
+    "59408-5": 1.0,  # SpO2 %
+    "8867-4": 5.0,  # pulse /min
+    "8480-6": 5.0,  # systolic mmHg
+    "8462-4": 5.0,  # diastolic mmHg
+    "8310-5": 0.2,  # temperature Cel
+    "9279-1": 1.0,  # respiration rate /min
+    "29463-7": 0.5,  # weight kg
+    "19935-6": 10.0,  # PEF L/min
+    "20150-9": 0.1,  # FEV1 L
+}
+DEFAULT_MARGIN: Final = 0.0
+
+
+def newest(
+    context: PatientContext, code: str, *, within: timedelta = timedelta(0)
+) -> Observation | None:
+    """The newest reading of `code` measured in [at - within, at]. With no `within`, only a
+    reading taken at `context.at` itself: the engine evaluates each reading at its own time,
+    so an older reading has had its verdict already and is never judged again."""
+    found = [
+        o
+        for o in context.history.get(code, ())
+        if context.at - within <= o.measured_at <= context.at
+    ]
+    return max(found, key=lambda o: o.measured_at) if found else None
+
+
+def classify(value: float, limits: Limits, margin: float) -> tuple[Severity, str | None] | None:
+    """(severity, direction) of one value against one measurement's limits; None: no verdict."""
+    if limits.red_low is not None and value < limits.red_low:
+        return Severity.RED, "low"
+    if limits.red_high is not None and value > limits.red_high:
+        return Severity.RED, "high"
+    if limits.low is not None and value < limits.low:
+        return Severity.YELLOW, "low"
+    if limits.high is not None and value > limits.high:
+        return Severity.YELLOW, "high"
+    low = limits.low if limits.low is not None else limits.red_low
+    high = limits.high if limits.high is not None else limits.red_high
+    clear_low = low is None or value >= low + margin
+    clear_high = high is None or value <= high - margin
+    return (Severity.GREEN, None) if clear_low and clear_high else None
+
+
+def evaluate(context: PatientContext) -> list[Finding]:
+    findings = []
+    for code, limits in sorted(context.limits.items()):
+        reading = newest(context, code)
+        if reading is None:
+            continue
+        verdict = classify(reading.value, limits, MARGINS.get(code, DEFAULT_MARGIN))
+        if verdict is None:
+            continue
+        severity, direction = verdict
+        if severity is Severity.GREEN:
+            # Clearly normal re-arms both directions of this measurement.
+            findings += [
+                Finding(
+                    rule=RULE,
+                    instance=f"{RULE}:{code}:{side}",
+                    severity=Severity.GREEN,
+                    category=Category.CLINICAL,
+                    measured_at=reading.measured_at,
+                    code=code,
+                    value=reading.value,
+                )
+                for side in ("low", "high")
+            ]
+            continue
+        findings.append(
+            Finding(
+                rule=RULE,
+                instance=f"{RULE}:{code}:{direction}",
+                severity=severity,
+                category=Category.CLINICAL,
+                measured_at=reading.measured_at,
+                code=code,
+                direction=direction,  # type: ignore[arg-type]
+                value=reading.value,
+                details={
+                    "low": limits.low,
+                    "high": limits.high,
+                    "red_low": limits.red_low,
+                    "red_high": limits.red_high,
+                },
+            )
+        )
+    return findings

@@ -1,0 +1,137 @@
+"""Change over a window, against the patient's own earlier readings: heart-failure weight
+gain, an SpO2 fall below the personal baseline, and a fall in peak flow or FEV1."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Final
+
+from alerts.findings import Category, Finding, Observation, PatientContext, Severity
+from alerts.library.threshold import newest
+
+WEIGHT, SPO2, PEF, FEV1 = "29463-7", "59408-5", "19935-6", "20150-9"
+
+WEIGHT_GAIN_1_DAY: Final = 1.5
+WEIGHT_GAIN_3_DAYS: Final = 2.0
+YESTERDAY: Final = (timedelta(hours=18), timedelta(hours=30))
+THREE_DAYS_AGO: Final = (timedelta(hours=60), timedelta(hours=84))
+"""Windows of earlier readings to compare with, as (nearest, farthest) before the new one."""
+
+SPO2_DROP: Final = 4.0
+SPO2_CLEAR: Final = 2.0
+BASELINE_DAYS: Final = 7
+BASELINE_MIN_READINGS: Final = 3
+BASELINE_GAP: Final = timedelta(hours=12)
+"""The baseline ends this long before the new reading, so a fall is not its own baseline."""
+
+FLOW_Z: Final = 1.645
+FLOW_MIN_READINGS: Final = 5
+
+
+def _between(
+    context: PatientContext, code: str, nearest: timedelta, farthest: timedelta
+) -> list[Observation]:
+    return [
+        o
+        for o in context.history.get(code, ())
+        if context.at - farthest <= o.measured_at <= context.at - nearest
+    ]
+
+
+def weight_gain(context: PatientContext) -> list[Finding]:
+    current = newest(context, WEIGHT)
+    if current is None:
+        return []
+    gains = {}
+    for label, (nearest, farthest), limit in (
+        ("1_day", YESTERDAY, WEIGHT_GAIN_1_DAY),
+        ("3_days", THREE_DAYS_AGO, WEIGHT_GAIN_3_DAYS),
+    ):
+        earlier = _between(context, WEIGHT, nearest, farthest)
+        if earlier:
+            gain = round(current.value - min(o.value for o in earlier), 2)
+            gains[label] = (gain, limit)
+    if not gains:
+        return []
+    breached = any(gain >= limit for gain, limit in gains.values())
+    return [
+        Finding(
+            rule="weight_gain",
+            instance=f"weight_gain:{WEIGHT}",
+            severity=Severity.YELLOW if breached else Severity.GREEN,
+            category=Category.CLINICAL,
+            measured_at=current.measured_at,
+            code=WEIGHT,
+            direction="high",
+            value=current.value,
+            details={label: {"gain_kg": g, "limit_kg": lim} for label, (g, lim) in gains.items()},
+        )
+    ]
+
+
+def spo2_drop(context: PatientContext) -> list[Finding]:
+    current = newest(context, SPO2)
+    if current is None:
+        return []
+    baseline = _between(context, SPO2, BASELINE_GAP, timedelta(days=BASELINE_DAYS))
+    if len(baseline) < BASELINE_MIN_READINGS:
+        return []
+    median = statistics.median(o.value for o in baseline)
+    drop = round(median - current.value, 2)
+    if drop >= SPO2_DROP:
+        severity = Severity.YELLOW
+    elif drop <= SPO2_CLEAR:
+        severity = Severity.GREEN
+    else:
+        return []
+    return [
+        Finding(
+            rule="spo2_drop",
+            instance=f"spo2_drop:{SPO2}",
+            severity=severity,
+            category=Category.CLINICAL,
+            measured_at=current.measured_at,
+            code=SPO2,
+            direction="low",
+            value=current.value,
+            details={"baseline_median": median, "drop": drop, "baseline_readings": len(baseline)},
+        )
+    ]
+
+
+def peak_flow_drop(context: PatientContext) -> list[Finding]:
+    findings = []
+    for code in (PEF, FEV1):
+        current = newest(context, code)
+        if current is None:
+            continue
+        earlier = [
+            o
+            for o in context.history.get(code, ())
+            if context.at - timedelta(days=BASELINE_DAYS) <= o.measured_at < current.measured_at
+        ]
+        if len(earlier) < FLOW_MIN_READINGS:
+            continue
+        values = [o.value for o in earlier]
+        mean, sd = statistics.fmean(values), statistics.stdev(values)
+        limit = round(mean - FLOW_Z * sd, 3)
+        findings.append(
+            Finding(
+                rule="peak_flow_drop",
+                instance=f"peak_flow_drop:{code}",
+                severity=Severity.YELLOW if current.value < limit else Severity.GREEN,
+                category=Category.CLINICAL,
+                measured_at=current.measured_at,
+                code=code,
+                direction="low",
+                value=current.value,
+                details={
+                    "mean": round(mean, 3),
+                    "sd": round(sd, 3),
+                    "limit": limit,
+                    "readings": len(values),
+                },
+            )
+        )
+    return findings

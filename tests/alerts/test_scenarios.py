@@ -1,0 +1,312 @@
+"""Thirty simulated days of five patients through the real engine and database: each produces
+exactly the alerts a clinician would expect, and the stable ones none.
+
+Readings are written as ingest writes them and evaluated as ingest evaluates them (the engine
+at each reading's measured time); the time-based sweep runs every six hours. Values follow a
+seeded generator, so every run sees the same thirty days.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from alerts.engine import do_evaluate, do_sweep
+from care.careplan import do_create_care_plan
+from care.models import Condition, OrganisationKind
+from care.service import do_create_organisation, do_create_patient
+from devices.service import do_assign_device, do_register_device
+
+START = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)  # 08:00 in Oslo
+DAYS = 30
+URL = "https://heimvakt.example"
+SPO2, PULSE, PEF = "59408-5", "8867-4", "19935-6"
+WEIGHT, SYSTOLIC, DIASTOLIC = "29463-7", "8480-6", "8462-4"
+
+Day = Callable[[int, random.Random], dict[str, float] | None]
+"""A patient's morning readings on a day (LOINC code -> value), or None: nothing measured."""
+
+
+def stable_copd(day: int, rng: random.Random) -> dict[str, float]:
+    readings = {SPO2: rng.choice([95, 95, 96, 96, 97]), PULSE: rng.randint(68, 82)}
+    if day % 7 == 0:
+        readings[PEF] = rng.randint(340, 360)
+    return readings
+
+
+def copd_exacerbation(day: int, rng: random.Random) -> dict[str, float]:
+    readings = stable_copd(day, rng)
+    if day >= 20:
+        worse = day - 19
+        readings[SPO2] = 96 - worse
+        readings[PULSE] = 76 + 3 * worse
+    return readings
+
+
+def stable_heart_failure(day: int, rng: random.Random) -> dict[str, float]:
+    return {
+        WEIGHT: round(82.0 + rng.uniform(-0.3, 0.3), 1),
+        SYSTOLIC: rng.randint(122, 136),
+        DIASTOLIC: rng.randint(72, 84),
+        PULSE: rng.randint(62, 76),
+    }
+
+
+def heart_failure_weight_gain(day: int, rng: random.Random) -> dict[str, float]:
+    readings = stable_heart_failure(day, rng)
+    if day >= 25:
+        readings[WEIGHT] = round(82.0 + 0.8 * (day - 24), 1)
+    return readings
+
+
+def stops_measuring(day: int, rng: random.Random) -> dict[str, float] | None:
+    return stable_copd(day, rng) if day < 15 else None
+
+
+@dataclass
+class Simulated:
+    name: str
+    template: str
+    days: Day
+    devices: dict[str, str]
+    """Device kind -> the codes it measures, e.g. {"pulse_oximeter": "59408-5 8867-4"}."""
+    symptoms: Callable[[int], dict[str, bool]] | None = None
+    expected: set[str] = field(default_factory=set)
+    patient: UUID | None = None
+
+
+def no_symptoms(day: int) -> dict[str, bool]:
+    return {"more_breathless": False, "more_swelling": False, "more_cough": False}
+
+
+def swelling_from_day_27(day: int) -> dict[str, bool]:
+    return {**no_symptoms(day), "more_swelling": day >= 27}
+
+
+COPD_DEVICES = {"pulse_oximeter": f"{SPO2} {PULSE}", "peak_flow_meter": PEF}
+HF_DEVICES = {"scale": WEIGHT, "blood_pressure_monitor": f"{SYSTOLIC} {DIASTOLIC} {PULSE}"}
+
+
+def cast() -> list[Simulated]:
+    return [
+        Simulated("Stabil KOLS", "copd", stable_copd, COPD_DEVICES),
+        Simulated(
+            "KOLS-forverring",
+            "copd",
+            copd_exacerbation,
+            COPD_DEVICES,
+            expected={"threshold:59408-5:low", "spo2_drop:59408-5", "news2_partial"},
+        ),
+        Simulated(
+            "Stabil hjertesvikt",
+            "heart_failure",
+            stable_heart_failure,
+            HF_DEVICES,
+            symptoms=no_symptoms,
+        ),
+        Simulated(
+            "Hjertesvikt med vektøkning",
+            "heart_failure",
+            heart_failure_weight_gain,
+            HF_DEVICES,
+            symptoms=swelling_from_day_27,
+            expected={"weight_gain:29463-7", "daily_symptoms"},
+        ),
+        Simulated(
+            "Slutter å måle",
+            "copd",
+            stops_measuring,
+            COPD_DEVICES,
+            expected={
+                "missing_measurement:59408-5",
+                "missing_measurement:8867-4",
+                "missing_measurement:19935-6",
+                "device_silent:{pulse_oximeter}",
+                "device_silent:{peak_flow_meter}",
+            },
+        ),
+    ]
+
+
+def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dict[str, str]]:
+    unit = do_create_organisation(conn, name="Kommunen", kind=OrganisationKind.MUNICIPAL_SERVICE)
+    devices_of: dict[UUID, dict[str, str]] = {}
+    for simulated in patients:
+        condition = Condition.COPD if simulated.template == "copd" else Condition.HEART_FAILURE
+        simulated.patient = do_create_patient(
+            conn,
+            display_name=simulated.name,
+            conditions=[condition],
+            responsible_unit=unit,
+            since=START - timedelta(days=1),
+        )
+        do_create_care_plan(
+            conn,
+            patient_id=simulated.patient,
+            template=simulated.template,
+            author=None,
+            now=START - timedelta(days=1),
+        )
+        codes_to_device = {}
+        for kind, codes in simulated.devices.items():
+            device = f"{kind}-{uuid4().hex[:6]}"
+            do_register_device(conn, device_id=device, kind=kind)
+            do_assign_device(
+                conn,
+                device_id=device,
+                patient_id=simulated.patient,
+                valid_from=START - timedelta(days=1),
+            )
+            simulated.expected = {e.replace(f"{{{kind}}}", device) for e in simulated.expected}
+            for code in codes.split():
+                codes_to_device[code] = device
+        devices_of[simulated.patient] = codes_to_device
+    return devices_of
+
+
+def _moments() -> Iterator[tuple[int, datetime]]:
+    for day in range(DAYS):
+        yield day, START + timedelta(days=day)
+
+
+def _run(conn: psycopg.Connection, patients: list[Simulated]) -> None:
+    devices_of = _seed(conn, patients)
+    rng = random.Random(20261122)
+    next_sweep = START
+    for day, morning in _moments():
+        while next_sweep <= morning:
+            do_sweep(conn, now=next_sweep, public_url=URL)
+            next_sweep += timedelta(hours=6)
+        for simulated in patients:
+            assert simulated.patient is not None
+            at = morning + timedelta(minutes=rng.randint(0, 45))
+            readings = simulated.days(day, rng)
+            if readings is None:
+                continue
+            with conn.transaction():
+                for device in set(devices_of[simulated.patient].values()):
+                    _heard_from(conn, device, at)
+                for code, value in readings.items():
+                    _store(
+                        conn,
+                        simulated.patient,
+                        devices_of[simulated.patient][code],
+                        code,
+                        value,
+                        at,
+                    )
+                if simulated.symptoms is not None:
+                    conn.execute(
+                        "INSERT INTO questionnaire_responses (patient_id, kind, answered_at,"
+                        " answers, received_at) VALUES (%s, 'daily_symptoms', %s, %s, %s)",
+                        (simulated.patient, at, Jsonb(simulated.symptoms(day)), at),
+                    )
+                do_evaluate(
+                    conn,
+                    moments={simulated.patient: [at]},
+                    now=at + timedelta(seconds=2),
+                    public_url=URL,
+                )
+    end = START + timedelta(days=DAYS)
+    while next_sweep <= end:
+        do_sweep(conn, now=next_sweep, public_url=URL)
+        next_sweep += timedelta(hours=6)
+
+
+def _heard_from(conn: psycopg.Connection, device: str, at: datetime) -> None:
+    """The gateway's daily status report for each device it serves (docs/mqtt.md)."""
+    conn.execute(
+        "INSERT INTO device_status (device_id, last_seen_at) VALUES (%s, %s)"
+        " ON CONFLICT (device_id) DO UPDATE SET last_seen_at = greatest("
+        " device_status.last_seen_at, EXCLUDED.last_seen_at)",
+        (device, at),
+    )
+
+
+def _store(
+    conn: psycopg.Connection, patient: UUID, device: str, code: str, value: float, at: datetime
+) -> None:
+    """As ingest stores a reading."""
+    unit = {
+        SPO2: "%",
+        PULSE: "/min",
+        PEF: "L/min",
+        WEIGHT: "kg",
+        SYSTOLIC: "mm[Hg]",
+        DIASTOLIC: "mm[Hg]",
+    }[code]
+    conn.execute(
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
+        " received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+        (device, code, at, patient, value, unit, at),
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated_month(
+    postgres_server_url: str, template_database: tuple
+) -> Iterator[tuple[list[Simulated], dict[UUID, list[tuple[str, str]]]]]:
+    name = f"heimvakt_scenarios_{uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
+    try:
+        url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            patients = cast()
+            _run(conn, patients)
+            opened: dict[UUID, list[tuple[str, str]]] = {}
+            for patient, instance, severity in conn.execute(
+                "SELECT patient_id, rule_id, severity FROM alerts ORDER BY id"
+            ):
+                opened.setdefault(patient, []).append((instance, severity))
+        yield patients, opened
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("index", range(5), ids=[p.name for p in cast()])
+def test_each_patient_gets_exactly_the_expected_alerts(
+    simulated_month: tuple[list[Simulated], dict[UUID, list[tuple[str, str]]]], index: int
+) -> None:
+    patients, opened = simulated_month
+    simulated = patients[index]
+    assert simulated.patient is not None
+    instances = [instance for instance, _severity in opened.get(simulated.patient, [])]
+    assert sorted(instances) == sorted(simulated.expected), "one alert per expected instance"
+
+
+def test_deterioration_reaches_red_where_it_should(
+    simulated_month: tuple[list[Simulated], dict[UUID, list[tuple[str, str]]]],
+) -> None:
+    patients, opened = simulated_month
+    severities = {
+        (p.name, instance): severity
+        for p in patients
+        for instance, severity in opened.get(p.patient, [])  # type: ignore[arg-type]
+    }
+    assert severities[("KOLS-forverring", "threshold:59408-5:low")] == "red"
+    assert severities[("Hjertesvikt med vektøkning", "weight_gain:29463-7")] == "red", (
+        "a positive symptom answer raises the weight finding (symptom gating)"
+    )
+
+
+def test_stable_patients_get_no_alerts_per_patient_week(
+    simulated_month: tuple[list[Simulated], dict[UUID, list[tuple[str, str]]]],
+) -> None:
+    patients, opened = simulated_month
+    stable = [p for p in patients if not p.expected]
+    alerts = sum(len(opened.get(p.patient, [])) for p in stable)  # type: ignore[arg-type]
+    patient_weeks = len(stable) * DAYS / 7
+    print(
+        f"\nstable patients: {alerts} alerts over {patient_weeks:.1f} patient-weeks"
+        f" = {alerts / patient_weeks:.2f} per patient-week"
+    )
+    assert alerts == 0
