@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,9 @@ def test_every_rule_is_described_and_traceable(rule: Rule) -> None:
 def test_sweep_rules_are_the_adherence_and_technical_ones() -> None:
     swept = {rule.id for rule in RULES if rule.evaluate is None}
     assert swept == {"missing_measurement", "device_silent", "notification_undeliverable"}
+
+
+def test_docs_rules_md_lists_every_rule_at_its_version(repo_root: Path) -> None:
+    text = (repo_root / "docs" / "rules.md").read_text()
+    for rule in RULES:
+        assert f"### `{rule.id}` (version {rule.version})" in text, rule.id
