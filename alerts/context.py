@@ -14,6 +14,10 @@ from alerts.findings import Limits, Observation, PatientContext, SymptomAnswer
 
 HISTORY: Final = timedelta(days=8)
 """How far back rules look: the longest window (a 7-day baseline) plus the day before it."""
+RECENT: Final = timedelta(hours=12)
+"""How far back rules look at vital signs without a baseline rule (partial NEWS2's window)."""
+LONG_HISTORY_CODES: Final = ("29463-7", "59408-5", "19935-6", "20150-9")
+"""Weight, SpO2, PEF and FEV1: the measurements whose rules compare with a baseline."""
 
 
 class PatientHistory:
@@ -69,12 +73,19 @@ def load_histories(
     if not spans:
         return {}
     patients = list(spans)
-    since = min(first for first, _last in spans.values()) - HISTORY
+    first = min(first for first, _last in spans.values())
+    since = first - HISTORY
     observations: dict[UUID, list[Observation]] = defaultdict(list)
     for patient_id, code, value, measured_at in conn.execute(
         "SELECT patient_id, code, value, measured_at FROM readings"
-        " WHERE patient_id = ANY(%s) AND measured_at >= %s",
-        (patients, since),
+        " WHERE patient_id = ANY(%(patients)s) AND measured_at >= %(since)s"
+        " AND (measured_at >= %(recent)s OR code = ANY(%(long)s))",
+        {
+            "patients": patients,
+            "since": since,
+            "recent": first - RECENT,
+            "long": list(LONG_HISTORY_CODES),
+        },
     ):
         observations[patient_id].append(Observation(code, value, measured_at))
     limits: dict[UUID, dict[str, Limits]] = defaultdict(dict)

@@ -21,7 +21,7 @@ from alerts.escalation import do_escalate_due
 from alerts.findings import Finding
 from alerts.library.catalogue import RULES
 from alerts.library.symptoms import gate
-from alerts.lifecycle import do_apply_findings
+from alerts.lifecycle import do_apply_batch
 from core.clock import Clock
 from core.readings import STORED_NOW
 
@@ -49,18 +49,13 @@ def do_evaluate(
         if times
     }
     histories = load_histories(conn, spans=spans)
+    batch: dict[UUID, list[tuple[Finding, bool]]] = defaultdict(list)
     for patient_id, history in histories.items():
         for moment in sorted(set(moments[patient_id])):
-            found = findings_at(history, moment)
-            late = frozenset(f.instance for f in found if history.newer_than(f.code, f.measured_at))
-            do_apply_findings(
-                conn,
-                patient_id=patient_id,
-                findings=found,
-                now=now,
-                public_url=public_url,
-                late=late,
-            )
+            for finding in findings_at(history, moment):
+                late = history.newer_than(finding.code, finding.measured_at)
+                batch[patient_id].append((finding, late))
+    do_apply_batch(conn, batch=batch, now=now, public_url=public_url)
 
 
 def engine_hook(*, clock: Clock, public_url: str) -> Callable[[psycopg.Connection], None]:
@@ -80,12 +75,9 @@ def engine_hook(*, clock: Clock, public_url: str) -> Callable[[psycopg.Connectio
 
 def do_sweep(conn: psycopg.Connection, *, now: datetime, public_url: str) -> None:
     """The time-based part: missing measurements, silent devices, and escalation."""
-    by_patient: dict[UUID, list[Finding]] = defaultdict(list)
+    batch: dict[UUID, list[tuple[Finding, bool]]] = defaultdict(list)
     for patient_id, finding in adherence_findings(conn, now=now):
-        by_patient[patient_id].append(finding)
+        batch[patient_id].append((finding, False))
     with conn.transaction():
-        for patient_id, found in by_patient.items():
-            do_apply_findings(
-                conn, patient_id=patient_id, findings=found, now=now, public_url=public_url
-            )
+        do_apply_batch(conn, batch=batch, now=now, public_url=public_url)
     do_escalate_due(conn, now=now, public_url=public_url)

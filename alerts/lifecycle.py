@@ -10,7 +10,7 @@ outbox in the same transaction as the change that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -59,61 +59,99 @@ def do_apply_findings(
 ) -> Applied:
     """Open, update or (hysteresis, snooze) suppress alerts for one patient's findings.
     `late` names instances whose finding describes a state that has already passed."""
-    opened = updated = suppressed = 0
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s::text))", (patient_id,))
-    for finding in findings:
-        if finding.severity is Severity.GREEN:
-            _arm(conn, patient_id=patient_id, instance=finding.instance, now=now)
-            continue
-        is_late = finding.instance in late or now - finding.measured_at > LATE_AFTER
-        existing = conn.execute(
-            "SELECT id, severity FROM alerts WHERE patient_id = %s AND rule_id = %s"
-            " AND state <> 'resolved' FOR UPDATE",
-            (patient_id, finding.instance),
-        ).fetchone()
-        if existing is not None:
-            _update(
-                conn,
-                alert_id=existing[0],
-                was=Severity(existing[1]),
-                finding=finding,
-                late=is_late,
-                now=now,
-                public_url=public_url,
-            )
-            updated += 1
-        elif _muted(conn, patient_id=patient_id, finding=finding, now=now):
-            suppressed += 1
-        else:
-            _open(
-                conn,
-                patient_id=patient_id,
-                finding=finding,
-                late=is_late,
-                now=now,
-                public_url=public_url,
-            )
-            opened += 1
-    return Applied(opened=opened, updated=updated, suppressed=suppressed)
+    return do_apply_batch(
+        conn,
+        batch={patient_id: [(f, f.instance in late) for f in findings]},
+        now=now,
+        public_url=public_url,
+    )
 
 
-def _muted(conn: psycopg.Connection, *, patient_id: UUID, finding: Finding, now: datetime) -> bool:
+Key = tuple[UUID, str]
+"""(patient, instance): what one alert is about."""
+
+
+def do_apply_batch(
+    conn: psycopg.Connection,
+    *,
+    batch: Mapping[UUID, Sequence[tuple[Finding, bool]]],
+    now: datetime,
+    public_url: str,
+) -> Applied:
+    """Apply many patients' findings (each with its late flag) in a few set-based steps.
+
+    The patients are locked (in a fixed order, so two workers cannot deadlock), their open
+    alerts, disarmed instances and snoozes are read once, and every alert is written at most
+    once however many findings a batch holds for it: the ingest calls this once per batch of
+    readings, so its cost does not grow with the number of readings and rules.
+    """
+    patients = sorted(batch, key=str)
+    if not patients:
+        return Applied()
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(p)) FROM"
+        " (SELECT unnest(%s::text[]) AS p ORDER BY 1) ordered",
+        ([str(p) for p in patients],),
+    )
+    open_alerts: dict[Key, tuple[int, Severity]] = {
+        (p, instance): (alert_id, Severity(severity))
+        for p, instance, alert_id, severity in conn.execute(
+            "SELECT patient_id, rule_id, id, severity FROM alerts"
+            " WHERE patient_id = ANY(%s) AND state <> 'resolved' FOR UPDATE",
+            (patients,),
+        )
+    }
+    disarmed: dict[Key, Severity] = {
+        (p, instance): Severity(severity or "red")
+        for p, instance, severity in conn.execute(
+            "SELECT patient_id, rule_id, disarmed_severity FROM alert_arming"
+            " WHERE patient_id = ANY(%s) AND NOT armed",
+            (patients,),
+        )
+    }
+    snoozed: set[Key] = set(
+        conn.execute(
+            "SELECT patient_id, rule_id FROM alert_snoozes WHERE patient_id = ANY(%s)"
+            " AND until > %s",
+            (patients, now),
+        ).fetchall()
+    )
+    opened = suppressed = 0
+    repeats: dict[Key, list[tuple[Finding, bool]]] = {}
+    for patient in patients:
+        for finding, late in sorted(batch[patient], key=lambda pair: pair[0].measured_at):
+            key = (patient, finding.instance)
+            is_late = late or now - finding.measured_at > LATE_AFTER
+            if finding.severity is Severity.GREEN:
+                if key in disarmed:
+                    _arm(conn, patient_id=patient, instance=finding.instance, now=now)
+                    del disarmed[key]
+            elif key in open_alerts:
+                repeats.setdefault(key, []).append((finding, is_late))
+            elif _muted(finding, disarmed=disarmed.get(key), snoozed=key in snoozed):
+                suppressed += 1
+            else:
+                alert_id = _open(
+                    conn,
+                    patient_id=patient,
+                    finding=finding,
+                    late=is_late,
+                    now=now,
+                    public_url=public_url,
+                )
+                open_alerts[key] = (alert_id, finding.severity)
+                opened += 1
+    for key, found in repeats.items():
+        alert_id, was = open_alerts[key]
+        _update(conn, alert_id=alert_id, was=was, findings=found, now=now, public_url=public_url)
+    return Applied(opened=opened, updated=len(repeats), suppressed=suppressed)
+
+
+def _muted(finding: Finding, *, disarmed: Severity | None, snoozed: bool) -> bool:
     """Disarmed since a resolution (and not worse than it), or snoozed and not red."""
-    arming = conn.execute(
-        "SELECT armed, disarmed_severity FROM alert_arming WHERE patient_id = %s AND rule_id = %s",
-        (patient_id, finding.instance),
-    ).fetchone()
-    if arming is not None and not arming[0]:
-        resolved_at = Severity(arming[1] or "red")
-        if finding.severity.rank <= resolved_at.rank:
-            return True
-    if finding.severity is Severity.RED:
-        return False
-    snoozed = conn.execute(
-        "SELECT 1 FROM alert_snoozes WHERE patient_id = %s AND rule_id = %s AND until > %s",
-        (patient_id, finding.instance, now),
-    ).fetchone()
-    return snoozed is not None
+    if disarmed is not None and finding.severity.rank <= disarmed.rank:
+        return True
+    return snoozed and finding.severity is not Severity.RED
 
 
 def _arm(conn: psycopg.Connection, *, patient_id: UUID, instance: str, now: datetime) -> None:
@@ -196,39 +234,42 @@ def _update(
     *,
     alert_id: int,
     was: Severity,
-    finding: Finding,
-    late: bool,
+    findings: Sequence[tuple[Finding, bool]],
     now: datetime,
     public_url: str,
 ) -> None:
-    raised = finding.severity.rank > was.rank
+    """Fold a batch's repeats into the open alert: one write, one notification if it rose."""
+    newest, _late = max(findings, key=lambda pair: pair[0].measured_at)
+    worst = max((f.severity for f, _ in findings), key=lambda severity: severity.rank)
+    raised = worst.rank > was.rank
     row = conn.execute(
         """
         UPDATE alerts SET
-            occurrences = occurrences + 1,
+            occurrences = occurrences + %(count)s,
             updated_at = %(now)s,
             severity = CASE WHEN %(raised)s THEN %(severity)s ELSE severity END,
             last_value = CASE WHEN %(at)s >= last_measured_at THEN %(value)s ELSE last_value END,
-            direction = CASE WHEN %(at)s >= last_measured_at THEN coalesce(%(direction)s,
-                                                                            direction)
-                             ELSE direction END,
+            direction = CASE WHEN %(at)s >= last_measured_at
+                             THEN coalesce(%(direction)s, direction) ELSE direction END,
             details = CASE WHEN %(at)s >= last_measured_at THEN %(details)s ELSE details END,
             last_measured_at = greatest(last_measured_at, %(at)s),
-            first_measured_at = least(first_measured_at, %(at)s),
+            first_measured_at = least(first_measured_at, %(earliest)s),
             late = late OR %(late)s
         WHERE id = %(id)s
         RETURNING patient_id, routed_to, route
         """,
         {
             "id": alert_id,
+            "count": len(findings),
             "now": now,
             "raised": raised,
-            "severity": finding.severity.value,
-            "at": finding.measured_at,
-            "value": finding.value,
-            "direction": finding.direction,
-            "details": Jsonb(_json_safe(finding.details)),
-            "late": late,
+            "severity": worst.value,
+            "at": newest.measured_at,
+            "earliest": min(f.measured_at for f, _ in findings),
+            "value": newest.value,
+            "direction": newest.direction,
+            "details": Jsonb(_json_safe(newest.details)),
+            "late": any(late for _, late in findings),
         },
     ).fetchone()
     assert row is not None
@@ -240,25 +281,25 @@ def _update(
         alert_id=alert_id,
         action="severity_raised",
         now=now,
-        details={"from": was.value, "to": finding.severity.value},
+        details={"from": was.value, "to": worst.value},
     )
     if unit is not None:
         policy = policy_of(conn, organisation_id=unit)
         conn.execute(
             "UPDATE alerts SET escalate_at = %s WHERE id = %s AND state = 'open'"
             " AND route IN ('responsible', 'backup')",
-            (policy.deadline(finding.severity, now=now), alert_id),
+            (policy.deadline(worst, now=now), alert_id),
         )
         do_notify(
             conn,
             alert_id=alert_id,
             patient_id=patient_id,
-            severity=finding.severity,
+            severity=worst,
             policy=policy,
             route=route,
             now=now,
             public_url=public_url,
-            values=finding,
+            values=newest,
         )
 
 
