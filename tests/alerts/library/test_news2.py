@@ -7,6 +7,7 @@ import pytest
 
 from alerts.library import news2
 from alerts.library.news2 import evaluate
+from core import catalog
 from tests.alerts.library.support import AT, ago, context
 
 RULES_TESTED = {"news2_partial"}
@@ -129,3 +130,14 @@ def test_stale_vital_signs_are_left_out() -> None:
 def test_duplicate_readings_count_once() -> None:
     [finding] = evaluate(context([(SPO2, 91, AT), (SPO2, 91, AT), (PULSE, 70, AT)]))
     assert finding.details["total"] == 3
+
+
+@pytest.mark.parametrize(("fahrenheit", "score"), [(95.0, 3), (95.2, 1), (100.6, 1), (102.4, 2)])
+def test_a_temperature_in_fahrenheit_is_scored_after_conversion(
+    fahrenheit: float, score: int
+) -> None:
+    temperature = catalog.lookup("temp")
+    assert temperature is not None
+    celsius = catalog.to_canonical(temperature, fahrenheit, "[degF]")
+    [finding] = evaluate(context([(TEMP, celsius, AT), (PULSE, 70, AT)]))
+    assert finding.details["used"][TEMP]["score"] == score
