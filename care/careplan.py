@@ -3,14 +3,21 @@ reason, every version kept (who, when, why, the plan before and after).
 
 Changes are optimistic: the caller names the version it read, and a change against any other
 version is refused (`StaleVersionError`), so two nurses never silently overwrite each other.
+The plan row is locked (FOR UPDATE) before the version is compared, so of two concurrent
+changes against the same version exactly one wins; each change is one transaction.
+
+The plan's limits are the patient's rows in `patient_thresholds` (which the rule engine reads):
+`reason` NULL is the template's default, anything else a clinician's override and why.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -34,7 +41,22 @@ class CarePlanExistsError(Exception):
 
 
 class UnknownTemplateError(ValueError):
-    pass
+    """No care-plan template by that key."""
+
+
+class InvalidChangeError(ValueError):
+    """A change the plan cannot take: an unknown measurement, limits in the wrong order, a
+    schedule out of range, a text too long."""
+
+
+class UnknownPatientError(LookupError):
+    """No patient by that id."""
+
+
+# The column limits of core/migrations/0009_shared_care.sql, checked before the database does.
+MAX_REASON = 2000
+MAX_SELF_MANAGEMENT = 8000
+MAX_EVERY_HOURS = 24 * 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +105,18 @@ class CarePlanVersion:
 
 
 def care_plan_as_json(plan: CarePlan) -> dict[str, Any]:
-    document = asdict(plan)
-    document["patient_id"] = str(plan.patient_id)
-    document["updated_at"] = plan.updated_at.isoformat()
-    document["updated_by"] = None if plan.updated_by is None else str(plan.updated_by)
-    return document
+    """The whole plan in JSON types only: what the API returns and each version stores."""
+    return {
+        "patient_id": str(plan.patient_id),
+        "template": plan.template,
+        "version": plan.version,
+        "spo2_scale": plan.spo2_scale,
+        "self_management": plan.self_management,
+        "measurements": [asdict(m) for m in plan.measurements],
+        "thresholds": [asdict(t) for t in plan.thresholds],
+        "updated_at": plan.updated_at.isoformat(),
+        "updated_by": None if plan.updated_by is None else str(plan.updated_by),
+    }
 
 
 def template_as_json(template: CarePlanTemplate) -> dict[str, Any]:
@@ -108,7 +137,8 @@ def do_create_care_plan(
     author: UUID | None,
     now: datetime,
 ) -> CarePlan:
-    """Version 1 of a patient's plan, from a template, in the patient's language."""
+    """Version 1 of a patient's plan, from a template, in the patient's language. The
+    template's limits replace any the patient had before."""
     chosen = TEMPLATES.get(template)
     if chosen is None:
         raise UnknownTemplateError(f"no care-plan template {template!r}")
@@ -117,7 +147,7 @@ def do_create_care_plan(
             "SELECT preferred_language FROM patients WHERE id = %s FOR UPDATE", (patient_id,)
         ).fetchone()
         if row is None:
-            raise UnknownTemplateError("no such patient")
+            raise UnknownPatientError("no such patient")
         if get_care_plan(conn, patient_id=patient_id) is not None:
             raise CarePlanExistsError("the patient has a care plan already")
         conn.execute(
@@ -199,14 +229,20 @@ def do_update_care_plan(
     self_management: str | None = None,
     spo2_scale: int | None = None,
 ) -> CarePlan:
-    """Change what is given, in one new version; refused without a reason or against a
-    version other than the current one."""
-    if not reason or not reason.strip():
-        raise ReasonRequiredError("a change to a care plan needs a reason")
+    """Change what is given (None: unchanged), in one new version; refused without a reason
+    or against a version other than the current one.
+
+    A threshold change replaces all four limits of that measurement and records `reason` as
+    the override's reason; `measurements` replaces the whole schedule."""
+    _check_reason(reason)
     if spo2_scale not in (None, 1, 2):
-        raise ValueError("the SpO2 scale is 1 or 2")
-    changes = [_checked(change) for change in thresholds or ()]
-    schedule = [_checked_schedule(m) for m in measurements] if measurements is not None else None
+        raise InvalidChangeError("the SpO2 scale is 1 or 2")
+    if self_management is not None and len(self_management) > MAX_SELF_MANAGEMENT:
+        raise InvalidChangeError(f"self-management text over {MAX_SELF_MANAGEMENT} characters")
+    changes = _unique([_checked(change) for change in thresholds or ()])
+    schedule = (
+        _unique([_checked_schedule(m) for m in measurements]) if measurements is not None else None
+    )
     with conn.transaction():
         old = _locked_plan(conn, patient_id=patient_id, expected_version=expected_version)
         for change in changes:
@@ -248,16 +284,14 @@ def do_reset_threshold(
     now: datetime,
     reason: str,
 ) -> CarePlan:
-    """Back to the template's default for one measurement (none if the template has none)."""
-    plan = get_care_plan(conn, patient_id=patient_id)
-    if plan is None:
-        raise StaleVersionError
+    """Back to the template's default for one measurement (given by code or alias), in one new
+    version; without a default in the template, the measurement has no limits afterwards."""
+    _check_reason(reason)
     measurement = _measurement(code)
-    default = next((t for t in TEMPLATES[plan.template].thresholds if t.code == measurement), None)
-    if not reason or not reason.strip():
-        raise ReasonRequiredError("a change to a care plan needs a reason")
     with conn.transaction():
         old = _locked_plan(conn, patient_id=patient_id, expected_version=expected_version)
+        template = TEMPLATES[old["template"]]
+        default = next((t for t in template.thresholds if t.code == measurement), None)
         conn.execute(
             "DELETE FROM patient_thresholds WHERE patient_id = %s AND code = %s",
             (patient_id, measurement),
@@ -266,8 +300,8 @@ def do_reset_threshold(
             _write_threshold(conn, patient_id=patient_id, limits=default, reason=None, now=now)
         conn.execute(
             "UPDATE care_plans SET version = version + 1, updated_at = %s, updated_by = %s"
-            " WHERE patient_id = %s",
-            (now, author, patient_id),
+            " WHERE patient_id = %s AND version = %s",
+            (now, author, patient_id, expected_version),
         )
         updated = get_care_plan(conn, patient_id=patient_id)
         assert updated is not None
@@ -298,27 +332,62 @@ def _locked_plan(
     return care_plan_as_json(plan)
 
 
+def _check_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise ReasonRequiredError("a change to a care plan needs a reason")
+    if len(reason) > MAX_REASON:
+        raise InvalidChangeError(f"the reason is over {MAX_REASON} characters long")
+
+
 def _measurement(code: str) -> str:
     measurement = catalog.lookup(code)
     if measurement is None:
-        raise ValueError(f"unknown measurement {code!r}")
+        raise InvalidChangeError(f"unknown measurement {code!r}")
     return measurement.code
 
 
 def _checked(change: ThresholdChange) -> ThresholdChange:
-    limits = [change.red_low, change.low, change.high, change.red_high]
-    given = [value for value in limits if value is not None]
-    if not given:
-        raise ValueError(f"{change.code}: a threshold needs at least one limit")
-    if given != sorted(given) or len(set(given)) != len(given):
-        raise ValueError(f"{change.code}: limits must rise: red low < low < high < red high")
-    return replace(change, code=_measurement(change.code))
+    """The change under its LOINC code, if its limits are consistent: a yellow one (low or
+    high; the table needs one), all finite, and red_low <= low < high <= red_high (a red limit
+    may equal its yellow one: no yellow band on that side); red limits on opposite sides must
+    leave room between them."""
+    code = _measurement(change.code)
+    order = [("red_low", change.red_low), ("low", change.low)]
+    order += [("high", change.high), ("red_high", change.red_high)]
+    given = [(name, value) for name, value in order if value is not None]
+    if change.low is None and change.high is None:
+        raise InvalidChangeError(f"{change.code}: a threshold needs a low or a high limit")
+    if not all(math.isfinite(value) for _, value in given):
+        raise InvalidChangeError(f"{change.code}: limits must be finite numbers")
+    for (lower, below), (upper, above) in itertools.pairwise(given):
+        same_side = {lower, upper} in ({"red_low", "low"}, {"high", "red_high"})
+        if below > above or (below == above and not same_side):
+            raise InvalidChangeError(
+                f"{change.code}: limits must rise: red_low <= low < high <= red_high"
+                f" ({lower} {below} is not below {upper} {above})"
+            )
+    return replace(change, code=code)
 
 
 def _checked_schedule(measurement: ScheduledMeasurement) -> ScheduledMeasurement:
-    if measurement.every_hours < 1 or measurement.grace_hours < 0:
-        raise ValueError(f"{measurement.code}: a schedule needs every_hours >= 1")
+    if not 1 <= measurement.every_hours <= MAX_EVERY_HOURS or measurement.grace_hours < 0:
+        raise InvalidChangeError(
+            f"{measurement.code}: a schedule needs 1 <= every_hours <= {MAX_EVERY_HOURS}"
+            " and grace_hours >= 0"
+        )
     return replace(measurement, code=_measurement(measurement.code))
+
+
+_Entry = TypeVar("_Entry", ThresholdChange, ScheduledMeasurement)
+
+
+def _unique(items: list[_Entry]) -> list[_Entry]:
+    """Refuses two entries for one measurement (say "spo2" and "59408-5")."""
+    codes = [item.code for item in items]
+    twice = sorted({code for code in codes if codes.count(code) > 1})
+    if twice:
+        raise InvalidChangeError(f"more than one entry for {', '.join(twice)}")
+    return items
 
 
 def _write_threshold(

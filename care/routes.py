@@ -159,7 +159,11 @@ def install_care_problems(app: FastAPI) -> None:
     ):
         app.add_exception_handler(refused, conflict)
     app.add_exception_handler(careplan.StaleVersionError, stale)
-    for invalid in (careplan.ReasonRequiredError, careplan.UnknownTemplateError):
+    for invalid in (
+        careplan.ReasonRequiredError,
+        careplan.UnknownTemplateError,
+        careplan.InvalidChangeError,
+    ):
         app.add_exception_handler(invalid, unprocessable)
 
 

@@ -1,6 +1,8 @@
 """The demo helsefellesskap: a hospital, a municipality, ten synthetic patients and their devices.
 
 Every person here is invented. The demo is seeded once; a second start finds it and reuses it.
+Each patient has a care plan from the condition's template, with individual limits and the
+schedule of the patient's own devices set by the demo physician, with a reason.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from uuid import UUID
 
 import psycopg
 
+from care.careplan import ThresholdChange, do_create_care_plan, do_update_care_plan
 from care.models import Condition, OrganisationKind
 from care.people import (
     do_add_employment,
@@ -20,7 +23,9 @@ from care.people import (
     do_create_staff,
     do_link_identity,
 )
-from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from care.service import do_create_organisation, do_create_patient
+from care.templates import TEMPLATES, ScheduledMeasurement
+from core import catalog
 from core.auth import StaffRole, do_create_local_account
 from core.clock import Clock
 from devices.service import do_assign_device, do_register_device
@@ -37,8 +42,14 @@ class DemoPatient:
     birth_date: date
     conditions: tuple[Condition, ...]
     at_hospital: bool
-    thresholds: tuple[tuple[str, float | None, float | None], ...]
+    thresholds: tuple[ThresholdChange, ...]
+    """Individual limits: they replace the template's for these measurements."""
     devices: tuple[SimulatedDevice, ...]
+
+    @property
+    def template(self) -> str:
+        """The care-plan template; COPD first for a patient with both conditions."""
+        return "copd" if Condition.COPD in self.conditions else "heart_failure"
 
 
 def _oximeter(key: str, spo2: float, pulse: float, spo2_change: float = 0.0) -> SimulatedDevice:
@@ -76,8 +87,15 @@ def _peak_flow(key: str, pef: float) -> SimulatedDevice:
     )
 
 
-_COPD_LIMITS = (("spo2", 90.0, None), ("pulse", 45.0, 115.0))
-_HF_LIMITS = (("sys", 95.0, 170.0), ("pulse", 45.0, 110.0))
+_COPD_LIMITS = (
+    ThresholdChange("spo2", low=90, red_low=86),
+    ThresholdChange("pulse", low=45, high=115, red_low=40, red_high=130),
+)
+_HF_LIMITS = (
+    ThresholdChange("sys", low=95, high=170, red_low=85, red_high=180),
+    ThresholdChange("pulse", low=45, high=110, red_low=40, red_high=120),
+)
+DEMO_REASON = "Demo: individual limits, and the schedule of the patient's own devices"
 
 PATIENTS: tuple[DemoPatient, ...] = (
     DemoPatient(
@@ -175,14 +193,25 @@ PATIENTS: tuple[DemoPatient, ...] = (
 )
 
 
-def _limits(patient: DemoPatient) -> tuple[tuple[str, float | None, float | None], ...]:
+def _limits(patient: DemoPatient) -> tuple[ThresholdChange, ...]:
     """The patient's limits; a weight limit is personal: 2 kg above their weight a week ago."""
     scales = [d for d in patient.devices if d.kind == "scale"]
     if not scales:
         return patient.thresholds
     weight = scales[0].vitals[0]
     usual = weight.now - 7 * weight.change_per_day
-    return (*patient.thresholds, ("weight", None, round(usual + 2.0, 1)))
+    return (*patient.thresholds, ThresholdChange("weight", high=round(usual + 2.0, 1)))
+
+
+def _schedule(patient: DemoPatient) -> list[ScheduledMeasurement]:
+    """What the patient's devices measure, as often as the template asks (daily otherwise):
+    no demo patient is reminded of a measurement they have no device for."""
+    template = {m.code: m for m in TEMPLATES[patient.template].measurements}
+    codes = {catalog.BY_CODE[v.alias].code for device in patient.devices for v in device.vitals}
+    return [
+        template.get(code, ScheduledMeasurement(code, every_hours=24, grace_hours=12))
+        for code in sorted(codes)
+    ]
 
 
 def simulated_devices() -> list[SimulatedDevice]:
@@ -218,8 +247,11 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> 
             conn, name=MUNICIPALITY, kind=OrganisationKind.MUNICIPAL_SERVICE
         )
         team = do_create_care_team(conn, name=DEMO_TEAM).id
+        physician: UUID | None = None
         for username, name, role, at_hospital in DEMO_STAFF:
             person = do_create_staff(conn, display_name=name, role=role).id
+            if role is StaffRole.PHYSICIAN:
+                physician = person
             employer = hospital if at_hospital else municipality
             do_add_employment(conn, staff_id=person, organisation_id=employer, since=since)
             if role is not StaffRole.ADMINISTRATOR:
@@ -238,10 +270,22 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> 
             do_add_team_patient(conn, team_id=team, patient_id=patient_id, since=since)
             if index == 0 and issuer is not None:
                 _log_in_as(conn, issuer=issuer, username=DEMO_PATIENT_LOGIN, patient_id=patient_id)
-            for alias, low, high in _limits(patient):
-                do_set_threshold(
-                    conn, patient_id=patient_id, code=alias, low=low, high=high, now=now
-                )
+            # Dated now, not `since`: a schedule counts as missed from the plan's start until the
+            # first reading, and the simulator's history arrives only after the seeding.
+            assert physician is not None
+            do_create_care_plan(
+                conn, patient_id=patient_id, template=patient.template, author=physician, now=now
+            )
+            do_update_care_plan(
+                conn,
+                patient_id=patient_id,
+                expected_version=1,
+                author=physician,
+                now=now,
+                reason=DEMO_REASON,
+                thresholds=_limits(patient),
+                measurements=_schedule(patient),
+            )
             for device in patient.devices:
                 do_register_device(
                     conn, device_id=device.device_id, kind=device.kind, vendor="Heimvakt simulator"
