@@ -99,6 +99,59 @@ def revoke_token(prefix: str) -> None:
     typer.echo(f"Revoked {prefix}")
 
 
+@app.command("admin")
+def create_administrator(
+    name: str,
+    username: Annotated[
+        str | None, typer.Option(help="A password log-in on the built-in issuer")
+    ] = None,
+    issuer: Annotated[str | None, typer.Option(help="An external issuer, e.g. HelseID")] = None,
+    subject: Annotated[str | None, typer.Option(help="The person's `sub` at that issuer")] = None,
+) -> None:
+    """Create the first administrator, who then enrols everyone else through the API.
+
+    Give --username for a password log-in (the password is asked for, or read from
+    HEIMVAKT_ADMIN_PASSWORD), or --issuer and --subject for a HelseID identity.
+    """
+    import os  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from care.people import do_create_staff, do_link_identity  # noqa: PLC0415
+    from core.auth import StaffRole, do_create_local_account  # noqa: PLC0415
+    from heimvakt.platform import database_service, local_issuer_id  # noqa: PLC0415
+
+    external = issuer is not None or subject is not None
+    if (username is not None and external) or (
+        username is None and (issuer is None or subject is None)
+    ):
+        typer.echo("Give either --username, or --issuer and --subject", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    password = None
+    if username is not None:
+        password = os.environ.get("HEIMVAKT_ADMIN_PASSWORD") or typer.prompt(
+            "Password", hide_input=True, confirmation_prompt=True
+        )
+    with (
+        database_service(settings) as (url, _),
+        psycopg.connect(url) as conn,
+        conn.transaction(),
+    ):
+        staff = do_create_staff(conn, display_name=name, role=StaffRole.ADMINISTRATOR)
+        if username is not None and password is not None:
+            try:
+                account = do_create_local_account(conn, username=username, password=password)
+            except ValueError as error:
+                typer.echo(str(error), err=True)
+                raise typer.Exit(1) from error
+            issuer, subject = local_issuer_id(settings), str(account)
+        assert issuer is not None
+        assert subject is not None
+        do_link_identity(conn, issuer=issuer, subject=subject, staff_id=staff.id)
+    typer.echo(f"Administrator {name} created ({staff.id})")
+
+
 @app.command()
 def sweep(every: Annotated[float, typer.Option(min=1.0)] = 30.0) -> None:
     """Run the time-based rules and escalation every few seconds, until Ctrl-C."""

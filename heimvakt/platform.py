@@ -172,6 +172,11 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
     print("Heimvakt stopped", flush=True)
 
 
+def local_issuer_id(settings: Settings) -> str:
+    """The built-in issuer's `iss`: built from the configured public address."""
+    return f"{settings.public_url.rstrip('/')}/auth"
+
+
 def build_local_issuer(
     settings: Settings, *, pool: ConnectionPool, clock: Clock
 ) -> LocalIssuer | None:
@@ -180,7 +185,7 @@ def build_local_issuer(
         return None
     issuer = LocalIssuer(
         pool,
-        issuer=f"{settings.public_url.rstrip('/')}/auth",
+        issuer=local_issuer_id(settings),
         audience=settings.auth_audience,
         clock=clock,
         token_lifetime=timedelta(minutes=settings.token_lifetime_minutes),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from care.people import principal_for
+from core.auth import authenticate_local
 from devices.tokens import device_for_token, token_prefix
 from heimvakt.cli import app
 from tests.support import seed_patient_with_device
@@ -93,3 +97,41 @@ def test_a_token_for_an_unknown_device_is_refused() -> None:
 def conn_for_cli(conn: psycopg.Connection) -> psycopg.Connection:
     seed_patient_with_device(conn, device_id="ox-1")
     return conn
+
+
+@pytest.mark.usefixtures("configured")
+def test_the_first_administrator_can_log_in_with_a_password(
+    monkeypatch: pytest.MonkeyPatch, conn: psycopg.Connection
+) -> None:
+    monkeypatch.setenv("HEIMVAKT_ADMIN_PASSWORD", "et-langt-passord")
+    result = runner.invoke(app, ["admin", "Anne Admin", "--username", "anne"])
+    assert result.exit_code == 0, result.output
+    subject = authenticate_local(conn, username="anne", password="et-langt-passord")
+    assert subject is not None
+    principal = principal_for(
+        conn,
+        issuer="http://127.0.0.1:8000/auth",
+        subject=str(subject),
+        kind="any",
+        hpr_number=None,
+        now=datetime.now(UTC),
+    )
+    assert principal is not None
+    assert (principal.name, principal.role) == ("Anne Admin", "administrator")
+
+
+@pytest.mark.usefixtures("configured")
+def test_an_administrator_can_be_a_helseid_identity_and_half_an_identity_is_refused(
+    conn: psycopg.Connection,
+) -> None:
+    half = runner.invoke(app, ["admin", "Halv", "--issuer", "https://helseid-sts.nhn.no"])
+    assert half.exit_code == 2
+    result = runner.invoke(
+        app, ["admin", "Hege", "--issuer", "https://helseid-sts.nhn.no", "--subject", "abc"]
+    )
+    assert result.exit_code == 0, result.output
+    linked = conn.execute(
+        "SELECT s.role FROM identities i JOIN staff s ON s.id = i.staff_id"
+        " WHERE i.issuer = 'https://helseid-sts.nhn.no' AND i.subject = 'abc'"
+    ).fetchone()
+    assert linked == ("administrator",)
