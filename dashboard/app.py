@@ -12,11 +12,12 @@ from typing import Final
 import fastapi
 import psycopg
 from babel.dates import format_skeleton
-from dash import Dash, Input, Output, callback_context, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alerts.lifecycle import AlertStateError
 from care.access import ForbiddenError, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
@@ -33,7 +34,9 @@ from dashboard.links import (
     resolve,
 )
 from dashboard.pages import (
+    ACKNOWLEDGE,
     View,
+    do_acknowledge_from_dashboard,
     load_patient,
     load_worklist,
     login_page,
@@ -83,6 +86,7 @@ def create_dashboard(
             dcc.Location(id="url"),
             dcc.Interval(id="refresh", interval=REFRESH_MILLISECONDS),
             html.Div(id="status"),
+            html.Div(id="action-status"),
             html.Div(id="page"),
         ]
     )
@@ -153,6 +157,42 @@ def create_dashboard(
             t = translator(language_from_search(search))
             warning = t("The data could not be loaded. Trying again in a few seconds.")
             return no_update, html.Div(warning, role="status", className="status-warning")
+
+    @app.callback(
+        Output("action-status", "children"),
+        Input({"type": ACKNOWLEDGE, "alert": ALL}, "n_clicks"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    async def acknowledge(clicks: list[int | None], search: str | None) -> Component | None:
+        triggered = callback_context.triggered_id
+        if not isinstance(triggered, dict) or not any(clicks):
+            return no_update
+        token = callback_context.cookies.get(session_cookie)
+        return await asyncio.to_thread(acknowledge_one, int(triggered["alert"]), token, search)
+
+    def acknowledge_one(alert_id: int, token: str | None, search: str | None) -> Component:
+        t = translator(language_from_search(search))
+        try:
+            principal = principal_of(token)
+            with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+                do_acknowledge_from_dashboard(
+                    conn, alert_id=alert_id, principal=principal, now=clock.now()
+                )
+        except (
+            NotAuthenticatedError,
+            ForbiddenError,
+            NotVisibleError,
+            AlertStateError,
+            psycopg.Error,
+        ):
+            log.info("alert %s was not acknowledged from the dashboard", alert_id, exc_info=True)
+            return html.Div(
+                t("The alert could not be acknowledged."),
+                role="status",
+                className="status-warning",
+            )
+        return html.Div(t("Alert acknowledged."), role="status", className="status-ok")
 
     return app
 

@@ -18,11 +18,14 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from alerts.library.catalogue import RULES_BY_ID
+from alerts.lifecycle import do_acknowledge
 from alerts.service import Alert, unresolved_alerts
 from care.access import (
+    ROLES,
     AccessLogEntry,
     Action,
     Interface,
+    NotVisibleError,
     Permission,
     Reason,
     access_log,
@@ -286,6 +289,8 @@ class PatientView:
     devices: list[DeviceOverview]
     looked_at_by: list[AccessLogEntry] | None
     """For a patient looking at their own page: who has looked at their data."""
+    can_act: bool = False
+    """The viewer may acknowledge alerts (a clinical role with the patient in their care)."""
 
 
 def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
@@ -322,7 +327,28 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
         thresholds=thresholds_for(conn, patient_id=patient_id),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),
         looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
+        can_act=principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT],
     )
+
+
+def do_acknowledge_from_dashboard(
+    conn: psycopg.Connection, *, alert_id: int, principal: Principal, now: datetime
+) -> None:
+    """The nurse's button: the same check, access-log row and lifecycle step as the API's."""
+    row = conn.execute("SELECT patient_id FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    if row is None:
+        raise NotVisibleError
+    do_access_patient(
+        conn,
+        principal=principal,
+        permission=Permission.ACT_ON_ALERT,
+        patient_id=row[0],
+        resource="alert:acknowledge",
+        action=Action.UPDATE,
+        interface=Interface.DASHBOARD,
+        now=now,
+    )
+    do_acknowledge(conn, alert_id=alert_id, by=principal.uuid, now=now)
 
 
 def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
@@ -368,7 +394,10 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             ),
             facts,
             html.Section(
-                [html.H2(t("Unresolved alerts")), _alerts(view.alerts, now=now, t=t)],
+                [
+                    html.H2(t("Unresolved alerts")),
+                    _alerts(view.alerts, now=now, t=t, can_act=view.can_act),
+                ],
                 className="card",
             ),
             html.Section([html.H2(t("Last 7 days")), trend], className="card"),
@@ -530,13 +559,19 @@ def device_kind_name(kind: str, t: Translator) -> str:
     return names.get(kind, kind)
 
 
-def _alerts(alerts: list[Alert], *, now: datetime, t: Translator) -> Component:
+def _alerts(alerts: list[Alert], *, now: datetime, t: Translator, can_act: bool) -> Component:
     if not alerts:
         return html.P(t("No unresolved alerts."), className="empty")
-    return html.Ul([_alert(alert, now=now, t=t) for alert in alerts], className="alerts")
+    return html.Ul(
+        [_alert(alert, now=now, t=t, can_act=can_act) for alert in alerts], className="alerts"
+    )
 
 
-def _alert(alert: Alert, *, now: datetime, t: Translator) -> Component:
+ACKNOWLEDGE: Final = "acknowledge"
+"""The type of the acknowledge buttons' pattern-matching ids: {"type": ..., "alert": id}."""
+
+
+def _alert(alert: Alert, *, now: datetime, t: Translator, can_act: bool = False) -> Component:
     measurement = catalog.lookup(alert.code) if alert.code else None
     rule = RULES_BY_ID.get(alert.rule_id.partition(":")[0])
     states = {"open": t("Not acknowledged"), "acknowledged": t("Acknowledged")}
@@ -574,6 +609,13 @@ def _alert(alert: Alert, *, now: datetime, t: Translator) -> Component:
                 [part for label, value in details for part in (html.Dt(label), html.Dd(value))],
                 className="facts",
             ),
+            html.Button(
+                t("Acknowledge"),
+                id={"type": ACKNOWLEDGE, "alert": alert.id},
+                className="acknowledge",
+            )
+            if can_act and alert.state == "open"
+            else None,
         ],
         className=f"alert alert-{alert.severity}",
     )
