@@ -14,7 +14,7 @@ fails and nothing is returned (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -340,8 +340,3 @@ def access_log(
                 "offset": offset,
             },
         ).fetchall()
-
-
-def patients_in(rows: Sequence[object], attribute: str = "id") -> list[UUID]:
-    """The patient ids of listed rows, for the one access-log row of a list request."""
-    return [getattr(row, attribute) for row in rows]
