@@ -501,7 +501,8 @@ def login_page(*, t: Translator, failed: bool, ended: bool = False) -> Component
                     ),
                     html.Button(t("Log in"), type="submit"),
                 ],
-                action="/auth/login",
+                # The language rides along, so the dashboard after log-in speaks it too.
+                action=f"/auth/login?lang={t.language}",
                 method="POST",
                 className="login",
             ),

@@ -137,11 +137,12 @@ def local_issuer_router(
     def login(
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
+        lang: Literal["nb", "nn", "en"] = "nb",
     ) -> Response:
         issued = log_in(username, password)
         if issued is None:
-            return RedirectResponse(f"{dashboard_path}login?failed=1", status_code=303)
-        response = RedirectResponse(dashboard_path, status_code=303)
+            return RedirectResponse(f"{dashboard_path}login?failed=1&lang={lang}", status_code=303)
+        response = RedirectResponse(f"{dashboard_path}?lang={lang}", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             issued,

@@ -95,7 +95,7 @@ def test_an_anonymous_visitor_gets_the_log_in_form_and_no_data(
         assert "Kari Nordmann" not in text(page)
         assert "Lungeavdelingen" not in text(page)
         [form] = [c for c in components(page) if c["type"] == "Form"]
-        assert form["props"]["action"] == "/auth/login"
+        assert form["props"]["action"] == "/auth/login?lang=nb"
         assert form["props"]["method"] == "POST"
         fields = {
             c["props"]["name"]: c["props"]["type"] for c in components(form) if "name" in c["props"]
@@ -180,16 +180,16 @@ def test_the_log_in_form_sets_the_session_the_dashboard_reads_and_log_out_ends_i
             follow_redirects=False,
         )
         assert refused.status_code == 303
-        assert refused.headers["location"] == f"{BASE}login?failed=1"
+        assert refused.headers["location"] == f"{BASE}login?failed=1&lang=nb"
         assert "Kari Nordmann" not in text(show(client, BASE))
 
         login = client.post(
-            "/auth/login",
+            "/auth/login?lang=en",
             data={"username": "dash-nurse", "password": "a long password"},
             follow_redirects=False,
         )
         assert login.status_code == 303
-        assert login.headers["location"] == BASE
+        assert login.headers["location"] == f"{BASE}?lang=en", "the language survives log-in"
         assert client.cookies.get(SESSION_COOKIE)
         assert "Kari Nordmann" in text(show(client, BASE))
 

@@ -119,7 +119,7 @@ def check_demo_is_visible(url: str) -> None:
             data={"username": "sykepleier", "password": DEMO_PASSWORD},
         )
         assert login.status_code == 303
-        assert login.headers["location"] == "/app/"
+        assert login.headers["location"] == "/app/?lang=nb"
 
         def worklist_with_patient_link() -> str | None:
             page = dash_page(client, base, "/app/", "?lang=en")
