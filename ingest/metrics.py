@@ -27,3 +27,21 @@ CONNECTED = Gauge("heimvakt_ingest_broker_connected", "1 while connected to the 
 RECONNECTS = Counter(
     "heimvakt_ingest_broker_disconnects_total", "Unplanned losses of the broker connection"
 )
+
+# HTTP ingest, apart from MQTT: the counters above count both channels, since both go through
+# store_batch; these say what the HTTP route answered and how long a gateway waited for it.
+HTTP_REQUESTS = Counter(
+    "heimvakt_http_ingest_requests_total",
+    "HTTP ingest requests answered, per status code (200 committed, 4xx refused, 503 retry)",
+    ["status"],
+)
+HTTP_READINGS = Counter(
+    "heimvakt_http_ingest_readings_total",
+    "Readings in committed HTTP ingest messages, per outcome (stored, duplicate, quarantined)",
+    ["outcome"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "heimvakt_http_ingest_request_seconds",
+    "Time from an HTTP ingest request's arrival to its answer, commit included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
