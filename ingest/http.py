@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from pydantic import BaseModel, Field
 from core.clock import Clock
 from core.problems import PROBLEM_JSON, Problem, problem
 from devices.tokens import device_for_token, token_prefix
-from ingest import formats
+from ingest import formats, metrics
 from ingest.decoding import Decoded, Envelope, as_storage_error
 from ingest.formats import PayloadFormat
 from ingest.limits import Limits, RateLimiter, limit_rate
@@ -176,6 +177,19 @@ def ingest_router(
         reading is stored once per device, code and time), so a gateway retries on 503 or a
         lost answer and forgets the message on any other answer.
         """
+        started = time.perf_counter()
+        status = 500  # what the client sees if anything below raises
+        try:
+            answer = await receive(device_id, request, credentials)
+            status = answer.status_code if isinstance(answer, JSONResponse) else 200
+            return answer
+        finally:
+            metrics.HTTP_REQUESTS.labels(status=str(status)).inc()
+            metrics.HTTP_REQUEST_SECONDS.observe(time.perf_counter() - started)
+
+    async def receive(
+        device_id: str, request: Request, credentials: HTTPAuthorizationCredentials | None
+    ) -> IngestResult | JSONResponse:
         try:
             token = _bearer_token(credentials)
             payload_format = _payload_format(request)
@@ -195,6 +209,7 @@ def ingest_router(
                 max_readings=limits.max_readings,
             )
             processed = await run_in_threadpool(process, body, payload_format, envelope)
+            _count_readings(processed.outcome)
         except _RefusedRequestError as refused:
             return refused.response
         except psycopg.OperationalError as error:
@@ -207,6 +222,16 @@ def ingest_router(
         return _answer(processed, envelope)
 
     return router
+
+
+def _count_readings(outcome: BatchOutcome) -> None:
+    counts = {
+        "stored": len(outcome.stored),
+        "duplicate": outcome.duplicates,
+        "quarantined": sum(outcome.quarantined.values()),
+    }
+    for name, count in counts.items():
+        metrics.HTTP_READINGS.labels(outcome=name).inc(count)
 
 
 def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:

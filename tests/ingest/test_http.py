@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from psycopg_pool import ConnectionPool
 
 from care.models import Condition, OrganisationKind
@@ -509,3 +510,51 @@ def test_the_route_is_documented_with_every_registered_content_type(client: Test
     refused = operation["responses"]["422"]["content"][PROBLEM_JSON]["schema"]
     reading_ref = refused["properties"]["readings"]["items"]["$ref"]
     assert reading_ref.removeprefix("#/components/schemas/") in document["components"]["schemas"]
+
+
+def http_metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_an_accepted_post_is_counted_as_a_200_with_its_readings_by_outcome(
+    client: TestClient, token: str
+) -> None:
+    before = {
+        "ok": http_metric("heimvakt_http_ingest_requests_total", status="200"),
+        "stored": http_metric("heimvakt_http_ingest_readings_total", outcome="stored"),
+        "quarantined": http_metric("heimvakt_http_ingest_readings_total", outcome="quarantined"),
+        "timed": http_metric("heimvakt_http_ingest_request_seconds_count"),
+    }
+
+    response = post(
+        client, message(SPO2, {"code": "pulse", "value": 400, "unit": "/min"}), token=token
+    )
+
+    assert response.status_code == 200, response.text
+    assert http_metric("heimvakt_http_ingest_requests_total", status="200") == before["ok"] + 1
+    assert http_metric("heimvakt_http_ingest_readings_total", outcome="stored") == (
+        before["stored"] + 1
+    )
+    assert http_metric("heimvakt_http_ingest_readings_total", outcome="quarantined") == (
+        before["quarantined"] + 1
+    )
+    assert http_metric("heimvakt_http_ingest_request_seconds_count") == before["timed"] + 1
+
+
+def test_a_refused_post_is_counted_by_its_status_and_stores_no_reading(
+    client: TestClient, token: str
+) -> None:
+    before = {
+        "forbidden": http_metric("heimvakt_http_ingest_requests_total", status="403"),
+        "stored": http_metric("heimvakt_http_ingest_readings_total", outcome="stored"),
+        "timed": http_metric("heimvakt_http_ingest_request_seconds_count"),
+    }
+
+    response = post(client, message(), token="hv_" + "B" * 43)
+
+    assert_problem(response, 403)
+    assert http_metric("heimvakt_http_ingest_requests_total", status="403") == (
+        before["forbidden"] + 1
+    )
+    assert http_metric("heimvakt_http_ingest_readings_total", outcome="stored") == before["stored"]
+    assert http_metric("heimvakt_http_ingest_request_seconds_count") == before["timed"] + 1
