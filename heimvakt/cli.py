@@ -48,16 +48,35 @@ def up(
 @app.command()
 def ingest(
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on this port (with --workers: P, P+1, ...)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes on one shared subscription.")
+    ] = 1,
 ) -> None:
-    """Run one more ingest worker against the configured database and broker (scale-out).
+    """Run more ingest workers against the configured database and broker (scale-out).
 
     Give every worker its own HEIMVAKT_MQTT_CLIENT_ID and the same HEIMVAKT_INGEST_SHARED_GROUP.
+    With --workers N this process supervises N workers, <client id>-1 to -N, in that group
+    (`ingest` if none is set), and restarts any that dies.
     """
+    settings = _settings()
+    if workers > 1:
+        from heimvakt.scale import run_workers  # noqa: PLC0415
+
+        raise typer.Exit(
+            run_workers(
+                workers=workers,
+                client_id=settings.mqtt_client_id,
+                shared_group=settings.ingest_shared_group,
+                metrics_port=metrics_port,
+                verbose=logging.getLogger().isEnabledFor(logging.INFO),
+            )
+        )
     from heimvakt.worker import run_ingest  # noqa: PLC0415
 
-    run_ingest(_settings(), metrics_port=metrics_port)
+    run_ingest(settings, metrics_port=metrics_port)
 
 
 tokens = typer.Typer(help="Issue and revoke the tokens devices use for HTTP ingest.")
