@@ -24,6 +24,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"
 ENV_EXAMPLE = REPO / "deploy" / ".env.example"
+EMQX_DIR = REPO / "deploy" / "emqx"
+
+DEFAULT_SERVICES = {"timescaledb", "mosquitto", "migrate", "heimvakt"}
+SCALE_SERVICES = {"emqx-1", "emqx-2", "ingest-1", "ingest-2"}
+PROFILES = {"default": (), "scale": ("--profile", "scale")}
 
 REQUIRED_SECRETS = ("HEIMVAKT_DB_PASSWORD", "HEIMVAKT_MQTT_INGEST_PASSWORD")
 # Deliberately not a known default: the app would refuse those, compose does not care.
@@ -111,8 +116,11 @@ def _binds_to_loopback_only(port: str | int | dict[str, Any]) -> bool:
 # --- docker compose config ---------------------------------------------------------------------
 
 
-def test_compose_config_is_valid_when_the_secrets_are_set(run_compose: RunCompose) -> None:
-    result = run_compose("config", "--quiet", env=DUMMY_SECRETS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_compose_config_is_valid_when_the_secrets_are_set(
+    run_compose: RunCompose, profile: str
+) -> None:
+    result = run_compose(*PROFILES[profile], "config", "--quiet", env=DUMMY_SECRETS)
 
     assert result.returncode == 0, result.stderr
 
@@ -134,8 +142,11 @@ def test_secrets_reach_the_services_only_through_the_environment(run_compose: Ru
     )
 
 
-def test_compose_normalises_every_published_port_to_loopback(run_compose: RunCompose) -> None:
-    result = run_compose("config", "--format", "json", env=DUMMY_SECRETS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_compose_normalises_every_published_port_to_loopback(
+    run_compose: RunCompose, profile: str
+) -> None:
+    result = run_compose(*PROFILES[profile], "config", "--format", "json", env=DUMMY_SECRETS)
     assert result.returncode == 0, result.stderr
 
     for name, service in json.loads(result.stdout)["services"].items():
@@ -143,16 +154,17 @@ def test_compose_normalises_every_published_port_to_loopback(run_compose: RunCom
             assert _binds_to_loopback_only(port), f"{name} publishes {port} beyond loopback"
 
 
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("missing", REQUIRED_SECRETS)
 @pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
 def test_compose_refuses_to_start_without_each_secret(
-    run_compose: RunCompose, missing: str, value: str | None
+    run_compose: RunCompose, missing: str, value: str | None, profile: str
 ) -> None:
     env = {name: secret for name, secret in DUMMY_SECRETS.items() if name != missing}
     if value is not None:
         env[missing] = value
 
-    result = run_compose("config", "--quiet", env=env)
+    result = run_compose(*PROFILES[profile], "config", "--quiet", env=env)
 
     assert result.returncode != 0
     assert missing in result.stderr
@@ -161,8 +173,24 @@ def test_compose_refuses_to_start_without_each_secret(
 # --- compose.yaml as written -------------------------------------------------------------------
 
 
-def test_the_four_services_are_defined(compose: Compose) -> None:
-    assert set(compose["services"]) == {"timescaledb", "mosquitto", "migrate", "heimvakt"}
+def test_the_default_profile_runs_the_four_services_and_the_scale_profile_adds_four(
+    run_compose: RunCompose,
+) -> None:
+    def services(*args: str) -> set[str]:
+        result = run_compose(*args, "config", "--format", "json", env=DUMMY_SECRETS)
+        assert result.returncode == 0, result.stderr
+        return set(json.loads(result.stdout)["services"])
+
+    assert services() == DEFAULT_SERVICES
+    assert services("--profile", "scale") == DEFAULT_SERVICES | SCALE_SERVICES
+
+
+def test_only_the_scale_services_have_a_profile(
+    compose: Compose,
+) -> None:
+    assert set(compose["services"]) == DEFAULT_SERVICES | SCALE_SERVICES
+    for name, service in compose["services"].items():
+        assert service.get("profiles") == (["scale"] if name in SCALE_SERVICES else None), name
 
 
 def test_no_service_publishes_a_port_beyond_loopback(compose: Compose) -> None:
@@ -247,3 +275,76 @@ def test_env_example_documents_every_secret_with_a_placeholder_the_app_refuses()
     )
 
     assert assignments == dict.fromkeys(REQUIRED_SECRETS, PLACEHOLDER)
+
+
+# --- the scale profile -------------------------------------------------------------------------
+
+
+def _emqx_setting(name: str) -> str:
+    """A top-level ``key = value`` of deploy/emqx/emqx.conf, as written."""
+    match = re.search(
+        rf"^\s*{re.escape(name)}\s*=\s*(.+)$", (EMQX_DIR / "emqx.conf").read_text(), re.M
+    )
+    assert match is not None, f"{name} is not set in deploy/emqx/emqx.conf"
+    return match.group(1).strip()
+
+
+def test_the_two_emqx_nodes_are_the_static_seeds_each_reachable_by_its_node_name(
+    compose: Compose,
+) -> None:
+    seeds = json.loads(_emqx_setting("static.seeds"))
+    assert _emqx_setting("discovery_strategy") == "static"
+
+    names = []
+    for node in ("emqx-1", "emqx-2"):
+        service = compose["services"][node]
+        name = service["environment"]["EMQX_NODE__NAME"]
+        assert name.split("@", 1)[1] in service["networks"]["default"]["aliases"]
+        assert service["image"].startswith("emqx/emqx:5.")
+        names.append(name)
+    assert sorted(names) == sorted(seeds)
+
+
+def test_emqx_secrets_are_files_outside_git_that_compose_will_not_invent(
+    compose: Compose,
+) -> None:
+    ignored = (EMQX_DIR / ".gitignore").read_text().split()
+    for node in ("emqx-1", "emqx-2"):
+        binds = {
+            Path(volume["source"]).name: volume
+            for volume in compose["services"][node]["volumes"]
+            if isinstance(volume, dict)
+        }
+        assert set(binds) == {"emqx.conf", "acl.conf", "secrets.conf", "users.csv"}
+        assert all(volume["read_only"] for volume in binds.values())
+        for secret in ("secrets.conf", "users.csv"):
+            assert secret in ignored
+            assert binds[secret]["bind"] == {"create_host_path": False}
+    assert 'include required("/opt/emqx/etc/secrets.conf")' in (EMQX_DIR / "emqx.conf").read_text()
+
+
+def test_the_scale_workers_share_one_group_each_with_its_own_client_id_and_node(
+    run_compose: RunCompose,
+) -> None:
+    result = run_compose("--profile", "scale", "config", "--format", "json", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    db_password = DUMMY_SECRETS["HEIMVAKT_DB_PASSWORD"]
+    mqtt_password = DUMMY_SECRETS["HEIMVAKT_MQTT_INGEST_PASSWORD"]
+
+    workers = [services["ingest-1"], services["ingest-2"]]
+    assert [w["command"][:2] for w in workers] == [["heimvakt", "ingest"]] * 2
+    assert {w["environment"]["HEIMVAKT_INGEST_SHARED_GROUP"] for w in workers} == {"ingest"}
+    assert [w["environment"]["HEIMVAKT_MQTT_CLIENT_ID"] for w in workers] == [
+        "heimvakt-ingest-1",
+        "heimvakt-ingest-2",
+    ]
+    assert [w["environment"]["HEIMVAKT_MQTT_URL"] for w in workers] == [
+        f"mqtt://heimvakt-ingest:{mqtt_password}@emqx-{n}:1883" for n in (1, 2)
+    ]
+    for worker in workers:
+        assert worker["environment"]["HEIMVAKT_DATABASE_URL"] == (
+            f"postgresql://heimvakt:{db_password}@timescaledb:5432/heimvakt"
+        )
+        assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert worker["cap_drop"] == ["ALL"]
