@@ -1,9 +1,12 @@
 """The MQTT ingest worker: receive, decode, store in batches, then acknowledge.
 
 A message is acknowledged to the broker only after the batch holding it is committed, so a
-crash at any point means redelivery (and dedupe), never loss. Receiving and writing are joined
-by a bounded queue: when the database is slow the queue fills, paho's network thread blocks,
-and the broker holds the rest. Bad input becomes quarantine rows; it never stops the worker.
+crash at any point means redelivery (and dedupe), never loss. The receiver's network thread
+decodes and appends to an inbox; the writer takes whole batches from it. The network thread
+never waits for the writer, so the broker always gets its pings: when the database is slow,
+unacknowledged QoS 1 messages reach Receive Maximum and the broker holds the rest, and past
+`queue_size` messages in the inbox the receiver stops reading. Bad input becomes quarantine
+rows; it never stops the worker.
 
 Several workers share the load through an MQTT shared subscription (``$share/<group>/...``):
 the broker gives each message to one of them, and redelivers a dead worker's unacknowledged
@@ -13,14 +16,13 @@ messages to the others.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import paho.mqtt.client as paho
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
@@ -31,7 +33,9 @@ from devices.status import StatusReport, do_record_status
 from ingest import formats, metrics, topics
 from ingest.decoding import Decoded, Envelope, as_storage_error, explain, refusal
 from ingest.limits import Limits, RateLimiter, limit_rate
+from ingest.mqtt_packets import Publish
 from ingest.quarantine import QuarantineEntry, QuarantineReason
+from ingest.receiver import Receiver
 from ingest.store import AfterStore, store_batch
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ _RETRY_FIRST_SECONDS = 0.1
 _RETRY_MAX_SECONDS = 5.0
 _SAMPLE_BYTES = 1024
 """How much of a refused oversized payload is kept in quarantine, to see what it was."""
+_IDLE_WAIT_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +55,21 @@ class IngestConfig:
     batch_size: int
     flush_seconds: float
     queue_size: int
+    """Messages held in the inbox before the receiver stops reading the socket."""
     limits: Limits
     shared_group: str | None = None
     receive_maximum: int = 1000
     """MQTT 5: unacknowledged messages the broker may send at once. At least two batches, so
     the next batch is received and decoded while the current one is being committed."""
+    keepalive_seconds: int = 30
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Inbound:
     """A received message, already decoded: what the writer stores and then acknowledges."""
 
-    mid: int
-    qos: int
+    packet_id: int
+    """0 for QoS 0: nothing to acknowledge."""
     session: int
     """Which connection delivered it: a packet id is only meaningful on its own connection."""
     content: Decoded | _Status
@@ -103,111 +110,75 @@ class MqttIngest:
         clock: Clock,
         after_store: Sequence[AfterStore] = (),
     ) -> None:
-        self._broker = broker
         self._pool = pool
         self._config = config
         self._clock = clock
         self._after_store = tuple(after_store)
-        self._rate = RateLimiter(rate=config.limits.device_rate, burst=config.limits.device_burst)
-        self._inbox: queue.Queue[_Inbound] = queue.Queue(maxsize=config.queue_size)
+        # Twice what can be unacknowledged at once, so every redelivery is recognised.
+        remember = 2 * (config.receive_maximum + config.queue_size + config.batch_size)
+        self._rate = RateLimiter(
+            rate=config.limits.device_rate, burst=config.limits.device_burst, remember=remember
+        )
+        self._inbox: deque[_Inbound] = deque()
+        self._arrived = threading.Event()
         self._stopping = threading.Event()
-        self._connected = threading.Event()
-        self._session = 0
-        self._subscribe_mid: int | None = None
         self._writer = threading.Thread(
             target=self._write_forever, name="ingest-writer", daemon=True
         )
-        self._client = broker.client(client_id=config.client_id, persistent=True, manual_ack=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        metrics.BACKLOG.set_function(self._inbox.qsize)
+        self._receiver = Receiver(
+            broker,
+            client_id=config.client_id,
+            subscriptions=self._subscriptions(),
+            on_messages=self._on_messages,
+            may_read=self._may_read,
+            receive_maximum=config.receive_maximum,
+            keepalive=config.keepalive_seconds,
+        )
+        metrics.BACKLOG.set_function(self._inbox.__len__)
 
     def start(self) -> None:
         self._writer.start()
-        self._client.connect_async(
-            self._broker.host,
-            self._broker.port,
-            keepalive=30,
-            **self._broker.connect_options(
-                persistent=True, receive_maximum=self._config.receive_maximum
-            ),
-        )
-        self._client.loop_start()
+        self._receiver.start()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        return self._receiver.wait_ready(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop receiving, then store what was received; unacknowledged messages come back later."""
+        """Stop reading, store and acknowledge what was received, then disconnect.
+
+        Messages still in flight come back on the next connection, to this worker or another.
+        """
         self._stopping.set()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._arrived.set()
         self._writer.join(timeout)
+        self._receiver.stop(timeout)
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._receiver.ready
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         kinds = [f.topic_kind for f in formats.FORMATS] + [STATUS_KIND]
         prefix, group = self._config.topic_prefix, self._config.shared_group
         return [(topics.subscription(prefix, kind, shared_group=group), 1) for kind in kinds]
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.ConnectFlags,
-        reason: paho.ReasonCode,
-        properties: paho.Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        self._session += 1
-        _, self._subscribe_mid = client.subscribe(self._subscriptions())
-        log.info("connected to the broker (session present: %s)", flags.session_present)
+    def _may_read(self) -> bool:
+        return not self._stopping.is_set() and len(self._inbox) < self._config.queue_size
 
-    def _on_subscribe(
-        self,
-        client: paho.Client,
-        userdata: object,
-        mid: int,
-        reason_codes: list[paho.ReasonCode],
-        properties: paho.Properties | None,
-    ) -> None:
-        """Ready only once the broker has confirmed the subscriptions, not at mere connection."""
-        if mid != self._subscribe_mid:
-            return
-        refused = [code for code in reason_codes if code.is_failure]
-        if refused:
-            log.error("the broker refused subscriptions: %s", refused)
-            return
-        self._connected.set()
-        metrics.CONNECTED.set(1)
-
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.DisconnectFlags,
-        reason: paho.ReasonCode,
-        properties: paho.Properties | None,
-    ) -> None:
-        self._connected.clear()
-        metrics.CONNECTED.set(0)
-        if not self._stopping.is_set():
-            metrics.RECONNECTS.inc()
-            log.warning("lost the broker (%s); reconnecting", reason)
-
-    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+    def _on_messages(self, session: int, messages: list[Publish]) -> None:
         """Decode here, on the network thread, so decoding overlaps the writer's database waits."""
+        started = time.thread_time()
         received_at = self._clock.now()
+        self._inbox.extend(
+            [_Inbound(m.packet_id, session, self._decode_safely(m, received_at)) for m in messages]
+        )
+        self._arrived.set()
+        metrics.add_stage_cpu("decode", time.thread_time() - started)
+
+    def _decode_safely(self, message: Publish, received_at: datetime) -> Decoded | _Status:
         try:
-            content = self._decode(message.topic, message.payload, received_at)
-        except Exception as error:  # noqa: BLE001  # an exception here would stop paho's loop
+            return self._decode(message.topic, message.payload, received_at)
+        except Exception as error:  # noqa: BLE001  # one bad message must not stop the others
             entry = QuarantineEntry(
                 received_at=received_at,
                 channel="mqtt",
@@ -218,13 +189,10 @@ class MqttIngest:
                 detail=repr(error)[:500],
                 payload=message.payload[:_SAMPLE_BYTES],
             )
-            content = Decoded(quarantined=[entry])
-        self._inbox.put(
-            _Inbound(mid=message.mid, qos=message.qos, session=self._session, content=content)
-        )
+            return Decoded(quarantined=[entry])
 
     def _write_forever(self) -> None:
-        while not (self._stopping.is_set() and self._inbox.empty()):
+        while not (self._stopping.is_set() and not self._inbox):
             inbound = self._collect()
             if inbound:
                 batch = _Batch()
@@ -237,21 +205,25 @@ class MqttIngest:
                 self._acknowledge(inbound)
 
     def _collect(self) -> list[_Inbound]:
-        try:
-            first = self._inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self._config.flush_seconds
-        while len(batch) < self._config.batch_size:
+        """Up to a batch: what waits in the inbox, then what arrives until the flush deadline."""
+        inbox, limit = self._inbox, self._config.batch_size
+        batch: list[_Inbound] = []
+        deadline = time.monotonic() + _IDLE_WAIT_SECONDS
+        while True:
+            self._arrived.clear()
+            if inbox:
+                if not batch:
+                    deadline = time.monotonic() + self._config.flush_seconds
+                take = min(limit - len(batch), len(inbox))
+                batch.extend([inbox.popleft() for _ in range(take)])
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+            if (
+                len(batch) >= limit
+                or self._stopping.is_set()
+                or remaining <= 0
+                or not self._arrived.wait(remaining)
+            ):
+                return batch
 
     def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Decoded | _Status:
         parsed = topics.parse(self._config.topic_prefix, topic)
@@ -278,7 +250,7 @@ class MqttIngest:
             max_readings=limits.max_readings,
         )
         if len(payload) > limits.max_payload_bytes:
-            # Only a sample is kept, so the oversized payload is freed with the paho message.
+            # Only a sample is kept, so the oversized payload is freed with the packet.
             detail = f"{len(payload)} bytes; at most {limits.max_payload_bytes} are accepted"
             sample = payload[:_SAMPLE_BYTES]
             entry = refusal(envelope, sample, None, QuarantineReason.PAYLOAD_TOO_LARGE, detail)
@@ -332,6 +304,16 @@ class MqttIngest:
                 return
 
     def _store(self, conn: psycopg.Connection, batch: _Batch) -> None:
+        """Store in one transaction; its CPU time counts as `store`, less the rules run inside."""
+        started = time.thread_time()
+        rules_before = metrics.stage_cpu_in_this_thread("rules")
+        try:
+            self._store_in_transaction(conn, batch)
+        finally:
+            rules = metrics.stage_cpu_in_this_thread("rules") - rules_before
+            metrics.add_stage_cpu("store", time.thread_time() - started - rules)
+
+    def _store_in_transaction(self, conn: psycopg.Connection, batch: _Batch) -> None:
         with conn.transaction():
             unknown = [
                 QuarantineEntry(
@@ -358,6 +340,10 @@ class MqttIngest:
             )
 
     def _acknowledge(self, batch: list[_Inbound]) -> None:
+        """Hand the committed messages' packet ids to the receiver, one call per connection."""
+        by_session: dict[int, list[int]] = {}
         for item in batch:
-            if item.qos > 0 and item.session == self._session:
-                self._client.ack(item.mid, item.qos)
+            if item.packet_id:
+                by_session.setdefault(item.session, []).append(item.packet_id)
+        for session, packet_ids in by_session.items():
+            self._receiver.acknowledge(session, packet_ids)
