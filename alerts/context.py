@@ -1,93 +1,100 @@
-"""Loads what rules may know about patients (`PatientContext`) in a few set-based queries."""
+"""Loads what rules may know about patients (`PatientContext`) in a few set-based queries.
+
+The readings come as one `Series` per measurement; limits, plan and questionnaire answers are
+small and read fresh for every batch, so a clinician's change applies to the next reading.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
 import psycopg
 
-from alerts.findings import Limits, Observation, PatientContext, SymptomAnswer
+from alerts.findings import Limits, PatientContext, SymptomAnswer
+from alerts.series import Series, micros
 
 HISTORY: Final = timedelta(days=8)
 """How far back rules look: the longest window (a 7-day baseline) plus the day before it."""
-RECENT: Final = timedelta(hours=12)
-"""How far back rules look at vital signs without a baseline rule (partial NEWS2's window)."""
-LONG_HISTORY_CODES: Final = ("29463-7", "59408-5", "19935-6", "20150-9")
-"""Weight, SpO2, PEF and FEV1: the measurements whose rules compare with a baseline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What rules know about a patient besides readings: limits, plan and recent answers."""
+
+    limits: Mapping[str, Limits]
+    spo2_scale: int
+    conditions: tuple[str, ...]
+    symptoms: tuple[SymptomAnswer, ...]
+    """Oldest first."""
 
 
 class PatientHistory:
-    """One patient's readings, limits, plan and answers over a span; `at(t)` cuts a context."""
+    """One patient's readings and profile; `at(t)` cuts the context rules see at moment t."""
 
-    def __init__(
-        self,
-        *,
-        patient_id: UUID,
-        observations: Iterable[Observation],
-        limits: Mapping[str, Limits],
-        spo2_scale: int,
-        conditions: tuple[str, ...],
-        symptoms: Iterable[SymptomAnswer],
-    ) -> None:
+    def __init__(self, *, patient_id: UUID, series: Mapping[str, Series], profile: Profile) -> None:
         self.patient_id = patient_id
-        self._observations = sorted(observations, key=lambda o: o.measured_at)
-        self._limits = limits
-        self._spo2_scale = spo2_scale
-        self._conditions = conditions
-        self._symptoms = sorted(symptoms, key=lambda s: s.answered_at)
+        self.series = series
+        self.profile = profile
 
     def at(self, moment: datetime) -> PatientContext:
-        """The context as it was at `moment`: nothing measured or answered after it."""
+        """The context as it was at `moment`: rules ask nothing measured after it."""
         since = moment - HISTORY
-        history: dict[str, list[Observation]] = defaultdict(list)
-        for observation in self._observations:
-            if since <= observation.measured_at <= moment:
-                history[observation.code].append(observation)
         return PatientContext(
             patient_id=self.patient_id,
             at=moment,
-            history={code: tuple(found) for code, found in history.items()},
-            limits=self._limits,
-            spo2_scale=self._spo2_scale,
-            conditions=self._conditions,
-            symptoms=tuple(s for s in self._symptoms if since <= s.answered_at <= moment),
+            history=self.series,
+            limits=self.profile.limits,
+            spo2_scale=self.profile.spo2_scale,
+            conditions=self.profile.conditions,
+            symptoms=tuple(s for s in self.profile.symptoms if since <= s.answered_at <= moment),
         )
 
     def newer_than(self, code: str | None, moment: datetime) -> bool:
-        """Whether a reading of `code` measured after `moment` is already known: a finding at
-        `moment` then describes a state that has passed (it is late)."""
-        return any(
-            o.measured_at > moment and (code is None or o.code == code) for o in self._observations
-        )
+        """Whether a reading of `code` (of any code, for None) measured after `moment` is
+        already known: a finding at `moment` then describes a state that has passed (late)."""
+        time = micros(moment)
+        if code is not None:
+            series = self.series.get(code)
+            return series is not None and series.newer_than(time)
+        return any(series.newer_than(time) for series in self.series.values())
 
 
-def load_histories(
-    conn: psycopg.Connection, *, spans: Mapping[UUID, tuple[datetime, datetime]]
-) -> dict[UUID, PatientHistory]:
-    """Histories covering [first - HISTORY, last] per patient, and any later readings (so
-    late findings can be recognised)."""
-    if not spans:
-        return {}
-    patients = list(spans)
-    first = min(first for first, _last in spans.values())
-    since = first - HISTORY
-    observations: dict[UUID, list[Observation]] = defaultdict(list)
-    for patient_id, code, value, measured_at in conn.execute(
-        "SELECT patient_id, code, value, measured_at FROM readings"
-        " WHERE patient_id = ANY(%(patients)s) AND measured_at >= %(since)s"
-        " AND (measured_at >= %(recent)s OR code = ANY(%(long)s))",
-        {
-            "patients": patients,
-            "since": since,
-            "recent": first - RECENT,
-            "long": list(LONG_HISTORY_CODES),
-        },
-    ):
-        observations[patient_id].append(Observation(code, value, measured_at))
+def load_series(
+    conn: psycopg.Connection, *, since: Mapping[UUID, datetime]
+) -> dict[UUID, dict[str, Series]]:
+    """Each patient's readings measured from their `since` on, one series per measurement.
+
+    Of two readings measured at the same moment the one stored first counts (`Series` keeps
+    the first it is given); alerts/state.py adds a batch's readings in the same order."""
+    found: dict[UUID, dict[str, Series]] = {patient: {} for patient in since}
+    if not since:
+        return found
+    patients = list(since)
+    rows = conn.execute(
+        "SELECT r.patient_id, r.code, r.measured_at, r.value"
+        " FROM unnest(%s::uuid[], %s::timestamptz[]) AS w(patient_id, since)"
+        " JOIN readings r ON r.patient_id = w.patient_id AND r.measured_at >= w.since"
+        " ORDER BY r.measured_at, r.received_at, r.device_id",
+        (patients, [since[p] for p in patients]),
+    )
+    for patient_id, code, measured_at, value in rows:
+        by_code = found[patient_id]
+        series = by_code.get(code)
+        if series is None:
+            series = by_code[code] = Series()
+        series.add(micros(measured_at), value)
+    return found
+
+
+def load_profiles(
+    conn: psycopg.Connection, *, patients: list[UUID], since: datetime
+) -> dict[UUID, Profile]:
+    """Limits, plan and questionnaire answers (from `since` on) of the patients that exist."""
     limits: dict[UUID, dict[str, Limits]] = defaultdict(dict)
     for patient_id, code, low, high, red_low, red_high in conn.execute(
         "SELECT patient_id, code, low, high, red_low, red_high FROM patient_thresholds"
@@ -95,30 +102,41 @@ def load_histories(
         (patients,),
     ):
         limits[patient_id][code] = Limits(code, low, high, red_low, red_high)
-    plans = {
-        row[0]: (row[1], tuple(row[2]))
-        for row in conn.execute(
+    symptoms: dict[UUID, list[SymptomAnswer]] = defaultdict(list)
+    for patient_id, kind, answered_at, answers, total in conn.execute(
+        "SELECT patient_id, kind, answered_at, answers, total FROM questionnaire_responses"
+        " WHERE patient_id = ANY(%s) AND answered_at >= %s ORDER BY answered_at",
+        (patients, since),
+    ):
+        symptoms[patient_id].append(SymptomAnswer(kind, answered_at, answers, total))
+    return {
+        patient_id: Profile(
+            limits=limits[patient_id],
+            spo2_scale=spo2_scale,
+            conditions=tuple(conditions),
+            symptoms=tuple(symptoms[patient_id]),
+        )
+        for patient_id, spo2_scale, conditions in conn.execute(
             "SELECT p.id, coalesce(c.spo2_scale, 1), p.conditions FROM patients p"
             " LEFT JOIN care_plans c ON c.patient_id = p.id WHERE p.id = ANY(%s)",
             (patients,),
         )
     }
-    symptoms: dict[UUID, list[SymptomAnswer]] = defaultdict(list)
-    for patient_id, kind, answered_at, answers, total in conn.execute(
-        "SELECT patient_id, kind, answered_at, answers, total FROM questionnaire_responses"
-        " WHERE patient_id = ANY(%s) AND answered_at >= %s",
-        (patients, since),
-    ):
-        symptoms[patient_id].append(SymptomAnswer(kind, answered_at, answers, total))
+
+
+def load_histories(
+    conn: psycopg.Connection, *, spans: Mapping[UUID, tuple[datetime, datetime]]
+) -> dict[UUID, PatientHistory]:
+    """Histories covering [first - HISTORY, last] per patient, and any later readings (so
+    late findings can be recognised): the full recomputation, without any kept state."""
+    if not spans:
+        return {}
+    since = {patient: first - HISTORY for patient, (first, _last) in spans.items()}
+    series = load_series(conn, since=since)
+    profiles = load_profiles(conn, patients=list(spans), since=min(since.values()))
     return {
         patient_id: PatientHistory(
-            patient_id=patient_id,
-            observations=observations[patient_id],
-            limits=limits[patient_id],
-            spo2_scale=plans[patient_id][0],
-            conditions=plans[patient_id][1],
-            symptoms=symptoms[patient_id],
+            patient_id=patient_id, series=series[patient_id], profile=profile
         )
-        for patient_id in patients
-        if patient_id in plans
+        for patient_id, profile in profiles.items()
     }

@@ -2,8 +2,14 @@
 
 On ingest, every patient with new readings is evaluated at each new reading's own measured time
 (a late or replayed reading sees the patient as they were then), inside the transaction that
-stored the readings: a reading is stored if and only if it has been evaluated. A finding about
-a state that newer readings have already replaced is marked *late* rather than raised as news.
+stored the readings: a reading is stored if and only if it has been evaluated. At each such
+moment only the rules that the measurements taken then can change are run (`Rule.triggers`);
+a questionnaire answer runs them all. A finding about a state that newer readings have already
+replaced is marked *late* rather than raised as news.
+
+The readings rules look back on come from the worker's memory (alerts/state.py), so the cost
+of a reading does not grow with the patient's history; `do_evaluate` recomputes from the
+database and is the reference the memory is tested against.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from uuid import UUID
 
 import psycopg
@@ -18,21 +25,51 @@ import psycopg
 from alerts.adherence import adherence_findings
 from alerts.context import PatientHistory, load_histories
 from alerts.escalation import do_escalate_due
-from alerts.findings import Finding
+from alerts.findings import Finding, PatientContext
 from alerts.library.catalogue import RULES
 from alerts.library.symptoms import gate
 from alerts.lifecycle import do_apply_batch
+from alerts.state import ReadingState, StoredReading
 from core.clock import Clock
 from core.readings import STORED_NOW
 
+Evaluator = Callable[[PatientContext], list[Finding]]
+Findings = dict[UUID, list[tuple[Finding, bool]]]
+"""Per patient, each finding with whether it is late."""
 
-def findings_at(history: PatientHistory, moment: datetime) -> list[Finding]:
-    """Every rule's findings for one patient as of `moment`, symptom-gated."""
+_EVERY_RULE: tuple[Evaluator, ...] = tuple(r.evaluate for r in RULES if r.evaluate is not None)
+
+
+@cache
+def _triggered_by(measured: frozenset[str]) -> tuple[Evaluator, ...]:
+    return tuple(
+        rule.evaluate for rule in RULES if rule.evaluate is not None and rule.triggers & measured
+    )
+
+
+def findings_at(
+    history: PatientHistory, moment: datetime, *, measured: frozenset[str] | None = None
+) -> list[Finding]:
+    """The findings for one patient as of `moment`, symptom-gated: of every rule, or only of
+    those a reading of the `measured` codes can change."""
     context = history.at(moment)
-    found = [
-        finding for rule in RULES if rule.evaluate is not None for finding in rule.evaluate(context)
-    ]
-    return gate(found, context)
+    evaluators = _EVERY_RULE if measured is None else _triggered_by(measured)
+    return gate([finding for evaluate in evaluators for finding in evaluate(context)], context)
+
+
+def evaluate_moments(
+    histories: Mapping[UUID, PatientHistory],
+    moments: Mapping[UUID, Mapping[datetime, frozenset[str] | None]],
+) -> Findings:
+    """Each patient at each moment, oldest first (a sliding baseline moves forward)."""
+    found: Findings = defaultdict(list)
+    for patient_id, history in histories.items():
+        at = moments[patient_id]
+        for moment in sorted(at):
+            for finding in findings_at(history, moment, measured=at[moment]):
+                late = history.newer_than(finding.code, finding.measured_at)
+                found[patient_id].append((finding, late))
+    return found
 
 
 def do_evaluate(
@@ -42,40 +79,43 @@ def do_evaluate(
     now: datetime,
     public_url: str,
 ) -> None:
-    """Evaluate each patient at each of the given measured times, oldest first."""
-    spans = {
-        patient: (min(times), max(times))
-        for patient, times in ((p, sorted(set(t))) for p, t in moments.items())
-        if times
+    """Evaluate each patient at each of the given times with every rule, from the database."""
+    at: dict[UUID, dict[datetime, frozenset[str] | None]] = {
+        patient: dict.fromkeys(times) for patient, times in moments.items()
     }
+    spans = {patient: (min(times), max(times)) for patient, times in at.items() if times}
     histories = load_histories(conn, spans=spans)
-    batch: dict[UUID, list[tuple[Finding, bool]]] = defaultdict(list)
-    for patient_id, history in histories.items():
-        for moment in sorted(set(moments[patient_id])):
-            for finding in findings_at(history, moment):
-                late = history.newer_than(finding.code, finding.measured_at)
-                batch[patient_id].append((finding, late))
-    do_apply_batch(conn, batch=batch, now=now, public_url=public_url)
+    found = evaluate_moments(histories, at)
+    do_apply_batch(conn, batch=found, now=now, public_url=public_url)
 
 
-def engine_hook(*, clock: Clock, public_url: str) -> Callable[[psycopg.Connection], None]:
-    """The engine as an ingest hook, over the readings this transaction stored."""
+def engine_hook(
+    *, clock: Clock, public_url: str, state: ReadingState | None = None
+) -> Callable[[psycopg.Connection], None]:
+    """The engine as an ingest hook, over the readings this transaction stored. `state` is the
+    worker's memory of recent readings; each hook keeps its own unless one is given."""
+    kept = ReadingState() if state is None else state
 
     def evaluate(conn: psycopg.Connection) -> None:
-        moments: dict[UUID, set[datetime]] = defaultdict(set)
-        for patient_id, measured_at in conn.execute(
-            f"SELECT DISTINCT patient_id, measured_at FROM {STORED_NOW}"
-        ):
-            moments[patient_id].add(measured_at)
-        if moments:
-            do_evaluate(conn, moments=moments, now=clock.now(), public_url=public_url)
+        stored = [
+            StoredReading(*row)
+            for row in conn.execute(
+                f"SELECT patient_id, code, measured_at, value FROM {STORED_NOW}"
+                " ORDER BY measured_at, received_at, device_id"
+            )
+        ]
+        if not stored:
+            return
+        advanced = kept.advance(conn, stored)
+        found = evaluate_moments(advanced.histories, advanced.moments)
+        do_apply_batch(conn, batch=found, now=clock.now(), public_url=public_url)
 
     return evaluate
 
 
 def do_sweep(conn: psycopg.Connection, *, now: datetime, public_url: str) -> None:
     """The time-based part: missing measurements, silent devices, and escalation."""
-    batch: dict[UUID, list[tuple[Finding, bool]]] = defaultdict(list)
+    batch: Findings = defaultdict(list)
     for patient_id, finding in adherence_findings(conn, now=now):
         batch[patient_id].append((finding, False))
     with conn.transaction():

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from alerts.series import Series
 
 
 class Severity(StrEnum):
@@ -71,8 +74,10 @@ class PatientContext:
 
     patient_id: UUID
     at: datetime
-    history: Mapping[str, tuple[Observation, ...]]
-    """Per LOINC code, oldest first: the readings of the last 8 days up to and including `at`."""
+    history: Mapping[str, Series]
+    """Per LOINC code: the readings of at least the last 8 days up to `at`. It may hold later
+    readings too (the engine shares one history between the moments of a batch), so rules ask
+    only about windows that end at or before `at`."""
     limits: Mapping[str, Limits]
     spo2_scale: int = 1
     on_oxygen: bool = False

@@ -32,7 +32,7 @@ make a round trip through Python between being stored and being evaluated.
 CREATE_STORED_NOW = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STORED_NOW} (
     patient_id uuid, device_id text, code text, measured_at timestamptz,
-    value double precision, unit text
+    value double precision, unit text, received_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
 """Temporary tables belong to the session: created on first use in each connection."""
@@ -50,6 +50,36 @@ def stage_stored_now(conn: psycopg.Connection, readings: list[Reading]) -> None:
     ) as copy:
         for r in readings:
             copy.write_row((r.patient_id, r.device_id, r.code, r.measured_at, r.value, r.unit))
+
+
+def claim_revisions(
+    conn: psycopg.Connection, patient_ids: list[UUID]
+) -> tuple[int, dict[UUID, int]]:
+    """Record that this transaction changes these patients' readings; returns its own revision
+    and the revisions it replaced (none for a patient never written before).
+
+    The rows stay locked until the transaction ends, so two writers of one patient take turns,
+    in patient order (no deadlock).
+    """
+    ordered = sorted(set(patient_ids))
+    if not ordered:
+        raise ValueError("no patients to claim")
+    previous = dict(
+        conn.execute(
+            "SELECT patient_id, revision FROM reading_revisions WHERE patient_id = ANY(%s)"
+            " ORDER BY patient_id FOR UPDATE",
+            (ordered,),
+        ).fetchall()
+    )
+    row = conn.execute(
+        "INSERT INTO reading_revisions (patient_id, revision)"
+        " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%s::uuid[]) AS p ORDER BY p"
+        " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision"
+        " RETURNING revision",
+        (ordered,),
+    ).fetchone()
+    assert row is not None
+    return row[0], previous
 
 
 def stored_now(conn: psycopg.Connection) -> list[Reading]:

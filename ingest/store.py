@@ -68,7 +68,7 @@ WITH stored AS (
      AND a.valid_from <= s.measured_at
      AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
     ON CONFLICT DO NOTHING
-    RETURNING patient_id, device_id, code, measured_at, value, unit
+    RETURNING patient_id, device_id, code, measured_at, value, unit, received_at
 )
 INSERT INTO {STORED_NOW} SELECT * FROM stored
 """

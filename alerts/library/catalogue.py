@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from alerts.findings import Category, Finding, PatientContext
 from alerts.library import news2, symptoms, threshold, trends
+from core.catalog import MEASUREMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,10 @@ class Rule:
     hazard: str
     evaluate: Callable[[PatientContext], list[Finding]] | None
     """None for rules the engine's sweep evaluates in SQL (time-based, not reading-based)."""
+    triggers: frozenset[str] = frozenset()
+    """The measurements (LOINC codes) whose new reading can change this rule's verdict: on
+    ingest the engine runs a rule only at moments where one of them was measured. Empty for
+    rules about questionnaire answers, which run when an answer arrives."""
 
 
 def _text(nb: str, nn: str, en: str) -> Mapping[str, str]:
@@ -59,6 +64,7 @@ RULES: Final[tuple[Rule, ...]] = (
         requirement="REQ-ALERT-001",
         hazard="HAZ-001: a deterioration beyond the patient's limits is missed",
         evaluate=threshold.evaluate,
+        triggers=frozenset(m.code for m in MEASUREMENTS),
     ),
     Rule(
         id="news2_partial",
@@ -86,6 +92,7 @@ RULES: Final[tuple[Rule, ...]] = (
         requirement="REQ-ALERT-002",
         hazard="HAZ-002: combined moderate changes in several vital signs are missed",
         evaluate=news2.evaluate,
+        triggers=news2.VITAL_SIGNS,
     ),
     Rule(
         id="weight_gain",
@@ -108,6 +115,7 @@ RULES: Final[tuple[Rule, ...]] = (
         requirement="REQ-ALERT-003",
         hazard="HAZ-003: heart-failure decompensation is detected late",
         evaluate=trends.weight_gain,
+        triggers=frozenset({trends.WEIGHT}),
     ),
     Rule(
         id="spo2_drop",
@@ -129,6 +137,7 @@ RULES: Final[tuple[Rule, ...]] = (
         requirement="REQ-ALERT-004",
         hazard="HAZ-004: a COPD exacerbation is detected late",
         evaluate=trends.spo2_drop,
+        triggers=frozenset({trends.SPO2}),
     ),
     Rule(
         id="peak_flow_drop",
@@ -147,6 +156,7 @@ RULES: Final[tuple[Rule, ...]] = (
         requirement="REQ-ALERT-005",
         hazard="HAZ-004: a COPD exacerbation is detected late",
         evaluate=trends.peak_flow_drop,
+        triggers=frozenset({trends.PEF, trends.FEV1}),
     ),
     Rule(
         id="daily_symptoms",

@@ -20,6 +20,7 @@ WINDOW: Final = timedelta(hours=12)
 MIN_PARAMETERS: Final = 2
 
 RESPIRATION, SPO2, SYSTOLIC, PULSE, TEMPERATURE = "9279-1", "59408-5", "8480-6", "8867-4", "8310-5"
+VITAL_SIGNS: Final = frozenset({RESPIRATION, SPO2, SYSTOLIC, PULSE, TEMPERATURE})
 
 
 def _round(value: float, places: int = 0) -> float:

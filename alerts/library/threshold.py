@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Final
 
 from alerts.findings import Category, Finding, Limits, Observation, PatientContext, Severity
+from alerts.series import micros, moment_of, span
 
 RULE: Final = "threshold"
 MARGINS: Final = {
@@ -33,12 +34,26 @@ def newest(
     """The newest reading of `code` measured in [at - within, at]. With no `within`, only a
     reading taken at `context.at` itself: the engine evaluates each reading at its own time,
     so an older reading has had its verdict already and is never judged again."""
-    found = [
-        o
-        for o in context.history.get(code, ())
-        if context.at - within <= o.measured_at <= context.at
-    ]
-    return max(found, key=lambda o: o.measured_at) if found else None
+    series = context.history.get(code)
+    if series is None:
+        return None
+    at = micros(context.at)
+    index = series.newest(at - span(within), at)
+    if index is None:
+        return None
+    return Observation(code, series.values[index], moment_of(series.times[index]))
+
+
+def values_between(
+    context: PatientContext, code: str, nearest: timedelta, farthest: timedelta
+) -> list[float]:
+    """`code`'s values measured in [at - farthest, at - nearest], oldest first."""
+    series = context.history.get(code)
+    if series is None:
+        return []
+    at = micros(context.at)
+    first, last = series.bounds(at - span(farthest), at - span(nearest))
+    return list(series.values[first:last])
 
 
 def classify(value: float, limits: Limits, margin: float) -> tuple[Severity, str | None] | None:

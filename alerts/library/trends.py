@@ -7,8 +7,9 @@ import statistics
 from datetime import timedelta
 from typing import Final
 
-from alerts.findings import Category, Finding, Observation, PatientContext, Severity
-from alerts.library.threshold import newest
+from alerts.findings import Category, Finding, PatientContext, Severity
+from alerts.library.threshold import newest, values_between
+from alerts.series import MICROSECOND, micros, span
 
 WEIGHT, SPO2, PEF, FEV1 = "29463-7", "59408-5", "19935-6", "20150-9"
 
@@ -29,16 +30,6 @@ FLOW_Z: Final = 1.645
 FLOW_MIN_READINGS: Final = 5
 
 
-def _between(
-    context: PatientContext, code: str, nearest: timedelta, farthest: timedelta
-) -> list[Observation]:
-    return [
-        o
-        for o in context.history.get(code, ())
-        if context.at - farthest <= o.measured_at <= context.at - nearest
-    ]
-
-
 def weight_gain(context: PatientContext) -> list[Finding]:
     current = newest(context, WEIGHT)
     if current is None:
@@ -48,9 +39,9 @@ def weight_gain(context: PatientContext) -> list[Finding]:
         ("1_day", YESTERDAY, WEIGHT_GAIN_1_DAY),
         ("3_days", THREE_DAYS_AGO, WEIGHT_GAIN_3_DAYS),
     ):
-        earlier = _between(context, WEIGHT, nearest, farthest)
+        earlier = values_between(context, WEIGHT, nearest, farthest)
         if earlier:
-            gain = round(current.value - min(o.value for o in earlier), 2)
+            gain = round(current.value - min(earlier), 2)
             gains[label] = (gain, limit)
     if not gains:
         return []
@@ -74,10 +65,13 @@ def spo2_drop(context: PatientContext) -> list[Finding]:
     current = newest(context, SPO2)
     if current is None:
         return []
-    baseline = _between(context, SPO2, BASELINE_GAP, timedelta(days=BASELINE_DAYS))
-    if len(baseline) < BASELINE_MIN_READINGS:
+    at = micros(context.at)
+    found = context.history[SPO2].median(
+        at - span(timedelta(days=BASELINE_DAYS)), at - span(BASELINE_GAP)
+    )
+    if found is None or found[1] < BASELINE_MIN_READINGS:
         return []
-    median = statistics.median(o.value for o in baseline)
+    median, count = found
     drop = round(median - current.value, 2)
     if drop >= SPO2_DROP:
         severity = Severity.YELLOW
@@ -95,7 +89,7 @@ def spo2_drop(context: PatientContext) -> list[Finding]:
             code=SPO2,
             direction="low",
             value=current.value,
-            details={"baseline_median": median, "drop": drop, "baseline_readings": len(baseline)},
+            details={"baseline_median": median, "drop": drop, "baseline_readings": count},
         )
     ]
 
@@ -106,14 +100,9 @@ def peak_flow_drop(context: PatientContext) -> list[Finding]:
         current = newest(context, code)
         if current is None:
             continue
-        earlier = [
-            o
-            for o in context.history.get(code, ())
-            if context.at - timedelta(days=BASELINE_DAYS) <= o.measured_at < current.measured_at
-        ]
-        if len(earlier) < FLOW_MIN_READINGS:
+        values = values_between(context, code, MICROSECOND, timedelta(days=BASELINE_DAYS))
+        if len(values) < FLOW_MIN_READINGS:
             continue
-        values = [o.value for o in earlier]
         mean, sd = statistics.fmean(values), statistics.stdev(values)
         limit = round(mean - FLOW_Z * sd, 3)
         findings.append(

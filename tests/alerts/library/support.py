@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from alerts.findings import Finding, Limits, Observation, PatientContext, SymptomAnswer
+from alerts.findings import Finding, Limits, PatientContext, SymptomAnswer
+from alerts.series import Series, micros
 
 AT = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 PATIENT = UUID(int=1)
@@ -26,13 +27,13 @@ def context(
     symptoms: Sequence[SymptomAnswer] = (),
     at: datetime = AT,
 ) -> PatientContext:
-    history: dict[str, list[Observation]] = {}
+    history: dict[str, Series] = {}
     for code, value, measured_at in readings:
-        history.setdefault(code, []).append(Observation(code, value, measured_at))
+        history.setdefault(code, Series()).add(micros(measured_at), value)
     return PatientContext(
         patient_id=PATIENT,
         at=at,
-        history={c: tuple(sorted(o, key=lambda x: x.measured_at)) for c, o in history.items()},
+        history=history,
         limits={limit.code: limit for limit in limits},
         spo2_scale=spo2_scale,
         on_oxygen=on_oxygen,
