@@ -147,6 +147,35 @@ BY_CODE: MappingProxyType[str, Measurement] = MappingProxyType(
     {code: m for m in MEASUREMENTS for code in (m.code, m.alias, *m.alternative_codes)}
 )
 
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What a reading sent with one code and one unit is stored as, resolved ahead of time.
+
+    Ingest checks every reading against the catalog; resolving each accepted (code, unit) pair
+    once makes that check one dict lookup and two comparisons instead of a walk through codes,
+    units and conversions per reading.
+    """
+
+    measurement: Measurement
+    conversion: UnitConversion | None
+    """None when the unit is the canonical one: the value is stored as sent."""
+
+    def to_canonical(self, value: float) -> float:
+        conversion = self.conversion
+        return value if conversion is None else value * conversion.factor + conversion.offset
+
+
+ACCEPTED: MappingProxyType[tuple[str, str], Accepted] = MappingProxyType(
+    {
+        (code, conversion.unit if conversion else m.unit): Accepted(m, conversion)
+        for m in MEASUREMENTS
+        for code in (m.code, m.alias, *m.alternative_codes)
+        for conversion in (None, *m.alternative_units)
+    }
+)
+"""Every (code or alias, UCUM unit without annotations) a reading may be sent in."""
+
 _UCUM_ANNOTATION = re.compile(r"\{[^{}]*\}")
 
 
@@ -159,16 +188,24 @@ def lookup(code: str) -> Measurement | None:
     return BY_CODE.get(code)
 
 
-def to_canonical(measurement: Measurement, value: float, unit: str) -> float:
-    """The value in the measurement's canonical unit.
+def accepted(code: str, unit: str) -> Accepted | None:
+    """How a reading in `code` and `unit` is stored; None if either is not accepted.
 
     UCUM annotations in curly braces carry no meaning for conversion (``{beats}/min`` is
-    ``/min``), so they are dropped before the unit is matched.
+    ``/min``), so they are dropped before the unit is matched; a unit as catalogued, the
+    common case, is found by one lookup.
     """
-    bare = _UCUM_ANNOTATION.sub("", unit).strip() or "1"
-    if bare == measurement.unit:
-        return value
-    for conversion in measurement.alternative_units:
-        if conversion.unit == bare:
-            return conversion.to_canonical(value)
-    raise UnknownUnitError(f"unit {unit!r} is not accepted for {measurement.alias}")
+    found = ACCEPTED.get((code, unit))
+    if found is None:
+        bare = _UCUM_ANNOTATION.sub("", unit).strip() or "1"
+        if bare != unit:
+            found = ACCEPTED.get((code, bare))
+    return found
+
+
+def to_canonical(measurement: Measurement, value: float, unit: str) -> float:
+    """The value in the measurement's canonical unit; `UnknownUnitError` if it has none."""
+    found = accepted(measurement.code, unit)
+    if found is None:
+        raise UnknownUnitError(f"unit {unit!r} is not accepted for {measurement.alias}")
+    return found.to_canonical(value)

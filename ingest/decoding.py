@@ -16,6 +16,7 @@ from functools import wraps
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from pydantic import ValidationError
 
 from core import catalog
@@ -115,36 +116,51 @@ def check_reading(
     `raw` is what quarantine keeps of a refused reading: its bytes, or a JSON value that is
     serialised only if it is refused (most readings are not, and this is the hot path).
     """
+    accepted = catalog.accepted(code, unit)
+    if accepted is not None:
+        canonical = accepted.to_canonical(value)
+        measurement = accepted.measurement
+        if (
+            measurement.plausible_min <= canonical <= measurement.plausible_max
+            and measured_at <= envelope.received_at + envelope.max_future
+        ):
+            return Candidate(
+                device_id=envelope.device_id,
+                msg_id=msg_id,
+                measured_at=measured_at,
+                code=measurement.code,
+                value=canonical,
+                unit=measurement.unit,
+                received_at=envelope.received_at,
+            )
+    kept = raw if isinstance(raw, bytes) else as_json_bytes(raw)
+    reason, detail = _why_refused(code, value, unit, measured_at, envelope)
+    return refusal(envelope, kept, msg_id, reason, f"{where}: {detail}")
 
-    def refuse(reason: QuarantineReason, detail: str) -> QuarantineEntry:
-        kept = raw if isinstance(raw, bytes) else as_json_bytes(raw)
-        return refusal(envelope, kept, msg_id, reason, f"{where}: {detail}")
 
+def _why_refused(
+    code: str, value: float, unit: str, measured_at: datetime, envelope: Envelope
+) -> tuple[QuarantineReason, str]:
+    """The first check a reading fails, in the order the checks are documented."""
     measurement = catalog.lookup(code)
     if measurement is None:
-        return refuse(QuarantineReason.UNKNOWN_CODE, f"code {code!r} is not in the catalog")
-    try:
-        canonical = catalog.to_canonical(measurement, value, unit)
-    except catalog.UnknownUnitError as error:
-        return refuse(QuarantineReason.UNKNOWN_UNIT, str(error))
+        return QuarantineReason.UNKNOWN_CODE, f"code {code!r} is not in the catalog"
+    accepted = catalog.accepted(code, unit)
+    if accepted is None:
+        return (
+            QuarantineReason.UNKNOWN_UNIT,
+            f"unit {unit!r} is not accepted for {measurement.alias}",
+        )
+    canonical = accepted.to_canonical(value)
     if not measurement.is_plausible(canonical):
-        return refuse(
+        return (
             QuarantineReason.IMPLAUSIBLE_VALUE,
             f"{measurement.alias} {canonical:g} {measurement.unit} is outside "
             f"{measurement.plausible_min:g}..{measurement.plausible_max:g}",
         )
     future = too_far_ahead(measured_at, envelope)
-    if future is not None:
-        return refuse(QuarantineReason.FUTURE_TIMESTAMP, future)
-    return Candidate(
-        device_id=envelope.device_id,
-        msg_id=msg_id,
-        measured_at=measured_at,
-        code=measurement.code,
-        value=canonical,
-        unit=measurement.unit,
-        received_at=envelope.received_at,
-    )
+    assert future is not None, "a reading that passed every check was refused"
+    return QuarantineReason.FUTURE_TIMESTAMP, future
 
 
 _SYSTOLIC = catalog.BY_CODE["sys"].code
@@ -156,6 +172,8 @@ def refuse_inverted_blood_pressure(decoded: Decoded, envelope: Envelope) -> None
 
     Readings of one cuff measurement share device and time, whatever the format carried them.
     """
+    if len(decoded.candidates) < 2:
+        return
     systolic = {c.measured_at: c for c in decoded.candidates if c.code == _SYSTOLIC}
     diastolic = {c.measured_at: c for c in decoded.candidates if c.code == _DIASTOLIC}
     inverted = [
@@ -203,22 +221,36 @@ class MalformedJsonError(ValueError):
     """The payload is not UTF-8 JSON as RFC 8259 defines it."""
 
 
+_JSON = msgspec.json.Decoder()
+
+
+def load_json(payload: bytes) -> Any:
+    """The JSON value of a payload, as the stdlib would give it, at msgspec's speed.
+
+    NaN and Infinity, which Python would accept, are refused. msgspec refuses numbers beyond
+    a float's range outright, where the stdlib gives big integers and infinities that the
+    codecs refuse per reading (`as_number`); those rare payloads are read by the stdlib so the
+    refusal keeps its reading-scoped reason.
+    """
+    try:
+        return _JSON.decode(payload)
+    except msgspec.DecodeError as error:
+        raise MalformedJsonError(f"not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise MalformedJsonError("not usable JSON: nested too deeply") from error
+    except msgspec.ValidationError:
+        return _load_json_slowly(payload)
+
+
 def _refuse_constant(name: str) -> Any:
     raise MalformedJsonError(f"not valid JSON: {name} is not a JSON number")
 
 
-def load_json(payload: bytes) -> Any:
-    """The JSON value of a payload; NaN and Infinity, which Python would accept, are refused."""
+def _load_json_slowly(payload: bytes) -> Any:
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise MalformedJsonError(f"not UTF-8: {error}") from error
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
     except MalformedJsonError:
         raise
-    except json.JSONDecodeError as error:
-        raise MalformedJsonError(f"not valid JSON: {error}") from error
     except (ValueError, RecursionError) as error:
         # Numbers of thousands of digits, or nesting deeper than the parser's stack.
         raise MalformedJsonError(f"not usable JSON: {error!r}") from error

@@ -73,3 +73,40 @@ def test_plausibility_bounds_are_inclusive(alias: str, inside: float, outside: f
     assert measurement is not None
     assert measurement.is_plausible(inside)
     assert not measurement.is_plausible(outside)
+
+
+@pytest.mark.parametrize(
+    ("code", "unit", "stored", "canonical"),
+    [
+        ("spo2", "%", ("59408-5", "%"), 97.0),
+        ("2708-6", "%", ("59408-5", "%"), 97.0),
+        ("pulse", "{beats}/min", ("8867-4", "/min"), 97.0),
+        ("weight", " kg ", ("29463-7", "kg"), 97.0),
+        ("8310-5", "[degF]", ("8310-5", "Cel"), 36.111111),
+        ("33452-4", "L/s", ("19935-6", "L/min"), 5820.0),
+    ],
+)
+def test_an_accepted_code_and_unit_resolve_to_what_is_stored(
+    code: str, unit: str, stored: tuple[str, str], canonical: float
+) -> None:
+    accepted = catalog.accepted(code, unit)
+    assert accepted is not None
+    assert (accepted.measurement.code, accepted.measurement.unit) == stored
+    assert accepted.to_canonical(97.0) == pytest.approx(canonical)
+
+
+@pytest.mark.parametrize(("code", "unit"), [("1234-5", "%"), ("spo2", "1"), ("weight", "Cel")])
+def test_an_unknown_code_or_a_unit_of_another_quantity_is_not_accepted(
+    code: str, unit: str
+) -> None:
+    assert catalog.accepted(code, unit) is None
+
+
+def test_the_accepted_table_is_the_catalog_resolved_ahead_of_time() -> None:
+    expected = {
+        (code, conversion.unit if conversion else m.unit): (m, conversion)
+        for m in catalog.MEASUREMENTS
+        for code in (m.code, m.alias, *m.alternative_codes)
+        for conversion in (None, *m.alternative_units)
+    }
+    assert {key: (a.measurement, a.conversion) for key, a in catalog.ACCEPTED.items()} == expected
