@@ -94,6 +94,34 @@ BAD_MESSAGES = {
         QuarantineReason.INVALID_FIELD,
     ),
     "no readings": (message(readings=[]), QuarantineReason.INVALID_FIELD),
+    "readings not a list": (message(readings={"code": "spo2"}), QuarantineReason.INVALID_FIELD),
+    "readings null": (message(readings=None), QuarantineReason.INVALID_FIELD),
+    "more readings than the limit": (
+        message(*[{"code": "spo2", "value": 93, "unit": "%"}] * 101),
+        QuarantineReason.TOO_MANY_READINGS,
+    ),
+    "a Unix time": (message(measured_at=1795331700), QuarantineReason.INVALID_FIELD),
+    "a Unix time as text": (message(measured_at="1795331700"), QuarantineReason.INVALID_FIELD),
+    "a date alone": (message(measured_at="2026-11-22"), QuarantineReason.INVALID_FIELD),
+    "a time without seconds (not RFC 3339)": (
+        message(measured_at="2026-11-22T08:15+01:00"),
+        QuarantineReason.INVALID_FIELD,
+    ),
+    "msg_id in braces": (
+        message(msg_id="{6f1c1f0e-4d1e-4c39-9d6a-3b1e1f5f2a10}"),
+        QuarantineReason.INVALID_FIELD,
+    ),
+    "not UTF-8 in a field nobody reads": (
+        message().replace(b'"msg_id"', b'"vendor": "\xff", "msg_id"'),
+        QuarantineReason.MALFORMED_JSON,
+    ),
+    "nested too deeply in a field nobody reads": (
+        message().replace(
+            b'"msg_id"', b'"vendor": ' + b"[" * 100_000 + b"]" * 100_000 + b', "msg_id"'
+        ),
+        QuarantineReason.MALFORMED_JSON,
+    ),
+    "trailing text": (message() + b" x", QuarantineReason.MALFORMED_JSON),
     "far future": (
         message(measured_at="2026-11-22T08:06:00+00:00"),
         QuarantineReason.FUTURE_TIMESTAMP,
@@ -111,6 +139,44 @@ def test_a_bad_message_is_quarantined_whole_with_its_reason(case: str) -> None:
     assert entry.payload == payload
     assert entry.device_id == "ox-1"
     assert entry.detail
+
+
+def test_the_first_bad_field_in_the_contract_order_is_named_whatever_the_senders_order() -> None:
+    payload = b'{"readings": "spo2=93", "measured_at": 5, "msg_id": "abc"}'
+    [entry] = decode_native(payload, ENVELOPE).quarantined
+    assert entry.reason is QuarantineReason.INVALID_FIELD
+    assert entry.detail.startswith("msg_id: ")
+
+    payload = b'{"readings": "spo2=93", "measured_at": 5}'
+    [entry] = decode_native(payload, ENVELOPE).quarantined
+    assert (entry.reason, entry.detail) == (
+        QuarantineReason.MISSING_FIELD,
+        "msg_id: required field is missing",
+    )
+
+
+@pytest.mark.parametrize(
+    "measured_at",
+    [
+        "2026-11-22T07:15:00Z",
+        "2026-11-22t07:15:00z",
+        "2026-11-22 07:15:00Z",
+        "2026-11-22T08:15:00.000+01:00",
+        "2026-11-22T02:45:00-04:30",
+    ],
+)
+def test_rfc_3339_times_with_an_offset_are_accepted(measured_at: str) -> None:
+    [reading] = decode_native(message(measured_at=measured_at), ENVELOPE).candidates
+    assert reading.measured_at == datetime(2026, 11, 22, 7, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "msg_id",
+    ["6F1C1F0E-4D1E-4C39-9D6A-3B1E1F5F2A10", "6f1c1f0e4d1e4c399d6a3b1e1f5f2a10"],
+)
+def test_a_uuid_is_accepted_in_capitals_and_without_hyphens(msg_id: str) -> None:
+    [reading] = decode_native(message(msg_id=msg_id), ENVELOPE).candidates
+    assert reading.msg_id == uuid.UUID("6f1c1f0e-4d1e-4c39-9d6a-3b1e1f5f2a10")
 
 
 def test_a_time_within_the_five_minute_tolerance_is_accepted() -> None:
@@ -136,7 +202,20 @@ BAD_READINGS = {
     "value as text": ({"code": "spo2", "value": "93", "unit": "%"}, QuarantineReason.INVALID_FIELD),
     "value true": ({"code": "spo2", "value": True, "unit": "%"}, QuarantineReason.INVALID_FIELD),
     "no unit": ({"code": "spo2", "value": 93}, QuarantineReason.MISSING_FIELD),
+    "value null": ({"code": "spo2", "value": None, "unit": "%"}, QuarantineReason.INVALID_FIELD),
+    "value beyond a float": (
+        {"code": "spo2", "value": 10**400, "unit": "%"},
+        QuarantineReason.INVALID_FIELD,
+    ),
+    "code empty": ({"code": "", "value": 93, "unit": "%"}, QuarantineReason.INVALID_FIELD),
+    "code longer than 32": (
+        {"code": "5" * 33, "value": 93, "unit": "%"},
+        QuarantineReason.INVALID_FIELD,
+    ),
+    "unit a number": ({"code": "spo2", "value": 93, "unit": 1}, QuarantineReason.INVALID_FIELD),
+    "no code": ({"value": 93, "unit": "%"}, QuarantineReason.MISSING_FIELD),
     "not an object": ("spo2=93", QuarantineReason.INVALID_FIELD),
+    "a list": ([{"code": "spo2", "value": 93, "unit": "%"}], QuarantineReason.INVALID_FIELD),
 }
 
 
@@ -147,7 +226,15 @@ def test_a_bad_reading_is_quarantined_and_its_good_neighbour_kept(case: str) -> 
     assert [c.code for c in decoded.candidates] == ["8867-4"]
     [entry] = decoded.quarantined
     assert entry.reason is reason
-    assert entry.detail.startswith("readings[1]")
+    assert entry.detail.startswith("readings[1]: ")
+    assert entry.payload == json.dumps(bad).encode(), "the reading is kept as it was sent"
+
+
+def test_a_refusal_names_the_reading_and_the_field() -> None:
+    bad = {"code": "spo2", "value": "93", "unit": "%"}
+    decoded = decode_native(message({"code": "pulse", "value": 71, "unit": "/min"}, bad), ENVELOPE)
+    [entry] = decoded.quarantined
+    assert entry.detail == "readings[1]: value: Expected `float`, got `str`"
 
 
 def test_not_a_number_is_refused() -> None:
