@@ -36,6 +36,7 @@ OnMessages = Callable[[int, list[Publish]], None]
 _READ_CHUNK = 256 * 1024
 _PAUSED_POLL_SECONDS = 0.05
 _CONNECT_TIMEOUT_SECONDS = 10.0
+_DISCONNECT_WAIT_SECONDS = 2.0
 _BACKOFF_FIRST_SECONDS = 1.0
 _BACKOFF_MAX_SECONDS = 30.0
 _SUBSCRIBE_PACKET_ID = 1
@@ -54,6 +55,8 @@ class _Connection:
         self.parser = mqtt_packets.Parser(mqtt5=mqtt5)
         self.connected = False
         """CONNACK received; SUBACK may still be due."""
+        self.subscribed = False
+        """SUBACK received: from now on the caller may pause reading, never before."""
         self.keepalive = 0.0
         self.deadline = time.monotonic() + _CONNECT_TIMEOUT_SECONDS
         """When CONNACK must have come, and once connected, when the next PINGREQ is due."""
@@ -178,7 +181,7 @@ class Receiver:
             while True:
                 self._send_acks(connection)
                 if self._stopping.is_set():
-                    sock.sendall(mqtt_packets.DISCONNECT)
+                    self._disconnect(sock)
                     return
                 reading = self._keep_alive(connection)
                 wait = max(0.0, connection.deadline - time.monotonic())
@@ -192,6 +195,18 @@ class Receiver:
                 if sock in ready:
                     self._read(connection)
 
+    @staticmethod
+    def _disconnect(sock: socket.socket) -> None:
+        """DISCONNECT, then wait for the broker to close: closing a socket with unread bytes
+        sends a reset, which can make the broker discard acknowledgements it has not read yet.
+        """
+        sock.sendall(mqtt_packets.DISCONNECT)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(_DISCONNECT_WAIT_SECONDS)
+        with contextlib.suppress(OSError):
+            while sock.recv(_READ_CHUNK):
+                pass
+
     def _keep_alive(self, connection: _Connection) -> bool:
         """Ping when due and notice a silent broker; whether to read the socket now."""
         now = time.monotonic()
@@ -201,7 +216,7 @@ class Receiver:
             connection.sock.sendall(mqtt_packets.PINGREQ)
             connection.deadline = now + connection.keepalive / 2
             connection.unanswered_since = connection.unanswered_since or now
-        reading = not connection.connected or self._may_read()
+        reading = not connection.subscribed or self._may_read()
         if not reading:
             connection.unanswered_since = None  # a PINGRESP may wait unread behind messages
         elif (
@@ -228,8 +243,8 @@ class Receiver:
                 publishes.append(packet)
             elif type(packet) is ConnAck and not connection.connected:
                 self._connected(connection, packet)
-            elif type(packet) is SubAck and connection.connected:
-                self._subscribed(packet)
+            elif type(packet) is SubAck and connection.connected and not connection.subscribed:
+                self._subscribed(connection, packet)
             elif type(packet) is Disconnect:
                 raise _ConnectionLost(f"the broker disconnected (reason {packet.reason:#x})")
             elif type(packet) is not PingResp:
@@ -253,13 +268,14 @@ class Receiver:
         connection.keepalive = float(connack.server_keep_alive or self._keepalive)
         connection.deadline = time.monotonic() + connection.keepalive / 2
 
-    def _subscribed(self, suback: SubAck) -> None:
+    def _subscribed(self, connection: _Connection, suback: SubAck) -> None:
         """Ready only once the broker has confirmed the subscriptions, not at mere connection."""
         if suback.packet_id != _SUBSCRIBE_PACKET_ID:
             raise ProtocolError(f"SUBACK for packet id {suback.packet_id}, which we never sent")
         refused = [f"{code:#x}" for code in suback.reasons if code >= 0x80]
         if refused or len(suback.reasons) != len(self._subscriptions):
             raise _ConnectionLost(f"the broker refused subscriptions: {refused or suback.reasons}")
+        connection.subscribed = True
         self._ready.set()
         metrics.CONNECTED.set(1)
 
