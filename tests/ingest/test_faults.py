@@ -6,6 +6,7 @@ workers), runs a bounded number of readings through them, and counts what arrive
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -20,7 +21,8 @@ from psycopg_pool import ConnectionPool
 from core.migrate import migrate
 from core.mqtt import BrokerAddress
 from ingest import metrics
-from tests.ingest.conftest import make_ingest
+from tests.ingest.conftest import TEST_LIMITS, make_ingest
+from tests.ingest.test_service import ingest_with, reading_message
 from tests.processes import MOSQUITTO, IngestWorker, Mosquitto, PostgresCluster
 from tests.support import eventually, seed_patient_with_device
 
@@ -251,3 +253,45 @@ def test_two_workers_on_a_shared_subscription_store_a_stream_once_and_both_take_
         publisher.close()
         for worker in workers:
             worker.stop()
+
+
+def test_a_burst_redelivered_after_a_reconnect_is_stored_once_and_never_rate_limited(
+    pool: ConnectionPool, conn: psycopg.Connection, broker: Mosquitto, topic_prefix: str
+) -> None:
+    """The broker redelivers what was not acknowledged when the connection dropped. Judged
+    afresh, those copies would find the device's bucket emptied by their own first delivery."""
+    seed_patient_with_device(conn, device_id="burst")
+    held, release = threading.Event(), threading.Event()
+
+    def hold_first_commit(_: psycopg.Connection) -> None:
+        if not held.is_set():
+            held.set()
+            release.wait(30)
+
+    ingest = ingest_with(pool, broker.url(), topic_prefix, after_store=[hold_first_commit])
+    publisher = Publisher(broker.url(), topic_prefix)
+    duplicates = metrics.READINGS_DUPLICATE._value.get()
+    try:
+        burst = TEST_LIMITS.device_burst - 10
+        now = datetime.now(UTC)
+        for i in range(burst):
+            body = reading_message(93, at=now - timedelta(seconds=1) + timedelta(milliseconds=i))
+            publisher.client.publish(
+                f"{topic_prefix}/devices/burst/readings", json.dumps(body), qos=1
+            )
+        publisher.wait_acknowledged(burst)
+        assert held.wait(10)
+        time.sleep(0.5)  # the whole burst is decoded and admitted; none is acknowledged
+
+        broker.restart()
+        eventually(lambda: ingest.connected, timeout=20)
+        time.sleep(1)  # the burst arrives again, marked DUP, while the first commit is held
+        release.set()
+
+        eventually(lambda: metrics.READINGS_DUPLICATE._value.get() - duplicates >= burst)
+        assert stored(conn) == (burst, burst)
+        assert conn.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+    finally:
+        release.set()
+        publisher.close()
+        ingest.stop()

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from care.service import do_set_threshold
+from core.clock import SystemClock
 from core.mqtt import BrokerAddress
 from devices.status import status_of
-from ingest.service import MqttIngest
+from ingest import metrics
+from ingest.service import IngestConfig, MqttIngest
+from ingest.store import AfterStore
 from tests.ingest.conftest import TEST_LIMITS, Publish
 from tests.support import eventually, seed_patient_with_device
 
@@ -305,3 +312,69 @@ def test_senml_and_fhir_topics_store_the_same_readings_as_native(
     native = eventually(lambda: len(readings_of("native-gw")) == 5 and readings_of("native-gw"))
     eventually(lambda: readings_of("senml-gw") == native and readings_of("fhir-gw") == native)
     assert count(conn, "SELECT count(*) FROM quarantine") == 0
+
+
+def ingest_with(
+    pool: ConnectionPool,
+    broker_url: str,
+    topic_prefix: str,
+    *,
+    after_store: Sequence[AfterStore],
+    keepalive_seconds: int = 30,
+    queue_size: int = 1000,
+) -> MqttIngest:
+    """A started worker whose transactions run `after_store`, e.g. to hold the writer."""
+    worker = MqttIngest(
+        broker=BrokerAddress.parse(broker_url),
+        pool=pool,
+        config=IngestConfig(
+            topic_prefix=topic_prefix,
+            client_id=f"ingest-{uuid.uuid4().hex[:12]}",
+            batch_size=100,
+            flush_seconds=0.02,
+            queue_size=queue_size,
+            limits=TEST_LIMITS,
+            keepalive_seconds=keepalive_seconds,
+        ),
+        clock=SystemClock(),
+        after_store=after_store,
+    )
+    worker.start()
+    assert worker.wait_connected(10)
+    return worker
+
+
+def test_a_writer_stuck_longer_than_the_keepalive_does_not_lose_the_broker(
+    conn: psycopg.Connection,
+    pool: ConnectionPool,
+    mqtt_server_url: str,
+    topic_prefix: str,
+    publish: Publish,
+) -> None:
+    seed_patient_with_device(conn)
+    stuck = threading.Event()
+
+    def slow_first_commit(_: psycopg.Connection) -> None:
+        if not stuck.is_set():
+            stuck.set()
+            time.sleep(4)  # the broker drops a client silent for 1.5 keepalives (1.5 s)
+
+    disconnects = metrics.RECONNECTS._value.get()
+    worker = ingest_with(
+        pool,
+        mqtt_server_url,
+        topic_prefix,
+        after_store=[slow_first_commit],
+        keepalive_seconds=1,
+        queue_size=10,
+    )
+    try:
+        start = datetime.now(UTC) - timedelta(hours=1)
+        for i in range(60):
+            publish("ox-1", reading_message(93, at=start + timedelta(minutes=i)))
+        eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 60)
+        assert stuck.is_set()
+        assert worker.connected
+        assert metrics.RECONNECTS._value.get() == disconnects
+    finally:
+        worker.stop()
