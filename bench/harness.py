@@ -305,10 +305,18 @@ def machine(server_url: str) -> str:
     )
 
 
-def measured_line(command: str) -> str:
-    """Names the run behind every figure of a section: when, how, and at which commit."""
+def measured_line(command: str, version_at_start: str) -> str:
+    """Names the run behind every figure of a section: when, how, and at which commit. Other
+    people commit while a long run goes on; if the code changed meanwhile, the line says so."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"Every figure below: code at `{code_version()}`, measured {when} with {command}."
+    now = code_version()
+    code = (
+        f"code at `{now}`"
+        if now == version_at_start
+        else f"code at `{version_at_start}` when the run began and `{now}` when it ended (it"
+        " changed during the run)"
+    )
+    return f"Every figure below: {code}, measured {when} with {command}."
 
 
 def command_line(module: str, target: str, argv: Sequence[str]) -> str:

@@ -45,9 +45,11 @@ from bench.harness import (
     Stored,
     bench_database,
     check_stored,
+    code_version,
     command_line,
     empty_tables,
     machine,
+    measured_line,
     metric,
     own_mosquitto,
     run_main,
@@ -220,6 +222,7 @@ def drain(
             cpu=cpu,
             running_cpu=sum(s.cpu_at(done.done) - s.cpu_at(done.first_seen) for s in samplers),
             peak_rss=max(s.peak for s in samplers),
+            rss_samples=sum(s.samples for s in samplers),
             stage_cpu={
                 stage: _sum(
                     metric(m, "heimvakt_ingest_stage_cpu_seconds_total", stage=stage)
@@ -396,10 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = command_line("bench.ingest", "bench-ingest", arguments)
 
     def body(stack: contextlib.ExitStack, workdir: Path) -> None:
+        version = code_version()
         results = run(options, stack, workdir)
         print_results(results)
         if options.write:
-            text = section(results, machine(options.server_url), command)
+            measured = measured_line(command, version)
+            text = section(results, machine(options.server_url), measured)
             write_section(options.output, text, heading="Ingest")
             print(f"written to {options.output}")
 
