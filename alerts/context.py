@@ -77,7 +77,7 @@ def load_series(
     patients = list(since)
     rows = conn.execute(
         "SELECT r.patient_id, r.code, r.measured_at, r.value"
-        " FROM unnest(%s::uuid[], %s::timestamptz[]) AS w(patient_id, since)"
+        " FROM unnest(%b::uuid[], %b::timestamptz[]) AS w(patient_id, since)"
         " JOIN readings r ON r.patient_id = w.patient_id AND r.measured_at >= w.since"
         " ORDER BY r.measured_at, r.received_at, r.device_id",
         (patients, [since[p] for p in patients]),
@@ -98,14 +98,14 @@ def load_profiles(
     limits: dict[UUID, dict[str, Limits]] = defaultdict(dict)
     for patient_id, code, low, high, red_low, red_high in conn.execute(
         "SELECT patient_id, code, low, high, red_low, red_high FROM patient_thresholds"
-        " WHERE patient_id = ANY(%s)",
+        " WHERE patient_id = ANY(%b)",
         (patients,),
     ):
         limits[patient_id][code] = Limits(code, low, high, red_low, red_high)
     symptoms: dict[UUID, list[SymptomAnswer]] = defaultdict(list)
     for patient_id, kind, answered_at, answers, total in conn.execute(
         "SELECT patient_id, kind, answered_at, answers, total FROM questionnaire_responses"
-        " WHERE patient_id = ANY(%s) AND answered_at >= %s ORDER BY answered_at",
+        " WHERE patient_id = ANY(%b) AND answered_at >= %s ORDER BY answered_at",
         (patients, since),
     ):
         symptoms[patient_id].append(SymptomAnswer(kind, answered_at, answers, total))
@@ -118,7 +118,7 @@ def load_profiles(
         )
         for patient_id, spo2_scale, conditions in conn.execute(
             "SELECT p.id, coalesce(c.spo2_scale, 1), p.conditions FROM patients p"
-            " LEFT JOIN care_plans c ON c.patient_id = p.id WHERE p.id = ANY(%s)",
+            " LEFT JOIN care_plans c ON c.patient_id = p.id WHERE p.id = ANY(%b)",
             (patients,),
         )
     }

@@ -29,13 +29,16 @@ from alerts.findings import Finding, PatientContext
 from alerts.library.catalogue import RULES
 from alerts.library.symptoms import gate
 from alerts.lifecycle import do_apply_batch
-from alerts.state import ReadingState, StoredReading
+from alerts.state import ReadingState
 from core.clock import Clock
 from core.readings import STORED_NOW
 
 Evaluator = Callable[[PatientContext], list[Finding]]
 Findings = dict[UUID, list[tuple[Finding, bool]]]
 """Per patient, each finding with whether it is late."""
+
+MICROS = "(extract(epoch FROM measured_at) * 1000000)::int8"
+"""`series.micros` in SQL, exact (extract returns numeric)."""
 
 _EVERY_RULE: tuple[Evaluator, ...] = tuple(r.evaluate for r in RULES if r.evaluate is not None)
 
@@ -97,15 +100,10 @@ def engine_hook(
     kept = ReadingState() if state is None else state
 
     def evaluate(conn: psycopg.Connection) -> None:
-        stored = [
-            StoredReading(*row)
-            for row in conn.execute(
-                f"SELECT patient_id, code, measured_at, value FROM {STORED_NOW}"
-                " ORDER BY measured_at, received_at, device_id"
-            )
-        ]
-        if not stored:
-            return
+        stored = conn.execute(
+            f"SELECT patient_id::text, code, {MICROS} AS time, value FROM {STORED_NOW}"
+            " ORDER BY patient_id, measured_at, received_at, device_id"
+        ).fetchall()
         advanced = kept.advance(conn, stored)
         found = evaluate_moments(advanced.histories, advanced.moments)
         do_apply_batch(conn, batch=found, now=clock.now(), public_url=public_url)

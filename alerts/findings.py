@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
+from alerts.series import micros
+
 if TYPE_CHECKING:
     from alerts.series import Series
 
@@ -84,6 +86,11 @@ class PatientContext:
     symptoms: tuple[SymptomAnswer, ...] = ()
     """Questionnaire answers of the last 8 days up to `at`, oldest first."""
     conditions: tuple[str, ...] = ()
+    at_micros: int = field(init=False)
+    """`at` as `series.micros` gives it, worked out once: rules compare it many times."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at_micros", micros(self.at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ outbox in the same transaction as the change that caused it.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,8 @@ from psycopg.types.json import Jsonb
 
 from alerts.findings import Finding, Severity
 from alerts.outbox import build_message, do_enqueue_notification, recipients_for
-from alerts.routing import Policy, policy_of, units_for
+from alerts.routing import Policy, policy_of
+from care.handover import responsible_units
 
 LATE_AFTER = timedelta(hours=2)
 """A reading evaluated this long after it was measured raises a *late* alert."""
@@ -90,14 +92,14 @@ def do_apply_batch(
         return Applied()
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext(p)) FROM"
-        " (SELECT unnest(%s::text[]) AS p ORDER BY 1) ordered",
-        ([str(p) for p in patients],),
+        " (SELECT unnest(%b::uuid[])::text AS p ORDER BY 1) ordered",
+        (patients,),
     )
     open_alerts: dict[Key, tuple[int, Severity]] = {
         (p, instance): (alert_id, Severity(severity))
         for p, instance, alert_id, severity in conn.execute(
             "SELECT patient_id, rule_id, id, severity FROM alerts"
-            " WHERE patient_id = ANY(%s) AND state <> 'resolved' FOR UPDATE",
+            " WHERE patient_id = ANY(%b) AND state <> 'resolved' FOR UPDATE",
             (patients,),
         )
     }
@@ -105,19 +107,22 @@ def do_apply_batch(
         (p, instance): Severity(severity or "red")
         for p, instance, severity in conn.execute(
             "SELECT patient_id, rule_id, disarmed_severity FROM alert_arming"
-            " WHERE patient_id = ANY(%s) AND NOT armed",
+            " WHERE patient_id = ANY(%b) AND NOT armed",
             (patients,),
         )
     }
     snoozed: set[Key] = set(
         conn.execute(
-            "SELECT patient_id, rule_id FROM alert_snoozes WHERE patient_id = ANY(%s)"
+            "SELECT patient_id, rule_id FROM alert_snoozes WHERE patient_id = ANY(%b)"
             " AND until > %s",
             (patients, now),
         ).fetchall()
     )
     opened = suppressed = 0
     repeats: dict[Key, list[tuple[Finding, bool]]] = {}
+    openings: dict[Key, tuple[Finding, bool]] = {}
+    """Opened after the loop, all in a few statements; a repeat in the same batch folds into
+    the new alert."""
     for patient in patients:
         for finding, late in sorted(batch[patient], key=lambda pair: pair[0].measured_at):
             key = (patient, finding.instance)
@@ -131,19 +136,17 @@ def do_apply_batch(
             elif _muted(finding, disarmed=disarmed.get(key), snoozed=key in snoozed):
                 suppressed += 1
             else:
-                alert_id = _open(
-                    conn,
-                    patient_id=patient,
-                    finding=finding,
-                    late=is_late,
-                    now=now,
-                    public_url=public_url,
-                )
-                open_alerts[key] = (alert_id, finding.severity)
+                openings[key] = (finding, is_late)
+                open_alerts[key] = (0, finding.severity)
                 opened += 1
-    for key, found in repeats.items():
-        alert_id, was = open_alerts[key]
-        _update(conn, alert_id=alert_id, was=was, findings=found, now=now, public_url=public_url)
+    for key, alert_id in _open_all(conn, openings=openings, now=now, public_url=public_url):
+        open_alerts[key] = (alert_id, open_alerts[key][1])
+    _fold(
+        conn,
+        repeats={open_alerts[key]: found for key, found in repeats.items()},
+        now=now,
+        public_url=public_url,
+    )
     return Applied(opened=opened, updated=len(repeats), suppressed=suppressed)
 
 
@@ -162,120 +165,203 @@ def _arm(conn: psycopg.Connection, *, patient_id: UUID, instance: str, now: date
     )
 
 
-def _open(
+_OPEN = """
+INSERT INTO alerts (patient_id, rule_id, rule_version, severity, category, code, direction,
+                    first_value, last_value, first_measured_at, last_measured_at, occurrences,
+                    created_at, updated_at, late, details, routed_to, route, escalate_at)
+SELECT v.patient_id, v.instance, 1, v.severity, v.category, v.code, v.direction, v.value,
+       v.value, v.at, v.at, 1, %(now)s, %(now)s, v.late, v.details, v.unit, v.route,
+       v.escalate_at
+FROM unnest(%(patient_id)b::uuid[], %(instance)b::text[], %(severity)b::text[],
+            %(category)b::text[], %(code)b::text[], %(direction)b::text[], %(value)b::float8[],
+            %(at)b::timestamptz[], %(late)b::bool[], %(details)b::jsonb[], %(unit)b::uuid[],
+            %(route)b::text[], %(escalate_at)b::timestamptz[])
+     AS v(patient_id, instance, severity, category, code, direction, value, at, late, details,
+          unit, route, escalate_at)
+RETURNING patient_id, rule_id, id
+"""
+
+
+def _open_all(
     conn: psycopg.Connection,
     *,
-    patient_id: UUID,
-    finding: Finding,
-    late: bool,
+    openings: Mapping[Key, tuple[Finding, bool]],
     now: datetime,
     public_url: str,
-) -> int:
-    responsible, _backup = units_for(conn, patient_id=patient_id, at=now)
-    policy = None if responsible is None else policy_of(conn, organisation_id=responsible)
-    out_of_hours = policy is not None and not policy.is_open(now)
-    route = "out_of_hours" if out_of_hours else "responsible"
-    row = conn.execute(
-        """
-        INSERT INTO alerts (patient_id, rule_id, rule_version, severity, category, code,
-                            direction, first_value, last_value, first_measured_at,
-                            last_measured_at, occurrences, created_at, updated_at, late,
-                            details, routed_to, route, escalate_at)
-        VALUES (%(patient)s, %(instance)s, 1, %(severity)s, %(category)s, %(code)s,
-                %(direction)s, %(value)s, %(value)s, %(at)s, %(at)s, 1, %(now)s, %(now)s,
-                %(late)s, %(details)s, %(unit)s, %(route)s, %(escalate_at)s)
-        RETURNING id
-        """,
-        {
-            "patient": patient_id,
-            "instance": finding.instance,
-            "severity": finding.severity.value,
-            "category": finding.category.value,
-            "code": finding.code,
-            "direction": finding.direction,
-            "value": finding.value,
-            "at": finding.measured_at,
-            "now": now,
-            "late": late,
-            "details": Jsonb(_json_safe(finding.details)),
-            "unit": responsible,
-            "route": route,
-            "escalate_at": None
-            if policy is None or out_of_hours
-            else policy.deadline(finding.severity, now=now),
-        },
-    ).fetchone()
-    assert row is not None
-    alert_id = row[0]
-    do_record_event(
-        conn,
-        alert_id=alert_id,
-        action="opened",
-        now=now,
-        details={"severity": finding.severity.value, "route": route, "late": late},
-    )
-    if policy is not None:
-        do_notify(
-            conn,
-            alert_id=alert_id,
-            patient_id=patient_id,
-            severity=finding.severity,
-            policy=policy,
-            route=route,
-            now=now,
-            public_url=public_url,
-            values=finding,
+) -> list[tuple[Key, int]]:
+    """Open one alert per key, routed to the unit responsible now (out of hours when it is
+    closed), with its events and notifications: a few statements for the whole batch."""
+    if not openings:
+        return []
+    units = responsible_units(conn, patient_ids=sorted({p for p, _ in openings}), at=now)
+    policies = {unit: policy_of(conn, organisation_id=unit) for unit in set(units.values())}
+    routed: dict[Key, tuple[Policy | None, str]] = {}
+    columns: dict[str, list[Any]] = defaultdict(list)
+    for key, (finding, late) in openings.items():
+        patient_id, instance = key
+        unit = units.get(patient_id)
+        policy = None if unit is None else policies[unit]
+        out_of_hours = policy is not None and not policy.is_open(now)
+        routed[key] = (policy, "out_of_hours" if out_of_hours else "responsible")
+        for name, value in (
+            ("patient_id", patient_id),
+            ("instance", instance),
+            ("severity", finding.severity.value),
+            ("category", finding.category.value),
+            ("code", finding.code),
+            ("direction", finding.direction),
+            ("value", finding.value),
+            ("at", finding.measured_at),
+            ("late", late),
+            ("details", Jsonb(_json_safe(finding.details))),
+            ("unit", unit),
+            ("route", routed[key][1]),
+            (
+                "escalate_at",
+                None
+                if policy is None or out_of_hours
+                else policy.deadline(finding.severity, now=now),
+            ),
+        ):
+            columns[name].append(value)
+    opened = [
+        ((patient_id, instance), alert_id)
+        for patient_id, instance, alert_id in conn.execute(_OPEN, {**columns, "now": now})
+    ]
+    events = _Events()
+    recipients: dict[tuple[UUID, Severity], list[tuple[str, str]]] = {}
+    for key, alert_id in opened:
+        finding, late = openings[key]
+        policy, route = routed[key]
+        events.add(
+            alert_id, "opened", {"severity": finding.severity.value, "route": route, "late": late}
         )
-    return alert_id
+        if policy is not None:
+            do_notify(
+                conn,
+                alert_id=alert_id,
+                patient_id=key[0],
+                severity=finding.severity,
+                policy=policy,
+                route=route,
+                now=now,
+                public_url=public_url,
+                values=finding,
+                events=events,
+                recipients=recipients,
+            )
+    events.write(conn, now=now)
+    return opened
 
 
-def _update(
+class _Events:
+    """Alert events gathered for one statement."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, Jsonb]] = []
+
+    def add(self, alert_id: int, action: str, details: dict[str, Any]) -> None:
+        self.rows.append((alert_id, action, Jsonb(details)))
+
+    def write(self, conn: psycopg.Connection, *, now: datetime) -> None:
+        if not self.rows:
+            return
+        ids, actions, details = zip(*self.rows, strict=True)
+        conn.execute(
+            "INSERT INTO alert_events (alert_id, at, action, details)"
+            " SELECT a, %s, b, d FROM unnest(%s::bigint[], %s::text[], %s::jsonb[]) AS v(a, b, d)",
+            (now, list(ids), list(actions), list(details)),
+        )
+        self.rows.clear()
+
+
+_FOLD = """
+UPDATE alerts a SET
+    occurrences = a.occurrences + v.count,
+    updated_at = %(now)s,
+    severity = CASE WHEN v.raised THEN v.severity ELSE a.severity END,
+    last_value = CASE WHEN v.at >= a.last_measured_at THEN v.value ELSE a.last_value END,
+    direction = CASE WHEN v.at >= a.last_measured_at
+                     THEN coalesce(v.direction, a.direction) ELSE a.direction END,
+    details = CASE WHEN v.at >= a.last_measured_at THEN v.details ELSE a.details END,
+    last_measured_at = greatest(a.last_measured_at, v.at),
+    first_measured_at = least(a.first_measured_at, v.earliest),
+    late = a.late OR v.late
+FROM unnest(%(id)b::bigint[], %(count)b::int[], %(raised)b::bool[], %(severity)b::text[],
+            %(at)b::timestamptz[], %(earliest)b::timestamptz[], %(value)b::float8[],
+            %(direction)b::text[], %(details)b::jsonb[], %(late)b::bool[])
+     AS v(id, count, raised, severity, at, earliest, value, direction, details, late)
+WHERE a.id = v.id
+RETURNING a.id, a.patient_id, a.routed_to, a.route
+"""
+
+
+def _fold(
     conn: psycopg.Connection,
     *,
-    alert_id: int,
-    was: Severity,
-    findings: Sequence[tuple[Finding, bool]],
+    repeats: Mapping[tuple[int, Severity], Sequence[tuple[Finding, bool]]],
     now: datetime,
     public_url: str,
 ) -> None:
-    """Fold a batch's repeats into the open alert: one write, one notification if it rose."""
-    newest, _late = max(findings, key=lambda pair: pair[0].measured_at)
-    worst = max((f.severity for f, _ in findings), key=lambda severity: severity.rank)
-    raised = worst.rank > was.rank
-    row = conn.execute(
-        """
-        UPDATE alerts SET
-            occurrences = occurrences + %(count)s,
-            updated_at = %(now)s,
-            severity = CASE WHEN %(raised)s THEN %(severity)s ELSE severity END,
-            last_value = CASE WHEN %(at)s >= last_measured_at THEN %(value)s ELSE last_value END,
-            direction = CASE WHEN %(at)s >= last_measured_at
-                             THEN coalesce(%(direction)s, direction) ELSE direction END,
-            details = CASE WHEN %(at)s >= last_measured_at THEN %(details)s ELSE details END,
-            last_measured_at = greatest(last_measured_at, %(at)s),
-            first_measured_at = least(first_measured_at, %(earliest)s),
-            late = late OR %(late)s
-        WHERE id = %(id)s
-        RETURNING patient_id, routed_to, route
-        """,
-        {
-            "id": alert_id,
-            "count": len(findings),
-            "now": now,
-            "raised": raised,
-            "severity": worst.value,
-            "at": newest.measured_at,
-            "earliest": min(f.measured_at for f, _ in findings),
-            "value": newest.value,
-            "direction": newest.direction,
-            "details": Jsonb(_json_safe(newest.details)),
-            "late": any(late for _, late in findings),
-        },
-    ).fetchone()
-    assert row is not None
-    if not raised:
+    """Fold a batch's repeats into their open alerts in one statement; an alert whose
+    severity rose is recorded and notified as well."""
+    if not repeats:
         return
-    patient_id, unit, route = row
+    rows: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "id", "count", "raised", "severity", "at", "earliest", "value", "direction",
+            "details", "late",
+        )
+    }  # fmt: skip
+    newest_of: dict[int, tuple[Finding, Severity, Severity]] = {}
+    for (alert_id, was), findings in repeats.items():
+        newest, _late = max(findings, key=lambda pair: pair[0].measured_at)
+        worst = max((f.severity for f, _ in findings), key=lambda severity: severity.rank)
+        newest_of[alert_id] = (newest, was, worst)
+        for name, value in (
+            ("id", alert_id),
+            ("count", len(findings)),
+            ("raised", worst.rank > was.rank),
+            ("severity", worst.value),
+            ("at", newest.measured_at),
+            ("earliest", min(f.measured_at for f, _ in findings)),
+            ("value", newest.value),
+            ("direction", newest.direction),
+            ("details", Jsonb(_json_safe(newest.details))),
+            ("late", any(late for _, late in findings)),
+        ):
+            rows[name].append(value)
+    for alert_id, patient_id, unit, route in conn.execute(_FOLD, {**rows, "now": now}):
+        newest, was, worst = newest_of[alert_id]
+        if worst.rank > was.rank:
+            _raised(
+                conn,
+                alert_id=alert_id,
+                patient_id=patient_id,
+                unit=unit,
+                route=route,
+                was=was,
+                worst=worst,
+                newest=newest,
+                now=now,
+                public_url=public_url,
+            )
+
+
+def _raised(
+    conn: psycopg.Connection,
+    *,
+    alert_id: int,
+    patient_id: UUID,
+    unit: UUID | None,
+    route: str,
+    was: Severity,
+    worst: Severity,
+    newest: Finding,
+    now: datetime,
+    public_url: str,
+) -> None:
     do_record_event(
         conn,
         alert_id=alert_id,
@@ -283,24 +369,25 @@ def _update(
         now=now,
         details={"from": was.value, "to": worst.value},
     )
-    if unit is not None:
-        policy = policy_of(conn, organisation_id=unit)
-        conn.execute(
-            "UPDATE alerts SET escalate_at = %s WHERE id = %s AND state = 'open'"
-            " AND route IN ('responsible', 'backup')",
-            (policy.deadline(worst, now=now), alert_id),
-        )
-        do_notify(
-            conn,
-            alert_id=alert_id,
-            patient_id=patient_id,
-            severity=worst,
-            policy=policy,
-            route=route,
-            now=now,
-            public_url=public_url,
-            values=newest,
-        )
+    if unit is None:
+        return
+    policy = policy_of(conn, organisation_id=unit)
+    conn.execute(
+        "UPDATE alerts SET escalate_at = %s WHERE id = %s AND state = 'open'"
+        " AND route IN ('responsible', 'backup')",
+        (policy.deadline(worst, now=now), alert_id),
+    )
+    do_notify(
+        conn,
+        alert_id=alert_id,
+        patient_id=patient_id,
+        severity=worst,
+        policy=policy,
+        route=route,
+        now=now,
+        public_url=public_url,
+        values=newest,
+    )
 
 
 def do_notify(
@@ -314,16 +401,24 @@ def do_notify(
     now: datetime,
     public_url: str,
     values: Finding | None,
+    events: _Events | None = None,
+    recipients: dict[tuple[UUID, Severity], list[tuple[str, str]]] | None = None,
 ) -> int:
-    """Write the outbox rows for one step of an alert's route; returns how many."""
+    """Write the outbox rows for one step of an alert's route; returns how many. A batch
+    passes `events` to write the 'notified' events with its others, and `recipients` to look
+    up each unit's subscribers once."""
     if route == "out_of_hours":
         targets = [policy.out_of_hours] if policy.out_of_hours else []
     elif route == "on_call":
         targets = [policy.on_call] if policy.on_call else []
     else:
-        targets = recipients_for(
-            conn, organisation_id=policy.organisation_id, severity=severity.value, now=now
-        )
+        known = {} if recipients is None else recipients
+        wanted = (policy.organisation_id, severity)
+        if wanted not in known:
+            known[wanted] = recipients_for(
+                conn, organisation_id=policy.organisation_id, severity=severity.value, now=now
+            )
+        targets = known[wanted]
     message = build_message(
         alert_id=alert_id,
         severity=severity.value,
@@ -336,13 +431,11 @@ def do_notify(
         do_enqueue_notification(
             conn, alert_id=alert_id, channel=channel, address=address, message=message, now=now
         )
-    do_record_event(
-        conn,
-        alert_id=alert_id,
-        action="notified",
-        now=now,
-        details={"route": route, "unit": policy.name, "recipients": len(targets)},
-    )
+    details = {"route": route, "unit": policy.name, "recipients": len(targets)}
+    if events is None:
+        do_record_event(conn, alert_id=alert_id, action="notified", now=now, details=details)
+    else:
+        events.add(alert_id, "notified", details)
     return len(targets)
 
 

@@ -5,24 +5,30 @@ weight). Loading those days from the database for every batch made ingest slower
 patients had been followed, and slower than the readings arrived. A worker instead keeps each
 patient's last days of readings in memory (`Series`) and adds each batch's stored readings.
 
+The copy holds the patient's profile too (limits, plan, recent questionnaire answers), read
+with the readings.
+
 Why it stays right: the copy is trusted only while `reading_revisions` still names the
-transaction that last updated it (core/readings.py). Another worker storing readings for the
-same patient, a batch that rolled back, an erasure or a reading older than the copy reaches
-all make the engine load that patient again from the readings table, as a first visit does.
+transaction that last updated it (core/readings.py; triggers move it on for a change of
+limits, plan, conditions or answers). Another worker storing readings for the same patient, a
+batch that rolled back, a clinician's change, an erasure, or a reading older than the copy
+reaches all make the engine load that patient again, as a first visit does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Final
 from uuid import UUID
 
 import psycopg
 
-from alerts.context import HISTORY, PatientHistory, load_profiles, load_series
-from alerts.series import Series, micros, moment_of, span
+from alerts.context import HISTORY, PatientHistory, Profile, load_profiles, load_series
+from alerts.series import Series, moment_of, span
 from core.readings import claim_revisions
 
 KEEP: Final = 2 * HISTORY
@@ -32,12 +38,9 @@ MAX_PATIENTS: Final = 200_000
 """Patients held at most; the least recently seen go first (and are loaded again if needed)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    patient_id: UUID
-    code: str
-    measured_at: datetime
-    value: float
+StoredRow = tuple[str, str, int, float]
+"""A stored reading as the engine reads it: patient id (text), code, measured time (µs since
+the epoch, `series.micros`), value."""
 
 
 @dataclass(slots=True)
@@ -45,6 +48,7 @@ class _Copy:
     revision: int
     covers_from: int
     """Microseconds: readings measured before this are not in the copy."""
+    profile: Profile
     series: dict[str, Series] = field(default_factory=dict)
 
     def add(self, code: str, time: int, value: float) -> None:
@@ -81,42 +85,49 @@ class ReadingState:
     def __len__(self) -> int:
         return len(self._copies)
 
-    def advance(self, conn: psycopg.Connection, stored: Sequence[StoredReading]) -> Advanced:
-        """Take a batch's stored readings (oldest stored first for one moment) into the
-        copies, inside the transaction that stored them; returns what rules need for them."""
-        moments: dict[UUID, dict[datetime, set[str]]] = {}
-        for reading in stored:
-            moments.setdefault(reading.patient_id, {}).setdefault(reading.measured_at, set()).add(
-                reading.code
-            )
-        revision, previous = claim_revisions(conn, list(moments))
-        needed = {p: micros(min(times)) - span(HISTORY) for p, times in moments.items()}
-        fresh = {p for p in moments if not self._current(p, previous.get(p), needed[p])}
-        for patient_id in moments:
+    def advance(self, conn: psycopg.Connection, stored: Iterable[StoredRow]) -> Advanced:
+        """Take a batch's stored readings into the copies, inside the transaction that stored
+        them; returns what rules need for them. `stored` is grouped by patient, and for one
+        patient and moment the reading stored first comes first."""
+        batch: dict[UUID, list[tuple[str, int, float]]] = {
+            UUID(patient): [(code, time, value) for _, code, time, value in rows]
+            for patient, rows in groupby(stored, key=itemgetter(0))
+        }
+        if not batch:
+            return Advanced(histories={}, moments={}, loaded=0)
+        revision, previous = claim_revisions(conn, list(batch))
+        needed = {p: min(r[1] for r in rows) - span(HISTORY) for p, rows in batch.items()}
+        fresh = {p for p in batch if not self._current(p, previous.get(p), needed[p])}
+        for patient_id, rows in batch.items():
             if patient_id in fresh:
                 self._copies.pop(patient_id, None)
-            else:
-                # Claimed before it changes: should this transaction roll back, the table
-                # keeps the revision before it, and the copy no longer matches.
-                self._copies[patient_id].revision = revision
-        for reading in stored:
-            copy = self._copies.get(reading.patient_id)
-            if copy is not None:
-                copy.add(reading.code, micros(reading.measured_at), reading.value)
-        loaded = load_series(conn, since={p: moment_of(needed[p]) for p in fresh})
-        for patient_id, series in loaded.items():
-            self._copies[patient_id] = _Copy(revision, needed[patient_id], series)
-        for patient_id in moments:
-            self._touch(patient_id).trim()
+                continue
+            copy = self._copies[patient_id]
+            # Claimed before it changes: should this transaction roll back, the table keeps
+            # the revision before it, and the copy no longer matches.
+            copy.revision = revision
+            for code, time, value in rows:
+                copy.add(code, time, value)
+        since = {p: moment_of(needed[p]) for p in fresh}
+        loaded = load_series(conn, since=since)
+        profiles = (
+            load_profiles(conn, patients=list(fresh), since=min(since.values())) if fresh else {}
+        )
+        for patient_id, profile in profiles.items():
+            self._copies[patient_id] = _Copy(
+                revision, needed[patient_id], profile, loaded[patient_id]
+            )
+        for patient_id in batch:
+            if patient_id in self._copies:  # not if the patient is gone
+                self._touch(patient_id).trim()
         self._evict()
-        earliest = moment_of(min(needed.values()))
-        profiles = load_profiles(conn, patients=list(moments), since=earliest)
         return Advanced(
             histories={
-                p: PatientHistory(patient_id=p, series=self._copies[p].series, profile=profile)
-                for p, profile in profiles.items()
+                p: PatientHistory(patient_id=p, series=copy.series, profile=copy.profile)
+                for p in batch
+                if (copy := self._copies.get(p)) is not None
             },
-            moments={p: {t: frozenset(c) for t, c in m.items()} for p, m in moments.items()},
+            moments={p: _moments(rows) for p, rows in batch.items()},
             loaded=len(fresh),
         )
 
@@ -142,3 +153,10 @@ class ReadingState:
     def _evict(self) -> None:
         while len(self._copies) > self._max_patients:
             del self._copies[next(iter(self._copies))]
+
+
+def _moments(rows: Iterable[tuple[str, int, float]]) -> dict[datetime, frozenset[str]]:
+    codes: dict[int, set[str]] = {}
+    for code, time, _value in rows:
+        codes.setdefault(time, set()).add(code)
+    return {moment_of(time): frozenset(found) for time, found in codes.items()}

@@ -86,6 +86,23 @@ def _unit(conn: psycopg.Connection, *, patient_id: UUID, role: Role, at: datetim
     return None if row is None else row[0]
 
 
+def responsible_units(
+    conn: psycopg.Connection, *, patient_ids: list[UUID], at: datetime
+) -> dict[UUID, UUID]:
+    """The unit in charge of each patient at `at` (patients with none are left out): one
+    statement for a whole batch of alerts."""
+    rows = conn.execute(
+        f"""
+        SELECT DISTINCT ON (r.patient_id) r.patient_id, r.organisation_id
+          FROM patient_responsibility r
+         WHERE r.patient_id = ANY(%(patients)b) AND r.role = 'responsible' AND {current("r")}
+         ORDER BY r.patient_id, r.valid_from DESC
+        """,
+        {"patients": patient_ids, "now": at},
+    )
+    return dict(rows.fetchall())
+
+
 def responsible_unit(conn: psycopg.Connection, *, patient_id: UUID, at: datetime) -> UUID | None:
     """The unit in charge at `at`; alerts raised at that moment go to it."""
     return _unit(conn, patient_id=patient_id, role="responsible", at=at)

@@ -66,14 +66,14 @@ def claim_revisions(
         raise ValueError("no patients to claim")
     previous = dict(
         conn.execute(
-            "SELECT patient_id, revision FROM reading_revisions WHERE patient_id = ANY(%s)"
+            "SELECT patient_id, revision FROM reading_revisions WHERE patient_id = ANY(%b)"
             " ORDER BY patient_id FOR UPDATE",
             (ordered,),
         ).fetchall()
     )
     row = conn.execute(
         "INSERT INTO reading_revisions (patient_id, revision)"
-        " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%s::uuid[]) AS p ORDER BY p"
+        " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%b::uuid[]) AS p ORDER BY p"
         " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision"
         " RETURNING revision",
         (ordered,),

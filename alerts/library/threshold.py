@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Final
 
 from alerts.findings import Category, Finding, Limits, Observation, PatientContext, Severity
-from alerts.series import micros, moment_of, span
+from alerts.series import moment_of, span
 
 RULE: Final = "threshold"
 MARGINS: Final = {
@@ -37,7 +37,7 @@ def newest(
     series = context.history.get(code)
     if series is None:
         return None
-    at = micros(context.at)
+    at = context.at_micros
     index = series.newest(at - span(within), at)
     if index is None:
         return None
@@ -51,7 +51,7 @@ def values_between(
     series = context.history.get(code)
     if series is None:
         return []
-    at = micros(context.at)
+    at = context.at_micros
     first, last = series.bounds(at - span(farthest), at - span(nearest))
     return list(series.values[first:last])
 

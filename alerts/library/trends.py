@@ -9,7 +9,7 @@ from typing import Final
 
 from alerts.findings import Category, Finding, PatientContext, Severity
 from alerts.library.threshold import newest, values_between
-from alerts.series import MICROSECOND, micros, span
+from alerts.series import MICROSECOND, span
 
 WEIGHT, SPO2, PEF, FEV1 = "29463-7", "59408-5", "19935-6", "20150-9"
 
@@ -65,7 +65,7 @@ def spo2_drop(context: PatientContext) -> list[Finding]:
     current = newest(context, SPO2)
     if current is None:
         return []
-    at = micros(context.at)
+    at = context.at_micros
     found = context.history[SPO2].median(
         at - span(timedelta(days=BASELINE_DAYS)), at - span(BASELINE_GAP)
     )
