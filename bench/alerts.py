@@ -360,9 +360,7 @@ def run(options: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path)
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--server-url", default=os.environ.get("HEIMVAKT_BENCH_DATABASE_URL", DEFAULT_SERVER_URL)
-    )
+    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
     parser.add_argument(
         "--smoke", action="store_true", help="small numbers, checks only, writes nothing"
     )

@@ -37,7 +37,13 @@ from tests.processes import MOSQUITTO, Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
-DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_SERVER_URL = (
+    os.environ.get("HEIMVAKT_BENCH_DATABASE_URL")
+    or os.environ.get("HEIMVAKT_TEST_DATABASE_URL")
+    or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+"""The server benchmark databases are created on; the tests' server when only that is set, so
+the smoke runs in `make test` use what pytest uses."""
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 SPAWN = multiprocessing.get_context("spawn")

@@ -3,7 +3,8 @@ CPU per stage, rules over long history, memory over a large backlog, and two wor
 
 Run by ``make bench-ingest`` (``python -m bench.ingest``). One run starts a Mosquitto of its own
 on a free loopback port and creates a database of its own on the machine's PostgreSQL
-(``HEIMVAKT_BENCH_DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``),
+(``HEIMVAKT_BENCH_DATABASE_URL``, else ``HEIMVAKT_TEST_DATABASE_URL``, else
+``postgresql://postgres@127.0.0.1:5432/postgres``),
 seeds patients and devices through the care and device services, and runs these phases (each
 on its own topic prefix and client id, from emptied pipeline tables):
 
@@ -364,7 +365,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument(
         "--server-url",
-        default=os.environ.get("HEIMVAKT_BENCH_DATABASE_URL", DEFAULT_SERVER_URL),
+        default=DEFAULT_SERVER_URL,
         help="PostgreSQL server to create the benchmark database on",
     )
     parser.add_argument(
