@@ -44,7 +44,9 @@ the epoch, `series.micros`), value."""
 
 
 @dataclass(slots=True)
-class _Copy:
+class PatientCopy:
+    """One patient's readings and profile as of `revision`, from `covers_from` on."""
+
     revision: int
     covers_from: int
     """Microseconds: readings measured before this are not in the copy."""
@@ -79,7 +81,7 @@ class ReadingState:
     """One worker's copies. Not thread-safe: each ingest path owns its own."""
 
     def __init__(self, *, max_patients: int = MAX_PATIENTS) -> None:
-        self._copies: dict[UUID, _Copy] = {}
+        self._copies: dict[UUID, PatientCopy] = {}
         self._max_patients = max_patients
 
     def __len__(self) -> int:
@@ -114,7 +116,7 @@ class ReadingState:
             load_profiles(conn, patients=list(fresh), since=min(since.values())) if fresh else {}
         )
         for patient_id, profile in profiles.items():
-            self._copies[patient_id] = _Copy(
+            self._copies[patient_id] = PatientCopy(
                 revision, needed[patient_id], profile, loaded[patient_id]
             )
         for patient_id in batch:
@@ -131,10 +133,6 @@ class ReadingState:
             loaded=len(fresh),
         )
 
-    def forget(self, patients: Iterable[UUID]) -> None:
-        for patient_id in patients:
-            self._copies.pop(patient_id, None)
-
     def _current(self, patient_id: UUID, revision: int | None, needed_from: int) -> bool:
         copy = self._copies.get(patient_id)
         return (
@@ -144,7 +142,7 @@ class ReadingState:
             and copy.covers_from <= needed_from
         )
 
-    def _touch(self, patient_id: UUID) -> _Copy:
+    def _touch(self, patient_id: UUID) -> PatientCopy:
         """The patient's copy, moved to the most recently seen end."""
         copy = self._copies.pop(patient_id)
         self._copies[patient_id] = copy
