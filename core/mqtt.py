@@ -15,45 +15,6 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 """How long the broker keeps a persistent MQTT 5 session (and its queue) while we are away."""
 
 
-class _BufferedClient(paho.Client):
-    """paho-mqtt, reading the socket in large chunks and every whole packet it holds per wake-up.
-
-    Stock paho reads a packet with several small ``recv`` calls and one ``select`` per packet,
-    which is most of a busy subscriber's time. This overrides two of its internals
-    (``_sock_recv`` and ``loop_read``); ``tests/ingest`` exercises them, so a paho release that
-    changes them fails there, not in production.
-    """
-
-    _read_buffer: bytes = b""
-    _buffered_socket: object = None
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._buffered_socket is not self._sock:  # a new connection: nothing carries over
-            self._read_buffer, self._buffered_socket = b"", self._sock
-        if not self._read_buffer:
-            data = super()._sock_recv(_READ_CHUNK)
-            if not data:
-                return data
-            self._read_buffer = data
-        chunk = self._read_buffer[:bufsize]
-        self._read_buffer = self._read_buffer[bufsize:]
-        return chunk
-
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        """Handle packets until the socket would block; the buffer is then empty."""
-        while True:
-            if self._sock is None:
-                return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == paho.MQTTErrorCode.MQTT_ERR_AGAIN:
-                return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-
-_READ_CHUNK = 256 * 1024
-
-
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
     host: str
@@ -88,8 +49,12 @@ class BrokerAddress:
         return self.protocol == "5"
 
     def client(self, *, client_id: str, persistent: bool, manual_ack: bool = False) -> paho.Client:
-        """A paho client for this broker; connect it with `connect_options`."""
-        client = _BufferedClient(
+        """A paho client for this broker; connect it with `connect_options`.
+
+        The ingest's hot path has its own subscriber (`ingest.receiver`); paho serves the rest:
+        publishers, the simulator, tools.
+        """
+        client = paho.Client(
             callback_api_version=paho.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=None if self.mqtt5 else not persistent,

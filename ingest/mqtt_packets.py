@@ -16,7 +16,7 @@ PINGREQ = b"\xc0\x00"
 DISCONNECT = b"\xe0\x00"
 """Normal disconnection; the same two bytes in 3.1.1 and 5 (reason code 0 may be left out)."""
 
-_CONNACK, _PUBLISH, _SUBACK, _PINGRESP, _DISCONNECT = 2, 3, 9, 13, 14
+_PUBLISH = 3
 _SESSION_EXPIRY, _RECEIVE_MAXIMUM, _SERVER_KEEP_ALIVE = 0x11, 0x21, 0x13
 _MAX_REMAINING_LENGTH = 268_435_455
 _PUBACK = struct.Struct(">BBH")
@@ -156,39 +156,39 @@ class Parser:
         packets: list[Packet] = []
         end = len(buffer)
         position = 0
-        while True:
-            header = _header(buffer, position, end)
-            if header is None:
-                self._needed = 0
-                break
-            body_start, length = header
-            if end - body_start < length:
-                self._needed = body_start - position + length
-                break
-            packets.append(self._packet(buffer, buffer[position], body_start, body_start + length))
-            position = body_start + length
+        try:
+            while True:
+                header = _header(buffer, position, end)
+                if header is None:
+                    self._needed = 0
+                    break
+                start, length = header
+                if end - start < length:
+                    self._needed = start - position + length
+                    break
+                first = buffer[position]
+                position = start + length
+                if first >> 4 == _PUBLISH:
+                    packets.append(self._publish(buffer, first, start, position))
+                else:
+                    packets.append(self._packet(first, buffer[start:position]))
+        except (IndexError, UnicodeDecodeError) as error:
+            raise ProtocolError(f"malformed packet: {error}") from error
         rest = buffer[position:] if position else buffer
         self._pending = [rest] if rest else []
         self._pending_size = len(rest)
         return packets
 
-    def _packet(self, buffer: bytes, first: int, start: int, end: int) -> Packet:
-        kind = first >> 4
-        try:
-            if kind == _PUBLISH:
-                return self._publish(buffer, first, start, end)
-            body = buffer[start:end]
-            if kind == _PINGRESP and not body and first == 0xD0:
-                return PingResp()
-            if kind == _CONNACK and first == 0x20:
-                return self._connack(body)
-            if kind == _SUBACK and first == 0x90:
-                return self._suback(body)
-            if kind == _DISCONNECT and self._mqtt5 and first == 0xE0:
-                return Disconnect(body[0] if body else 0)
-        except (IndexError, UnicodeDecodeError) as error:
-            raise ProtocolError(f"malformed packet of type {kind}: {error}") from error
-        raise ProtocolError(f"unexpected packet: first byte {first:#04x}, {end - start} bytes")
+    def _packet(self, first: int, body: bytes) -> Packet:
+        if first == 0xD0 and not body:
+            return PingResp()
+        if first == 0x20:
+            return self._connack(body)
+        if first == 0x90:
+            return self._suback(body)
+        if first == 0xE0 and self._mqtt5:
+            return Disconnect(body[0] if body else 0)
+        raise ProtocolError(f"unexpected packet: first byte {first:#04x}, {len(body)} bytes")
 
     def _publish(self, buffer: bytes, first: int, start: int, end: int) -> Publish:
         qos = (first >> 1) & 0x03
@@ -240,15 +240,18 @@ class Parser:
 
 def _header(buffer: bytes, position: int, end: int) -> tuple[int, int] | None:
     """(start of the body, its length), or None while the fixed header is incomplete."""
-    length = 0
-    for index, shift in enumerate((0, 7, 14, 21), start=position + 1):
-        if index >= end:
-            return None
+    index = position + 1
+    length = shift = 0
+    while index < end:
         byte = buffer[index]
+        index += 1
         length |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return index + 1, length
-    raise ProtocolError("remaining length longer than four bytes")
+            return index, length
+        shift += 7
+        if shift > 21:
+            raise ProtocolError("remaining length longer than four bytes")
+    return None
 
 
 def _read_varint(buffer: bytes, position: int, end: int) -> tuple[int, int]:
