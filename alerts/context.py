@@ -41,9 +41,10 @@ class PatientHistory:
         self.series = series
         self.profile = profile
 
-    def at(self, moment: datetime) -> PatientContext:
+    def at(self, moment: datetime, *, measured: frozenset[str] | None = None) -> PatientContext:
         """The context as it was at `moment`: rules ask nothing measured after it."""
         since = moment - HISTORY
+        symptoms = self.profile.symptoms
         return PatientContext(
             patient_id=self.patient_id,
             at=moment,
@@ -51,7 +52,10 @@ class PatientHistory:
             limits=self.profile.limits,
             spo2_scale=self.profile.spo2_scale,
             conditions=self.profile.conditions,
-            symptoms=tuple(s for s in self.profile.symptoms if since <= s.answered_at <= moment),
+            symptoms=tuple(s for s in symptoms if since <= s.answered_at <= moment)
+            if symptoms
+            else (),
+            measured=measured,
         )
 
     def newer_than(self, code: str | None, moment: datetime) -> bool:

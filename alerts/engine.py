@@ -55,7 +55,7 @@ def findings_at(
 ) -> list[Finding]:
     """The findings for one patient as of `moment`, symptom-gated: of every rule, or only of
     those a reading of the `measured` codes can change."""
-    context = history.at(moment)
+    context = history.at(moment, measured=measured)
     evaluators = _EVERY_RULE if measured is None else _triggered_by(measured)
     return gate([finding for evaluate in evaluators for finding in evaluate(context)], context)
 

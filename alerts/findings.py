@@ -1,5 +1,9 @@
 """What rules see and what they say: the contract between the rule library and the engine.
 
+The types the engine makes for every reading (observations, contexts, findings) are plain
+slotted dataclasses, not frozen ones: a frozen one costs three times as much to create, and
+nothing changes them after creation (a rule that needs a changed finding makes a new one).
+
 Rules are pure functions of a `PatientContext` returning `Finding`s, so each can be tested
 table by table without a database; the engine (alerts/engine.py) loads contexts and turns
 findings into alerts (alerts/lifecycle.py).
@@ -39,7 +43,7 @@ class Category(StrEnum):
     """A device has gone silent, or a notification could not be delivered."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observation:
     """A reading as rules see it: in the catalog's canonical unit."""
 
@@ -70,7 +74,7 @@ class SymptomAnswer:
     total: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PatientContext:
     """Everything rules may use about one patient, as of `at` (nothing measured after it)."""
 
@@ -86,14 +90,16 @@ class PatientContext:
     symptoms: tuple[SymptomAnswer, ...] = ()
     """Questionnaire answers of the last 8 days up to `at`, oldest first."""
     conditions: tuple[str, ...] = ()
+    measured: frozenset[str] | None = None
+    """The measurements taken at `at` itself, when the engine knows them (None: any may be)."""
     at_micros: int = field(init=False)
     """`at` as `series.micros` gives it, worked out once: rules compare it many times."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "at_micros", micros(self.at))
+        self.at_micros = micros(self.at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
     """One rule's verdict on one patient. `instance` names what an alert is about (rule,
     measurement, direction: "threshold:59408-5:low"): one open alert per patient and instance,

@@ -34,6 +34,7 @@ from core.readings import claim_revisions
 KEEP: Final = 2 * HISTORY
 """How far behind a patient's newest reading the copy reaches: readings up to HISTORY late
 still find every reading their windows need, without a reload."""
+TRIM_EVERY: Final = 500
 MAX_PATIENTS: Final = 200_000
 """Patients held at most; the least recently seen go first (and are loaded again if needed)."""
 
@@ -52,14 +53,21 @@ class PatientCopy:
     """Microseconds: readings measured before this are not in the copy."""
     profile: Profile
     series: dict[str, Series] = field(default_factory=dict)
+    added: int = 0
+    """Readings added since the copy was last trimmed."""
 
     def add(self, code: str, time: int, value: float) -> None:
         series = self.series.get(code)
         if series is None:
             series = self.series[code] = Series()
         series.add(time, value)
+        self.added += 1
 
     def trim(self) -> None:
+        """Forget what no window can reach any more; looked at every few hundred readings."""
+        if self.added < TRIM_EVERY:
+            return
+        self.added = 0
         newest = max((s.times[-1] for s in self.series.values() if len(s)), default=None)
         if newest is None or newest - span(KEEP) <= self.covers_from + span(HISTORY):
             return

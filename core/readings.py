@@ -61,23 +61,33 @@ def claim_revisions(
     The rows stay locked until the transaction ends, so two writers of one patient take turns,
     in patient order (no deadlock).
     """
-    ordered = sorted(set(patient_ids))
+    ordered = sorted(set(patient_ids), key=lambda patient: patient.int)
     if not ordered:
         raise ValueError("no patients to claim")
     previous = dict(
         conn.execute(
-            "SELECT patient_id, revision FROM reading_revisions WHERE patient_id = ANY(%b)"
-            " ORDER BY patient_id FOR UPDATE",
-            (ordered,),
+            """
+            WITH previous AS (
+                SELECT patient_id, revision FROM reading_revisions
+                 WHERE patient_id = ANY(%(patients)b) ORDER BY patient_id FOR UPDATE
+            ), claimed AS (
+                UPDATE reading_revisions r SET revision = pg_current_xact_id()::text::bigint
+                  FROM previous p WHERE r.patient_id = p.patient_id
+            )
+            SELECT patient_id, revision FROM previous
+            """,
+            {"patients": ordered},
         ).fetchall()
     )
-    row = conn.execute(
-        "INSERT INTO reading_revisions (patient_id, revision)"
-        " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%b::uuid[]) AS p ORDER BY p"
-        " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision"
-        " RETURNING revision",
-        (ordered,),
-    ).fetchone()
+    new = [patient for patient in ordered if patient not in previous]
+    if new:
+        conn.execute(
+            "INSERT INTO reading_revisions (patient_id, revision)"
+            " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%b::uuid[]) AS p"
+            " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision",
+            (new,),
+        )
+    row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
     assert row is not None
     return row[0], previous
 

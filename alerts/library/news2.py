@@ -24,6 +24,8 @@ VITAL_SIGNS: Final = frozenset({RESPIRATION, SPO2, SYSTOLIC, PULSE, TEMPERATURE}
 
 
 def _round(value: float, places: int = 0) -> float:
+    if round(value, places) == value:  # already at the chart's precision (most readings)
+        return value
     quantum = Decimal(1).scaleb(-places)
     return float(Decimal(str(value)).quantize(quantum, rounding=ROUND_HALF_UP))
 

@@ -75,7 +75,10 @@ def classify(value: float, limits: Limits, margin: float) -> tuple[Severity, str
 
 def evaluate(context: PatientContext) -> list[Finding]:
     findings = []
+    judged = context.limits.keys() if context.measured is None else context.measured
     for code, limits in sorted(context.limits.items()):
+        if code not in judged:
+            continue
         reading = newest(context, code)
         if reading is None:
             continue
