@@ -23,7 +23,7 @@ from core import catalog
 from ingest.quarantine import QuarantineEntry, QuarantineReason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
     """Where a payload came from: what the transport, not the payload, tells us."""
 
@@ -36,7 +36,7 @@ class Envelope:
     """More readings than this in one message is a misbehaving sender: the message is refused."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
     """A reading that passed every check that needs no database."""
 

@@ -28,8 +28,11 @@ FORMATS: tuple[PayloadFormat, ...] = (
 )
 
 
+_BY_TOPIC_KIND: dict[str, PayloadFormat] = {f.topic_kind: f for f in FORMATS}
+
+
 def for_topic_kind(kind: str) -> PayloadFormat | None:
-    return next((f for f in FORMATS if f.topic_kind == kind), None)
+    return _BY_TOPIC_KIND.get(kind)
 
 
 def for_content_type(content_type: str) -> PayloadFormat | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -24,11 +25,13 @@ def device_topic(prefix: str, device_id: str, kind: str) -> str:
     return f"{prefix}/devices/{device_id}/{kind}"
 
 
+@lru_cache(maxsize=200_000)
 def parse(prefix: str, topic: str) -> DeviceTopic | None:
     """The device and kind a topic names, or None when it is not a valid device topic.
 
     The device identity comes from the topic (which the broker's ACL ties to the device's
-    credentials), never from the payload.
+    credentials), never from the payload. Every message is parsed, and a device sends on the
+    same few topics, so answers are remembered.
     """
     head = f"{prefix}/devices/"
     if not topic.startswith(head):
