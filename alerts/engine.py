@@ -15,7 +15,7 @@ database and is the reference the memory is tested against.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from uuid import UUID
@@ -31,14 +31,17 @@ from alerts.library.symptoms import gate
 from alerts.lifecycle import do_apply_batch
 from alerts.state import ReadingState
 from core.clock import Clock
-from core.readings import STORED_NOW
+from core.readings import Reading
 
 Evaluator = Callable[[PatientContext], list[Finding]]
 Findings = dict[UUID, list[tuple[Finding, bool]]]
 """Per patient, each finding with whether it is late."""
 
-MICROS = "(extract(epoch FROM measured_at) * 1000000)::int8"
-"""`series.micros` in SQL, exact (extract returns numeric)."""
+
+def _stored_order(reading: Reading) -> tuple[int, datetime, datetime | None, str]:
+    """By patient, then as `load_series` orders a patient's readings (the first stored counts)."""
+    return reading.patient_id.int, reading.measured_at, reading.received_at, reading.device_id
+
 
 _EVERY_RULE: tuple[Evaluator, ...] = tuple(r.evaluate for r in RULES if r.evaluate is not None)
 
@@ -94,17 +97,16 @@ def do_evaluate(
 
 def engine_hook(
     *, clock: Clock, public_url: str, state: ReadingState | None = None
-) -> Callable[[psycopg.Connection], None]:
+) -> Callable[[psycopg.Connection, Sequence[Reading]], None]:
     """The engine as an ingest hook, over the readings this transaction stored. `state` is the
     worker's memory of recent readings; each hook keeps its own unless one is given."""
     kept = ReadingState() if state is None else state
 
-    def evaluate(conn: psycopg.Connection) -> None:
-        stored = conn.execute(
-            f"SELECT patient_id::text, code, {MICROS} AS time, value FROM {STORED_NOW}"
-            " ORDER BY patient_id, measured_at, received_at, device_id"
-        ).fetchall()
-        advanced = kept.advance(conn, stored)
+    def evaluate(conn: psycopg.Connection, stored: Sequence[Reading]) -> None:
+        if not stored:
+            return
+        ordered = sorted(stored, key=_stored_order)
+        advanced = kept.advance(conn, ordered)
         found = evaluate_moments(advanced.histories, advanced.moments)
         do_apply_batch(conn, batch=found, now=clock.now(), public_url=public_url)
 

@@ -21,15 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
-from operator import itemgetter
+from operator import attrgetter
 from typing import Final
 from uuid import UUID
 
 import psycopg
 
 from alerts.context import HISTORY, PatientHistory, Profile, load_profiles, load_series
-from alerts.series import Series, moment_of, span
-from core.readings import claim_revisions
+from alerts.series import Series, micros, moment_of, span
+from core.readings import Reading, claim_revisions
 
 KEEP: Final = 2 * HISTORY
 """How far behind a patient's newest reading the copy reaches: readings up to HISTORY late
@@ -37,11 +37,6 @@ still find every reading their windows need, without a reload."""
 TRIM_EVERY: Final = 500
 MAX_PATIENTS: Final = 200_000
 """Patients held at most; the least recently seen go first (and are loaded again if needed)."""
-
-
-StoredRow = tuple[str, str, int, float]
-"""A stored reading as the engine reads it: patient id (text), code, measured time (µs since
-the epoch, `series.micros`), value."""
 
 
 @dataclass(slots=True)
@@ -95,13 +90,13 @@ class ReadingState:
     def __len__(self) -> int:
         return len(self._copies)
 
-    def advance(self, conn: psycopg.Connection, stored: Iterable[StoredRow]) -> Advanced:
+    def advance(self, conn: psycopg.Connection, stored: Iterable[Reading]) -> Advanced:
         """Take a batch's stored readings into the copies, inside the transaction that stored
         them; returns what rules need for them. `stored` is grouped by patient, and for one
         patient and moment the reading stored first comes first."""
         batch: dict[UUID, list[tuple[str, int, float]]] = {
-            UUID(patient): [(code, time, value) for _, code, time, value in rows]
-            for patient, rows in groupby(stored, key=itemgetter(0))
+            patient: [(r.code, micros(r.measured_at), r.value) for r in readings]
+            for patient, readings in groupby(stored, key=attrgetter("patient_id"))
         }
         if not batch:
             return Advanced(histories={}, moments={}, loaded=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -12,44 +12,19 @@ from psycopg.rows import class_row
 from core.catalog import MEASUREMENTS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
+    """A stored reading. Plain, not frozen: ingest makes one per stored reading, and a frozen
+    dataclass costs three times as much to create."""
+
     patient_id: UUID
     device_id: str
     code: str
     measured_at: datetime
     value: float
     unit: str
-
-
-STORED_NOW = "readings_stored_now"
-"""A temporary table with the readings the current transaction stored, none twice.
-
-Rules read it in SQL, in the transaction that stored the readings, so a batch's readings never
-make a round trip through Python between being stored and being evaluated.
-"""
-
-CREATE_STORED_NOW = f"""
-CREATE TEMP TABLE IF NOT EXISTS {STORED_NOW} (
-    patient_id uuid, device_id text, code text, measured_at timestamptz,
-    value double precision, unit text, received_at timestamptz
-) ON COMMIT DELETE ROWS
-"""
-"""Temporary tables belong to the session: created on first use in each connection."""
-
-
-def ensure_stored_now(conn: psycopg.Connection) -> None:
-    conn.execute(CREATE_STORED_NOW)
-
-
-def stage_stored_now(conn: psycopg.Connection, readings: list[Reading]) -> None:
-    """Put readings in the table as if this transaction had stored them (rules, tools, tests)."""
-    ensure_stored_now(conn)
-    with conn.cursor().copy(
-        f"COPY {STORED_NOW} (patient_id, device_id, code, measured_at, value, unit) FROM STDIN"
-    ) as copy:
-        for r in readings:
-            copy.write_row((r.patient_id, r.device_id, r.code, r.measured_at, r.value, r.unit))
+    received_at: datetime | None = field(default=None, compare=False)
+    """When ingest received it; set on readings ingest has just stored (rules order by it)."""
 
 
 def claim_revisions(
@@ -90,13 +65,6 @@ def claim_revisions(
     row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
     assert row is not None
     return row[0], previous
-
-
-def stored_now(conn: psycopg.Connection) -> list[Reading]:
-    with conn.cursor(row_factory=class_row(Reading)) as cur:
-        return cur.execute(
-            f"SELECT patient_id, device_id, code, measured_at, value, unit FROM {STORED_NOW}"
-        ).fetchall()
 
 
 def readings_for_patient(

@@ -133,7 +133,6 @@ def ingest_router(
                 candidates=decoded.candidates,
                 quarantined=decoded.quarantined,
                 after_store=hooks,
-                with_stored=True,
             )
 
     def process(body: bytes, payload_format: PayloadFormat, envelope: Envelope) -> _Processed:

@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import args_row, class_row
 
-from core.readings import CREATE_STORED_NOW, STORED_NOW, Reading, stored_now
+from core.readings import Reading
 from ingest import metrics
 from ingest.decoding import Candidate
 from ingest.quarantine import QuarantineEntry
 
-AfterStore = Callable[[psycopg.Connection], None]
-"""Runs inside the batch's transaction; the readings it stored (none twice) are in the
-temporary table `core.readings.STORED_NOW`."""
+AfterStore = Callable[[psycopg.Connection, Sequence[Reading]], None]
+"""Runs inside the batch's transaction with the readings it stored (none twice)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ class Refused:
 class BatchOutcome:
     stored_count: int = 0
     stored: list[Reading] = field(default_factory=list)
-    """The stored readings themselves, only when asked for (`with_stored`)."""
+    """The stored readings themselves."""
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     refused: list[Refused] = field(default_factory=list)
@@ -57,9 +56,8 @@ CREATE TEMP TABLE IF NOT EXISTS reading_staging (
 """
 _STAGING_TYPES = ("text", "text", "timestamptz", "float8", "text", "uuid", "timestamptz")
 
-_INSERT_READINGS = f"""
-WITH stored AS (
-    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+_INSERT_READINGS = """
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
                           received_at)
     SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.msg_id,
            s.received_at
@@ -68,13 +66,9 @@ WITH stored AS (
       ON a.device_id = s.device_id
      AND a.valid_from <= s.measured_at
      AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
-    ON CONFLICT DO NOTHING
-    RETURNING patient_id, device_id, code, measured_at, value, unit, received_at
-)
-INSERT INTO {STORED_NOW} SELECT * FROM stored
+ON CONFLICT DO NOTHING
+RETURNING patient_id, device_id, code, measured_at, value, unit, received_at
 """
-
-_COUNT_STORED = f"SELECT code, count(*) FROM {STORED_NOW} GROUP BY code"
 
 _QUARANTINE_UNATTRIBUTED = """
 INSERT INTO quarantine (received_at, channel, topic, device_id, msg_id, reason, detail, payload)
@@ -123,7 +117,6 @@ def store_batch(
     candidates: Sequence[Candidate],
     quarantined: Sequence[QuarantineEntry],
     after_store: Sequence[AfterStore] = (),
-    with_stored: bool = False,
 ) -> BatchOutcome:
     """Store one batch in one transaction and report what became of it."""
     outcome = BatchOutcome()
@@ -151,7 +144,9 @@ def store_batch(
                             c.received_at,
                         )
                     )
-            outcome.stored_count = conn.execute(_INSERT_READINGS).rowcount
+            with conn.cursor(row_factory=args_row(Reading)) as cur:
+                outcome.stored = cur.execute(_INSERT_READINGS).fetchall()
+            outcome.stored_count = len(outcome.stored)
             with conn.cursor(row_factory=class_row(Refused)) as cur:
                 outcome.refused = cur.execute(
                     _QUARANTINE_UNATTRIBUTED, {"channel": channel}
@@ -159,21 +154,18 @@ def store_batch(
             outcome.quarantined.update(r.reason for r in outcome.refused)
             conn.execute(_TOUCH_LAST_SEEN)
             outcome.duplicates = len(candidates) - outcome.stored_count - len(outcome.refused)
-        stored_per_code = conn.execute(_COUNT_STORED).fetchall() if outcome.stored_count else []
-        if with_stored:
-            outcome.stored = stored_now(conn)
         if after_store:
             started = time.thread_time()
             for hook in after_store:
-                hook(conn)
+                hook(conn, outcome.stored)
             metrics.add_stage_cpu("rules", time.thread_time() - started)
-    _count(outcome, stored_per_code)
+    _count(outcome)
     return outcome
 
 
 def _prepare(conn: psycopg.Connection) -> None:
-    """The session's temporary tables, in one round trip (created on first use)."""
-    conn.execute(_STAGING + ";" + CREATE_STORED_NOW)
+    """The session's staging table (created on first use)."""
+    conn.execute(_STAGING)
 
 
 def _copy_quarantine(conn: psycopg.Connection, entries: Sequence[QuarantineEntry]) -> None:
@@ -196,8 +188,8 @@ def _copy_quarantine(conn: psycopg.Connection, entries: Sequence[QuarantineEntry
             )
 
 
-def _count(outcome: BatchOutcome, stored_per_code: list[tuple[str, int]]) -> None:
-    for code, count in stored_per_code:
+def _count(outcome: BatchOutcome) -> None:
+    for code, count in Counter(r.code for r in outcome.stored).items():
         metrics.READINGS_STORED.labels(code=code).inc(count)
     metrics.READINGS_DUPLICATE.inc(outcome.duplicates)
     for reason, count in outcome.quarantined.items():

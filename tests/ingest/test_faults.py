@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from core.migrate import migrate
 from core.mqtt import BrokerAddress
+from core.readings import Reading
 from ingest import metrics
 from tests.ingest.conftest import TEST_LIMITS, make_ingest
 from tests.ingest.test_service import ingest_with, reading_message
@@ -263,7 +264,7 @@ def test_a_burst_redelivered_after_a_reconnect_is_stored_once_and_never_rate_lim
     seed_patient_with_device(conn, device_id="burst")
     held, release = threading.Event(), threading.Event()
 
-    def hold_first_commit(_: psycopg.Connection) -> None:
+    def hold_first_commit(_: psycopg.Connection, __: Sequence[Reading]) -> None:
         if not held.is_set():
             held.set()
             release.wait(30)

@@ -21,7 +21,7 @@ from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
 from core.clock import ManualClock
 from core.problems import install_problem_handlers
-from core.readings import Reading, stored_now
+from core.readings import Reading
 from devices.service import do_assign_device, do_register_device
 from devices.tokens import do_issue_token, do_revoke_token, token_prefix
 from ingest import formats
@@ -71,8 +71,8 @@ def hooked() -> list[Reading]:
 
 @pytest.fixture
 def client(pool: ConnectionPool, clock: ManualClock, hooked: list[Reading]) -> Iterator[TestClient]:
-    def record(conn: psycopg.Connection) -> None:
-        hooked.extend(stored_now(conn))
+    def record(conn: psycopg.Connection, stored: Sequence[Reading]) -> None:
+        hooked.extend(stored)
 
     with TestClient(build_app(pool, after_store=[record], clock=clock)) as test_client:
         yield test_client
@@ -459,8 +459,8 @@ def test_a_reading_from_before_the_device_was_assigned_is_quarantined_as_not_ass
 def test_readings_the_database_refuses_are_kept_in_quarantine_not_lost(
     pool: ConnectionPool, clock: ManualClock, token: str, conn: psycopg.Connection
 ) -> None:
-    def failing_rule(hook_conn: psycopg.Connection) -> None:
-        if stored_now(hook_conn):
+    def failing_rule(hook_conn: psycopg.Connection, stored: Sequence[Reading]) -> None:
+        if stored:
             raise psycopg.errors.RaiseException("rule failed")
 
     with TestClient(build_app(pool, after_store=[failing_rule], clock=clock)) as client:

@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from care.service import do_set_threshold
 from core.clock import SystemClock
 from core.mqtt import BrokerAddress
+from core.readings import Reading
 from devices.status import status_of
 from ingest import metrics
 from ingest.service import IngestConfig, MqttIngest
@@ -354,7 +355,7 @@ def test_a_writer_stuck_longer_than_the_keepalive_does_not_lose_the_broker(
     seed_patient_with_device(conn)
     stuck = threading.Event()
 
-    def slow_first_commit(_: psycopg.Connection) -> None:
+    def slow_first_commit(_: psycopg.Connection, __: Sequence[Reading]) -> None:
         if not stuck.is_set():
             stuck.set()
             time.sleep(4)  # the broker drops a client silent for 1.5 keepalives (1.5 s)

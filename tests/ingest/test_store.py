@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from core.readings import Reading, stored_now
+from core.readings import Reading
 from devices.service import do_assign_device, do_register_device
 from devices.status import status_of
 from ingest.decoding import Candidate
@@ -45,7 +46,6 @@ def test_readings_are_attributed_to_the_patient_the_device_was_assigned_to_at_th
         channel="mqtt",
         candidates=[candidate(minutes_ago=120), candidate(minutes_ago=10)],
         quarantined=[],
-        with_stored=True,
     )
     assert sorted((r.patient_id, r.measured_at) for r in outcome.stored) == sorted(
         [(first, NOW - timedelta(minutes=120)), (second, NOW - timedelta(minutes=10))]
@@ -85,8 +85,8 @@ def test_a_failing_after_store_hook_rolls_back_the_whole_batch(conn: psycopg.Con
     seed_patient_with_device(conn)
     seen: list[Reading] = []
 
-    def failing_rule(hook_conn: psycopg.Connection) -> None:
-        seen.extend(stored_now(hook_conn))
+    def failing_rule(hook_conn: psycopg.Connection, stored: Sequence[Reading]) -> None:
+        seen.extend(stored)
         raise psycopg.errors.RaiseException("rule failed")
 
     with pytest.raises(psycopg.errors.RaiseException):
