@@ -68,13 +68,15 @@ def evaluate_moments(
     moments: Mapping[UUID, Mapping[datetime, frozenset[str] | None]],
 ) -> Findings:
     """Each patient at each moment, oldest first (a sliding baseline moves forward)."""
-    found: Findings = defaultdict(list)
+    found: Findings = {}
     for patient_id, history in histories.items():
         at = moments[patient_id]
+        mine: list[tuple[Finding, bool]] = []
         for moment in sorted(at):
             for finding in findings_at(history, moment, measured=at[moment]):
-                late = history.newer_than(finding.code, finding.measured_at)
-                found[patient_id].append((finding, late))
+                mine.append((finding, history.newer_than(finding.code, finding.measured_at)))
+        if mine:
+            found[patient_id] = mine
     return found
 
 

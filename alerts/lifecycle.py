@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Literal
 from uuid import UUID
 
@@ -87,7 +88,7 @@ def do_apply_batch(
     once however many findings a batch holds for it: the ingest calls this once per batch of
     readings, so its cost does not grow with the number of readings and rules.
     """
-    patients = sorted(batch, key=str)
+    patients = sorted(batch, key=attrgetter("int"))
     if not patients:
         return Applied()
     conn.execute(
@@ -125,6 +126,8 @@ def do_apply_batch(
     the new alert."""
     for patient in patients:
         for finding, late in sorted(batch[patient], key=lambda pair: pair[0].measured_at):
+            if finding.severity is Severity.GREEN and not disarmed:
+                continue  # clearly normal, and nothing waits to be re-armed
             key = (patient, finding.instance)
             is_late = late or now - finding.measured_at > LATE_AFTER
             if finding.severity is Severity.GREEN:

@@ -18,7 +18,7 @@ reaches all make the engine load that patient again, as a first visit does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
@@ -27,7 +27,7 @@ from uuid import UUID
 
 import psycopg
 
-from alerts.context import HISTORY, PatientHistory, Profile, load_profiles, load_series
+from alerts.context import HISTORY, PatientHistory, load_profiles, load_series
 from alerts.series import Series, micros, moment_of, span
 from core.readings import Reading, claim_revisions
 
@@ -41,20 +41,22 @@ MAX_PATIENTS: Final = 200_000
 
 @dataclass(slots=True)
 class PatientCopy:
-    """One patient's readings and profile as of `revision`, from `covers_from` on."""
+    """One patient's readings and profile (`history`) as of `revision`, from `covers_from` on."""
 
     revision: int
     covers_from: int
     """Microseconds: readings measured before this are not in the copy."""
-    profile: Profile
-    series: dict[str, Series] = field(default_factory=dict)
+    history: PatientHistory
+    seen: int = 0
+    """The batch that last touched it: the least recently seen copies are dropped first."""
     added: int = 0
     """Readings added since the copy was last trimmed."""
 
     def add(self, code: str, time: int, value: float) -> None:
-        series = self.series.get(code)
+        by_code = self.history.series
+        series = by_code.get(code)
         if series is None:
-            series = self.series[code] = Series()
+            series = by_code[code] = Series()
         series.add(time, value)
         self.added += 1
 
@@ -63,12 +65,13 @@ class PatientCopy:
         if self.added < TRIM_EVERY:
             return
         self.added = 0
-        newest = max((s.times[-1] for s in self.series.values() if len(s)), default=None)
+        series = self.history.series.values()
+        newest = max((s.times[-1] for s in series if len(s)), default=None)
         if newest is None or newest - span(KEEP) <= self.covers_from + span(HISTORY):
             return
         self.covers_from = newest - span(KEEP)
-        for series in self.series.values():
-            series.forget_before(self.covers_from)
+        for one in series:
+            one.forget_before(self.covers_from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,84 +83,105 @@ class Advanced:
     """Patients whose readings had to be read from the database (not in memory, or stale)."""
 
 
+Rows = list[tuple[str, int, float]]
+"""One patient's new readings: code, measured time (µs), value."""
+
+
 class ReadingState:
     """One worker's copies. Not thread-safe: each ingest path owns its own."""
 
     def __init__(self, *, max_patients: int = MAX_PATIENTS) -> None:
         self._copies: dict[UUID, PatientCopy] = {}
         self._max_patients = max_patients
+        self._batches = 0
 
     def __len__(self) -> int:
         return len(self._copies)
 
     def advance(self, conn: psycopg.Connection, stored: Iterable[Reading]) -> Advanced:
         """Take a batch's stored readings into the copies, inside the transaction that stored
-        them; returns what rules need for them. `stored` is grouped by patient, and for one
-        patient and moment the reading stored first comes first."""
-        batch: dict[UUID, list[tuple[str, int, float]]] = {
-            patient: [(r.code, micros(r.measured_at), r.value) for r in readings]
+        them; returns what rules need for them. `stored` is grouped by patient in patient
+        order, and for one patient and moment the reading stored first comes first."""
+        batch: list[tuple[UUID, Rows]] = [
+            (patient, [(r.code, micros(r.measured_at), r.value) for r in readings])
             for patient, readings in groupby(stored, key=attrgetter("patient_id"))
-        }
+        ]
         if not batch:
             return Advanced(histories={}, moments={}, loaded=0)
-        revision, previous = claim_revisions(conn, list(batch))
-        needed = {p: min(r[1] for r in rows) - span(HISTORY) for p, rows in batch.items()}
-        fresh = {p for p in batch if not self._current(p, previous.get(p), needed[p])}
-        for patient_id, rows in batch.items():
-            if patient_id in fresh:
-                self._copies.pop(patient_id, None)
+        self._batches += 1
+        revision, previous = claim_revisions(conn, [patient for patient, _ in batch])
+        copies, history = self._copies, span(HISTORY)
+        histories: dict[UUID, PatientHistory] = {}
+        moments: dict[UUID, dict[datetime, frozenset[str]]] = {}
+        fresh: dict[UUID, tuple[int, Rows]] = {}
+        for patient, rows in batch:
+            needed = min(time for _code, time, _value in rows) - history
+            copy = copies.get(patient)
+            if copy is None or copy.revision != previous.get(patient) or copy.covers_from > needed:
+                fresh[patient] = (needed, rows)
                 continue
-            copy = self._copies[patient_id]
             # Claimed before it changes: should this transaction roll back, the table keeps
             # the revision before it, and the copy no longer matches.
             copy.revision = revision
             for code, time, value in rows:
                 copy.add(code, time, value)
-        since = {p: moment_of(needed[p]) for p in fresh}
-        loaded = load_series(conn, since=since)
-        profiles = (
-            load_profiles(conn, patients=list(fresh), since=min(since.values())) if fresh else {}
-        )
-        for patient_id, profile in profiles.items():
-            self._copies[patient_id] = PatientCopy(
-                revision, needed[patient_id], profile, loaded[patient_id]
+            copy.seen = self._batches
+            copy.trim()
+            histories[patient] = copy.history
+            moments[patient] = _moments(rows)
+        if fresh:
+            self._load(conn, fresh, revision=revision, histories=histories, moments=moments)
+        return Advanced(histories=histories, moments=moments, loaded=len(fresh))
+
+    def _load(
+        self,
+        conn: psycopg.Connection,
+        fresh: Mapping[UUID, tuple[int, Rows]],
+        *,
+        revision: int,
+        histories: dict[UUID, PatientHistory],
+        moments: dict[UUID, dict[datetime, frozenset[str]]],
+    ) -> None:
+        """Copies made anew from the database (this batch's readings included)."""
+        since = {patient: moment_of(needed) for patient, (needed, _rows) in fresh.items()}
+        series = load_series(conn, since=since)
+        profiles = load_profiles(conn, patients=list(fresh), since=min(since.values()))
+        for patient, (needed, rows) in fresh.items():
+            profile = profiles.get(patient)
+            if profile is None:  # the patient is gone (erased meanwhile)
+                self._copies.pop(patient, None)
+                continue
+            copy = PatientCopy(
+                revision,
+                needed,
+                PatientHistory(patient_id=patient, series=series[patient], profile=profile),
+                seen=self._batches,
             )
-        for patient_id in batch:
-            if patient_id in self._copies:  # not if the patient is gone
-                self._touch(patient_id).trim()
-        self._evict()
-        return Advanced(
-            histories={
-                p: PatientHistory(patient_id=p, series=copy.series, profile=copy.profile)
-                for p in batch
-                if (copy := self._copies.get(p)) is not None
-            },
-            moments={p: _moments(rows) for p, rows in batch.items()},
-            loaded=len(fresh),
-        )
-
-    def _current(self, patient_id: UUID, revision: int | None, needed_from: int) -> bool:
-        copy = self._copies.get(patient_id)
-        return (
-            copy is not None
-            and revision is not None
-            and copy.revision == revision
-            and copy.covers_from <= needed_from
-        )
-
-    def _touch(self, patient_id: UUID) -> PatientCopy:
-        """The patient's copy, moved to the most recently seen end."""
-        copy = self._copies.pop(patient_id)
-        self._copies[patient_id] = copy
-        return copy
+            self._copies[patient] = copy
+            histories[patient] = copy.history
+            moments[patient] = _moments(rows)
+        if len(self._copies) > self._max_patients:
+            self._evict()
 
     def _evict(self) -> None:
-        while len(self._copies) > self._max_patients:
-            del self._copies[next(iter(self._copies))]
+        """Drop the least recently seen quarter of the copies."""
+        by_age = sorted(self._copies.items(), key=lambda item: item[1].seen)
+        for patient, _copy in by_age[: len(by_age) // 4 + 1]:
+            del self._copies[patient]
 
 
-def _moments(rows: Iterable[tuple[str, int, float]]) -> dict[datetime, frozenset[str]]:
-    codes: dict[int, set[str]] = {}
+_ONE_CODE: dict[str, frozenset[str]] = {}
+
+
+def _moments(rows: Rows) -> dict[datetime, frozenset[str]]:
+    """Each measured moment of a patient's new readings, with the measurements taken then."""
+    if len(rows) == 1:  # the usual case: one reading
+        code, time, _value = rows[0]
+        codes = _ONE_CODE.get(code)
+        if codes is None:
+            codes = _ONE_CODE[code] = frozenset((code,))
+        return {moment_of(time): codes}
+    by_time: dict[int, set[str]] = {}
     for code, time, _value in rows:
-        codes.setdefault(time, set()).add(code)
-    return {moment_of(time): frozenset(found) for time, found in codes.items()}
+        by_time.setdefault(time, set()).add(code)
+    return {moment_of(time): frozenset(found) for time, found in by_time.items()}

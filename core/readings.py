@@ -27,44 +27,43 @@ class Reading:
     """When ingest received it; set on readings ingest has just stored (rules order by it)."""
 
 
+def _as_int(patient_id: UUID) -> int:
+    return patient_id.int
+
+
 def claim_revisions(
     conn: psycopg.Connection, patient_ids: list[UUID]
 ) -> tuple[int, dict[UUID, int]]:
-    """Record that this transaction changes these patients' readings; returns its own revision
+    """Record that this transaction changes these patients' readings (each named once);
+    returns its own revision
     and the revisions it replaced (none for a patient never written before).
 
-    The rows stay locked until the transaction ends, so two writers of one patient take turns,
-    in patient order (no deadlock).
+    The rows stay locked until the transaction ends, so two writers of one patient take turns.
+    Both lock in the order their plans visit the rows; should two workers ever wait on each
+    other, PostgreSQL aborts one batch, which the ingest retries.
     """
-    ordered = sorted(set(patient_ids), key=lambda patient: patient.int)
+    ordered = sorted(patient_ids, key=_as_int)
     if not ordered:
         raise ValueError("no patients to claim")
-    previous = dict(
-        conn.execute(
-            """
-            WITH previous AS (
-                SELECT patient_id, revision FROM reading_revisions
-                 WHERE patient_id = ANY(%(patients)b) ORDER BY patient_id FOR UPDATE
-            ), claimed AS (
-                UPDATE reading_revisions r SET revision = pg_current_xact_id()::text::bigint
-                  FROM previous p WHERE r.patient_id = p.patient_id
-            )
-            SELECT patient_id, revision FROM previous
-            """,
-            {"patients": ordered},
-        ).fetchall()
-    )
+    updated = conn.execute(
+        "UPDATE reading_revisions SET previous = revision,"
+        " revision = pg_current_xact_id()::text::bigint"
+        " WHERE patient_id = ANY(%b) RETURNING patient_id, previous, revision",
+        (ordered,),
+    ).fetchall()
+    previous = {patient: replaced for patient, replaced, _ in updated}
     new = [patient for patient in ordered if patient not in previous]
     if new:
-        conn.execute(
+        inserted = conn.execute(
             "INSERT INTO reading_revisions (patient_id, revision)"
             " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%b::uuid[]) AS p"
-            " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision",
+            " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision"
+            " RETURNING revision",
             (new,),
-        )
-    row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
-    assert row is not None
-    return row[0], previous
+        ).fetchone()
+        assert inserted is not None
+        return inserted[0], previous
+    return updated[0][2], previous
 
 
 def readings_for_patient(

@@ -147,10 +147,11 @@ def store_batch(
             with conn.cursor(row_factory=args_row(Reading)) as cur:
                 outcome.stored = cur.execute(_INSERT_READINGS).fetchall()
             outcome.stored_count = len(outcome.stored)
-            with conn.cursor(row_factory=class_row(Refused)) as cur:
-                outcome.refused = cur.execute(
-                    _QUARANTINE_UNATTRIBUTED, {"channel": channel}
-                ).fetchall()
+            if outcome.stored_count < len(candidates):  # else every reading found a patient
+                with conn.cursor(row_factory=class_row(Refused)) as cur:
+                    outcome.refused = cur.execute(
+                        _QUARANTINE_UNATTRIBUTED, {"channel": channel}
+                    ).fetchall()
             outcome.quarantined.update(r.reason for r in outcome.refused)
             conn.execute(_TOUCH_LAST_SEEN)
             outcome.duplicates = len(candidates) - outcome.stored_count - len(outcome.refused)

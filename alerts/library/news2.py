@@ -13,7 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 from alerts.findings import Category, Finding, PatientContext, Severity
-from alerts.library.threshold import newest
+from alerts.library.threshold import latest
+from alerts.series import moment_of
 
 RULE: Final = "news2_partial"
 WINDOW: Final = timedelta(hours=12)
@@ -104,15 +105,17 @@ def evaluate(context: PatientContext) -> list[Finding]:
         TEMPERATURE: temperature_score,
     }
     used: dict[str, dict[str, float]] = {}
-    newest_at = None
+    newest_time = None
     for code, score in scorers.items():
-        reading = newest(context, code, within=WINDOW)
-        if reading is None:
+        found = latest(context, code, within=WINDOW)
+        if found is None:
             continue
-        used[code] = {"value": reading.value, "score": score(reading.value)}
-        newest_at = max(newest_at or reading.measured_at, reading.measured_at)
-    if len(used) < MIN_PARAMETERS or newest_at is None:
+        time, value = found
+        used[code] = {"value": value, "score": score(value)}
+        newest_time = time if newest_time is None else max(newest_time, time)
+    if len(used) < MIN_PARAMETERS or newest_time is None:
         return []
+    newest_at = moment_of(newest_time)
     oxygen = 2 if context.on_oxygen else 0
     total = sum(int(p["score"]) for p in used.values()) + oxygen
     risk = band(total, any_three=any(p["score"] == 3 for p in used.values()))

@@ -34,14 +34,20 @@ def newest(
     """The newest reading of `code` measured in [at - within, at]. With no `within`, only a
     reading taken at `context.at` itself: the engine evaluates each reading at its own time,
     so an older reading has had its verdict already and is never judged again."""
+    found = latest(context, code, within=within)
+    return None if found is None else Observation(code, found[1], moment_of(found[0]))
+
+
+def latest(
+    context: PatientContext, code: str, *, within: timedelta = timedelta(0)
+) -> tuple[int, float] | None:
+    """`newest` as (time in µs, value), for rules that look at many measurements at once."""
     series = context.history.get(code)
     if series is None:
         return None
     at = context.at_micros
     index = series.newest(at - span(within), at)
-    if index is None:
-        return None
-    return Observation(code, series.values[index], moment_of(series.times[index]))
+    return None if index is None else (series.times[index], series.values[index])
 
 
 def values_between(

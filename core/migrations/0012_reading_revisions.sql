@@ -4,9 +4,12 @@
 -- recent readings and profile in memory (alerts/state.py) trusts its copy only while this
 -- still names the transaction that last updated the copy: any other writer, or a rolled-back
 -- one, makes it load the patient again.
+-- `previous` is what an ingest batch's UPDATE replaced: SET expressions see the row version
+-- it actually updates, so RETURNING previous is right even after waiting for another writer.
 CREATE TABLE reading_revisions (
     patient_id uuid PRIMARY KEY REFERENCES patients ON DELETE CASCADE,
-    revision bigint NOT NULL
+    revision bigint NOT NULL,
+    previous bigint
 );
 
 -- Only an existing row is moved on: a patient without one has no copy anywhere (a copy is

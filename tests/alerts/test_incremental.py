@@ -107,11 +107,14 @@ def test_kept_state_and_full_recomputation_agree(cut: list[list[Stored]]) -> Non
         stored += batch
         needed = min(time for _code, time, _value in batch) - span(HISTORY)
         if copy is None or copy.covers_from > needed:  # as ReadingState reloads
-            copy = PatientCopy(0, needed, PROFILE, recomputed(stored, needed))
+            history = PatientHistory(
+                patient_id=PATIENT, series=recomputed(stored, needed), profile=PROFILE
+            )
+            copy = PatientCopy(0, needed, history)
         else:
             for code, time, value in batch:
                 copy.add(code, time, value)
-        kept = evaluate(copy.series, batch)
+        kept = evaluate(copy.history.series, batch)
         copy.added = TRIM_EVERY  # look at trimming after every batch, not every 500 readings
         copy.trim()
         assert kept == evaluate(recomputed(stored, needed), batch)
