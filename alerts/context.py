@@ -17,7 +17,10 @@ import psycopg
 
 from alerts.findings import Limits, PatientContext, SymptomAnswer
 from alerts.series import Series, micros
+from core.catalog import MEASUREMENTS
 
+CODES: Final = [m.code for m in MEASUREMENTS]
+"""Readings are read per measurement, so each is one range of the (patient, code, time) index."""
 HISTORY: Final = timedelta(days=8)
 """How far back rules look: the longest window (a 7-day baseline) plus the day before it."""
 
@@ -69,9 +72,10 @@ class PatientHistory:
 
 
 def load_series(
-    conn: psycopg.Connection, *, since: Mapping[UUID, datetime]
+    conn: psycopg.Connection, *, since: Mapping[UUID, datetime | tuple[datetime, datetime]]
 ) -> dict[UUID, dict[str, Series]]:
-    """Each patient's readings measured from their `since` on, one series per measurement.
+    """Each patient's readings measured from their `since` on (or within a (first, last) span),
+    one series per measurement.
 
     Of two readings measured at the same moment the one stored first counts (`Series` keeps
     the first it is given); alerts/state.py adds a batch's readings in the same order."""
@@ -79,12 +83,16 @@ def load_series(
     if not since:
         return found
     patients = list(since)
+    spans = [value if isinstance(value, tuple) else (value, None) for value in since.values()]
     rows = conn.execute(
         "SELECT r.patient_id, r.code, r.measured_at, r.value"
-        " FROM unnest(%b::uuid[], %b::timestamptz[]) AS w(patient_id, since)"
-        " JOIN readings r ON r.patient_id = w.patient_id AND r.measured_at >= w.since"
+        " FROM unnest(%b::uuid[], %b::timestamptz[], %b::timestamptz[])"
+        " AS w(patient_id, first, last)"
+        " CROSS JOIN unnest(%b::text[]) AS c(code)"
+        " JOIN readings r ON r.patient_id = w.patient_id AND r.code = c.code"
+        " AND r.measured_at >= w.first AND (w.last IS NULL OR r.measured_at <= w.last)"
         " ORDER BY r.measured_at, r.received_at, r.device_id",
-        (patients, [since[p] for p in patients]),
+        (patients, [a for a, _ in spans], [b for _, b in spans], CODES),
     )
     for patient_id, code, measured_at, value in rows:
         by_code = found[patient_id]

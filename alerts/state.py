@@ -29,7 +29,7 @@ import psycopg
 
 from alerts.context import HISTORY, PatientHistory, load_profiles, load_series
 from alerts.series import Series, micros, moment_of, span
-from core.readings import Reading, claim_revisions
+from core.readings import Claim, Reading, claim_revisions
 
 KEEP: Final = 2 * HISTORY
 """How far behind a patient's newest reading the copy reaches: readings up to HISTORY late
@@ -81,6 +81,8 @@ class Advanced:
     """Per patient, each new reading's measured moment and the measurements taken then."""
     loaded: int
     """Patients whose readings had to be read from the database (not in memory, or stale)."""
+    caught_up: int = 0
+    """Patients whose copy read only what other workers had stored since."""
 
 
 Rows = list[tuple[str, int, float]]
@@ -109,20 +111,40 @@ class ReadingState:
         if not batch:
             return Advanced(histories={}, moments={}, loaded=0)
         self._batches += 1
-        revision, previous = claim_revisions(conn, [patient for patient, _ in batch])
+        spans = {
+            patient: (moment_of(min(r[1] for r in rows)), moment_of(max(r[1] for r in rows)))
+            for patient, rows in batch
+        }
+        revision, earlier = claim_revisions(conn, spans)
         copies, history = self._copies, span(HISTORY)
-        histories: dict[UUID, PatientHistory] = {}
-        moments: dict[UUID, dict[datetime, frozenset[str]]] = {}
+        current: list[tuple[UUID, PatientCopy, Rows]] = []
+        behind: dict[UUID, tuple[datetime, datetime]] = {}
         fresh: dict[UUID, tuple[int, Rows]] = {}
         for patient, rows in batch:
-            needed = min(time for _code, time, _value in rows) - history
+            needed = micros(spans[patient][0]) - history
             copy = copies.get(patient)
-            if copy is None or copy.revision != previous.get(patient) or copy.covers_from > needed:
+            missed = None if copy is None else _missed(earlier.get(patient), copy.revision)
+            if copy is None or missed is None or copy.covers_from > needed:
                 fresh[patient] = (needed, rows)
                 continue
-            # Claimed before it changes: should this transaction roll back, the table keeps
-            # the revision before it, and the copy no longer matches.
+            # Claimed before it changes: should this transaction roll back, the chain never
+            # holds it, and the copy no longer matches.
             copy.revision = revision
+            current.append((patient, copy, rows))
+            if missed:
+                behind[patient] = (
+                    max(moment_of(copy.covers_from), min(first for _, first, _ in missed)),
+                    max(last for _, _, last in missed),
+                )
+        if behind:  # other workers stored readings since: read just those
+            for patient, by_code in load_series(conn, since=behind).items():
+                copy = copies[patient]
+                for code, series in by_code.items():
+                    for time, value in zip(series.times, series.values, strict=True):
+                        copy.add(code, time, value)
+        histories: dict[UUID, PatientHistory] = {}
+        moments: dict[UUID, dict[datetime, frozenset[str]]] = {}
+        for patient, copy, rows in current:
             for code, time, value in rows:
                 copy.add(code, time, value)
             copy.seen = self._batches
@@ -131,7 +153,9 @@ class ReadingState:
             moments[patient] = _moments(rows)
         if fresh:
             self._load(conn, fresh, revision=revision, histories=histories, moments=moments)
-        return Advanced(histories=histories, moments=moments, loaded=len(fresh))
+        return Advanced(
+            histories=histories, moments=moments, loaded=len(fresh), caught_up=len(behind)
+        )
 
     def _load(
         self,
@@ -168,6 +192,16 @@ class ReadingState:
         by_age = sorted(self._copies.items(), key=lambda item: item[1].seen)
         for patient, _copy in by_age[: len(by_age) // 4 + 1]:
             del self._copies[patient]
+
+
+def _missed(chain: list[Claim] | None, revision: int) -> list[Claim] | None:
+    """The claims after the copy's own, or None if the chain no longer holds it."""
+    if not chain:
+        return None
+    for index in range(len(chain) - 1, -1, -1):
+        if chain[index][0] == revision:
+            return chain[index + 1 :]
+    return None
 
 
 _ONE_CODE: dict[str, frozenset[str]] = {}

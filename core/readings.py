@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -27,43 +28,68 @@ class Reading:
     """When ingest received it; set on readings ingest has just stored (rules order by it)."""
 
 
-def _as_int(patient_id: UUID) -> int:
-    return patient_id.int
+Claim = tuple[int, datetime, datetime]
+"""One ingest transaction that stored readings for a patient: its id, and the earliest and
+latest measured time among them."""
+
+CHAIN = 16
+"""Claims kept per patient (`reading_revisions.claims`)."""
+
+_CLAIM = f"""
+WITH batch AS (
+    SELECT * FROM unnest(%(patients)b::uuid[], %(firsts)b::timestamptz[],
+                         %(lasts)b::timestamptz[]) AS b(patient_id, first, last)
+), me AS (SELECT pg_current_xact_id()::text::bigint AS id), updated AS (
+    UPDATE reading_revisions r
+       SET claims = (r.claims || me.id)[greatest(1, cardinality(r.claims) - {CHAIN - 2}):],
+           firsts = (r.firsts || b.first)[greatest(1, cardinality(r.firsts) - {CHAIN - 2}):],
+           lasts = (r.lasts || b.last)[greatest(1, cardinality(r.lasts) - {CHAIN - 2}):]
+      FROM batch b, me
+     WHERE r.patient_id = b.patient_id
+    RETURNING r.patient_id, r.claims, r.firsts, r.lasts
+), inserted AS (
+    INSERT INTO reading_revisions (patient_id, claims, firsts, lasts)
+    SELECT b.patient_id, ARRAY[me.id], ARRAY[b.first], ARRAY[b.last]
+      FROM batch b, me
+     WHERE NOT EXISTS (SELECT 1 FROM reading_revisions r WHERE r.patient_id = b.patient_id)
+    ON CONFLICT (patient_id) DO UPDATE
+       SET claims = '{{}}', firsts = '{{}}', lasts = '{{}}'
+    RETURNING patient_id, claims, firsts, lasts
+)
+SELECT (SELECT id FROM me), patient_id, claims, firsts, lasts FROM updated
+UNION ALL
+SELECT (SELECT id FROM me), patient_id, claims, firsts, lasts FROM inserted
+"""
 
 
 def claim_revisions(
-    conn: psycopg.Connection, patient_ids: list[UUID]
-) -> tuple[int, dict[UUID, int]]:
-    """Record that this transaction changes these patients' readings (each named once);
-    returns its own revision
-    and the revisions it replaced (none for a patient never written before).
+    conn: psycopg.Connection, spans: Mapping[UUID, tuple[datetime, datetime]]
+) -> tuple[int, dict[UUID, list[Claim]]]:
+    """Record that this transaction stores readings measured in [first, last] for each patient;
+    returns its own id and, per patient, the claims before it (oldest first; none for a patient
+    never written before, or whose limits, plan or answers changed since).
 
     The rows stay locked until the transaction ends, so two writers of one patient take turns.
-    Both lock in the order their plans visit the rows; should two workers ever wait on each
-    other, PostgreSQL aborts one batch, which the ingest retries.
+    Should two workers ever wait on each other, PostgreSQL aborts one batch, which the ingest
+    retries.
     """
-    ordered = sorted(patient_ids, key=_as_int)
-    if not ordered:
+    if not spans:
         raise ValueError("no patients to claim")
-    updated = conn.execute(
-        "UPDATE reading_revisions SET previous = revision,"
-        " revision = pg_current_xact_id()::text::bigint"
-        " WHERE patient_id = ANY(%b) RETURNING patient_id, previous, revision",
-        (ordered,),
-    ).fetchall()
-    previous = {patient: replaced for patient, replaced, _ in updated}
-    new = [patient for patient in ordered if patient not in previous]
-    if new:
-        inserted = conn.execute(
-            "INSERT INTO reading_revisions (patient_id, revision)"
-            " SELECT p, pg_current_xact_id()::text::bigint FROM unnest(%b::uuid[]) AS p"
-            " ON CONFLICT (patient_id) DO UPDATE SET revision = EXCLUDED.revision"
-            " RETURNING revision",
-            (new,),
-        ).fetchone()
-        assert inserted is not None
-        return inserted[0], previous
-    return updated[0][2], previous
+    patients = list(spans)
+    own = 0
+    earlier: dict[UUID, list[Claim]] = {}
+    for me, patient, claims, firsts, lasts in conn.execute(
+        _CLAIM,
+        {
+            "patients": patients,
+            "firsts": [spans[p][0] for p in patients],
+            "lasts": [spans[p][1] for p in patients],
+        },
+    ):
+        own = me
+        if claims and claims[-1] == me:
+            earlier[patient] = list(zip(claims[:-1], firsts[:-1], lasts[:-1], strict=True))
+    return own, earlier
 
 
 def readings_for_patient(

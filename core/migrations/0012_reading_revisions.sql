@@ -1,18 +1,21 @@
--- Which transaction last changed what the rule engine knows about each patient: the readings
+-- Which transactions last changed what the rule engine knows about each patient: the readings
 -- (written by ingest/ through core/readings.py), and through the triggers below the limits,
--- the plan, the conditions and the questionnaire answers. A worker that keeps a patient's
--- recent readings and profile in memory (alerts/state.py) trusts its copy only while this
--- still names the transaction that last updated the copy: any other writer, or a rolled-back
--- one, makes it load the patient again.
--- `previous` is what an ingest batch's UPDATE replaced: SET expressions see the row version
--- it actually updates, so RETURNING previous is right even after waiting for another writer.
+-- the plan, the conditions and the questionnaire answers.
+--
+-- A worker keeps each patient's recent readings and profile in memory (alerts/state.py) and
+-- trusts its copy only while the transaction that last updated it is still in `claims`, the
+-- last 16 ingest transactions that stored readings for the patient, oldest first. The claims
+-- after it are other workers' batches: the copy catches up by reading the readings they
+-- stored, measured between their `firsts` and `lasts`. A rolled-back batch never appears, and
+-- the triggers empty the chain, so those copies are loaded anew.
 CREATE TABLE reading_revisions (
     patient_id uuid PRIMARY KEY REFERENCES patients ON DELETE CASCADE,
-    revision bigint NOT NULL,
-    previous bigint
+    claims bigint[] NOT NULL,
+    firsts timestamptz[] NOT NULL,
+    lasts timestamptz[] NOT NULL
 );
 
--- Only an existing row is moved on: a patient without one has no copy anywhere (a copy is
+-- Only an existing row is emptied: a patient without one has no copy anywhere (a copy is
 -- made after its row is written), and an erasure may already have removed it.
 CREATE FUNCTION reading_revisions_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -25,7 +28,7 @@ BEGIN
     ELSE
         patient := NEW.patient_id;
     END IF;
-    UPDATE reading_revisions SET revision = pg_current_xact_id()::text::bigint
+    UPDATE reading_revisions SET claims = '{}', firsts = '{}', lasts = '{}'
      WHERE patient_id = patient;
     RETURN NULL;
 END
