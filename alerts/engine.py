@@ -98,17 +98,23 @@ def do_evaluate(
 
 
 def engine_hook(
-    *, clock: Clock, public_url: str, state: ReadingState | None = None
+    *,
+    clock: Clock,
+    public_url: str,
+    state: ReadingState | None = None,
+    claimed: Callable[[], None] | None = None,
 ) -> Callable[[psycopg.Connection, Sequence[Reading]], None]:
     """The engine as an ingest hook, over the readings this transaction stored. `state` is the
-    worker's memory of recent readings; each hook keeps its own unless one is given."""
+    worker's memory of recent readings; each hook keeps its own unless one is given.
+    `claimed` is called once the batch's patients are locked (the ingest's writers take turns
+    until then: core/turns.py)."""
     kept = ReadingState() if state is None else state
 
     def evaluate(conn: psycopg.Connection, stored: Sequence[Reading]) -> None:
         if not stored:
             return
         ordered = sorted(stored, key=_stored_order)
-        advanced = kept.advance(conn, ordered)
+        advanced = kept.advance(conn, ordered, claimed=claimed)
         found = evaluate_moments(advanced.histories, advanced.moments)
         do_apply_batch(conn, batch=found, now=clock.now(), public_url=public_url)
 

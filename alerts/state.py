@@ -17,7 +17,7 @@ reaches all make the engine load that patient again, as a first visit does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -29,7 +29,7 @@ import psycopg
 
 from alerts.context import HISTORY, PatientHistory, load_profiles, load_series
 from alerts.series import Series, micros, moment_of, span
-from core.readings import Claim, Reading, claim_revisions
+from core.readings import Reading, claim_revisions
 
 KEEP: Final = 2 * HISTORY
 """How far behind a patient's newest reading the copy reaches: readings up to HISTORY late
@@ -90,7 +90,9 @@ Rows = list[tuple[str, int, float]]
 
 
 class ReadingState:
-    """One worker's copies. Not thread-safe: each ingest path owns its own."""
+    """One worker's copies, shared by its writers. Two batches touch one patient's copy only
+    one after the other: each claims its patients first, and those row locks are held until it
+    commits. The dictionary itself is changed by single operations only."""
 
     def __init__(self, *, max_patients: int = MAX_PATIENTS) -> None:
         self._copies: dict[UUID, PatientCopy] = {}
@@ -100,7 +102,13 @@ class ReadingState:
     def __len__(self) -> int:
         return len(self._copies)
 
-    def advance(self, conn: psycopg.Connection, stored: Iterable[Reading]) -> Advanced:
+    def advance(
+        self,
+        conn: psycopg.Connection,
+        stored: Iterable[Reading],
+        *,
+        claimed: Callable[[], None] | None = None,
+    ) -> Advanced:
         """Take a batch's stored readings into the copies, inside the transaction that stored
         them; returns what rules need for them. `stored` is grouped by patient in patient
         order, and for one patient and moment the reading stored first comes first."""
@@ -115,30 +123,32 @@ class ReadingState:
             patient: (moment_of(min(r[1] for r in rows)), moment_of(max(r[1] for r in rows)))
             for patient, rows in batch
         }
-        revision, earlier = claim_revisions(conn, spans)
         copies, history = self._copies, span(HISTORY)
+        held = {patient: copy for patient, _ in batch if (copy := copies.get(patient))}
+        revision, claimed_now = claim_revisions(
+            conn, spans, {patient: copy.revision for patient, copy in held.items()}
+        )
+        if claimed is not None:
+            claimed()
         current: list[tuple[UUID, PatientCopy, Rows]] = []
         behind: dict[UUID, tuple[datetime, datetime]] = {}
         fresh: dict[UUID, tuple[int, Rows]] = {}
         for patient, rows in batch:
             needed = micros(spans[patient][0]) - history
-            copy = copies.get(patient)
-            missed = None if copy is None else _missed(earlier.get(patient), copy.revision)
-            if copy is None or missed is None or copy.covers_from > needed:
+            copy = held.get(patient)
+            found = claimed_now.get(patient)
+            if copy is None or found is None or copy.covers_from > needed:
                 fresh[patient] = (needed, rows)
                 continue
             # Claimed before it changes: should this transaction roll back, the chain never
             # holds it, and the copy no longer matches.
             copy.revision = revision
             current.append((patient, copy, rows))
-            if missed:
-                behind[patient] = (
-                    max(moment_of(copy.covers_from), min(first for _, first, _ in missed)),
-                    max(last for _, _, last in missed),
-                )
+            if not found.current and found.first is not None and found.last is not None:
+                behind[patient] = (max(moment_of(copy.covers_from), found.first), found.last)
         if behind:  # other workers stored readings since: read just those
             for patient, by_code in load_series(conn, since=behind).items():
-                copy = copies[patient]
+                copy = held[patient]
                 for code, series in by_code.items():
                     for time, value in zip(series.times, series.values, strict=True):
                         copy.add(code, time, value)
@@ -189,19 +199,9 @@ class ReadingState:
 
     def _evict(self) -> None:
         """Drop the least recently seen quarter of the copies."""
-        by_age = sorted(self._copies.items(), key=lambda item: item[1].seen)
+        by_age = sorted(self._copies.copy().items(), key=lambda item: item[1].seen)
         for patient, _copy in by_age[: len(by_age) // 4 + 1]:
-            del self._copies[patient]
-
-
-def _missed(chain: list[Claim] | None, revision: int) -> list[Claim] | None:
-    """The claims after the copy's own, or None if the chain no longer holds it."""
-    if not chain:
-        return None
-    for index in range(len(chain) - 1, -1, -1):
-        if chain[index][0] == revision:
-            return chain[index + 1 :]
-    return None
+            self._copies.pop(patient, None)
 
 
 _ONE_CODE: dict[str, frozenset[str]] = {}

@@ -136,6 +136,7 @@ def worker_env(ctx: Context, prefix: str, client_id: str, group: str | None) -> 
         "INGEST_FLUSH_SECONDS": settings.ingest_flush_seconds,
         "INGEST_QUEUE_SIZE": settings.ingest_queue_size,
         "INGEST_RECEIVE_MAXIMUM": settings.ingest_receive_maximum,
+        "INGEST_WRITERS": settings.ingest_writers,
         "INGEST_DEVICE_RATE": settings.ingest_device_rate,
         "INGEST_DEVICE_BURST": settings.ingest_device_burst,
     }

@@ -28,17 +28,14 @@ class Reading:
     """When ingest received it; set on readings ingest has just stored (rules order by it)."""
 
 
-Claim = tuple[int, datetime, datetime]
-"""One ingest transaction that stored readings for a patient: its id, and the earliest and
-latest measured time among them."""
-
-CHAIN = 16
+CHAIN = 8
 """Claims kept per patient (`reading_revisions.claims`)."""
 
 _CLAIM = f"""
 WITH batch AS (
     SELECT * FROM unnest(%(patients)b::uuid[], %(firsts)b::timestamptz[],
-                         %(lasts)b::timestamptz[]) AS b(patient_id, first, last)
+                         %(lasts)b::timestamptz[], %(known)b::int8[])
+             AS b(patient_id, first, last, known)
 ), me AS (SELECT pg_current_xact_id()::text::bigint AS id), updated AS (
     UPDATE reading_revisions r
        SET claims = (r.claims || me.id)[greatest(1, cardinality(r.claims) - {CHAIN - 2}):],
@@ -46,7 +43,7 @@ WITH batch AS (
            lasts = (r.lasts || b.last)[greatest(1, cardinality(r.lasts) - {CHAIN - 2}):]
       FROM batch b, me
      WHERE r.patient_id = b.patient_id
-    RETURNING r.patient_id, r.claims, r.firsts, r.lasts
+    RETURNING r.patient_id, r.claims, r.firsts, r.lasts, b.known
 ), inserted AS (
     INSERT INTO reading_revisions (patient_id, claims, firsts, lasts)
     SELECT b.patient_id, ARRAY[me.id], ARRAY[b.first], ARRAY[b.last]
@@ -54,42 +51,55 @@ WITH batch AS (
      WHERE NOT EXISTS (SELECT 1 FROM reading_revisions r WHERE r.patient_id = b.patient_id)
     ON CONFLICT (patient_id) DO UPDATE
        SET claims = '{{}}', firsts = '{{}}', lasts = '{{}}'
-    RETURNING patient_id, claims, firsts, lasts
 )
-SELECT (SELECT id FROM me), patient_id, claims, firsts, lasts FROM updated
-UNION ALL
-SELECT (SELECT id FROM me), patient_id, claims, firsts, lasts FROM inserted
+SELECT u.patient_id, k.at = cardinality(u.claims) - 1,
+       (SELECT min(f) FROM unnest(u.firsts[k.at + 1:cardinality(u.claims) - 1]) AS f),
+       (SELECT max(l) FROM unnest(u.lasts[k.at + 1:cardinality(u.claims) - 1]) AS l)
+  FROM updated u, LATERAL (SELECT array_position(u.claims, u.known) AS at) k
+ WHERE k.at IS NOT NULL
 """
 
 
-def claim_revisions(
-    conn: psycopg.Connection, spans: Mapping[UUID, tuple[datetime, datetime]]
-) -> tuple[int, dict[UUID, list[Claim]]]:
-    """Record that this transaction stores readings measured in [first, last] for each patient;
-    returns its own id and, per patient, the claims before it (oldest first; none for a patient
-    never written before, or whose limits, plan or answers changed since).
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a batch learnt about one patient whose copy it already held."""
 
-    The rows stay locked until the transaction ends, so two writers of one patient take turns.
-    Should two workers ever wait on each other, PostgreSQL aborts one batch, which the ingest
-    retries.
+    current: bool
+    """No other batch stored readings for the patient since the copy's own."""
+    first: datetime | None
+    last: datetime | None
+    """Otherwise: the measured span of what the others stored since."""
+
+
+def claim_revisions(
+    conn: psycopg.Connection,
+    spans: Mapping[UUID, tuple[datetime, datetime]],
+    known: Mapping[UUID, int],
+) -> tuple[int, dict[UUID, Claimed]]:
+    """Record that this transaction stores readings measured in [first, last] for each patient;
+    returns its own id and, for each patient whose `known` transaction (the one that last
+    updated a kept copy) is still among the last claims, what was stored after it.
+
+    A patient left out has no usable copy: it was never written, or too many batches came
+    since, or its limits, plan or answers changed, or that transaction rolled back. The rows
+    stay locked until the transaction ends, so two writers of one patient take turns; should
+    two ever wait on each other, PostgreSQL aborts one batch, which the ingest retries.
     """
     if not spans:
         raise ValueError("no patients to claim")
     patients = list(spans)
-    own = 0
-    earlier: dict[UUID, list[Claim]] = {}
-    for me, patient, claims, firsts, lasts in conn.execute(
-        _CLAIM,
-        {
-            "patients": patients,
-            "firsts": [spans[p][0] for p in patients],
-            "lasts": [spans[p][1] for p in patients],
-        },
-    ):
-        own = me
-        if claims and claims[-1] == me:
-            earlier[patient] = list(zip(claims[:-1], firsts[:-1], lasts[:-1], strict=True))
-    return own, earlier
+    parameters = {
+        "patients": patients,
+        "firsts": [spans[p][0] for p in patients],
+        "lasts": [spans[p][1] for p in patients],
+        "known": [known.get(p) for p in patients],
+    }
+    found: dict[UUID, Claimed] = {}
+    for patient, current, first, last in conn.execute(_CLAIM, parameters):
+        found[patient] = Claimed(current=current, first=first, last=last)
+    row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+    assert row is not None
+    return row[0], found
 
 
 def readings_for_patient(

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=1000, ge=1)
     ingest_flush_seconds: float = Field(default=0.02, gt=0)
     ingest_queue_size: int = Field(default=10_000, ge=1)
+    ingest_writers: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Writer threads per worker: while one waits for PostgreSQL the next batch "
+        "is stored (core/turns.py keeps each patient's batches in order).",
+    )
     ingest_max_future_seconds: float = Field(
         default=300.0, ge=0, description="How far a device clock may run ahead of ours."
     )

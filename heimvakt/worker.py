@@ -10,7 +10,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import prometheus_client
@@ -22,6 +22,7 @@ from core.clock import Clock, SystemClock
 from core.db import open_pool, server_info
 from core.mqtt import BrokerAddress
 from core.settings import Settings
+from core.turns import Turns
 from ingest.limits import Limits
 from ingest.service import IngestConfig, MqttIngest
 from ingest.store import AfterStore
@@ -61,10 +62,12 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def rules(clock: Clock, *, public_url: str) -> list[AfterStore]:
+def rules(
+    clock: Clock, *, public_url: str, claimed: Callable[[], None] | None = None
+) -> list[AfterStore]:
     """What runs on every stored reading, in the transaction that stores it: the rule engine,
     which writes alerts and their notifications' outbox rows in that same transaction."""
-    return [engine_hook(clock=clock, public_url=public_url)]
+    return [engine_hook(clock=clock, public_url=public_url, claimed=claimed)]
 
 
 def ingest_limits(settings: Settings) -> Limits:
@@ -81,6 +84,7 @@ def build_ingest(
     settings: Settings, *, pool: ConnectionPool, mqtt_url: str, clock: Clock
 ) -> MqttIngest:
     """An ingest worker as configured, with the rules evaluated in its store transaction."""
+    turns = Turns()
     return MqttIngest(
         broker=BrokerAddress.parse(mqtt_url),
         pool=pool,
@@ -93,9 +97,11 @@ def build_ingest(
             limits=ingest_limits(settings),
             shared_group=settings.ingest_shared_group,
             receive_maximum=settings.ingest_receive_maximum,
+            writers=settings.ingest_writers,
         ),
         clock=clock,
-        after_store=rules(clock, public_url=settings.public_url),
+        after_store=rules(clock, public_url=settings.public_url, claimed=turns.release),
+        turns=turns,
     )
 
 
@@ -110,7 +116,9 @@ def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | N
     stop = threading.Event()
     with (
         until_signalled(stop),
-        open_pool(settings.database_url, size=2, name="heimvakt-ingest") as pool,
+        open_pool(
+            settings.database_url, size=settings.ingest_writers + 1, name="heimvakt-ingest"
+        ) as pool,
     ):
         warn_unless_synchronous_commit(pool)
         if metrics_port is not None:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from core.clock import Clock
 from core.mqtt import BrokerAddress
+from core.turns import Turns
 from devices.status import StatusReport, do_record_status
 from ingest import formats, metrics, topics
 from ingest.decoding import Decoded, Envelope, as_storage_error, explain, refusal
@@ -62,6 +63,8 @@ class IngestConfig:
     """MQTT 5: unacknowledged messages the broker may send at once. At least two batches, so
     the next batch is received and decoded while the current one is being committed."""
     keepalive_seconds: int = 30
+    writers: int = 2
+    """Writer threads: one stores while another waits for its commit (see core/turns.py)."""
 
 
 @dataclass(slots=True)
@@ -109,7 +112,10 @@ class MqttIngest:
         config: IngestConfig,
         clock: Clock,
         after_store: Sequence[AfterStore] = (),
+        turns: Turns | None = None,
     ) -> None:
+        """`turns` orders the writers' batches; pass the same to the rule engine, which ends a
+        batch's turn once it has locked the batch's patients (else the turn ends at commit)."""
         self._pool = pool
         self._config = config
         self._clock = clock
@@ -122,9 +128,14 @@ class MqttIngest:
         self._inbox: deque[_Inbound] = deque()
         self._arrived = threading.Event()
         self._stopping = threading.Event()
-        self._writer = threading.Thread(
-            target=self._write_forever, name="ingest-writer", daemon=True
-        )
+        self._turns = Turns() if turns is None else turns
+        self._collecting = threading.Lock()
+        self._writers = [
+            threading.Thread(
+                target=self._write_forever, name=f"ingest-writer-{number}", daemon=True
+            )
+            for number in range(1, config.writers + 1)
+        ]
         self._receiver = Receiver(
             broker,
             client_id=config.client_id,
@@ -137,7 +148,8 @@ class MqttIngest:
         metrics.BACKLOG.set_function(self._inbox.__len__)
 
     def start(self) -> None:
-        self._writer.start()
+        for writer in self._writers:
+            writer.start()
         self._receiver.start()
 
     def wait_connected(self, timeout: float) -> bool:
@@ -150,7 +162,9 @@ class MqttIngest:
         """
         self._stopping.set()
         self._arrived.set()
-        self._writer.join(timeout)
+        deadline = time.monotonic() + timeout
+        for writer in self._writers:
+            writer.join(max(0.0, deadline - time.monotonic()))
         self._receiver.stop(timeout)
 
     @property
@@ -193,7 +207,9 @@ class MqttIngest:
 
     def _write_forever(self) -> None:
         while not (self._stopping.is_set() and not self._inbox):
-            inbound = self._collect()
+            with self._collecting:  # one batch at a time, numbered in the order taken
+                inbound = self._collect()
+                number = self._turns.take() if inbound else 0
             if inbound:
                 batch = _Batch()
                 for item in inbound:
@@ -201,7 +217,8 @@ class MqttIngest:
                         batch.statuses.append(item.content)
                     else:
                         batch.decoded.append(item.content)
-                self._store_until_done(batch)
+                with self._turns.turn(number):
+                    self._store_until_done(batch)
                 self._acknowledge(inbound)
 
     def _collect(self) -> list[_Inbound]:

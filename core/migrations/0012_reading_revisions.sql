@@ -4,7 +4,7 @@
 --
 -- A worker keeps each patient's recent readings and profile in memory (alerts/state.py) and
 -- trusts its copy only while the transaction that last updated it is still in `claims`, the
--- last 16 ingest transactions that stored readings for the patient, oldest first. The claims
+-- last 8 ingest transactions that stored readings for the patient, oldest first. The claims
 -- after it are other workers' batches: the copy catches up by reading the readings they
 -- stored, measured between their `firsts` and `lasts`. A rolled-back batch never appears, and
 -- the triggers empty the chain, so those copies are loaded anew.

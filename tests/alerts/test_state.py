@@ -115,7 +115,7 @@ def test_a_change_of_limits_makes_the_copy_load_again_with_them(
 def test_a_worker_that_fell_far_behind_loads_again(conn: psycopg.Connection, patient: UUID) -> None:
     one, other = ReadingState(), ReadingState()
     store(conn, one, spo2(0))
-    for minute in range(1, 20):  # more batches than the chain of claims remembers
+    for minute in range(1, 12):  # more batches than the chain of claims remembers
         store(conn, other, spo2(minute))
     again = store(conn, one, spo2(30))
     assert again.loaded == 1
