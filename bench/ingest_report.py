@@ -267,7 +267,8 @@ def section(results: Results, machine_line: str, measured: str) -> str:
         "",
         f"Worker settings (the product's defaults): batch {settings.ingest_batch_size} messages,"
         f" flush {settings.ingest_flush_seconds:g} s, queue {settings.ingest_queue_size}, Receive"
-        f" Maximum {settings.ingest_receive_maximum}, device rate"
+        f" Maximum {settings.ingest_receive_maximum}, {settings.ingest_writers} writer threads,"
+        " device rate"
         f" {settings.ingest_device_rate:g}/s (burst {settings.ingest_device_burst}); rules"
         " evaluated as `heimvakt ingest` runs them. Patients have spo2 and pulse limits; each"
         " device measures one of SpO2, pulse, weight, temperature and respiratory rate, one"
