@@ -69,8 +69,10 @@ class DrainOutcome:
 
     @property
     def worker_per_reading(self) -> float:
-        """The workers' CPU per reading from the first commit on, in microseconds."""
-        return self.running_cpu / (self.drain.count - self.drain.first_count) * 1e6
+        """The workers' CPU per reading from the first commit on, in microseconds (over every
+        reading when all were seen committed at once)."""
+        readings = self.drain.count - self.drain.first_count or self.drain.count
+        return self.running_cpu / readings * 1e6
 
     def summary(self) -> str:
         d = self.drain

@@ -54,7 +54,10 @@ class Drain:
 
     @property
     def running_rate(self) -> float:
-        """Readings per second from the first committed rows on (start-up excluded)."""
+        """Readings per second from the first committed rows on (start-up excluded); the
+        whole rate when everything was seen committed at once (a drain shorter than a poll)."""
+        if self.done <= self.first_seen:
+            return self.rate
         return (self.count - self.first_count) / (self.done - self.first_seen)
 
 
