@@ -93,6 +93,7 @@ def load_series(
         " AND r.measured_at >= w.first AND (w.last IS NULL OR r.measured_at <= w.last)"
         " ORDER BY r.measured_at, r.received_at, r.device_id",
         (patients, [a for a, _ in spans], [b for _, b in spans], CODES),
+        binary=True,
     )
     for patient_id, code, measured_at, value in rows:
         by_code = found[patient_id]

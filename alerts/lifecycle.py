@@ -83,12 +83,30 @@ def do_apply_batch(
 ) -> Applied:
     """Apply many patients' findings (each with its late flag) in a few set-based steps.
 
-    The patients are locked (in a fixed order, so two workers cannot deadlock), their open
-    alerts, disarmed instances and snoozes are read once, and every alert is written at most
-    once however many findings a batch holds for it: the ingest calls this once per batch of
-    readings, so its cost does not grow with the number of readings and rules.
+    The patients with something to change are locked (in a fixed order, so two workers cannot
+    deadlock), their open alerts, disarmed instances and snoozes are read once, and every alert
+    is written at most once however many findings a batch holds for it: the ingest calls this
+    once per batch of readings, so its cost does not grow with the number of readings and
+    rules.
     """
-    patients = sorted(batch, key=attrgetter("int"))
+    everyone = sorted(batch, key=attrgetter("int"))
+    if not everyone:
+        return Applied()
+    disarmed: dict[Key, Severity] = {
+        (p, instance): Severity(severity or "red")
+        for p, instance, severity in conn.execute(
+            "SELECT patient_id, rule_id, disarmed_severity FROM alert_arming"
+            " WHERE patient_id = ANY(%b) AND NOT armed",
+            (everyone,),
+        )
+    }
+    # Only patients with something to change: a finding that is not clearly normal, or a
+    # clearly normal one that re-arms. The rest (most, on a quiet day) take no locks.
+    patients = [
+        p
+        for p in everyone
+        if any(f.severity is not Severity.GREEN or (p, f.instance) in disarmed for f, _ in batch[p])
+    ]
     if not patients:
         return Applied()
     conn.execute(
@@ -101,14 +119,6 @@ def do_apply_batch(
         for p, instance, alert_id, severity in conn.execute(
             "SELECT patient_id, rule_id, id, severity FROM alerts"
             " WHERE patient_id = ANY(%b) AND state <> 'resolved' FOR UPDATE",
-            (patients,),
-        )
-    }
-    disarmed: dict[Key, Severity] = {
-        (p, instance): Severity(severity or "red")
-        for p, instance, severity in conn.execute(
-            "SELECT patient_id, rule_id, disarmed_severity FROM alert_arming"
-            " WHERE patient_id = ANY(%b) AND NOT armed",
             (patients,),
         )
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -60,8 +61,7 @@ SELECT u.patient_id, k.at = cardinality(u.claims) - 1,
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
     """What a batch learnt about one patient whose copy it already held."""
 
     current: bool
@@ -95,8 +95,8 @@ def claim_revisions(
         "known": [known.get(p) for p in patients],
     }
     found: dict[UUID, Claimed] = {}
-    for patient, current, first, last in conn.execute(_CLAIM, parameters):
-        found[patient] = Claimed(current=current, first=first, last=last)
+    for patient, current, first, last in conn.execute(_CLAIM, parameters, binary=True):
+        found[patient] = Claimed(current, first, last)
     row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
     assert row is not None
     return row[0], found

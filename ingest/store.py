@@ -144,7 +144,8 @@ def store_batch(
                             c.received_at,
                         )
                     )
-            with conn.cursor(row_factory=args_row(Reading)) as cur:
+            # Binary results: a timestamp is parsed from 8 bytes, not from its text.
+            with conn.cursor(row_factory=args_row(Reading), binary=True) as cur:
                 outcome.stored = cur.execute(_INSERT_READINGS).fetchall()
             outcome.stored_count = len(outcome.stored)
             if outcome.stored_count < len(candidates):  # else every reading found a patient

@@ -94,6 +94,8 @@ SEVERITY: Final = {
 
 
 def evaluate(context: PatientContext) -> list[Finding]:
+    if sum(code in context.history for code in VITAL_SIGNS) < MIN_PARAMETERS:
+        return []  # fewer vital signs ever measured than a score needs: no lookups
     scale2 = context.spo2_scale == 2
     scorers: dict[str, Callable[[float], int]] = {
         RESPIRATION: respiration_score,
