@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from core.clock import SystemClock
 from core.mqtt import BrokerAddress
 from ingest.limits import Limits
 from ingest.service import IngestConfig, MqttIngest
+from ingest.store import AfterStore
 
 Publish = Callable[..., None]
 
@@ -29,8 +30,17 @@ TEST_LIMITS = Limits(
 )
 
 
-def make_ingest(pool: ConnectionPool, broker_url: str, topic_prefix: str) -> MqttIngest:
-    """An in-process worker with its own client id, the test limits and the rules."""
+def make_ingest(
+    pool: ConnectionPool,
+    broker_url: str,
+    topic_prefix: str,
+    *,
+    after_store: Sequence[AfterStore] | None = None,
+    keepalive_seconds: int = 30,
+    queue_size: int = 1000,
+) -> MqttIngest:
+    """An in-process worker with its own client id, the test limits and, unless `after_store`
+    is given (e.g. to hold the writer), the rules."""
     clock = SystemClock()
     return MqttIngest(
         broker=BrokerAddress.parse(broker_url),
@@ -40,11 +50,14 @@ def make_ingest(pool: ConnectionPool, broker_url: str, topic_prefix: str) -> Mqt
             client_id=f"ingest-{uuid.uuid4().hex[:12]}",
             batch_size=100,
             flush_seconds=0.02,
-            queue_size=1000,
+            queue_size=queue_size,
             limits=TEST_LIMITS,
+            keepalive_seconds=keepalive_seconds,
         ),
         clock=clock,
-        after_store=[engine_hook(clock=clock, public_url="http://testserver")],
+        after_store=[engine_hook(clock=clock, public_url="http://testserver")]
+        if after_store is None
+        else after_store,
     )
 
 

@@ -15,14 +15,13 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from care.service import do_set_threshold
-from core.clock import SystemClock
 from core.mqtt import BrokerAddress
 from core.readings import Reading
 from devices.status import status_of
 from ingest import metrics
-from ingest.service import IngestConfig, MqttIngest
+from ingest.service import MqttIngest
 from ingest.store import AfterStore
-from tests.ingest.conftest import TEST_LIMITS, Publish
+from tests.ingest.conftest import TEST_LIMITS, Publish, make_ingest
 from tests.support import eventually, seed_patient_with_device
 
 
@@ -325,20 +324,13 @@ def ingest_with(
     queue_size: int = 1000,
 ) -> MqttIngest:
     """A started worker whose transactions run `after_store`, e.g. to hold the writer."""
-    worker = MqttIngest(
-        broker=BrokerAddress.parse(broker_url),
-        pool=pool,
-        config=IngestConfig(
-            topic_prefix=topic_prefix,
-            client_id=f"ingest-{uuid.uuid4().hex[:12]}",
-            batch_size=100,
-            flush_seconds=0.02,
-            queue_size=queue_size,
-            limits=TEST_LIMITS,
-            keepalive_seconds=keepalive_seconds,
-        ),
-        clock=SystemClock(),
+    worker = make_ingest(
+        pool,
+        broker_url,
+        topic_prefix,
         after_store=after_store,
+        keepalive_seconds=keepalive_seconds,
+        queue_size=queue_size,
     )
     worker.start()
     assert worker.wait_connected(10)
