@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -21,7 +22,6 @@ import httpx
 import psycopg
 import pytest
 
-from heimvakt.embedded import free_port
 from heimvakt.scale import Backoff, Supervisor, WorkerSlot, worker_slots
 from tests.ingest.test_faults import Publisher, seed, stored, worker_env
 from tests.processes import MOSQUITTO, Mosquitto, wait_for_port
@@ -32,12 +32,20 @@ STARTED = re.compile(r"Ingest worker (\S+) started \(pid (\d+)\)")
 
 
 def two_free_ports() -> int:
-    """A port P such that P and P+1 are both free: the parent gives its workers P, P+1."""
+    """A port P such that P and P+1 can both be bound: the parent gives its workers P, P+1.
+
+    Drawn below the kernel's ephemeral range, so no outgoing connection (the workers' own
+    database and broker sockets) can take one of them between this check and the worker's bind.
+    """
     while True:
-        port = free_port()
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
+        port = random.randrange(20000, 32000)
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
 
 
 class Parent:
@@ -81,8 +89,15 @@ class Parent:
 
     def wait_connected(self) -> None:
         for worker in (1, 2):
-            wait_for_port(self.metrics_port + worker - 1, timeout=30)
+            try:
+                wait_for_port(self.metrics_port + worker - 1, timeout=30)
+            except TimeoutError as error:
+                message = f"worker {worker} never served metrics:\n{self.tail()}"
+                raise AssertionError(message) from error
             eventually(lambda w=worker: self.metric(w, "heimvakt_ingest_broker_connected") == 1)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
