@@ -20,9 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
-	$(BIN)/python -m bench.ingest --smoke
-	$(BIN)/python -m bench.alerts --smoke
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -31,8 +29,8 @@ lint: $(STAMP)
 
 # Ingest throughput, latency, CPU and memory against a Mosquitto it starts and a database it
 # creates on the machine's PostgreSQL (HEIMVAKT_BENCH_DATABASE_URL); updates docs/benchmarks.md.
-# `make test` runs both benchmarks with --smoke (small numbers, no targets, nothing written) so
-# that a change to the product that breaks them fails there, not at the next measurement.
+# `make test` runs both benchmarks with --smoke (tests/bench/test_smoke.py: small numbers, no
+# targets, nothing written) so a change that breaks them fails there, not at the next measurement.
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest
 

@@ -2,17 +2,20 @@
 
 The machine's services are used when HEIMVAKT_TEST_DATABASE_URL / HEIMVAKT_TEST_MQTT_URL are
 set (CI sets them); otherwise an embedded PostgreSQL and amqtt broker start for the session.
-The schema is migrated once into a template database, and each test gets its own clone.
+The schema is migrated once into a template database (one per pytest-xdist worker), and each
+test gets its own clone. A run that leaves a process it started behind fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -20,6 +23,50 @@ from psycopg_pool import ConnectionPool
 
 from core.migrate import MigrationReport, migrate
 from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
+
+# Every process a test starts inherits this variable (a database server that daemonizes, a
+# broker, a platform), so the run can find what it started even after it was re-parented. The
+# name avoids the HEIMVAKT_ prefix, which some tests strip from their children's environment.
+RUN_MARK = "PYTEST_HEIMVAKT_RUN"
+LEAK_GRACE_SECONDS = 5.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[RUN_MARK] = uuid.uuid4().hex
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    """After everything else has finished (xdist's workers included), fail the run for any
+    process it started that is still alive, and stop it."""
+    yield
+    if hasattr(session.config, "workerinput"):
+        return
+    leftovers = _processes_started_by_this_run()
+    _, alive = psutil.wait_procs(leftovers, timeout=LEAK_GRACE_SECONDS)
+    if not alive:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            line = f"left running by the tests: pid {process.pid}: {' '.join(process.cmdline())}"
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            process.kill()
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _processes_started_by_this_run() -> list[psutil.Process]:
+    mark = os.environ[RUN_MARK]
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(RUN_MARK) == mark and process.status() != "zombie":
+                found.append(process)
+    return found
 
 
 @pytest.fixture(scope="session")
