@@ -57,9 +57,12 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = Field(
         default="heimvakt/v1", description="Topic root; tests give each run its own."
     )
-    mqtt_client_id: str = Field(
-        default="heimvakt-ingest",
-        description="Stable, so the broker keeps the ingest's persistent session over restarts.",
+    mqtt_client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The ingest's client id: stable, so the broker keeps its persistent session "
+        "over restarts, and unguessable (heimvakt-ingest-$(openssl rand -hex 8)). Required with "
+        "HEIMVAKT_MQTT_URL; unset with the embedded broker: a random one per start.",
     )
     ingest_batch_size: int = Field(default=1000, ge=1)
     ingest_flush_seconds: float = Field(default=0.02, gt=0)
@@ -92,6 +95,11 @@ class Settings(BaseSettings):
     )
     ingest_device_burst: int = Field(default=120, ge=1)
     db_pool_size: int = Field(default=8, ge=1)
+    demo_device_password: str | None = Field(
+        default=None,
+        description="Broker password of every simulated device in demo mode, each logging in "
+        "with its device id; unset: none (the embedded broker takes any login).",
+    )
 
     public_url: str = Field(
         default="http://127.0.0.1:8000",

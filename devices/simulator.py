@@ -2,6 +2,9 @@
 
 Values are drawn deterministically from (device, time), so publishing the same history twice
 sends the same messages: the ingest's dedupe makes a second demo start harmless.
+
+Each simulated device logs in to the broker as a real one does: its device id as username and as
+client id, so the broker's rules (deploy/mosquitto/) let it publish on its own topics only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from core.clock import Clock
@@ -82,6 +85,7 @@ class Simulator:
         self,
         *,
         broker: BrokerAddress,
+        device_password: str | None,
         topic_prefix: str,
         devices: list[SimulatedDevice],
         clock: Clock,
@@ -96,24 +100,31 @@ class Simulator:
         self._history_days = history_days
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
-        self._client = broker.client(
-            client_id=f"heimvakt-simulator-{uuid.uuid4().hex[:8]}", persistent=False
-        )
+        # Only the broker's address is taken from `broker`: its login is never used.
+        self._clients = {
+            device.device_id: replace(
+                broker, username=device.device_id, password=device_password
+            ).client(client_id=device.device_id, persistent=False)
+            for device in devices
+        }
 
     def start(self) -> None:
-        self._client.connect_async(self._broker.host, self._broker.port)
-        self._client.loop_start()
+        for client in self._clients.values():
+            client.connect_async(self._broker.host, self._broker.port)
+            client.loop_start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=10)
-        self._client.disconnect()
-        self._client.loop_stop()
+        for client in self._clients.values():
+            client.disconnect()
+            client.loop_stop()
 
     def _publish(self, device: SimulatedDevice, measured_at: datetime, now: datetime) -> None:
         topic = f"{self._prefix}/devices/{device.device_id}/readings"
-        self._client.publish(topic, device.payload(measured_at=measured_at, now=now), qos=1)
+        payload = device.payload(measured_at=measured_at, now=now)
+        self._clients[device.device_id].publish(topic, payload, qos=1)
 
     def _run(self) -> None:
         now = self._clock.now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -64,11 +65,12 @@ def ingest(
     settings = _settings()
     if workers > 1:
         from heimvakt.scale import run_workers  # noqa: PLC0415
+        from heimvakt.worker import ingest_client_id  # noqa: PLC0415
 
         raise typer.Exit(
             run_workers(
                 workers=workers,
-                client_id=settings.mqtt_client_id,
+                client_id=ingest_client_id(settings),
                 shared_group=settings.ingest_shared_group,
                 metrics_port=metrics_port,
                 verbose=logging.getLogger().isEnabledFor(logging.INFO),
@@ -77,6 +79,46 @@ def ingest(
     from heimvakt.worker import run_ingest  # noqa: PLC0415
 
     run_ingest(settings, metrics_port=metrics_port)
+
+
+@app.command("mosquitto-security")
+def mosquitto_security(
+    passwd: Annotated[typer.FileText, typer.Argument(help="A mosquitto_passwd file, or -.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (mode 600); unset: stdout.")
+    ] = None,
+    platform_user: Annotated[
+        list[str] | None,
+        typer.Option(help="A platform login (reads every device topic); repeat for more."),
+    ] = None,
+) -> None:
+    """Make Mosquitto's dynamic-security JSON from the password file (deploy/mosquitto/README.md).
+
+    Every login but the platform's is a device: it must connect with its device id as client id,
+    may publish only on its own topics under HEIMVAKT_MQTT_TOPIC_PREFIX, and subscribes to nothing.
+    """
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from heimvakt.mosquitto import INGEST_USER, PasswordFileError, dynamic_security_config  # noqa: PLC0415
+
+    try:
+        config = dynamic_security_config(
+            passwd.read(),
+            topic_prefix=_settings().mqtt_topic_prefix,
+            platform_users=platform_user or [INGEST_USER],
+        )
+    except PasswordFileError as error:
+        typer.echo(f"Refusing: {error}", err=True)
+        raise typer.Exit(1) from error
+    text = json.dumps(config, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    typer.echo(f"{output}: {len(config['clients'])} logins", err=True)
 
 
 tokens = typer.Typer(help="Issue and revoke the tokens devices use for HTTP ingest.")

@@ -34,10 +34,12 @@ from heimvakt.demo import (
     simulated_devices,
 )
 from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
+from heimvakt.mosquitto import INGEST_USER
 from heimvakt.worker import (
     STOP_SIGNALS,
     build_ingest,
     freeze_startup_objects,
+    ingest_client_id,
     ingest_limits,
     rules,
     run_sweeper,
@@ -46,8 +48,6 @@ from heimvakt.worker import (
 
 log = logging.getLogger(__name__)
 
-INGEST_USER = "heimvakt-ingest"
-SIMULATOR_USER = "heimvakt-simulator"
 DEMO_INTERVAL_SECONDS = 2.0
 DEMO_HISTORY_DAYS = 7
 
@@ -66,16 +66,18 @@ def database_service(settings: Settings) -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def broker_service(settings: Settings) -> Iterator[tuple[str, str, str]]:
-    """Broker URLs for the ingest and the simulator, and a description."""
+def broker_service(settings: Settings) -> Iterator[tuple[str, str]]:
+    """The ingest's broker URL and a description: the configured broker, or an embedded one."""
     if settings.mqtt_url:
-        yield settings.mqtt_url, settings.mqtt_url, "broker: configured by HEIMVAKT_MQTT_URL"
+        yield settings.mqtt_url, "broker: configured by HEIMVAKT_MQTT_URL"
         return
     broker = EmbeddedBroker()
     broker.start()
     try:
-        description = f"broker: embedded amqtt at mqtt://{broker.host}:{broker.port}"
-        yield broker.url(INGEST_USER), broker.url(SIMULATOR_USER), description
+        yield (
+            broker.url(INGEST_USER),
+            f"broker: embedded amqtt at mqtt://{broker.host}:{broker.port}",
+        )
     finally:
         broker.stop()
 
@@ -83,10 +85,11 @@ def broker_service(settings: Settings) -> Iterator[tuple[str, str, str]]:
 def run(settings: Settings, *, clock: Clock | None = None) -> None:
     """Run the platform in the foreground until SIGINT or SIGTERM."""
     clock = clock or SystemClock()
+    client_id = ingest_client_id(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with (
         database_service(settings) as (database_url, database_description),
-        broker_service(settings) as (ingest_mqtt_url, simulator_mqtt_url, broker_description),
+        broker_service(settings) as (mqtt_url, broker_description),
         contextlib.ExitStack() as stack,
     ):
         print(f"Heimvakt starting ({database_description}; {broker_description})", flush=True)
@@ -95,7 +98,9 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         pool = open_pool(database_url, size=settings.db_pool_size)
         stack.callback(pool.close)
         warn_unless_synchronous_commit(pool)
-        ingest = build_ingest(settings, pool=pool, mqtt_url=ingest_mqtt_url, clock=clock)
+        ingest = build_ingest(
+            settings, pool=pool, mqtt_url=mqtt_url, client_id=client_id, clock=clock
+        )
         freeze_startup_objects()
         ingest.start()
         stack.callback(ingest.stop)
@@ -140,8 +145,10 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
                     f" with the password {DEMO_PASSWORD}",
                     flush=True,
                 )
+            # The broker's address only: each simulated device logs in as itself.
             simulator = Simulator(
-                broker=BrokerAddress.parse(simulator_mqtt_url),
+                broker=BrokerAddress.parse(mqtt_url),
+                device_password=settings.demo_device_password,
                 topic_prefix=settings.mqtt_topic_prefix,
                 devices=simulated_devices(),
                 clock=clock,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -21,8 +22,9 @@ from alerts.engine import do_sweep, engine_hook
 from core.clock import Clock, SystemClock
 from core.db import open_pool, server_info
 from core.mqtt import BrokerAddress
-from core.settings import Settings
+from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 from core.turns import Turns
+from heimvakt.mosquitto import INGEST_USER
 from ingest.limits import Limits
 from ingest.service import IngestConfig, MqttIngest
 from ingest.store import AfterStore
@@ -80,8 +82,28 @@ def ingest_limits(settings: Settings) -> Limits:
     )
 
 
+def ingest_client_id(settings: Settings) -> str:
+    """The ingest's MQTT client id: HEIMVAKT_MQTT_CLIENT_ID, required with a configured broker.
+
+    Whoever connects with the ingest's client id takes over its session, and with it the
+    readings queued for it. The broker binds each device to its own client id
+    (deploy/mosquitto/), and the platform's own id is not guessable either: the operator picks a
+    random one, kept stable so the session survives restarts. The embedded broker keeps no
+    session across a restart, so there a random id for each start will do.
+    """
+    if settings.mqtt_client_id is None and settings.mqtt_url is None:
+        return f"{INGEST_USER}-{secrets.token_hex(8)}"
+    client_id = settings.mqtt_client_id
+    if client_id is None or client_id.lower() in {*KNOWN_DEFAULT_SECRETS, INGEST_USER}:
+        raise SystemExit(
+            "Refusing to start: set HEIMVAKT_MQTT_CLIENT_ID to a stable, unguessable client id "
+            "for the ingest, e.g. heimvakt-ingest-$(openssl rand -hex 8) (docs/deploy.md)"
+        )
+    return client_id
+
+
 def build_ingest(
-    settings: Settings, *, pool: ConnectionPool, mqtt_url: str, clock: Clock
+    settings: Settings, *, pool: ConnectionPool, mqtt_url: str, client_id: str, clock: Clock
 ) -> MqttIngest:
     """An ingest worker as configured, with the rules evaluated in its store transaction."""
     turns = Turns()
@@ -90,7 +112,7 @@ def build_ingest(
         pool=pool,
         config=IngestConfig(
             topic_prefix=settings.mqtt_topic_prefix,
-            client_id=settings.mqtt_client_id,
+            client_id=client_id,
             batch_size=settings.ingest_batch_size,
             flush_seconds=settings.ingest_flush_seconds,
             queue_size=settings.ingest_queue_size,
@@ -112,6 +134,7 @@ def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | N
             "an ingest worker joins a running platform: set HEIMVAKT_DATABASE_URL and "
             "HEIMVAKT_MQTT_URL"
         )
+    client_id = ingest_client_id(settings)
     clock = clock or SystemClock()
     stop = threading.Event()
     with (
@@ -123,10 +146,12 @@ def run_ingest(settings: Settings, *, metrics_port: int | None, clock: Clock | N
         warn_unless_synchronous_commit(pool)
         if metrics_port is not None:
             prometheus_client.start_http_server(metrics_port, addr=settings.http_host)
-        ingest = build_ingest(settings, pool=pool, mqtt_url=settings.mqtt_url, clock=clock)
+        ingest = build_ingest(
+            settings, pool=pool, mqtt_url=settings.mqtt_url, client_id=client_id, clock=clock
+        )
         freeze_startup_objects()
         ingest.start()
-        print(f"Ingest worker {settings.mqtt_client_id} running; Ctrl-C stops it", flush=True)
+        print(f"Ingest worker {client_id} running; Ctrl-C stops it", flush=True)
         stop.wait()
         ingest.stop()
     print("Ingest worker stopped", flush=True)

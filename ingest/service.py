@@ -42,6 +42,8 @@ from ingest.store import AfterStore, store_batch
 log = logging.getLogger(__name__)
 
 STATUS_KIND = "status"
+TOPIC_KINDS: tuple[str, ...] = (*(f.topic_kind for f in formats.FORMATS), STATUS_KIND)
+"""Every kind of device topic the ingest reads, and so all a device may publish to."""
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_MAX_SECONDS = 5.0
 _SAMPLE_BYTES = 1024
@@ -172,9 +174,8 @@ class MqttIngest:
         return self._receiver.ready
 
     def _subscriptions(self) -> list[tuple[str, int]]:
-        kinds = [f.topic_kind for f in formats.FORMATS] + [STATUS_KIND]
         prefix, group = self._config.topic_prefix, self._config.shared_group
-        return [(topics.subscription(prefix, kind, shared_group=group), 1) for kind in kinds]
+        return [(topics.subscription(prefix, kind, shared_group=group), 1) for kind in TOPIC_KINDS]
 
     def _may_read(self) -> bool:
         return not self._stopping.is_set() and len(self._inbox) < self._config.queue_size

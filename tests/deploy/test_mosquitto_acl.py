@@ -1,11 +1,12 @@
-"""The broker's access rules, deploy/mosquitto/acl, as a real Mosquitto 2.x enforces them.
+"""Who may log in to the broker and what each may do, as a real Mosquitto 2.x enforces it.
 
 The module starts its own ``mosquitto`` on a free loopback port with the project's
-mosquitto.conf and ACL (only paths, listener and log destination rewritten to a temp dir) and a
-password file made with ``mosquitto_passwd``. Each test then logs in as the ingest service or as a
-device over MQTT 3.1.1, the protocol the ingest and the devices speak.
+mosquitto.conf (only paths, listener and log destination rewritten to a temp dir) and the
+dynamic-security configuration that ``heimvakt mosquitto-security`` makes from a password file
+made with ``mosquitto_passwd``: what an operator does (deploy/mosquitto/README.md). Each test then
+logs in as the ingest service or as a device over MQTT 3.1.1, which the devices may speak.
 
-A message the ACL forbids is dropped without a word under MQTT 3.1.1: the publisher still gets
+A message the broker forbids is dropped without a word under MQTT 3.1.1: the publisher still gets
 its PUBACK. So a "not delivered" check first waits for a control message that is allowed, sent
 after the forbidden one, and then watches for a short quiet period in which nothing else may
 arrive.
@@ -13,6 +14,9 @@ arrive.
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import json
 import os
 import pwd
 import queue
@@ -29,6 +33,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from typer.testing import CliRunner
+
+from core.clock import ManualClock
+from core.mqtt import BrokerAddress
+from devices.simulator import SimulatedDevice, Simulator, Vital, history_times
+from heimvakt.cli import app
+from heimvakt.mosquitto import PasswordFileError, dynamic_security_config
 
 MOSQUITTO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 _SBIN_PATH = os.pathsep.join(
@@ -36,26 +47,37 @@ _SBIN_PATH = os.pathsep.join(
 )
 MOSQUITTO = shutil.which("mosquitto", path=_SBIN_PATH)
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd", path=_SBIN_PATH)
-
-pytestmark = pytest.mark.skipif(
-    MOSQUITTO is None or MOSQUITTO_PASSWD is None,
-    reason="needs the mosquitto broker and mosquitto_passwd (Debian: apt-get install mosquitto)",
+DYNAMIC_SECURITY = next(
+    (
+        path
+        for pattern in (
+            "/usr/lib/*/mosquitto_dynamic_security.so",  # Debian, Ubuntu
+            "/usr/lib/mosquitto_dynamic_security.so",  # the eclipse-mosquitto image
+            "/usr/local/lib/mosquitto_dynamic_security.so",
+            "/opt/homebrew/lib/mosquitto_dynamic_security.so",
+        )
+        for path in sorted(glob.glob(pattern))
+    ),
+    None,
 )
+
 
 DEVICES = "heimvakt/v1/devices"
 DEVICE_TOPIC_KINDS = ("readings", "senml", "fhir", "status")
 INGEST = "heimvakt-ingest"
 DEV_A = "dev-a"
 DEV_B = "dev-b"
-WILDCARD_USER = "+"  # CVE-2017-7650: %u would become a wildcard level
-OBSERVER = "test-observer"  # test-only user appended to the temp ACL; reads every topic
+SIMULATED = ("sim-ox", "sim-scale")  # the simulator's devices, sharing one password
+SIMULATED_PASSWORD = "simulated-Secret-4d21"
+OBSERVER = "test-observer"  # test-only login added to the exported file; reads every topic
 PASSWORDS = {
     INGEST: "ingest-Secret-7c1e",
     DEV_A: "dev-a-Secret-52aa",
     DEV_B: "dev-b-Secret-0d9f",
-    WILDCARD_USER: "wildcard-Secret-e3b4",
     OBSERVER: "observer-Secret-81f0",
+    **dict.fromkeys(SIMULATED, SIMULATED_PASSWORD),
 }
+DEVICE_LOGINS = {DEV_A, DEV_B, *SIMULATED}
 
 WAIT_SECONDS = 5.0  # upper bound for anything that should happen
 QUIET_SECONDS = 1.5  # how long "nothing arrives" is watched for, after a control message
@@ -168,15 +190,46 @@ def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path
     pytest.fail(f"mosquitto did not listen on port {port} within {WAIT_SECONDS} s")
 
 
+def _export_dynamic_security(passwd: Path, output: Path) -> None:
+    """What the operator runs: `heimvakt mosquitto-security passwd -o dynamic-security.json`."""
+    result = CliRunner().invoke(
+        app,
+        ["mosquitto-security", str(passwd), "--output", str(output)],
+        env={"HEIMVAKT_MQTT_TOPIC_PREFIX": "heimvakt/v1"},
+    )
+    assert result.exit_code == 0, result.output
+
+
+def _add_observer(path: Path) -> None:
+    """Test only: the observer, exported as a device, becomes a spy that reads every topic."""
+    config = json.loads(path.read_text())
+    [observer] = [c for c in config["clients"] if c["username"] == OBSERVER]
+    del observer["clientid"]
+    observer["roles"] = [{"rolename": "test-observer"}]
+    config["roles"].append(
+        {
+            "rolename": "test-observer",
+            "acls": [
+                {"acltype": "subscribePattern", "topic": "#", "allow": True},
+                {"acltype": "publishClientReceive", "topic": "#", "allow": True},
+            ],
+        }
+    )
+    path.write_text(json.dumps(config))
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    assert MOSQUITTO is not None
+    if MOSQUITTO is None or MOSQUITTO_PASSWD is None or DYNAMIC_SECURITY is None:
+        pytest.skip(
+            "needs mosquitto, mosquitto_passwd and the dynamic-security plugin "
+            "(Debian: apt-get install mosquitto)"
+        )
     workdir = tmp_path_factory.mktemp("mosquitto")
-    acl = workdir / "acl"
-    shutil.copyfile(MOSQUITTO_DIR / "acl", acl)
-    with acl.open("a") as extra:
-        extra.write(f"\n# Test only: a spy that sees every topic.\nuser {OBSERVER}\ntopic read #\n")
     _make_password_file(workdir / "passwd", PASSWORDS)
+    dynamic_security = workdir / "dynamic-security.json"
+    _export_dynamic_security(workdir / "passwd", dynamic_security)
+    _add_observer(dynamic_security)
     port = _free_loopback_port()
     config = workdir / "mosquitto.conf"
     config.write_text(
@@ -184,8 +237,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
             (MOSQUITTO_DIR / "mosquitto.conf").read_text(),
             {
                 "listener": f"{port} 127.0.0.1",
-                "password_file": str(workdir / "passwd"),
-                "acl_file": str(acl),
+                "plugin": str(DYNAMIC_SECURITY),
+                "plugin_opt_config_file": str(dynamic_security),
                 "persistence_location": f"{workdir}/",
                 "log_dest": "stdout",
             },
@@ -224,9 +277,13 @@ def connect(broker: Broker) -> Iterator[Connect]:
         clean_session: bool = True,
         must_succeed: bool = True,
     ) -> Session:
+        if client_id is None:
+            # A device connects with its device id as client id, as it must.
+            device = username in DEVICE_LOGINS
+            client_id = username if device else f"test-{uuid.uuid4().hex[:12]}"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-{uuid.uuid4().hex[:12]}",
+            client_id=client_id,
             clean_session=clean_session,
             protocol=mqtt.MQTTv311,
         )
@@ -351,11 +408,17 @@ def test_device_cannot_publish_outside_its_own_four_topics(connect: Connect) -> 
     observer.expect_quiet()
 
 
-def test_device_subscriptions_deliver_nothing_not_even_its_own_readings(
-    connect: Connect,
-) -> None:
+def test_every_device_subscription_is_refused_and_delivers_nothing(connect: Connect) -> None:
     device_a = connect(DEV_A)
-    device_a.subscribe(f"{DEVICES}/#", device_topic(DEV_A), f"$share/spy/{DEVICES}/+/readings", "#")
+    codes = device_a.subscribe(
+        f"{DEVICES}/#",
+        device_topic(DEV_A),
+        device_topic(DEV_B),
+        f"$share/spy/{DEVICES}/+/readings",
+        f"$share/ingest/{DEVICES}/{DEV_B}/readings",
+        "#",
+        "$SYS/#",
+    )
     ingest = connect(INGEST)
     ingest.subscribe(f"{DEVICES}/+/readings")
 
@@ -365,24 +428,15 @@ def test_device_subscriptions_deliver_nothing_not_even_its_own_readings(
 
     ingest.expect(device_topic(DEV_B), from_b)
     ingest.expect(device_topic(DEV_A), from_a)
+    assert [code.value for code in codes] == [0x80] * 7, "every subscription refused"
     device_a.expect_quiet()
 
 
-def test_username_with_a_wildcard_gets_no_pattern_access_cve_2017_7650(
-    connect: Connect,
-) -> None:
-    """A user named "+" must not match the pattern heimvakt/v1/devices/%u/readings for every
-    device id: Mosquitto grants no pattern to a username containing + or #."""
-    ingest = connect(INGEST)
-    ingest.subscribe(f"{DEVICES}/+/readings")
-    wildcard = connect(WILDCARD_USER)
-
-    wildcard.publish(device_topic(DEV_B), b'{"spoofed": true}')
-    control = _payload()
-    connect(DEV_A).publish(device_topic(DEV_A), control)
-
-    ingest.expect(device_topic(DEV_A), control)
-    ingest.expect_quiet()
+def test_a_device_may_connect_only_with_its_own_id_as_client_id(connect: Connect) -> None:
+    for client_id in (f"test-{uuid.uuid4().hex[:12]}", DEV_B, INGEST):
+        session = connect(DEV_A, client_id=client_id, must_succeed=False)
+        reason, _present = session.connacks.get(timeout=WAIT_SECONDS)
+        assert reason.is_failure, f"{DEV_A} logged in as client {client_id}"
 
 
 def test_ingest_cannot_publish_as_a_device(connect: Connect) -> None:
@@ -417,3 +471,164 @@ def test_login_is_refused(connect: Connect, username: str | None, password: str 
 
     assert reason.is_failure
     assert reason.getName() in {"Bad user name or password", "Not authorized"}
+
+
+# --- Identity: client ids and shared subscriptions ----------------------------------------------
+
+READINGS = 20
+
+
+def _received(session: Session, count: int) -> list[mqtt.MQTTMessage]:
+    """Up to `count` messages, each waited for at most WAIT_SECONDS."""
+    messages: list[mqtt.MQTTMessage] = []
+    with contextlib.suppress(queue.Empty):
+        while len(messages) < count:
+            messages.append(session.messages.get(timeout=WAIT_SECONDS))
+    return messages
+
+
+def test_a_device_cannot_connect_with_the_ingests_client_id_nor_disturb_it(
+    connect: Connect,
+) -> None:
+    client_id = f"heimvakt-ingest-{uuid.uuid4().hex[:16]}"
+    ingest = connect(INGEST, client_id=client_id, clean_session=False)
+    ingest.subscribe(f"{DEVICES}/+/readings")
+
+    thief = connect(DEV_A, client_id=client_id, clean_session=False, must_succeed=False)
+    reason, _present = thief.connacks.get(timeout=WAIT_SECONDS)
+    device_b = connect(DEV_B)
+    sent = [_payload() for _ in range(READINGS)]
+    for payload in sent:
+        device_b.publish(device_topic(DEV_B), payload)
+
+    got = [message.payload for message in _received(ingest, READINGS)]
+    assert got == sent, f"the ingest got {len(got)} of {READINGS} readings"
+    assert reason.is_failure, "a device logged in with the ingest's client id"
+
+
+def test_a_device_cannot_take_the_backlog_queued_for_the_ingest(connect: Connect) -> None:
+    client_id = f"heimvakt-ingest-{uuid.uuid4().hex[:16]}"
+    first = connect(INGEST, client_id=client_id, clean_session=False)
+    first.subscribe(f"{DEVICES}/+/readings")
+    first.close()
+    device_b = connect(DEV_B)
+    sent = [_payload() for _ in range(5)]
+    for payload in sent:
+        device_b.publish(device_topic(DEV_B), payload)
+
+    thief = connect(DEV_A, client_id=client_id, clean_session=False, must_succeed=False)
+    reason, _present = thief.connacks.get(timeout=WAIT_SECONDS)
+    thief.close()
+    again = connect(INGEST, client_id=client_id, clean_session=False)
+
+    got = [message.payload for message in _received(again, len(sent))]
+    assert got == sent, f"the ingest got {len(got)} of {len(sent)} queued readings"
+    assert reason.is_failure, "a device logged in with the ingest's client id"
+
+
+def test_a_device_cannot_join_the_ingests_shared_subscription_group(connect: Connect) -> None:
+    ingest = connect(INGEST)
+    ingest.subscribe(f"$share/ingest/{DEVICES}/+/readings")
+    thief = connect(DEV_A)
+    codes = thief.subscribe(f"$share/ingest/{DEVICES}/+/readings")
+
+    device_b = connect(DEV_B)
+    sent = [_payload() for _ in range(READINGS)]
+    for payload in sent:
+        device_b.publish(device_topic(DEV_B), payload)
+
+    got = [message.payload for message in _received(ingest, READINGS)]
+    assert sorted(got) == sorted(sent), f"the ingest got {len(got)} of {READINGS} readings"
+    assert all(code.is_failure for code in codes), f"the device's subscription got {codes}"
+    thief.expect_quiet()
+
+
+# --- The demo's simulator ----------------------------------------------------------------------
+
+
+def test_simulated_devices_log_in_as_themselves_and_every_reading_reaches_the_ingest(
+    connect: Connect, broker: Broker
+) -> None:
+    """`heimvakt up --demo` hands the simulator the broker URL with the ingest's login; the
+    simulator must use only the address, or the broker refuses every simulated reading."""
+    ingest = connect(INGEST)
+    ingest.subscribe(f"{DEVICES}/+/readings")
+    platform_url = BrokerAddress.parse(
+        f"mqtt://{INGEST}:{PASSWORDS[INGEST]}@{broker.host}:{broker.port}"
+    )
+    clock = ManualClock()
+    devices = [
+        SimulatedDevice(device_id, "pulse_oximeter", (Vital("spo2", "%", 95.0, 1.0),))
+        for device_id in SIMULATED
+    ]
+    expected = len(SIMULATED) * len(list(history_times(now=clock.now(), days=2)))
+    simulator = Simulator(
+        broker=platform_url,
+        device_password=SIMULATED_PASSWORD,
+        topic_prefix="heimvakt/v1",
+        devices=devices,
+        clock=clock,
+        interval=3600.0,
+        history_days=2,
+    )
+
+    simulator.start()
+    try:
+        got = _received(ingest, expected)
+    finally:
+        simulator.stop()
+
+    assert len(got) == expected, f"the ingest got {len(got)} of {expected} simulated readings"
+    assert {message.topic for message in got} == {device_topic(d) for d in SIMULATED}
+
+
+# --- The export itself -------------------------------------------------------------------------
+
+_HASH = (
+    "$7$101$/DKiFxRchJgDz1D3$Jvob5R20pkQbO93o65obOsrnVCaNfa3MfyWnJNtx7Ss3qtYoAQKfX66eIo0SIpbC"
+    "3ZRyNmfqaNgIztExRwy04w=="
+)
+
+
+_INGEST_LINE = f"{INGEST}:{_HASH}\n"
+
+
+@pytest.mark.parametrize(
+    ("passwd", "refusal"),
+    [
+        pytest.param(f"{_INGEST_LINE}+:{_HASH}", "not a device id", id="wildcard +"),
+        pytest.param(f"{_INGEST_LINE}dev#1:{_HASH}", "not a device id", id="wildcard #"),
+        pytest.param(f"{_INGEST_LINE}dev/a:{_HASH}", "not a device id", id="topic separator"),
+        pytest.param(f"{_INGEST_LINE}heimvakt-ingest-2:{_HASH}", "reserved", id="platform prefix"),
+        pytest.param(f"{_INGEST_LINE}{DEV_A}:{_HASH}\n{DEV_A}:{_HASH}", "twice", id="duplicate"),
+        pytest.param(f"{_INGEST_LINE}{DEV_A}:$6$c2FsdA==$aGFzaA==", "PBKDF2", id="old hash"),
+        pytest.param(f"{_INGEST_LINE}{DEV_A}:plain-password", "PBKDF2", id="no hash"),
+        pytest.param(f"{DEV_A}:{_HASH}", "no login for heimvakt-ingest", id="no ingest"),
+    ],
+)
+def test_the_export_refuses_a_login_that_could_break_the_rules(passwd: str, refusal: str) -> None:
+    """A device's login becomes a literal topic level and its client id: "+" would publish as
+    every device (CVE-2017-7650 in acl_file patterns), and a heimvakt-* id could be the
+    platform's."""
+    with pytest.raises(PasswordFileError, match=refusal):
+        dynamic_security_config(passwd, topic_prefix="heimvakt/v1")
+
+
+def test_the_export_grants_devices_no_subscription_and_binds_their_client_id() -> None:
+    config = dynamic_security_config(f"{_INGEST_LINE}{DEV_A}:{_HASH}\n", topic_prefix="hv/v1")
+
+    clients = {client["username"]: client for client in config["clients"]}
+    roles = {role["rolename"]: role for role in config["roles"]}
+    assert config["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    assert clients[DEV_A]["clientid"] == DEV_A
+    assert "clientid" not in clients[INGEST], "each ingest worker has its own client id"
+    [device_role] = clients[DEV_A]["roles"]
+    assert {(a["acltype"], a["topic"]) for a in roles[device_role["rolename"]]["acls"]} == {
+        ("publishClientSend", f"hv/v1/devices/{DEV_A}/{kind}") for kind in DEVICE_TOPIC_KINDS
+    }
+    assert config["groups"] == []

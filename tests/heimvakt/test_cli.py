@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import psycopg
@@ -10,8 +11,10 @@ from typer.testing import CliRunner
 
 from care.people import principal_for
 from core.auth import authenticate_local
+from core.settings import Settings
 from devices.tokens import device_for_token, token_prefix
 from heimvakt.cli import app
+from heimvakt.worker import ingest_client_id
 from tests.support import seed_patient_with_device
 
 runner = CliRunner()
@@ -135,3 +138,30 @@ def test_an_administrator_can_be_a_helseid_identity_and_half_an_identity_is_refu
         " WHERE i.issuer = 'https://helseid-sts.nhn.no' AND i.subject = 'abc'"
     ).fetchone()
     assert linked == ("administrator",)
+
+
+@pytest.mark.parametrize(
+    "client_id", [None, "heimvakt-ingest", "change-me"], ids=["unset", "old default", "placeholder"]
+)
+def test_an_ingest_on_a_configured_broker_needs_its_own_unguessable_client_id(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, client_id: str | None
+) -> None:
+    """Whoever connects with the ingest's client id takes its session and queued readings."""
+    monkeypatch.setenv("HEIMVAKT_DATABASE_URL", database_url)
+    monkeypatch.setenv("HEIMVAKT_MQTT_URL", "mqtt://127.0.0.1:9")
+    if client_id is None:
+        monkeypatch.delenv("HEIMVAKT_MQTT_CLIENT_ID", raising=False)
+    else:
+        monkeypatch.setenv("HEIMVAKT_MQTT_CLIENT_ID", client_id)
+
+    for command in (["ingest"], ["ingest", "--workers", "2"], ["up"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert "Refusing to start: set HEIMVAKT_MQTT_CLIENT_ID" in result.output
+
+
+def test_with_the_embedded_broker_the_ingest_client_id_is_random() -> None:
+    ids = {ingest_client_id(Settings(mqtt_url=None, mqtt_client_id=None)) for _ in range(2)}
+
+    assert len(ids) == 2
+    assert all(re.fullmatch(r"heimvakt-ingest-[0-9a-f]{16}", i) for i in ids)
