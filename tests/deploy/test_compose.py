@@ -31,8 +31,10 @@ SCALE_SERVICES = {"emqx-1", "emqx-2", "ingest-1", "ingest-2"}
 PROFILES = {"default": (), "scale": ("--profile", "scale")}
 
 REQUIRED_SECRETS = ("HEIMVAKT_DB_PASSWORD", "HEIMVAKT_MQTT_INGEST_PASSWORD")
+# Not a secret, but whoever knows it could take the ingest's session: required, no default.
+REQUIRED = (*REQUIRED_SECRETS, "HEIMVAKT_MQTT_CLIENT_ID")
 # Deliberately not a known default: the app would refuse those, compose does not care.
-DUMMY_SECRETS = {name: f"dummy-{name.lower()}-7f3a" for name in REQUIRED_SECRETS}
+DUMMY_SECRETS = {name: f"dummy-{name.lower()}-7f3a" for name in REQUIRED}
 # The value deploy/.env.example must show, one the app refuses to start with.
 PLACEHOLDER = "change-me"
 
@@ -140,6 +142,7 @@ def test_secrets_reach_the_services_only_through_the_environment(run_compose: Ru
     assert heimvakt_env["HEIMVAKT_MQTT_URL"] == (
         f"mqtt://heimvakt-ingest:{mqtt_password}@mosquitto:1883"
     )
+    assert heimvakt_env["HEIMVAKT_MQTT_CLIENT_ID"] == DUMMY_SECRETS["HEIMVAKT_MQTT_CLIENT_ID"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -155,7 +158,7 @@ def test_compose_normalises_every_published_port_to_loopback(
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("missing", REQUIRED_SECRETS)
+@pytest.mark.parametrize("missing", REQUIRED)
 @pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
 def test_compose_refuses_to_start_without_each_secret(
     run_compose: RunCompose, missing: str, value: str | None, profile: str
@@ -236,7 +239,7 @@ def test_timescaledb_is_healthy_only_when_pg_isready_says_so(compose: Compose) -
     assert any(":/var/lib/postgresql/data" in volume for volume in timescaledb["volumes"])
 
 
-def test_mosquitto_uses_the_project_config_acl_and_password_file_and_persists_its_queue(
+def test_mosquitto_uses_the_project_config_and_dynamic_security_and_persists_its_queue(
     compose: Compose,
 ) -> None:
     mosquitto = compose["services"]["mosquitto"]
@@ -249,9 +252,17 @@ def test_mosquitto_uses_the_project_config_acl_and_password_file_and_persists_it
     assert mosquitto["image"] == "eclipse-mosquitto:2"
     assert binds == {
         "/mosquitto/config/mosquitto.conf": "./deploy/mosquitto/mosquitto.conf",
-        "/mosquitto/config/acl": "./deploy/mosquitto/acl",
-        "/mosquitto/config/passwd": "./deploy/mosquitto/passwd",
+        "/mosquitto/config/dynamic-security.json": "./deploy/mosquitto/dynamic-security.json",
     }
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    assert "plugin_opt_config_file /mosquitto/config/dynamic-security.json" in conf
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf  # its path in the image
+    assert not any(line.startswith(("acl_file", "password_file")) for line in conf)
+    [generated] = [
+        v for v in mosquitto["volumes"] if isinstance(v, dict) and "dynamic" in v["target"]
+    ]
+    assert generated["bind"] == {"create_host_path": False}
+    assert "deploy/mosquitto/dynamic-security.json" in (REPO / ".gitignore").read_text().split()
     assert "mosquitto-data:/mosquitto/data" in mosquitto["volumes"]
 
 
@@ -274,7 +285,7 @@ def test_env_example_documents_every_secret_with_a_placeholder_the_app_refuses()
         if line.strip() and not line.lstrip().startswith("#")
     )
 
-    assert assignments == dict.fromkeys(REQUIRED_SECRETS, PLACEHOLDER)
+    assert assignments == dict.fromkeys(REQUIRED, PLACEHOLDER)
 
 
 # --- the scale profile -------------------------------------------------------------------------
@@ -335,12 +346,14 @@ def test_the_scale_workers_share_one_group_each_with_its_own_client_id_and_node(
     workers = [services["ingest-1"], services["ingest-2"]]
     assert [w["command"][:2] for w in workers] == [["heimvakt", "ingest"]] * 2
     assert {w["environment"]["HEIMVAKT_INGEST_SHARED_GROUP"] for w in workers} == {"ingest"}
+    client_id = DUMMY_SECRETS["HEIMVAKT_MQTT_CLIENT_ID"]
     assert [w["environment"]["HEIMVAKT_MQTT_CLIENT_ID"] for w in workers] == [
-        "heimvakt-ingest-1",
-        "heimvakt-ingest-2",
+        f"{client_id}-1",
+        f"{client_id}-2",
     ]
+    # The platform listener, where client ids are the workers' own.
     assert [w["environment"]["HEIMVAKT_MQTT_URL"] for w in workers] == [
-        f"mqtt://heimvakt-ingest:{mqtt_password}@emqx-{n}:1883" for n in (1, 2)
+        f"mqtt://heimvakt-ingest:{mqtt_password}@emqx-{n}:1884" for n in (1, 2)
     ]
     for worker in workers:
         assert worker["environment"]["HEIMVAKT_DATABASE_URL"] == (
@@ -348,3 +361,27 @@ def test_the_scale_workers_share_one_group_each_with_its_own_client_id_and_node(
         )
         assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert worker["cap_drop"] == ["ALL"]
+
+
+def test_on_emqx_a_device_cannot_choose_its_client_id_and_the_platform_listener_is_private(
+    run_compose: RunCompose,
+) -> None:
+    """A device connecting with a worker's client id would take over its session: on the device
+    listener every client id is replaced by the username, and the workers' listener is not
+    published."""
+    conf = (EMQX_DIR / "emqx.conf").read_text()
+    default_listener = re.search(r"^listeners\.tcp\.default \{(.*?)^\}", conf, re.M | re.S)
+    platform_listener = re.search(r"^listeners\.tcp\.platform \{(.*?)^\}", conf, re.M | re.S)
+    assert default_listener is not None
+    assert platform_listener is not None
+    assert re.search(r"^\s*bind = \"0\.0\.0\.0:1883\"$", default_listener.group(1), re.M)
+    assert re.search(r"^\s*zone = devices$", default_listener.group(1), re.M)
+    assert _emqx_setting("zones.devices.mqtt.use_username_as_clientid") == "true"
+    assert re.search(r"^\s*bind = \"0\.0\.0\.0:1884\"$", platform_listener.group(1), re.M)
+
+    result = run_compose("--profile", "scale", "config", "--format", "json", env=DUMMY_SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for node in ("emqx-1", "emqx-2"):
+        published = {int(port["target"]) for port in services[node]["ports"]}
+        assert published <= {1883, 18083}, f"{node} publishes {published}"
