@@ -8,16 +8,37 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+import psycopg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Passwords that appear in examples and templates. A production deployment that still uses
-# one of them is refused: a shipped default secret is how ThingsBoard's CVE-2023-26462 happened.
+# Passwords that appear in examples and templates, and the demo's log-in password (printed at
+# every demo start). A production deployment that still uses one of them is refused: a shipped
+# default secret is how ThingsBoard's CVE-2023-26462 happened.
 KNOWN_DEFAULT_SECRETS = frozenset(
-    {"", "change-me", "changeme", "heimvakt", "postgres", "password", "secret"}
+    {"", "change-me", "changeme", "heimvakt", "heimvakt-demo", "postgres", "password", "secret"}
 )
+_PASSWORD_PARAMETERS = frozenset({"password", "pass", "passwd", "pwd"})
+
+
+def passwords_in(url: str) -> list[str]:
+    """Every password a service address carries, decoded: in the user part, in a query
+    parameter (``?password=``, as libpq reads it), or in a libpq ``key=value`` string.
+    Percent-encoding hides nothing: ``change%2Dme`` is ``change-me``."""
+    parts = urlsplit(url)
+    found = [] if parts.password is None else [unquote(parts.password)]
+    found += [
+        value for name, value in parse_qsl(parts.query) if name.lower() in _PASSWORD_PARAMETERS
+    ]
+    try:
+        libpq = psycopg.conninfo.conninfo_to_dict(url).get("password")
+    except psycopg.ProgrammingError:
+        libpq = None  # not a libpq address (an MQTT or SMTP one)
+    if libpq is not None:
+        found.append(str(libpq))
+    return found
 
 
 class OidcIssuerSetting(BaseModel):
@@ -113,11 +134,20 @@ class Settings(BaseSettings):
         default=None,
         description="Password log-in with a built-in issuer; unset: on in demo and embedded mode.",
     )
+    issuer_key_file: Path | None = Field(
+        default=None,
+        description="The key that seals the built-in issuer's signing key in the database (kept "
+        "out of it, so a dump cannot sign tokens); unset: <data_dir>/issuer.key, made at first "
+        "start. Every app process of one installation needs the same file.",
+    )
     auth_audience: str = "heimvakt"
     token_lifetime_minutes: int = Field(default=480, ge=5, le=24 * 60)
     readings_retention_days: int | None = Field(
         default=None, ge=30, description="Delete readings older than this; unset: keep them."
     )
+
+    def issuer_key_path(self) -> Path:
+        return self.issuer_key_file or self.data_dir / "issuer.key"
 
     def local_issuer_enabled(self) -> bool:
         if self.local_issuer is not None:
@@ -131,11 +161,11 @@ class Settings(BaseSettings):
         for name, url in (
             ("HEIMVAKT_DATABASE_URL", self.database_url),
             ("HEIMVAKT_MQTT_URL", self.mqtt_url),
+            ("HEIMVAKT_SMTP_URL", self.smtp_url),
         ):
             if url is None:
                 continue
-            password = urlsplit(url).password
-            if password is not None and password.lower() in KNOWN_DEFAULT_SECRETS:
+            if any(p.strip().lower() in KNOWN_DEFAULT_SECRETS for p in passwords_in(url)):
                 raise ValueError(
                     f"{name} uses a default password; set a real secret or run in demo mode"
                 )

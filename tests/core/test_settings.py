@@ -40,6 +40,28 @@ def test_a_default_password_is_refused_outside_demo_mode(password: str) -> None:
         Settings(mqtt_url=f"mqtt://ingest:{password}@broker:1883")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://heimvakt:change%2Dme@db/heimvakt",  # percent-encoded
+        "postgresql://heimvakt@db/heimvakt?password=change-me",  # libpq's query parameter
+        "postgresql://heimvakt:%43hange-Me@db/heimvakt",
+        "host=db user=heimvakt password=change-me",  # libpq key=value
+        "postgresql://heimvakt:heimvakt-demo@db/heimvakt",
+    ],
+)
+def test_a_default_password_is_refused_however_the_address_is_written(url: str) -> None:
+    with pytest.raises(ValidationError, match="HEIMVAKT_DATABASE_URL uses a default password"):
+        Settings(database_url=url)
+
+
+def test_a_default_password_in_a_broker_or_mail_address_is_refused() -> None:
+    with pytest.raises(ValidationError, match="HEIMVAKT_MQTT_URL uses a default password"):
+        Settings(mqtt_url="mqtt://ingest:s3cr3t-long@broker:1883?password=change%2Dme")
+    with pytest.raises(ValidationError, match="HEIMVAKT_SMTP_URL uses a default password"):
+        Settings(smtp_url="smtp://heimvakt:change%2Dme@smtp.example.org:587")
+
+
 def test_demo_mode_accepts_the_example_passwords() -> None:
     settings = Settings(demo=True, database_url="postgresql://heimvakt:change-me@db/heimvakt")
     assert settings.demo
