@@ -202,7 +202,9 @@ def create_administrator(
         staff = do_create_staff(conn, display_name=name, role=StaffRole.ADMINISTRATOR)
         if username is not None and password is not None:
             try:
-                account = do_create_local_account(conn, username=username, password=password)
+                account = do_create_local_account(
+                    conn, username=username, password=password, demo=settings.demo
+                )
             except ValueError as error:
                 typer.echo(str(error), err=True)
                 raise typer.Exit(1) from error

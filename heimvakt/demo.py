@@ -304,7 +304,7 @@ def _log_in_as(
     staff_id: UUID | None = None,
     patient_id: UUID | None = None,
 ) -> None:
-    subject = do_create_local_account(conn, username=username, password=DEMO_PASSWORD)
+    subject = do_create_local_account(conn, username=username, password=DEMO_PASSWORD, demo=True)
     do_link_identity(
         conn, issuer=issuer, subject=str(subject), staff_id=staff_id, patient_id=patient_id
     )

@@ -18,7 +18,7 @@ import uvicorn
 from psycopg_pool import ConnectionPool
 
 from alerts.dispatch import serve
-from core.auth import LocalIssuer, TokenVerifier, issuer_configs
+from core.auth import LocalIssuer, TokenVerifier, issuer_configs, load_or_create_issuer_key
 from core.clock import Clock, SystemClock
 from core.db import open_pool
 from core.migrate import MigrationReport, migrate
@@ -187,7 +187,8 @@ def local_issuer_id(settings: Settings) -> str:
 def build_local_issuer(
     settings: Settings, *, pool: ConnectionPool, clock: Clock
 ) -> LocalIssuer | None:
-    """The built-in issuer, in demo and embedded mode only; its key is made at first start."""
+    """The built-in issuer, in demo and embedded mode only; its signing key is made at first
+    start, sealed with the issuer key file (made at first start too, unless configured)."""
     if not settings.local_issuer_enabled():
         return None
     issuer = LocalIssuer(
@@ -196,6 +197,7 @@ def build_local_issuer(
         audience=settings.auth_audience,
         clock=clock,
         token_lifetime=timedelta(minutes=settings.token_lifetime_minutes),
+        issuer_key=load_or_create_issuer_key(settings.issuer_key_path()),
     )
     issuer.ensure_signing_key()
     return issuer

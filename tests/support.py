@@ -9,6 +9,7 @@ from typing import TypeVar
 from uuid import UUID
 
 import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
@@ -17,6 +18,9 @@ from devices.service import do_assign_device, do_register_device
 T = TypeVar("T")
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+ISSUER_KEY = AESGCM.generate_key(bit_length=256)
+"""The key that seals the test issuers' signing keys: one per test run, as one installation
+keeps one key file, so every issuer built on a cloned database opens the template's key."""
 
 
 def eventually(probe: Callable[[], T], *, timeout: float = 30.0, every: float = 0.05) -> T:

@@ -21,6 +21,7 @@ from heimvakt.worker import rules
 from tests.care.world import World, build_world
 from tests.conftest import database_url_for
 from tests.ingest.conftest import TEST_LIMITS
+from tests.support import ISSUER_KEY
 
 LOCAL_ISSUER = "http://testserver/auth"
 PUBLIC_URL = "http://testserver"
@@ -34,6 +35,7 @@ def local_issuer(pool: ConnectionPool) -> LocalIssuer:
         audience=AUDIENCE,
         clock=SystemClock(),
         token_lifetime=timedelta(hours=8),
+        issuer_key=ISSUER_KEY,
     )
 
 

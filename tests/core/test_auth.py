@@ -7,12 +7,15 @@ import base64
 import hashlib
 import hmac
 import json
+import stat
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -26,15 +29,20 @@ from psycopg_pool import ConnectionPool
 from core.auth import (
     IssuerConfig,
     LocalIssuer,
+    SigningKeyError,
     TokenRejectedError,
     TokenVerifier,
     authenticate_local,
     do_create_local_account,
     do_set_local_password,
     issuer_configs,
+    load_or_create_issuer_key,
+    session_is_open,
 )
 from core.clock import ManualClock
-from core.settings import Settings
+from core.settings import KNOWN_DEFAULT_SECRETS, Settings
+from heimvakt.demo import DEMO_PASSWORD
+from tests.support import ISSUER_KEY
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 ISSUER = "https://helseid-sts.test.example"
@@ -170,13 +178,14 @@ def test_an_insufficient_level_of_assurance_is_refused_where_required(jwks_url: 
     assert verifier.verify(_token(_claims(acr="idporten-loa-high")), now=NOW)
 
 
-def _issuer(pool: ConnectionPool, clock: ManualClock) -> LocalIssuer:
+def _issuer(pool: ConnectionPool, clock: ManualClock, key: bytes = ISSUER_KEY) -> LocalIssuer:
     return LocalIssuer(
         pool,
         issuer="http://127.0.0.1:8000/auth",
         audience="heimvakt",
         clock=clock,
         token_lifetime=timedelta(hours=8),
+        issuer_key=key,
     )
 
 
@@ -248,6 +257,113 @@ def test_an_operator_can_reset_a_local_password(conn: psycopg.Connection) -> Non
     assert authenticate_local(conn, username="kari", password="nytt-passord-1") == subject
     assert authenticate_local(conn, username="kari", password="gammelt-passord") is None
     assert not do_set_local_password(conn, username="nobody", password="nytt-passord-1")
+
+
+def test_a_password_reset_ends_every_session_of_the_account(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    """Whoever learnt the old password and logged in with it is logged out by the reset."""
+    subject = do_create_local_account(conn, username="kari", password="gammelt-passord")
+    other = do_create_local_account(conn, username="ola", password="ola-sitt-passord")
+    issuer = _issuer(pool, ManualClock(NOW))
+    verifier = TokenVerifier([], local=issuer)
+    sessions = [
+        verifier.verify(issuer.issue(subject=str(who)), now=NOW).session
+        for who in (subject, subject, other)
+    ]
+
+    do_set_local_password(conn, username="kari", password="nytt-passord-1")
+
+    assert [session_is_open(conn, session=s) for s in sessions if s] == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "heimvakt-demo",  # the demo's password, printed at every demo start
+        "1234567890",
+        "passwordpassword",
+        "qwertyuiop",
+        "Heimvakt2026!",
+    ],
+)
+def test_outside_demo_mode_a_guessable_or_published_password_is_refused(
+    conn: psycopg.Connection, password: str
+) -> None:
+    do_create_local_account(conn, username="ola", password="et-langt-passord")
+    with pytest.raises(ValueError, match="password"):
+        do_create_local_account(conn, username="kari-nordmann", password=password)
+    with pytest.raises(ValueError, match="password"):
+        do_set_local_password(conn, username="ola", password=password)
+    assert conn.execute("SELECT count(*) FROM local_accounts").fetchone() == (1,)
+
+
+def test_a_password_made_of_the_user_name_is_refused(conn: psycopg.Connection) -> None:
+    with pytest.raises(ValueError, match="too easy to guess"):
+        do_create_local_account(conn, username="kari-nordmann", password="kari-nordmann1")
+
+
+def test_demo_accounts_may_use_the_printed_demo_password(conn: psycopg.Connection) -> None:
+    assert DEMO_PASSWORD.lower() in KNOWN_DEFAULT_SECRETS
+    subject = do_create_local_account(conn, username="demo", password=DEMO_PASSWORD, demo=True)
+    assert authenticate_local(conn, username="demo", password=DEMO_PASSWORD) == subject
+    with pytest.raises(ValueError, match="at least"):
+        do_create_local_account(conn, username="kort", password="demo", demo=True)
+
+
+def test_a_database_dump_holds_no_key_that_can_sign_a_token(
+    pool: ConnectionPool, database_url: str
+) -> None:
+    """Read access to a dump (pg_dump, as a backup holds it) must not be enough to mint a
+    token: the signing key is in it only sealed with the issuer key, which it does not hold."""
+    issuer = _issuer(pool, ManualClock(NOW))
+    kid = issuer.ensure_signing_key()
+    dump = subprocess.run(
+        ["pg_dump", "--data-only", "--table=signing_keys", database_url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert kid in dump
+    assert "PRIVATE KEY" not in dump
+    with pool.connection() as conn:
+        rows = conn.execute("SELECT * FROM signing_keys").fetchall()
+    for value in (value for row in rows for value in row):
+        data = value.encode() if isinstance(value, str) else value
+        if not isinstance(data, bytes | memoryview):
+            continue
+        for load in (serialization.load_pem_private_key, serialization.load_der_private_key):
+            with pytest.raises((ValueError, TypeError)):
+                load(bytes(data), password=None)
+    with pytest.raises(SigningKeyError, match="HEIMVAKT_ISSUER_KEY_FILE"):
+        _issuer(pool, ManualClock(NOW), key=bytes(32)).issue(subject="intruder")
+
+
+def test_a_sealed_key_moved_to_another_kid_does_not_open(pool: ConnectionPool) -> None:
+    issuer = _issuer(pool, ManualClock(NOW))
+    kid = issuer.ensure_signing_key()
+    with pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at, retired_at)"
+            " SELECT 'moved', sealed_private_key, created_at, created_at FROM signing_keys"
+            " WHERE kid = %s",
+            (kid,),
+        )
+    with pytest.raises(SigningKeyError):
+        _issuer(pool, ManualClock(NOW)).public_key("moved")
+
+
+def test_the_issuer_key_file_is_made_once_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "issuer.key"
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        keys = set(executor.map(load_or_create_issuer_key, [path] * 4))
+    assert len(keys) == 1
+    assert load_or_create_issuer_key(path) in keys
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["issuer.key"]
+    path.write_text("too short\n")
+    with pytest.raises(SigningKeyError):
+        load_or_create_issuer_key(path)
 
 
 def test_a_hash_with_outdated_parameters_is_upgraded_at_the_next_log_in(

@@ -33,6 +33,7 @@ from core.readings import Reading
 from dashboard import create_dashboard
 from devices.service import do_assign_device, do_register_device
 from heimvakt.auth import SESSION_COOKIE, principal_from_token
+from tests.support import ISSUER_KEY
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 BASE = "/app/"
@@ -65,7 +66,12 @@ def dashboard_app(pool: ConnectionPool, clock: ManualClock) -> fastapi.FastAPI:
 def issuer_for(pool: ConnectionPool, clock: ManualClock) -> LocalIssuer:
     """The built-in issuer on the test's clock (its tokens are issued at the test's now)."""
     issuer = LocalIssuer(
-        pool, issuer=ISSUER, audience=AUDIENCE, clock=clock, token_lifetime=TOKEN_LIFETIME
+        pool,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        clock=clock,
+        token_lifetime=TOKEN_LIFETIME,
+        issuer_key=ISSUER_KEY,
     )
     issuer.ensure_signing_key()
     return issuer

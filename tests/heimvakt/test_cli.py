@@ -124,6 +124,19 @@ def test_the_first_administrator_can_log_in_with_a_password(
 
 
 @pytest.mark.usefixtures("configured")
+@pytest.mark.parametrize("password", ["heimvakt-demo", "1234567890", "passwordpassword"])
+def test_outside_demo_mode_the_first_administrator_gets_no_guessable_password(
+    monkeypatch: pytest.MonkeyPatch, conn: psycopg.Connection, password: str
+) -> None:
+    monkeypatch.setenv("HEIMVAKT_ADMIN_PASSWORD", password)
+    result = runner.invoke(app, ["admin", "Anne Admin", "--username", "anne"])
+    assert result.exit_code == 1
+    assert "password" in result.output
+    assert conn.execute("SELECT count(*) FROM local_accounts").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM staff").fetchone() == (0,)
+
+
+@pytest.mark.usefixtures("configured")
 def test_an_administrator_can_be_a_helseid_identity_and_half_an_identity_is_refused(
     conn: psycopg.Connection,
 ) -> None:
