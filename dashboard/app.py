@@ -31,6 +31,7 @@ from dashboard.links import (
     Route,
     language_from_search,
     login_failed,
+    login_throttled,
     resolve,
 )
 from dashboard.pages import (
@@ -115,7 +116,12 @@ def create_dashboard(
             # An expired, revoked or forged token is no one: the log-in form, no data.
             principal, ended = ANONYMOUS, True
         if principal.kind not in SIGNED_IN:
-            content = login_page(t=t, failed=login_failed(search), ended=ended)
+            content = login_page(
+                t=t,
+                failed=login_failed(search),
+                ended=ended,
+                throttled=login_throttled(search),
+            )
         else:
             view = View(principal=principal, now=now, refresh=refresh)
             content = _content(route, view, pool=pool, t=t, links=links)

@@ -32,6 +32,12 @@ def login_failed(search: str | None) -> bool:
     return parse_qs((search or "").removeprefix("?")).get("failed") == ["1"]
 
 
+def login_throttled(search: str | None) -> bool:
+    """Whether /auth/login sent the browser back here to wait: too many failed log-ins for
+    the account or the address, or too many log-ins at once."""
+    return parse_qs((search or "").removeprefix("?")).get("failed") == ["wait"]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     page: Page

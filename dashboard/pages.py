@@ -465,12 +465,23 @@ def _looked_at_by(entries: list[AccessLogEntry], *, t: Translator) -> Component:
     )
 
 
-def login_page(*, t: Translator, failed: bool, ended: bool = False) -> Component:
+def login_page(
+    *, t: Translator, failed: bool, ended: bool = False, throttled: bool = False
+) -> Component:
     """Password log-in of the built-in issuer; the form posts to /auth/login, which sets the
-    session cookie and comes back to the dashboard (here again, with ?failed=1, if refused)."""
+    session cookie and comes back to the dashboard (here again, with ?failed=1, if refused,
+    or ?failed=wait when the log-in throttle holds it back)."""
     notices = []
     if failed:
         notices.append(html.P(t("Wrong user name or password"), role="alert", className="notice"))
+    elif throttled:
+        notices.append(
+            html.P(
+                t("Too many log-in attempts. Wait a few minutes and try again."),
+                role="alert",
+                className="notice",
+            )
+        )
     elif ended:
         notices.append(
             html.P(t("Your session has ended. Please log in again."), className="notice")

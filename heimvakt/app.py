@@ -18,6 +18,7 @@ from core.problems import install_problem_handlers, problem
 from dashboard.app import create_dashboard
 from heimvakt.auth import (
     SESSION_COOKIE,
+    CrossSiteGuard,
     bearer_authenticator,
     local_issuer_router,
     principal_from_token,
@@ -59,7 +60,9 @@ def create_app(
         app.include_router(
             local_issuer_router(
                 pool=pool,
+                clock=clock,
                 issuer=local_issuer,
+                verifier=verifier,
                 secure_cookie=secure_cookie,
                 dashboard_path=DASHBOARD_PATH,
             )
@@ -103,4 +106,7 @@ def create_app(
         session_cookie=SESSION_COOKIE,
         url_base=DASHBOARD_PATH,
     )
+    # One check for every state change a session cookie could authorise: API, dashboard
+    # callbacks, log-in and log-out.
+    app.add_middleware(CrossSiteGuard, public_url=public_url, session_cookie=SESSION_COOKIE)
     return app

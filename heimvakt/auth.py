@@ -1,32 +1,45 @@
 """Turns a request's credentials into the `Principal` every check in care/access.py works on.
 
 One path for every person, whoever issued their token: the JWT is verified (core/auth.py) and
-its (issuer, subject) looked up among enrolled identities (care/people.py). A device token
-(``hv_…``) becomes a device principal, which the shared-care routes refuse; only the ingest
-route accepts it, for its own device. The API reads a bearer token; the dashboard reads the
-same kind of token from its session cookie and calls `principal_from_token` too.
+its (issuer, subject) looked up among enrolled identities (care/people.py); a built-in issuer's
+token also needs its session to be open (log-out ends it). A device token (``hv_…``) becomes a
+device principal, which the shared-care routes refuse; only the ingest route accepts it, for
+its own device. The API reads a bearer token; the dashboard reads the same kind of token from
+its session cookie and calls `principal_from_token` too.
+
+Also here: the built-in issuer's log-in and log-out routes, with their throttle and a bound on
+password checks, and `CrossSiteGuard`, which refuses a browser's cross-site state change.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Response, Security
+import anyio
+from fastapi import APIRouter, Form, Request, Response, Security
 from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from care.access import NotAuthenticatedError
 from care.people import principal_for
 from core.auth import (
     ANONYMOUS,
     LocalIssuer,
+    LoginAttempt,
+    LoginThrottle,
     Principal,
     TokenRejectedError,
     TokenVerifier,
-    authenticate_local,
+    do_end_session,
+    do_log_in_local,
+    session_is_open,
 )
 from core.clock import Clock
 from core.problems import problem, problem_response
@@ -62,6 +75,8 @@ def principal_from_token(
     except TokenRejectedError as error:
         raise NotAuthenticatedError from error
     with pool.connection() as conn:
+        if verified.session is not None and not session_is_open(conn, session=verified.session):
+            raise NotAuthenticatedError  # logged out, or its password was reset
         principal = principal_for(
             conn,
             issuer=verified.issuer,
@@ -98,22 +113,81 @@ class TokenOut(BaseModel):
     expires_in: int = Field(description="Seconds")
 
 
+PASSWORD_CHECKS: Final = max(1, (os.cpu_count() or 2) // 2)
+"""Log-ins whose password is checked at once, per process. An argon2id check takes a CPU (and
+64 MiB) for about 0.2 s; without a bound a flood of log-ins takes every CPU and worker thread
+from the people already logged in. Log-ins wait for a slot without holding a thread."""
+WAITING_LOG_INS: Final = 16
+"""Log-ins that may wait for a slot; the next one is refused at once (503, Retry-After)."""
+BUSY_RETRY_SECONDS: Final = 2
+
+LOGIN_PATH: Final = "/auth/login"
+LOGOUT_PATH: Final = "/auth/logout"
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it; behind a reverse proxy, uvicorn takes it
+    from X-Forwarded-For when the proxy is in FORWARDED_ALLOW_IPS (docs/deploy.md)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def local_issuer_router(
-    *, pool: ConnectionPool, issuer: LocalIssuer, secure_cookie: bool, dashboard_path: str
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    issuer: LocalIssuer,
+    verifier: TokenVerifier,
+    secure_cookie: bool,
+    dashboard_path: str,
+    throttle: LoginThrottle | None = None,
 ) -> APIRouter:
     """Password log-in for demo and embedded mode, issuing the same kind of JWT as HelseID.
 
     ``POST /auth/token`` answers API clients (OAuth 2.0 password grant form); ``POST
     /auth/login`` answers the dashboard's form with an HttpOnly, SameSite=Strict session
-    cookie holding the token. The JWKS lets anyone verify the tokens, as an OIDC issuer would.
+    cookie holding the token; ``POST /auth/logout`` ends the session of the cookie's (or the
+    bearer) token on the server. The JWKS lets anyone verify the tokens, as an OIDC issuer
+    would. Both log-ins go through `throttle` and the bound on password checks.
     """
     router = APIRouter(tags=["authentication"])
     lifetime = int(issuer.token_lifetime.total_seconds())
+    throttle = throttle or LoginThrottle()
+    checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
 
-    def log_in(username: str, password: str) -> str | None:
+    def check(username: str, password: str, address: str) -> tuple[LoginAttempt, str | None]:
         with pool.connection() as conn:
-            subject = authenticate_local(conn, username=username, password=password)
-        return None if subject is None else issuer.issue(subject=str(subject))
+            attempt = do_log_in_local(
+                conn,
+                username=username,
+                password=password,
+                address=address,
+                now=clock.now(),
+                throttle=throttle,
+            )
+        if attempt.subject is None:
+            return attempt, None
+        return attempt, issuer.issue(subject=str(attempt.subject))
+
+    async def log_in(request: Request, username: str, password: str) -> Response | str:
+        """The new token, or the answer that refuses it (401, 429 or 503)."""
+        if checks.statistics().tasks_waiting >= WAITING_LOG_INS:
+            return problem(
+                503,
+                "too many log-ins at once; try again shortly",
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+            )
+        attempt, token = await anyio.to_thread.run_sync(
+            check, username, password, client_address(request), limiter=checks
+        )
+        if attempt.retry_after is not None:
+            return problem(
+                429,
+                "too many failed log-ins; try again later",
+                headers={"Retry-After": str(attempt.retry_after)},
+            )
+        if token is None:
+            return problem(401, "wrong user name or password")
+        return token
 
     @router.post(
         "/auth/token",
@@ -121,27 +195,37 @@ def local_issuer_router(
         responses={
             401: problem_response("Wrong user name or password"),
             422: problem_response("The form is not valid"),
+            429: problem_response("Too many failed log-ins; see Retry-After"),
+            503: problem_response("Too many log-ins at once; see Retry-After"),
         },
     )
-    def token(
+    async def token(
+        request: Request,
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
         grant_type: Annotated[Literal["password"], Form()] = "password",
     ) -> Any:
-        issued = log_in(username, password)
-        if issued is None:
-            return problem(401, "wrong user name or password")
+        issued = await log_in(request, username, password)
+        if isinstance(issued, Response):
+            return issued
         return TokenOut(access_token=issued, expires_in=lifetime)
 
-    @router.post("/auth/login", include_in_schema=False)
-    def login(
+    @router.post(LOGIN_PATH, include_in_schema=False)
+    async def login(
+        request: Request,
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
         lang: Literal["nb", "nn", "en"] = "nb",
     ) -> Response:
-        issued = log_in(username, password)
-        if issued is None:
-            return RedirectResponse(f"{dashboard_path}login?failed=1&lang={lang}", status_code=303)
+        issued = await log_in(request, username, password)
+        if isinstance(issued, Response):
+            # The form's page says why; the refusal's Retry-After rides along.
+            reason = "1" if issued.status_code == 401 else "wait"
+            return RedirectResponse(
+                f"{dashboard_path}login?failed={reason}&lang={lang}",
+                status_code=303,
+                headers={k: v for k, v in issued.headers.items() if k == "retry-after"},
+            )
         response = RedirectResponse(f"{dashboard_path}?lang={lang}", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -154,8 +238,24 @@ def local_issuer_router(
         )
         return response
 
-    @router.post("/auth/logout", include_in_schema=False)
-    def logout() -> Response:
+    @router.post(LOGOUT_PATH, include_in_schema=False)
+    def logout(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Security(_BEARER),  # noqa: B008
+    ) -> Response:
+        """Ends the session on the server, so the token stops working everywhere at once (a
+        copy of it too), then clears the cookie."""
+        token = request.cookies.get(SESSION_COOKIE) or (
+            None if credentials is None else credentials.credentials
+        )
+        if token and len(token) <= MAX_TOKEN_CHARS:
+            try:
+                verified = verifier.verify(token, now=clock.now())
+            except TokenRejectedError:
+                verified = None  # nothing to end
+            if verified is not None and verified.session is not None:
+                with pool.connection() as conn:
+                    do_end_session(conn, session=verified.session)
         response = RedirectResponse(f"{dashboard_path}login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", secure=secure_cookie, httponly=True)
         return response
@@ -165,3 +265,55 @@ def local_issuer_router(
         return issuer.jwks()
 
     return router
+
+
+_STATE_CHANGING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SAME_SITE_FETCHES: Final = frozenset({"same-origin", "none"})
+
+
+class CrossSiteGuard:
+    """Refuses (403, problem+json) a state change a browser makes from another site with this
+    site's session: every unsafe request that carries the session cookie (API, dashboard
+    callbacks, log-out), and the log-in and log-out forms, which a page elsewhere could
+    otherwise post to log a victim's browser in as someone else.
+
+    The browser's own word decides: ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``:
+    the user's own action); without it, ``Origin`` must be this site as configured
+    (HEIMVAKT_PUBLIC_URL) or as addressed (Host). A request with neither header comes from no
+    browser of this decade (a script, a device) and cannot carry a victim's cookie unasked.
+    SameSite=Strict already keeps the cookie off other sites' requests; this also covers a
+    sibling subdomain (same-site, not same-origin) and the log-in form, which has no cookie.
+    """
+
+    def __init__(self, app: ASGIApp, *, public_url: str, session_cookie: str) -> None:
+        self.app = app
+        parts = urlsplit(public_url)
+        self.public_origin = f"{parts.scheme}://{parts.netloc}".lower()
+        self.session_cookie = session_cookie
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _STATE_CHANGING:
+            connection = HTTPConnection(scope)
+            guarded = (
+                scope["path"] in (LOGIN_PATH, LOGOUT_PATH)
+                or self.session_cookie in connection.cookies
+            )
+            if guarded and self._cross_site(connection):
+                response = problem(
+                    403,
+                    "a request from another site may not change anything here",
+                    title="Cross-site request refused",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _cross_site(self, connection: HTTPConnection) -> bool:
+        fetch_site = connection.headers.get("sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site.lower() not in _SAME_SITE_FETCHES
+        origin = connection.headers.get("origin")
+        if origin is None:
+            return False
+        own_origin = f"{connection.url.scheme}://{connection.headers.get('host', '')}"
+        return origin.lower() not in {self.public_origin, own_origin.lower()}
