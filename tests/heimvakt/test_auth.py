@@ -24,7 +24,7 @@ from core.auth import LocalIssuer, StaffRole, TokenVerifier, do_create_local_acc
 from core.clock import Clock, ManualClock, SystemClock
 from core.problems import PROBLEM_JSON
 from heimvakt.app import create_app
-from heimvakt.auth import PASSWORD_CHECKS, SESSION_COOKIE
+from heimvakt.auth import SESSION_COOKIE
 from heimvakt.embedded import free_port
 from heimvakt.worker import rules
 from tests.dashboard import routing_request, text
@@ -250,9 +250,9 @@ def test_a_flood_of_log_ins_does_not_starve_logged_in_users(
     assert answers
     assert {a.status_code for a in answers} <= {401, 503}
     assert all("Retry-After" in a.headers for a in answers if a.status_code == 503)
-    # Without the bound the nurse waited seconds (5.6 s measured) behind 24 password checks.
-    assert statistics.median(loaded) < max(0.5, 10 * statistics.median(quiet)), (quiet, loaded)
-    assert PASSWORD_CHECKS >= 1
+    # Without the bound the nurse waited 5 to 7 s behind 24 password checks (median, measured
+    # on a busy 2-CPU machine); with it about 0.15 s there, the flood's clients in this process.
+    assert statistics.median(loaded) < max(1.0, 10 * statistics.median(quiet)), (quiet, loaded)
 
 
 # --- point 9: log-out --------------------------------------------------------------------------
