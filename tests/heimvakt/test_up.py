@@ -159,6 +159,9 @@ def test_demo_comes_up_with_nothing_configured_and_shows_readings_and_an_alert_w
         code = platform.stop()
     assert code == 0, platform.output
     assert "Heimvakt stopped" in platform.output
+    # The key that seals the issuer's signing key lives beside the database, not in it; the
+    # second start below opens the same signing key with it (its log-in would fail otherwise).
+    assert (tmp_path / "data" / "issuer.key").stat().st_mode & 0o777 == 0o600
 
     again = Platform("--demo", env=demo_environment(tmp_path, free_port()))
     try:
