@@ -139,7 +139,6 @@ def local_issuer_router(
     verifier: TokenVerifier,
     secure_cookie: bool,
     dashboard_path: str,
-    throttle: LoginThrottle | None = None,
 ) -> APIRouter:
     """Password log-in for demo and embedded mode, issuing the same kind of JWT as HelseID.
 
@@ -147,11 +146,12 @@ def local_issuer_router(
     /auth/login`` answers the dashboard's form with an HttpOnly, SameSite=Strict session
     cookie holding the token; ``POST /auth/logout`` ends the session of the cookie's (or the
     bearer) token on the server. The JWKS lets anyone verify the tokens, as an OIDC issuer
-    would. Both log-ins go through `throttle` and the bound on password checks.
+    would. Both log-ins go through the throttle (`LoginThrottle`) and the bound on password
+    checks.
     """
     router = APIRouter(tags=["authentication"])
     lifetime = int(issuer.token_lifetime.total_seconds())
-    throttle = throttle or LoginThrottle()
+    throttle = LoginThrottle()
     checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
 
     def check(username: str, password: str, address: str) -> tuple[LoginAttempt, str | None]:
