@@ -60,24 +60,25 @@ CREATE TEMP TABLE IF NOT EXISTS reading_staging (
 """
 _STAGING_TYPES = ("text", "text", "timestamptz", "float8", "text", "uuid", "timestamptz", "int4")
 
-# Each message of the batch with a digest of its readings (order does not matter).
+# Each message of the batch with a digest of its readings: their hashes combined, so their
+# order does not matter and no text is formatted (hash_record_extended is stable, as hash
+# partitioning needs).
 _SENT = """
 sent AS (
     SELECT device_id, msg_id, message, min(received_at) AS received_at,
-           md5(string_agg(code || ' ' || (extract(epoch FROM measured_at) * 1e6)::int8 || ' '
-                          || value || ' ' || unit, ',' ORDER BY code, measured_at, value, unit)
-           )::uuid AS digest
+           bit_xor(hash_record_extended(ROW(code, measured_at, value, unit), 0)) AS digest
     FROM reading_staging
     GROUP BY device_id, msg_id, message
 )"""
 
-# The first message of each id is recorded (in key order, so two batches cannot deadlock); a
-# batch whose messages are all new, each the only one with its id, has no conflict to look for.
-# A concurrent batch holding the same id makes this wait for its commit: the first still wins.
+# The first message of each id is recorded (in key order, so two batches cannot deadlock; a
+# later message of the batch with the same id is a conflict DO NOTHING skips). A batch whose
+# messages are all new, each the only one with its id, has no conflict to look for. A
+# concurrent batch holding the same id makes this wait for its commit: the first still wins.
 _RECORD_MESSAGES = f"""
 WITH {_SENT}, recorded AS (
     INSERT INTO ingest_messages (device_id, msg_id, digest, received_at)
-    SELECT DISTINCT ON (device_id, msg_id) device_id, msg_id, digest, received_at
+    SELECT device_id, msg_id, digest, received_at
     FROM sent
     ORDER BY device_id, msg_id, message
     ON CONFLICT DO NOTHING

@@ -52,7 +52,7 @@ def test_the_sweeper_lives_through_an_exception_and_readiness_says_when_it_is_la
         "INSERT INTO ingest_messages (device_id, msg_id, digest, received_at)"
         " VALUES ('ox-1', %s, %s, now() - interval '40 days'),"
         " ('ox-1', %s, %s, now() - interval '1 day')",
-        (uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()),
+        (uuid.uuid4(), 1, uuid.uuid4(), 2),
     )
     fault = Fault()
     monkeypatch.setattr(
