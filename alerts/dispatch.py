@@ -43,6 +43,7 @@ from alerts.channels import (
 )
 from core.clock import Clock, SystemClock
 from core.db import open_pool
+from core.loops import Backoff, Pulse
 from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ class Dispatcher:
         base_delay: float = 5.0,
         max_delay: float = 600.0,
         rng: random.Random | None = None,
+        pulse: Pulse | None = None,
     ) -> None:
+        """`pulse` beats after every attempt and every look at an empty outbox: a round that
+        takes longer than a channel's timeout is a stuck dispatcher."""
         if max_attempts < 1 or base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need max_attempts >= 1 and 0 < base_delay <= max_delay")
         self.pool = pool
@@ -95,6 +99,7 @@ class Dispatcher:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.rng = rng or random.SystemRandom()
+        self.pulse = pulse
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the `attempts`-th failure: base, 2 base, 4 base … up to max, ±10 %."""
@@ -106,7 +111,10 @@ class Dispatcher:
         attempted = 0
         with self.pool.connection() as conn:
             while attempted < limit:
-                if self.do_attempt_next(conn) is None:
+                found = self.do_attempt_next(conn)
+                if self.pulse is not None:
+                    self.pulse.beat()
+                if found is None:
                     break
                 attempted += 1
         return attempted
@@ -219,13 +227,17 @@ class Dispatcher:
         )
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Deliver until `stop` is set; a database outage is waited out, not fatal."""
+        """Deliver until `stop` is set. No exception ends it: a failed round (a database
+        outage, a bug) is logged and tried again after a growing pause."""
+        backoff = Backoff(first=poll_seconds, most=max(poll_seconds, 30.0))
         while not stop.is_set():
             try:
                 attempted = self.run_once()
-            except psycopg.Error:
-                log.exception("the outbox could not be read; trying again")
-                attempted = 0
+            except Exception:
+                log.exception("the dispatcher's round failed; trying again")
+                stop.wait(backoff.failed())
+                continue
+            backoff.succeeded()
             if attempted == 0:
                 stop.wait(poll_seconds)
 
@@ -249,10 +261,16 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
 
 
 def serve(
-    settings: Settings, *, database_url: str, stop: threading.Event, poll_seconds: float = 1.0
+    settings: Settings,
+    *,
+    database_url: str,
+    stop: threading.Event,
+    poll_seconds: float = 1.0,
+    pulse: Pulse | None = None,
 ) -> None:
     """Run a dispatcher on `database_url` until `stop` is set. The CLI calls this with the
-    database it resolved (a server, or the embedded one)."""
+    database it resolved (a server, or the embedded one); `heimvakt up` passes the `pulse`
+    its readiness watches."""
     channels = channels_from_settings(settings)
     for missing in sorted({"email", "webhook"} - channels.keys()):
         log.warning("the %s channel is not configured; its notifications wait", missing)
@@ -263,6 +281,7 @@ def serve(
                 channels=channels,
                 clock=SystemClock(),
                 max_attempts=settings.notification_max_attempts,
+                pulse=pulse,
             ).run_forever(stop, poll_seconds)
     finally:
         for channel in channels.values():

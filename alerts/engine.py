@@ -14,6 +14,7 @@ database and is the reference the memory is tested against.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -25,14 +26,15 @@ import psycopg
 from alerts.adherence import adherence_findings
 from alerts.context import PatientHistory, load_histories
 from alerts.escalation import do_escalate_due
-from alerts.findings import Finding, PatientContext
-from alerts.library.catalogue import RULES
+from alerts.findings import Category, Finding, PatientContext, Severity
+from alerts.library.catalogue import RULES, Rule
 from alerts.library.symptoms import gate
 from alerts.lifecycle import do_apply_batch
 from alerts.state import ReadingState
 from core.clock import Clock
 from core.readings import Reading
 
+log = logging.getLogger(__name__)
 Evaluator = Callable[[PatientContext], list[Finding]]
 Findings = dict[UUID, list[tuple[Finding, bool]]]
 """Per patient, each finding with whether it is late."""
@@ -43,14 +45,14 @@ def _stored_order(reading: Reading) -> tuple[int, datetime, datetime | None, str
     return reading.patient_id.int, reading.measured_at, reading.received_at, reading.device_id
 
 
-_EVERY_RULE: tuple[Evaluator, ...] = tuple(r.evaluate for r in RULES if r.evaluate is not None)
+_EVERY_RULE: tuple[tuple[Rule, Evaluator], ...] = tuple(
+    (r, r.evaluate) for r in RULES if r.evaluate is not None
+)
 
 
 @cache
-def _triggered_by(measured: frozenset[str]) -> tuple[Evaluator, ...]:
-    return tuple(
-        rule.evaluate for rule in RULES if rule.evaluate is not None and rule.triggers & measured
-    )
+def _triggered_by(measured: frozenset[str]) -> tuple[tuple[Rule, Evaluator], ...]:
+    return tuple((rule, evaluate) for rule, evaluate in _EVERY_RULE if rule.triggers & measured)
 
 
 def findings_at(
@@ -59,8 +61,35 @@ def findings_at(
     """The findings for one patient as of `moment`, symptom-gated: of every rule, or only of
     those a reading of the `measured` codes can change."""
     context = history.at(moment, measured=measured)
-    evaluators = _EVERY_RULE if measured is None else _triggered_by(measured)
-    return gate([finding for evaluate in evaluators for finding in evaluate(context)], context)
+    rules = _EVERY_RULE if measured is None else _triggered_by(measured)
+    found: list[Finding] = []
+    for rule, evaluate in rules:
+        try:
+            found += evaluate(context)
+        except Exception as error:  # noqa: BLE001  # a bug in one rule must not stop the others
+            found.append(rule_failed(rule, context, error))
+    return gate(found, context)
+
+
+def rule_failed(rule: Rule, context: PatientContext, error: Exception) -> Finding:
+    """A rule raised instead of judging: a red technical finding says the patient went without
+    it, so a nurse sees the gap; the readings themselves are stored. Logged once per rule and
+    process, as a broken rule fails on every reading."""
+    if rule.id not in _failed_rules:
+        _failed_rules.add(rule.id)
+        log.error("rule %s failed; raising technical alerts", rule.id, exc_info=error)
+    return Finding(
+        rule=RULE_FAILED,
+        instance=f"{RULE_FAILED}:{rule.id}",
+        severity=Severity.RED,
+        category=Category.TECHNICAL,
+        measured_at=context.at,
+        details={"rule": rule.id, "version": rule.version, "error": repr(error)[:500]},
+    )
+
+
+RULE_FAILED = "rule_failed"
+_failed_rules: set[str] = set()
 
 
 def evaluate_moments(

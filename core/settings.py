@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     ingest_max_future_seconds: float = Field(
         default=300.0, ge=0, description="How far a device clock may run ahead of ours."
     )
+    ingest_max_age_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long ago a reading may have been measured; older ones are quarantined "
+        "(a replay, or a device clock gone wrong). Also how long a msg_id is remembered.",
+    )
     ingest_shared_group: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import psycopg
 from fastapi import FastAPI, Response
@@ -14,6 +14,7 @@ from alerts.routes import alerts_router, install_alert_problems
 from care.routes import care_router, install_care_problems
 from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
+from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
 from dashboard.app import create_dashboard
 from heimvakt.auth import (
@@ -41,12 +42,15 @@ def create_app(
     public_url: str,
     local_issuer: LocalIssuer | None = None,
     secure_cookie: bool = True,
+    loops: Iterable[Pulse] = (),
 ) -> FastAPI:
     """The one ASGI app; `after_store` are the rules every stored reading goes through.
 
     Every person's request is authenticated by `verifier`; `local_issuer`, in demo and
-    embedded mode only, adds password log-in that issues tokens `verifier` trusts.
+    embedded mode only, adds password log-in that issues tokens `verifier` trusts. `loops`
+    are the background loops of this process that readiness watches.
     """
+    watched = tuple(loops)
     app = FastAPI(title="Heimvakt", version="0.1.0", redirect_slashes=False)
     install_problem_handlers(app)
     install_care_problems(app)
@@ -82,7 +86,8 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"], response_model=None)
     def readyz() -> dict[str, str] | Response:
-        """Ready to take traffic: the database answers and the broker connection is up."""
+        """Ready to take traffic: the database answers, the broker connection is up, and every
+        background loop (ingest writers, sweeper, dispatcher) is alive and on time."""
         try:
             with pool.connection(timeout=2) as conn:
                 conn.execute("SELECT 1")
@@ -90,6 +95,9 @@ def create_app(
             return problem(503, f"database unavailable: {error}", title="Not ready")
         if not broker_connected():
             return problem(503, "not connected to the MQTT broker", title="Not ready")
+        troubles = [trouble for loop in watched if (trouble := loop.trouble()) is not None]
+        if troubles:
+            return problem(503, "; ".join(troubles), title="Not ready")
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)

@@ -223,7 +223,7 @@ def sweep(every: Annotated[float, typer.Option(min=1.0)] = 30.0) -> None:
     from core.clock import SystemClock  # noqa: PLC0415
     from core.db import open_pool  # noqa: PLC0415
     from heimvakt.platform import database_service  # noqa: PLC0415
-    from heimvakt.worker import run_sweeper, until_signalled  # noqa: PLC0415
+    from heimvakt.worker import message_memory, run_sweeper, until_signalled  # noqa: PLC0415
 
     settings = _settings()
     with (
@@ -233,7 +233,12 @@ def sweep(every: Annotated[float, typer.Option(min=1.0)] = 30.0) -> None:
         stop = threading.Event()
         with until_signalled(stop):
             run_sweeper(
-                pool, clock=SystemClock(), public_url=settings.public_url, stop=stop, every=every
+                pool,
+                clock=SystemClock(),
+                public_url=settings.public_url,
+                stop=stop,
+                keep_messages=message_memory(settings),
+                every=every,
             )
 
 

@@ -21,6 +21,7 @@ from alerts.dispatch import serve
 from core.auth import LocalIssuer, TokenVerifier, issuer_configs, load_or_create_issuer_key
 from core.clock import Clock, SystemClock
 from core.db import open_pool
+from core.loops import Pulse
 from core.migrate import MigrationReport, migrate
 from core.mqtt import BrokerAddress
 from core.settings import Settings
@@ -37,10 +38,12 @@ from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
 from heimvakt.mosquitto import INGEST_USER
 from heimvakt.worker import (
     STOP_SIGNALS,
+    SWEEP_DEADLINE_SECONDS,
     build_ingest,
     freeze_startup_objects,
     ingest_client_id,
     ingest_limits,
+    message_memory,
     rules,
     run_sweeper,
     warn_unless_synchronous_commit,
@@ -107,26 +110,33 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         if not ingest.wait_connected(timeout=15):
             log.warning("the MQTT broker has not answered yet; the ingest keeps trying")
         background = threading.Event()
-        threads = [
-            threading.Thread(
-                target=run_sweeper,
-                name="sweeper",
-                kwargs={
-                    "pool": pool,
-                    "clock": clock,
-                    "public_url": settings.public_url,
-                    "stop": background,
-                },
-                daemon=True,
-            ),
-            threading.Thread(
-                target=serve,
-                name="dispatcher",
-                kwargs={"settings": settings, "database_url": database_url, "stop": background},
-                daemon=True,
-            ),
-        ]
-        for thread in threads:
+        sweeper = Pulse("sweeper", deadline=SWEEP_DEADLINE_SECONDS)
+        dispatcher = Pulse("dispatcher", deadline=dispatcher_deadline(settings))
+        sweeper.thread = threading.Thread(
+            target=run_sweeper,
+            name="sweeper",
+            kwargs={
+                "pool": pool,
+                "clock": clock,
+                "public_url": settings.public_url,
+                "stop": background,
+                "keep_messages": message_memory(settings),
+                "pulse": sweeper,
+            },
+            daemon=True,
+        )
+        dispatcher.thread = threading.Thread(
+            target=serve,
+            name="dispatcher",
+            kwargs={
+                "settings": settings,
+                "database_url": database_url,
+                "stop": background,
+                "pulse": dispatcher,
+            },
+            daemon=True,
+        )
+        for thread in (sweeper.thread, dispatcher.thread):
             thread.start()
             stack.callback(thread.join, 10)
         stack.callback(background.set)
@@ -161,6 +171,7 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             pool=pool,
             clock=clock,
             broker_connected=lambda: ingest.connected,
+            loops=[*ingest.pulses, sweeper, dispatcher],
             after_store=rules(clock, public_url=settings.public_url),
             limits=ingest_limits(settings),
             verifier=TokenVerifier(issuer_configs(settings), local=local_issuer),
@@ -177,6 +188,12 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         _serve(server)
         print("Heimvakt stopping", flush=True)
     print("Heimvakt stopped", flush=True)
+
+
+def dispatcher_deadline(settings: Settings) -> float:
+    """Seconds the dispatcher may go without a round: one send may take a channel's timeout
+    (connecting, then answering), plus the poll."""
+    return 2 * settings.notification_timeout_seconds + 30.0
 
 
 def local_issuer_id(settings: Settings) -> str:

@@ -15,19 +15,19 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import prometheus_client
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from alerts.engine import do_sweep, engine_hook
 from core.clock import Clock, SystemClock
 from core.db import open_pool, server_info
+from core.loops import Backoff, Pulse
 from core.mqtt import BrokerAddress
 from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 from core.turns import Turns
 from heimvakt.mosquitto import INGEST_USER
 from ingest.limits import Limits
 from ingest.service import IngestConfig, MqttIngest
-from ingest.store import AfterStore
+from ingest.store import AfterStore, do_forget_messages
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SWEEP_SECONDS = 30.0
 """How often missing measurements, silent devices and escalation deadlines are checked: well
 inside the shortest escalation deadline a unit can set (one minute)."""
+SWEEP_DEADLINE_SECONDS = 3 * SWEEP_SECONDS
+"""Readiness fails when the sweeper has not completed a sweep for this long."""
 
 
 @contextlib.contextmanager
@@ -77,6 +79,7 @@ def ingest_limits(settings: Settings) -> Limits:
         max_payload_bytes=settings.ingest_max_payload_bytes,
         max_readings=settings.ingest_max_readings,
         max_future=timedelta(seconds=settings.ingest_max_future_seconds),
+        max_age=timedelta(days=settings.ingest_max_age_days),
         device_rate=settings.ingest_device_rate,
         device_burst=settings.ingest_device_burst,
     )
@@ -100,6 +103,13 @@ def ingest_client_id(settings: Settings) -> str:
             "for the ingest, e.g. heimvakt-ingest-$(openssl rand -hex 8) (docs/deploy.md)"
         )
     return client_id
+
+
+def message_memory(settings: Settings) -> timedelta:
+    """How long a device's msg_ids are remembered: while a reading of theirs could still be
+    accepted (the maximum age, plus the clock skew allowed ahead)."""
+    limits = ingest_limits(settings)
+    return limits.max_age + limits.max_future
 
 
 def build_ingest(
@@ -163,16 +173,28 @@ def run_sweeper(
     clock: Clock,
     public_url: str,
     stop: threading.Event,
+    keep_messages: timedelta,
     every: float = SWEEP_SECONDS,
+    pulse: Pulse | None = None,
 ) -> None:
-    """The time-based rules and escalation, every `every` seconds until `stop` is set; a
-    database outage is waited out, not fatal."""
+    """The time-based rules and escalation every `every` seconds until `stop` is set, and the
+    forgetting of msg_ids older than `keep_messages`. No exception ends it: a failed sweep (a
+    database outage, a bug) is logged and tried again after a growing pause of at most `every`;
+    `pulse` beats after each sweep that completed."""
+    backoff = Backoff(first=min(1.0, every), most=every)
     while not stop.is_set():
         try:
             with pool.connection() as conn:
-                do_sweep(conn, now=clock.now(), public_url=public_url)
-        except psycopg.Error:
-            log.exception("the sweep could not run; trying again")
+                now = clock.now()
+                do_sweep(conn, now=now, public_url=public_url)
+                do_forget_messages(conn, received_before=now - keep_messages)
+        except Exception:
+            log.exception("the sweep failed; trying again")
+            stop.wait(backoff.failed())
+            continue
+        backoff.succeeded()
+        if pulse is not None:
+            pulse.beat()
         stop.wait(every)
 
 

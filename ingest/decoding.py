@@ -34,6 +34,8 @@ class Envelope:
     max_future: timedelta
     max_readings: int = 100
     """More readings than this in one message is a misbehaving sender: the message is refused."""
+    max_age: timedelta | None = None
+    """How long ago a reading may have been measured; None accepts any age."""
 
 
 @dataclass(slots=True)
@@ -93,6 +95,16 @@ def too_far_ahead(measured_at: datetime, envelope: Envelope) -> str | None:
     )
 
 
+def too_old(measured_at: datetime, envelope: Envelope) -> str | None:
+    """Why a time is refused as being too long ago, or None when it is acceptable."""
+    if envelope.max_age is None or envelope.received_at - measured_at <= envelope.max_age:
+        return None
+    return (
+        f"measured_at {measured_at.isoformat()} is more than {envelope.max_age} before the "
+        f"receive time {envelope.received_at.isoformat()}"
+    )
+
+
 def too_many_readings(count: int, envelope: Envelope) -> str | None:
     """Why a message with `count` readings is refused, or None when it is within the limit."""
     if count <= envelope.max_readings:
@@ -123,6 +135,7 @@ def check_reading(
         if (
             measurement.plausible_min <= canonical <= measurement.plausible_max
             and measured_at <= envelope.received_at + envelope.max_future
+            and (envelope.max_age is None or envelope.received_at - measured_at <= envelope.max_age)
         ):
             return Candidate(
                 device_id=envelope.device_id,
@@ -159,8 +172,11 @@ def _why_refused(
             f"{measurement.plausible_min:g}..{measurement.plausible_max:g}",
         )
     future = too_far_ahead(measured_at, envelope)
-    assert future is not None, "a reading that passed every check was refused"
-    return QuarantineReason.FUTURE_TIMESTAMP, future
+    if future is not None:
+        return QuarantineReason.FUTURE_TIMESTAMP, future
+    old = too_old(measured_at, envelope)
+    assert old is not None, "a reading that passed every check was refused"
+    return QuarantineReason.TOO_OLD, old
 
 
 _SYSTOLIC = catalog.BY_CODE["sys"].code

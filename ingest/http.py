@@ -130,7 +130,7 @@ def ingest_router(
             return store_batch(
                 conn,
                 channel=CHANNEL,
-                candidates=decoded.candidates,
+                messages=[decoded.candidates],
                 quarantined=decoded.quarantined,
                 after_store=hooks,
             )
@@ -149,11 +149,15 @@ def ingest_router(
             return _Processed(decoded, store(decoded), refused_whole)
         except psycopg.OperationalError:
             raise
-        except psycopg.Error as error:
-            # As on MQTT: the database refused the batch itself (a bug, or input nobody
-            # anticipated), so its readings are kept in quarantine rather than lost.
+        except Exception as error:  # kept in quarantine, never lost
+            # As on MQTT: storing failed otherwise (the database refused it, input nobody
+            # anticipated, a bug in the code run on it), so its readings are kept in
+            # quarantine rather than lost, and the gateway does not retry in vain.
             log.warning(
-                "the database refused an HTTP message from %r: %s", envelope.device_id, error
+                "storing an HTTP message from %r failed: %r",
+                envelope.device_id,
+                error,
+                exc_info=not isinstance(error, psycopg.Error),
             )
             decoded = as_storage_error(decoded, error, channel=CHANNEL)
             return _Processed(decoded, store(decoded), refused_whole)
@@ -205,6 +209,7 @@ def ingest_router(
                 device_id=device_id,
                 received_at=clock.now(),
                 max_future=limits.max_future,
+                max_age=limits.max_age,
                 max_readings=limits.max_readings,
             )
             processed = await run_in_threadpool(process, body, payload_format, envelope)

@@ -20,6 +20,8 @@ class Limits:
     max_readings: int
     max_future: timedelta
     """How far ahead of our clock a reading's time may be."""
+    max_age: timedelta
+    """How long ago a reading may have been measured (older ones go to quarantine)."""
     device_rate: float
     """Messages per second of measured time a device may send on average."""
     device_burst: int

@@ -24,6 +24,7 @@ from ingest.decoding import (
     refusal,
     too_far_ahead,
     too_many_readings,
+    too_old,
     total,
 )
 from ingest.quarantine import QuarantineEntry, QuarantineReason
@@ -108,12 +109,15 @@ def _decode_precisely(payload: bytes, envelope: Envelope) -> Decoded:
 
     too_many = too_many_readings(len(readings), envelope)
     future = too_far_ahead(measured_at, envelope)
+    old = too_old(measured_at, envelope)
     if too_many is not None:
         reason = QuarantineReason.TOO_MANY_READINGS
         decoded.add(refusal(envelope, payload, msg_id, reason, too_many))
     elif future is not None:
         reason = QuarantineReason.FUTURE_TIMESTAMP
         decoded.add(refusal(envelope, payload, msg_id, reason, future))
+    elif old is not None:
+        decoded.add(refusal(envelope, payload, msg_id, QuarantineReason.TOO_OLD, old))
     else:
         for index, raw in enumerate(readings):
             decoded.add(_reading(raw, f"readings[{index}]", msg_id, measured_at, envelope))

@@ -18,8 +18,15 @@ class QuarantineReason(StrEnum):
     IMPLAUSIBLE_VALUE = "implausible_value"
     INCONSISTENT_BLOOD_PRESSURE = "inconsistent_blood_pressure"
     FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_OLD = "too_old"
+    """Measured longer ago than HEIMVAKT_INGEST_MAX_AGE_DAYS: a replay, or a clock gone wrong."""
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_NOT_ASSIGNED = "device_not_assigned"
+    DEVICE_REASSIGNED = "device_reassigned"
+    """Measured during an earlier assignment of a device that is now another patient's: it may
+    be a late upload, or the new holder writing into the old record; a nurse decides."""
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    """A message with a msg_id the device has used before, for other content (the first wins)."""
     PAYLOAD_TOO_LARGE = "payload_too_large"
     TOO_MANY_READINGS = "too_many_readings"
     RATE_LIMITED = "rate_limited"
@@ -27,7 +34,8 @@ class QuarantineReason(StrEnum):
     DECODE_ERROR = "decode_error"
     """Our decoder failed on this input: a bug to fix, never a reason to lose the message."""
     STORAGE_ERROR = "storage_error"
-    """The database refused this one item although the rest of its batch was stored."""
+    """Storing this one item failed (the database refused it, or the code run on it raised)
+    although the rest of its batch was stored."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from core.clock import Clock
+from core.loops import Backoff, Pulse
 from core.mqtt import BrokerAddress
 from core.turns import Turns
 from devices.status import StatusReport, do_record_status
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 STATUS_KIND = "status"
 TOPIC_KINDS: tuple[str, ...] = (*(f.topic_kind for f in formats.FORMATS), STATUS_KIND)
 """Every kind of device topic the ingest reads, and so all a device may publish to."""
-_RETRY_FIRST_SECONDS = 0.1
-_RETRY_MAX_SECONDS = 5.0
 _SAMPLE_BYTES = 1024
 """How much of a refused oversized payload is kept in quarantine, to see what it was."""
 _IDLE_WAIT_SECONDS = 0.2
@@ -67,6 +66,9 @@ class IngestConfig:
     keepalive_seconds: int = 30
     writers: int = 2
     """Writer threads: one stores while another waits for its commit (see core/turns.py)."""
+    round_deadline_seconds: float = 60.0
+    """A writer that has not finished a round (a batch stored, or an idle wait) for this long
+    makes readiness fail: it is stuck, or waiting out a database outage."""
 
 
 @dataclass(slots=True)
@@ -132,12 +134,17 @@ class MqttIngest:
         self._stopping = threading.Event()
         self._turns = Turns() if turns is None else turns
         self._collecting = threading.Lock()
-        self._writers = [
-            threading.Thread(
-                target=self._write_forever, name=f"ingest-writer-{number}", daemon=True
-            )
+        self.pulses = [
+            Pulse(f"ingest-writer-{number}", deadline=config.round_deadline_seconds)
             for number in range(1, config.writers + 1)
         ]
+        """One per writer thread, for readiness."""
+        self._writers = []
+        for pulse in self.pulses:
+            pulse.thread = threading.Thread(
+                target=self._write_forever, args=(pulse,), name=pulse.name, daemon=True
+            )
+            self._writers.append(pulse.thread)
         self._receiver = Receiver(
             broker,
             client_id=config.client_id,
@@ -206,21 +213,36 @@ class MqttIngest:
             )
             return Decoded(quarantined=[entry])
 
-    def _write_forever(self) -> None:
+    def _write_forever(self, pulse: Pulse) -> None:
+        """Store batches until stopped. No exception ends a writer: a failed round is logged
+        and the next one follows after a growing pause; the pulse beats after each round."""
+        backoff = Backoff()
         while not (self._stopping.is_set() and not self._inbox):
-            with self._collecting:  # one batch at a time, numbered in the order taken
-                inbound = self._collect()
-                number = self._turns.take() if inbound else 0
-            if inbound:
-                batch = _Batch()
-                for item in inbound:
-                    if isinstance(item.content, _Status):
-                        batch.statuses.append(item.content)
-                    else:
-                        batch.decoded.append(item.content)
-                with self._turns.turn(number):
-                    self._store_until_done(batch)
-                self._acknowledge(inbound)
+            try:
+                self._write_round()
+            except Exception:
+                log.exception("an ingest writer's round failed; trying again")
+                time.sleep(backoff.failed())
+            else:
+                backoff.succeeded()
+                pulse.beat()
+
+    def _write_round(self) -> None:
+        """Take a batch, store it in its turn, acknowledge it (or wait a moment for one)."""
+        with self._collecting:  # one batch at a time, numbered in the order taken
+            inbound = self._collect()
+            number = self._turns.take() if inbound else 0
+        if not inbound:
+            return
+        with self._turns.turn(number):  # entered at once: a number taken is always served
+            batch = _Batch()
+            for item in inbound:
+                if isinstance(item.content, _Status):
+                    batch.statuses.append(item.content)
+                else:
+                    batch.decoded.append(item.content)
+            self._store_until_done(batch)
+        self._acknowledge(inbound)
 
     def _collect(self) -> list[_Inbound]:
         """Up to a batch: what waits in the inbox, then what arrives until the flush deadline."""
@@ -265,6 +287,7 @@ class MqttIngest:
             device_id=parsed.device_id,
             received_at=received_at,
             max_future=limits.max_future,
+            max_age=limits.max_age,
             max_readings=limits.max_readings,
         )
         if len(payload) > limits.max_payload_bytes:
@@ -292,10 +315,12 @@ class MqttIngest:
     def _store_until_done(self, batch: _Batch) -> None:
         """Store a batch, waiting out database outages; never gives up on good data.
 
-        If the database refuses the batch itself (a bug, or input we failed to anticipate), the
-        messages are stored one by one, so only the culprit ends in quarantine.
+        If storing the batch fails otherwise (the database refuses it, input we failed to
+        anticipate, or a bug in the code run on it: any exception), the messages are stored one
+        by one, so only the culprit ends in quarantine. A failing rule does not get here: the
+        engine turns it into a technical alert and the readings are stored.
         """
-        delay = _RETRY_FIRST_SECONDS
+        backoff = Backoff()
         while True:
             try:
                 with metrics.COMMIT_SECONDS.time(), self._pool.connection() as conn:
@@ -304,13 +329,15 @@ class MqttIngest:
                 return
             except (psycopg.OperationalError, PoolTimeout) as error:
                 metrics.STORE_RETRIES.inc()
+                delay = backoff.failed()
                 log.warning("database unavailable (%s); retrying in %.1fs", error, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_SECONDS)
-            except psycopg.Error as error:
+            except Exception as error:  # nothing may stop the writer
                 if len(batch) > 1:
                     log.warning(
-                        "the database refused a batch (%s); storing it piece by piece", error
+                        "storing a batch failed (%r); storing it piece by piece",
+                        error,
+                        exc_info=not isinstance(error, psycopg.Error),
                     )
                     for piece in batch.split():
                         self._store_until_done(piece)
@@ -318,7 +345,7 @@ class MqttIngest:
                     refused = as_storage_error(batch.decoded[0], error, channel="mqtt")
                     self._store_until_done(_Batch(decoded=[refused]))
                 else:
-                    log.exception("the database refused a quarantine entry or status; dropped")
+                    log.exception("storing a quarantine entry or status failed; dropped")
                 return
 
     def _store(self, conn: psycopg.Connection, batch: _Batch) -> None:
@@ -352,7 +379,7 @@ class MqttIngest:
             store_batch(
                 conn,
                 channel="mqtt",
-                candidates=[c for d in batch.decoded for c in d.candidates],
+                messages=[d.candidates for d in batch.decoded],
                 quarantined=[q for d in batch.decoded for q in d.quarantined] + unknown,
                 after_store=self._after_store,
             )

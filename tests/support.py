@@ -1,11 +1,12 @@
-"""Small helpers shared by tests: seeding through the real services, and bounded waiting."""
+"""Small helpers shared by tests: seeding through the real services, bounded waiting, and an
+injected fault."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -53,3 +54,25 @@ def seed_patient_with_device(
 
 def hours_ago(hours: float, *, now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - timedelta(hours=hours)
+
+
+class Fault:
+    """Raises a ValueError where it is called, while it is on."""
+
+    def __init__(self) -> None:
+        self.on = True
+        self.raised = 0
+
+    def __call__(self, *_: object, **__: object) -> Any:
+        self.raised += 1
+        raise ValueError("injected fault")
+
+    def guard(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        """`real`, except that it raises while the fault is on."""
+
+        def guarded(*args: object, **kwargs: object) -> Any:
+            if self.on:
+                return self(*args, **kwargs)
+            return real(*args, **kwargs)
+
+        return guarded

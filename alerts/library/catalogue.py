@@ -253,6 +253,26 @@ RULES: Final[tuple[Rule, ...]] = (
         hazard="HAZ-007: an alert never reaches a nurse",
         evaluate=None,
     ),
+    Rule(
+        id="rule_failed",
+        version=1,
+        category=Category.TECHNICAL,
+        title=_text("Regel feilet", "Regel feila", "Rule failed"),
+        explanation=_text(
+            "En regel kunne ikke vurdere pasientens målinger på grunn av en feil i Heimvakt. "
+            "Målingene er lagret, men denne regelen har ikke sett dem: se på dem selv.",
+            "Ein regel kunne ikkje vurdere målingane til pasienten på grunn av ein feil i "
+            "Heimvakt. Målingane er lagra, men denne regelen har ikkje sett dei: sjå på dei sjølv.",
+            "A rule could not judge the patient's readings because of a fault in Heimvakt. The "
+            "readings are stored, but this rule has not seen them: look at them yourself.",
+        ),
+        source="IEC 60601-1-8 (technical alarm conditions); IEC 62304 (fail visibly).",
+        defaults=MappingProxyType({}),
+        tuning="Not tunable: raised by the engine whenever a rule raises an error.",
+        requirement="REQ-ALERT-011",
+        hazard="HAZ-006: no data is mistaken for a stable patient",
+        evaluate=None,
+    ),
 )
 
 RULES_BY_ID: Final[Mapping[str, Rule]] = MappingProxyType({rule.id: rule for rule in RULES})

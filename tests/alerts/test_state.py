@@ -40,7 +40,9 @@ def spo2(minutes: float, value: float = 94) -> Candidate:
 def store(conn: psycopg.Connection, state: ReadingState, *readings: Candidate) -> Advanced:
     """One ingest batch: store the readings and advance the worker's state, in one transaction."""
     with conn.transaction():
-        outcome = store_batch(conn, channel="mqtt", candidates=readings, quarantined=[])
+        outcome = store_batch(
+            conn, channel="mqtt", messages=[[r] for r in readings], quarantined=[]
+        )
         return state.advance(conn, outcome.stored)
 
 
@@ -89,7 +91,7 @@ def test_a_rolled_back_batch_makes_the_copy_load_again(
 
     def failing_batch() -> None:
         with conn.transaction():
-            outcome = store_batch(conn, channel="mqtt", candidates=[spo2(10)], quarantined=[])
+            outcome = store_batch(conn, channel="mqtt", messages=[[spo2(10)]], quarantined=[])
             worker.advance(conn, outcome.stored)  # the copy now holds a reading never committed
             raise RuntimeError("the batch fails after the rules ran")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import psycopg
@@ -13,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from core.auth import TokenVerifier
 from core.clock import SystemClock
+from core.loops import Pulse
 from devices.tokens import do_issue_token
 from heimvakt.app import create_app
 from heimvakt.worker import rules
@@ -25,7 +28,7 @@ MakeClient = Callable[..., TestClient]
 
 @pytest.fixture
 def make_client(pool: ConnectionPool) -> MakeClient:
-    def make(*, broker_connected: bool = True) -> TestClient:
+    def make(*, broker_connected: bool = True, loops: Sequence[Pulse] = ()) -> TestClient:
         clock = SystemClock()
         app = create_app(
             pool=pool,
@@ -35,6 +38,7 @@ def make_client(pool: ConnectionPool) -> MakeClient:
             limits=TEST_LIMITS,
             verifier=TokenVerifier([], local=None),
             public_url=PUBLIC_URL,
+            loops=loops,
         )
         return TestClient(app, raise_server_exceptions=False)
 
@@ -48,6 +52,26 @@ def test_health_and_readiness(make_client: MakeClient) -> None:
     assert not_ready.status_code == 503
     assert not_ready.headers["content-type"] == "application/problem+json"
     assert "broker" in not_ready.json()["detail"]
+
+
+def test_readiness_fails_while_a_background_loop_is_dead_or_late(make_client: MakeClient) -> None:
+    on_time = Pulse("sweeper", deadline=60)
+    late = Pulse("dispatcher", deadline=0.5)
+    dead = Pulse("ingest-writer-1", deadline=60)
+    dead.thread = threading.Thread(target=lambda: None)
+    dead.thread.start()
+    dead.thread.join()
+    time.sleep(0.6)
+    assert make_client(loops=[on_time]).get("/readyz").json() == {"status": "ready"}
+    not_ready = make_client(loops=[on_time, late, dead]).get("/readyz")
+    assert not_ready.status_code == 503
+    detail = not_ready.json()["detail"]
+    assert "the dispatcher loop has not completed a round" in detail
+    assert "the ingest-writer-1 loop has stopped" in detail
+    assert "sweeper" not in detail
+    client = make_client(loops=[on_time, late])
+    late.beat()
+    assert client.get("/readyz").status_code == 200
 
 
 def test_metrics_are_exposed_for_prometheus(make_client: MakeClient) -> None:

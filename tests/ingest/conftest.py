@@ -25,6 +25,7 @@ TEST_LIMITS = Limits(
     max_payload_bytes=16_384,
     max_readings=20,
     max_future=timedelta(minutes=5),
+    max_age=timedelta(days=30),
     device_rate=1.0,
     device_burst=50,
 )

@@ -7,6 +7,7 @@ candidate readings: the format is how a device speaks, not what it measured.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def test_every_form_of_the_morning_decodes_to_the_same_readings(form: str) -> No
     )
     assert {c.device_id for c in candidates} == {"gw-7"}
     assert {c.received_at for c in candidates} == {NOW}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_in_every_form_a_reading_older_than_the_maximum_age_is_too_old(form: str) -> None:
+    kind, files, expected = FORMS[form]
+    payload_format = formats.for_topic_kind(kind)
+    assert payload_format is not None
+    for max_age, reason in ((NOW - AT, None), (NOW - AT - timedelta(seconds=1), "too_old")):
+        aged = replace(envelope(kind), max_age=max_age)
+        decoded = [payload_format.decode((MORNING / name).read_bytes(), aged) for name in files]
+        refused = {str(q.reason) for d in decoded for q in d.quarantined}
+        stored = sum(len(d.candidates) for d in decoded)
+        assert (refused, stored) == (({reason}, 0) if reason else (set(), len(expected)))
 
 
 @pytest.mark.parametrize("form", FORMS)

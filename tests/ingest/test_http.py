@@ -143,7 +143,7 @@ def test_a_message_is_stored_exactly_as_the_same_message_over_mqtt(
         ),
     )
     store_batch(
-        conn, channel="mqtt", candidates=over_mqtt.candidates, quarantined=over_mqtt.quarantined
+        conn, channel="mqtt", messages=[over_mqtt.candidates], quarantined=over_mqtt.quarantined
     )
 
     def rows(device_id: str, table: str) -> list[tuple[Any, ...]]:

@@ -12,17 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg_pool import ConnectionPool
 
+from alerts.library import threshold
 from care.service import do_set_threshold
 from core.mqtt import BrokerAddress
 from core.readings import Reading
+from devices.service import do_assign_device
 from devices.status import status_of
 from ingest import metrics
 from ingest.service import MqttIngest
 from ingest.store import AfterStore
 from tests.ingest.conftest import TEST_LIMITS, Publish, make_ingest
-from tests.support import eventually, seed_patient_with_device
+from tests.support import Fault, eventually, seed_patient_with_device
 
 
 def reading_message(
@@ -148,12 +151,66 @@ def test_a_reading_from_before_the_device_was_assigned_is_quarantined(
     conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
 ) -> None:
     seed_patient_with_device(conn)
-    publish("ox-1", reading_message(93, at=datetime(2019, 6, 1, tzinfo=UTC)))
+    now = datetime.now(UTC)
+    conn.execute("UPDATE device_assignments SET valid_from = %s", (now - timedelta(days=2),))
+    publish("ox-1", reading_message(93, at=now - timedelta(days=3)))
     reasons = eventually(
         lambda: conn.execute("SELECT reason, device_id FROM quarantine").fetchall()
     )
     assert reasons == [("device_not_assigned", "ox-1")]
     assert count(conn, "SELECT count(*) FROM readings") == 0
+
+
+def test_a_reading_older_than_the_maximum_age_is_quarantined(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    now = datetime.now(UTC)
+    publish("ox-1", reading_message(93, at=now - TEST_LIMITS.max_age - timedelta(minutes=1)))
+    publish("ox-1", reading_message(94, at=now - TEST_LIMITS.max_age + timedelta(hours=1)))
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 1)
+    reasons = eventually(
+        lambda: conn.execute("SELECT reason, device_id FROM quarantine").fetchall()
+    )
+    assert reasons == [("too_old", "ox-1")]
+    assert conn.execute("SELECT value FROM readings").fetchall() == [(94.0,)]
+
+
+def test_a_device_moved_to_a_new_patient_cannot_backdate_into_the_previous_patients_record(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    first = seed_patient_with_device(conn, device_id="ox-1", name="First")
+    second = seed_patient_with_device(conn, device_id="ox-2", name="Second")
+    now = datetime.now(UTC)
+    conn.execute("UPDATE device_assignments SET valid_to = %s WHERE device_id = 'ox-1'", (now,))
+    do_assign_device(conn, device_id="ox-1", patient_id=second, valid_from=now)
+    for age in (timedelta(hours=1), timedelta(days=29)):
+        publish("ox-1", reading_message(93, at=now - age))
+    publish("ox-1", reading_message(95, at=now + timedelta(seconds=1)))
+    eventually(lambda: count(conn, "SELECT count(*) FROM quarantine") == 2)
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 1)
+    reasons = conn.execute("SELECT reason FROM quarantine").fetchall()
+    assert reasons == [("device_reassigned",)] * 2
+    assert count(conn, "SELECT count(*) FROM readings WHERE patient_id = %s", first) == 0
+    assert count(conn, "SELECT count(*) FROM readings WHERE patient_id = %s", second) == 1
+
+
+def test_a_msg_id_sent_again_with_another_measured_at_is_stored_once_and_quarantined_once(
+    conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
+) -> None:
+    seed_patient_with_device(conn)
+    now = datetime.now(UTC)
+    body = reading_message(93, at=now - timedelta(minutes=5))
+    publish("ox-1", body)
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 1)
+    publish("ox-1", {**body, "measured_at": (now - timedelta(minutes=1)).isoformat()})
+    publish("ox-1", body)
+    reasons = eventually(
+        lambda: conn.execute("SELECT reason, msg_id::text FROM quarantine").fetchall()
+    )
+    assert reasons == [("conflicting_duplicate", body["msg_id"])]
+    stored = conn.execute("SELECT msg_id::text, measured_at FROM readings").fetchall()
+    assert stored == [(body["msg_id"], now - timedelta(minutes=5))]
 
 
 def test_a_payload_over_the_size_limit_is_quarantined_and_others_keep_flowing(
@@ -369,5 +426,75 @@ def test_a_writer_stuck_longer_than_the_keepalive_does_not_lose_the_broker(
         assert stuck.is_set()
         assert worker.connected
         assert metrics.RECONNECTS._value.get() == disconnects
+    finally:
+        worker.stop()
+
+
+def test_a_rule_that_raises_becomes_a_technical_alert_and_the_readings_are_stored(
+    conn: psycopg.Connection,
+    ingest: MqttIngest,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    patient = seed_patient_with_device(conn)
+    now = datetime.now(UTC)
+    do_set_threshold(conn, patient_id=patient, code="spo2", low=90, high=None, now=now)
+    fault = Fault()
+    monkeypatch.setattr(threshold, "classify", fault)
+
+    for minutes in (3, 2, 1):
+        publish("ox-1", reading_message(85, at=now - timedelta(minutes=minutes)))
+
+    eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 3)
+    alert = eventually(
+        lambda: conn.execute(
+            "SELECT rule_id, severity, category, details ->> 'rule', details ->> 'error'"
+            " FROM alerts WHERE patient_id = %s",
+            (patient,),
+        ).fetchall()
+    )
+    assert alert == [
+        ("rule_failed:threshold", "red", "technical", "threshold", "ValueError('injected fault')")
+    ]
+    assert fault.raised >= 3
+    assert count(conn, "SELECT count(*) FROM quarantine") == 0
+    assert all(pulse.trouble() is None for pulse in ingest.pulses)
+
+
+def test_a_batch_that_raises_outside_the_rules_stores_all_but_the_culprit(
+    conn: psycopg.Connection,
+    pool: ConnectionPool,
+    mqtt_server_url: str,
+    topic_prefix: str,
+    publish: Publish,
+) -> None:
+    """A bug in code run on a batch (here a hook) that only one message triggers: the batch is
+    split, the others are stored, the culprit is kept in quarantine; the writers live on."""
+    seed_patient_with_device(conn, device_id="ox-1")
+    seed_patient_with_device(conn, device_id="ox-2", name="Other")
+    culprit = 66.0
+
+    def buggy(_: psycopg.Connection, stored: Sequence[Reading]) -> None:
+        if any(r.value == culprit for r in stored):
+            raise ValueError("injected fault")
+
+    worker = make_ingest(pool, mqtt_server_url, topic_prefix, after_store=[buggy])
+    worker.start()
+    try:
+        assert worker.wait_connected(10)
+        now = datetime.now(UTC)
+        for minutes in range(10, 0, -1):
+            value = culprit if minutes == 5 else 90 + minutes
+            publish("ox-1", reading_message(value, at=now - timedelta(minutes=minutes)))
+            publish("ox-2", reading_message(95, at=now - timedelta(minutes=minutes)))
+        eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 19)
+        quarantined = eventually(
+            lambda: conn.execute("SELECT device_id, reason, detail FROM quarantine").fetchall()
+        )
+        assert quarantined == [("ox-1", "storage_error", "injected fault")]
+        assert count(conn, "SELECT count(*) FROM readings WHERE value = %s", culprit) == 0
+        publish("ox-2", reading_message(96, at=now))
+        eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 20)
+        assert all(pulse.trouble() is None for pulse in worker.pulses)
     finally:
         worker.stop()

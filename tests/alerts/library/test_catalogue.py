@@ -44,7 +44,12 @@ def test_every_rule_is_described_and_traceable(rule: Rule) -> None:
 
 def test_sweep_rules_are_the_adherence_and_technical_ones() -> None:
     swept = {rule.id for rule in RULES if rule.evaluate is None}
-    assert swept == {"missing_measurement", "device_silent", "notification_undeliverable"}
+    assert swept == {
+        "missing_measurement",
+        "device_silent",
+        "notification_undeliverable",
+        "rule_failed",
+    }
 
 
 def test_docs_rules_md_lists_every_rule_at_its_version(repo_root: Path) -> None:
