@@ -79,6 +79,7 @@ class Permission(StrEnum):
     MANAGE_ESCALATION = "escalation:manage"
     MANAGE_OWN_NOTIFICATIONS = "notifications:own"
     SUBMIT_QUESTIONNAIRE = "questionnaire:submit"
+    REVIEW_READINGS = "readings:review"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -104,6 +105,8 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     Permission.MANAGE_ESCALATION: frozenset({StaffRole.ADMINISTRATOR, StaffRole.COORDINATOR}),
     Permission.MANAGE_OWN_NOTIFICATIONS: _ALL_STAFF,
     Permission.SUBMIT_QUESTIONNAIRE: frozenset({PATIENT, StaffRole.NURSE}),
+    # Whether a quarantined reading belongs in the record is a clinical decision.
+    Permission.REVIEW_READINGS: _CLINICAL,
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 

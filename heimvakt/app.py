@@ -26,6 +26,7 @@ from heimvakt.auth import (
 )
 from ingest.http import ingest_router
 from ingest.limits import Limits
+from ingest.review import review_router
 from ingest.store import AfterStore
 
 DASHBOARD_PATH = "/app/"
@@ -73,6 +74,9 @@ def create_app(
         )
     app.include_router(
         ingest_router(pool=pool, clock=clock, after_store=after_store, limits=limits)
+    )
+    app.include_router(
+        review_router(pool=pool, clock=clock, authenticate=authenticate, after_store=after_store)
     )
 
     @app.get("/", include_in_schema=False)

@@ -74,6 +74,9 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("POST", f"{P}/care-teams"): own("coordinator"),
     ("DELETE", f"{P}/care-teams/{{team_id}}"): own("coordinator"),
     ("GET", f"{P}/readings"): own("patient", *TEAM_A),
+    ("GET", f"{P}/quarantine"): own(*TEAM_A),
+    ("POST", f"{P}/quarantine/{{entry_id}}/accept"): own(*TEAM_A),
+    ("POST", f"{P}/quarantine/{{entry_id}}/reject"): own(*TEAM_A),
     ("GET", "/api/v1/care-plan-templates"): anywhere(*ALL_STAFF),
     ("GET", f"{P}/care-plan"): own("patient", *TEAM_A),
     ("POST", f"{P}/care-plan"): own("hospital_nurse", "municipal_nurse", "physician"),
@@ -155,6 +158,8 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/handovers/{handover_id}/accept"): lambda w, s: {},
     ("POST", "/api/v1/handovers/{handover_id}/decline"): lambda w, s: {"note": "Ikke kapasitet"},
     ("POST", f"{P}/erasure"): lambda w, s: {"mode": "erase", "reason": "Pasientens ønske"},
+    ("POST", f"{P}/quarantine/{{entry_id}}/accept"): lambda w, s: {"note": "Sen opplasting"},
+    ("POST", f"{P}/quarantine/{{entry_id}}/reject"): lambda w, s: {"note": "Ny eier"},
     ("POST", "/api/v1/alerts/{alert_id}/assign"): lambda w, s: {
         "staff_id": str(w.staff["hospital_nurse"])
     },
@@ -231,6 +236,7 @@ def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
         device_id=ids.device,
         alert_id=ids.alert,
         subscription_id=ids.subscription,
+        entry_id=ids.quarantined,
     )
 
 

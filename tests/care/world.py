@@ -11,6 +11,7 @@ Every person is invented.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -52,6 +53,8 @@ class Scenario:
     alert: int
     subscription: int
     """A notification subscription of the hospital nurse (own) or of the scenario's colleague."""
+    quarantined: int
+    """A reading of the scenario's device in quarantine, waiting for a nurse's decision."""
 
 
 @dataclass
@@ -168,6 +171,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
             team_membership=next(m.id for m in memberships if m.of_id == teams[team_of[key]]),
             alert=_alert(conn, patient=patients[key]),
             subscription=_subscription(conn, staff=staff[subscriber[key]]),
+            quarantined=_quarantined(conn, device=devices[key]),
         )
     world = World(org, teams, patients, staff, scenarios)
     for key in STAFF_ROLES:
@@ -188,6 +192,19 @@ def _alert(conn: psycopg.Connection, *, patient: UUID) -> int:
         RETURNING id
         """,
         {"p": patient, "at": SINCE},
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _quarantined(conn: psycopg.Connection, *, device: str) -> int:
+    at = SINCE + timedelta(days=1)
+    reading = {"code": "59408-5", "value": 93, "unit": "%", "measured_at": at.isoformat()}
+    row = conn.execute(
+        "INSERT INTO quarantine (received_at, channel, device_id, msg_id, reason, detail, payload)"
+        " VALUES (%s, 'mqtt', %s, gen_random_uuid(), 'device_reassigned', 'moved',"
+        " convert_to(%s::text, 'UTF8')) RETURNING id",
+        (at, device, json.dumps(reading)),
     ).fetchone()
     assert row is not None
     return row[0]
