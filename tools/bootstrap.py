@@ -74,8 +74,13 @@ def parse_pip_config(listed: str) -> dict[str, str]:
 
 
 def uv_options(config: dict[str, str]) -> list[str]:
-    """pip's index, find-links and constraint settings as `uv pip install` options."""
-    options: list[str] = []
+    """pip's index, find-links and constraint settings as `uv pip install` options.
+
+    pip takes the best version from all its indexes together; uv by default takes a package
+    only from the first index that has it, which can miss the version needed. The
+    best-match strategy is pip's behaviour.
+    """
+    options = ["--index-strategy", "unsafe-best-match"]
     for pip_option, uv_option in _UV_OPTIONS.items():
         for value in config.get(pip_option, "").split():
             options += [uv_option, value]
@@ -90,17 +95,20 @@ def uv_environment(config: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def find_uv(python: str, progress: Progress) -> str | None:
-    """uv from PATH, or installed into the new environment with pip; None if neither works."""
+def find_uv(venv_dir: Path, progress: Progress) -> str | None:
+    """uv from PATH, or put beside the environment by this Python's pip (one wheel, from the
+    same indexes); None if neither works."""
     on_path = shutil.which("uv")
     if on_path:
         progress.say(f"using {on_path}")
         return on_path
+    target = venv_dir / "uv"
     installed = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "uv"],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade"]
+        + ["--disable-pip-version-check", "--target", str(target), "uv"],
         check=False,
     )
-    uv = Path(python).parent / "uv"
+    uv = target / "bin" / "uv"
     if installed.returncode != 0 or not uv.exists():
         return None
     return str(uv)
@@ -114,18 +122,21 @@ def install(project: Path, venv_dir: Path, extras: str) -> None:
     else:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         progress.next(f"creating a virtual environment in {venv_dir} (Python {version})")
-        venv.create(venv_dir, with_pip=True)
+        # Without pip: uv puts pip in with the rest, in parallel (ensurepip alone takes seconds).
+        venv.create(venv_dir, with_pip=False)
     progress.next("getting uv, a fast installer")
-    uv = find_uv(python, progress)
+    uv = find_uv(venv_dir, progress)
     target = f"{project}[{extras}]" if extras else str(project)
     if uv is not None:
         progress.next("installing Heimvakt and its dependencies with uv (under a minute)")
-        config = pip_config(python)
-        command = [uv, "pip", "install", "--python", python, *uv_options(config), "-e", target]
+        config = pip_config(sys.executable)
+        command = [uv, "pip", "install", "--python", python, *uv_options(config)]
+        command += ["-e", target, "pip"]
         env = uv_environment(config)
     else:
         progress.say("uv could not be installed; falling back to pip")
         progress.next("installing Heimvakt and its dependencies with pip (a few minutes)")
+        subprocess.run([python, "-m", "ensurepip", "--upgrade"], check=True)
         command = [python, "-m", "pip", "install", "--progress-bar", "on", "-e", target]
         env = dict(os.environ)
     subprocess.run(command, check=True, env=env)
