@@ -103,11 +103,10 @@ def find_uv(venv_dir: Path, progress: Progress) -> str | None:
         progress.say(f"using {on_path}")
         return on_path
     target = venv_dir / "uv"
-    installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--upgrade"]
-        + ["--disable-pip-version-check", "--target", str(target), "uv"],
-        check=False,
-    )
+    # Twice quiet: only errors. pip's warnings about its own configuration (an index without
+    # uv, running as root into a target directory) would only alarm a newcomer.
+    pip = [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check"]
+    installed = subprocess.run([*pip, "--upgrade", "--target", str(target), "uv"], check=False)
     uv = target / "bin" / "uv"
     if installed.returncode != 0 or not uv.exists():
         return None

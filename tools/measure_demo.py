@@ -12,6 +12,7 @@ longer than its limit (60 s for the first, 10 s for the second, as issue 17 asks
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -96,7 +97,10 @@ def worklist_answers(base: str) -> bool:
             )
     except httpx.HTTPError:
         return False
-    return page.status_code == 200 and all(p.name in page.text for p in PATIENTS)
+    if page.status_code != 200:
+        return False
+    shown = json.dumps(page.json(), ensure_ascii=False)  # names as text, not \u escapes
+    return all(patient.name in shown for patient in PATIENTS)
 
 
 def run_demo(clone: Path, env: dict[str, str], *, port: int, timeout: float) -> Run:
