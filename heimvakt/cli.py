@@ -35,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 
 _DEFAULT_HOST = Settings.model_fields["http_host"].default
