@@ -248,7 +248,7 @@ def _demo_outbox(
         ),
         className="summary",
     )
-    heading = html.Div([html.H2(t("Demo outbox")), intro], className="page-heading")
+    heading = html.Div([html.H2(t("Demo outbox")), intro])
     if not outbox:
         return html.Section(
             [heading, html.P(t("No notifications yet."), className="empty")],
