@@ -193,7 +193,12 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=settings.http_host, port=settings.http_port, log_level="warning"
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                # Through the root logger's format (core/logs.py): uvicorn's own has no time.
+                log_config=None,
             )
         )
         threading.Thread(target=_announce, args=(server, settings), daemon=True).start()
