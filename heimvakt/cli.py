@@ -91,7 +91,10 @@ def up(
         ),
     ] = _DEFAULT_PORT,
 ) -> None:
-    """Run the platform: migrations, ingest, API and dashboard. Ctrl-C stops it."""
+    """Run the platform: ingest, API and dashboard.
+
+    Applies pending migrations first; Ctrl-C stops it.
+    """
     from heimvakt.platform import run  # noqa: PLC0415  # keeps `heimvakt --help` fast
 
     run(_settings(demo=demo or None, http_host=host, http_port=port))
@@ -115,7 +118,7 @@ def ingest(
         ),
     ] = 1,
 ) -> None:
-    """Run more ingest workers on the configured services (scale-out).
+    """Run more ingest workers, for scale-out.
 
     Give every worker its own HEIMVAKT_MQTT_CLIENT_ID and the same HEIMVAKT_INGEST_SHARED_GROUP.
     With --workers N this process supervises N workers, <client id>-1 to -N, in that group
@@ -140,15 +143,32 @@ def ingest(
     run_ingest(settings, metrics_port=metrics_port)
 
 
-@app.command("mosquitto-security")
+@app.command(
+    "mosquitto-security", short_help="Mosquitto's dynamic-security JSON from a password file."
+)
 def mosquitto_security(
-    passwd: Annotated[typer.FileText, typer.Argument(help="A mosquitto_passwd file, or -.")],
+    passwd: Annotated[
+        typer.FileText,
+        typer.Argument(metavar="PASSWORD_FILE", help="A mosquitto_passwd file, or - for stdin."),
+    ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (mode 600); unset: stdout.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            show_default=False,
+            help="Write the JSON to this file (mode 600). Default: standard output.",
+        ),
     ] = None,
     platform_user: Annotated[
         list[str] | None,
-        typer.Option(help="A platform login (reads every device topic); repeat for more."),
+        typer.Option(
+            metavar="USERNAME",
+            show_default=False,
+            help="A platform login (reads every device topic); repeat for more."
+            " Default: heimvakt-ingest.",
+        ),
     ] = None,
 ) -> None:
     """Make Mosquitto's dynamic-security JSON from the password file (deploy/mosquitto/README.md).
@@ -180,7 +200,7 @@ def mosquitto_security(
     typer.echo(f"{output}: {len(config['clients'])} logins", err=True)
 
 
-tokens = typer.Typer(help="Issue and revoke the tokens devices use for HTTP ingest.")
+tokens = typer.Typer(help="Issue and revoke device tokens for HTTP ingest.")
 app.add_typer(tokens, name="device-token")
 
 
@@ -408,7 +428,7 @@ def migrate_command() -> None:
 
 @app.command()
 def doctor() -> None:
-    """Check the database and the broker; exit 1 on a problem.
+    """Check the database and broker; exit 1 on a problem.
 
     Reports which mode is active, the versions seen, and any problem found. What only
     TimescaleDB would add is information, not a problem.
