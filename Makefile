@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench-ingest bench-alerts clean
 
+# uv when it can be had (seconds), pip otherwise (minutes), from the indexes pip is configured
+# with; every step is printed as it starts (tools/bootstrap.py).
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	@$(PYTHON) tools/bootstrap.py --venv $(VENV) --extras dev
+	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/heimvakt up --demo
+	@$(BIN)/heimvakt up --demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import smtplib
 import socket
 import ssl
@@ -31,6 +32,8 @@ import apprise
 import httpx
 
 from core.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 """How old a webhook's timestamp may be before a receiver refuses it as a replay."""
@@ -353,3 +356,18 @@ class AppriseChannel:
         text = message_text(message, idempotency_key=idempotency_key)
         if not notifier.notify(body=text, title=_title(message)):
             raise DeliveryError("Apprise could not deliver the notification")
+
+
+# Demo ------------------------------------------------------------------------------------------
+
+
+class DemoOutboxChannel:
+    """Demo mode, for a channel that is not configured: nothing leaves the machine.
+
+    The notification is accepted as it is, so the dispatcher marks its outbox row delivered
+    and the dashboard's demo outbox shows it: the nurse sees what a real installation would
+    have sent, instead of the terminal warning that the channel is not configured.
+    """
+
+    def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
+        log.info("demo outbox: %r to %s (%s)", _title(message), address, idempotency_key)

@@ -37,12 +37,14 @@ from alerts.channels import (
     AppriseChannel,
     Channel,
     DeliveryError,
+    DemoOutboxChannel,
     EmailChannel,
     PermanentDeliveryError,
     WebhookChannel,
 )
 from core.clock import Clock, SystemClock
 from core.db import open_pool
+from core.logs import configure_logging
 from core.loops import Backoff, Pulse
 from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 
@@ -242,9 +244,14 @@ class Dispatcher:
                 stop.wait(poll_seconds)
 
 
+DEMO_OUTBOX_CHANNELS = ("email", "webhook")
+"""The channels that, unconfigured in demo mode, deliver to the demo outbox."""
+
+
 def channels_from_settings(settings: Settings) -> dict[str, Channel]:
     """The channels the settings allow: e-mail needs HEIMVAKT_SMTP_URL and webhooks
-    HEIMVAKT_WEBHOOK_SECRET; rows for a channel that is not set up wait (and are retried)."""
+    HEIMVAKT_WEBHOOK_SECRET; rows for a channel that is not set up wait (and are retried).
+    In demo mode an unconfigured e-mail or webhook channel is the demo outbox."""
     timeout = settings.notification_timeout_seconds
     channels: dict[str, Channel] = {"apprise": AppriseChannel()}
     if settings.smtp_url:
@@ -257,6 +264,9 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
             timeout,
             allow_private_addresses=settings.webhook_allow_private_addresses,
         )
+    if settings.demo:
+        for name in DEMO_OUTBOX_CHANNELS:
+            channels.setdefault(name, DemoOutboxChannel())
     return channels
 
 
@@ -298,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args:
         sys.stderr.write("usage: python -m alerts.dispatch [--poll-seconds S]\n")
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(verbose=True)
     settings = Settings()
     if settings.database_url is None:
         sys.stderr.write("HEIMVAKT_DATABASE_URL is required\n")

@@ -14,13 +14,15 @@ the unit has chosen to include values (``escalation_policies.include_values``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from care.people import current
@@ -124,3 +126,34 @@ def recipients_for(
         },
     ).fetchall()
     return [(channel, address) for channel, address in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SentNotification:
+    """One outbox row as the demo outbox shows it."""
+
+    created_at: datetime
+    channel: str
+    address: str
+    title: str
+    state: str
+    patient_id: UUID
+
+
+def recent_notifications(
+    conn: psycopg.Connection, *, patient_ids: Sequence[UUID], limit: int = 10
+) -> list[SentNotification]:
+    """The newest notifications about alerts on these patients (whom the caller has already
+    been allowed to see), newest first."""
+    with conn.cursor(row_factory=class_row(SentNotification)) as cur:
+        return cur.execute(
+            """
+            SELECT n.created_at, n.channel, n.address, n.message->>'title' AS title, n.state,
+                   a.patient_id
+              FROM notifications n JOIN alerts a ON a.id = n.alert_id
+             WHERE a.patient_id = ANY(%(patients)s)
+             ORDER BY n.created_at DESC, n.id
+             LIMIT %(limit)s
+            """,
+            {"patients": list(patient_ids), "limit": limit},
+        ).fetchall()

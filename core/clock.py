@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
+from zoneinfo import ZoneInfo
+
+# Readings are stored in UTC; nurses work in Norwegian local time, summer time included. The
+# dashboard and the terminal's log lines both show this zone, so their times can be compared.
+DISPLAY_TIMEZONE: Final = ZoneInfo("Europe/Oslo")
 
 
 class Clock(Protocol):

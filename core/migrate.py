@@ -41,6 +41,18 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+    @property
+    def summary(self) -> str:
+        """The file's first comment line that is not a directive: what it does, in a sentence."""
+        for line in self.sql.splitlines():
+            if line.startswith("--") and not line.startswith("-- heimvakt:"):
+                return line.removeprefix("--").strip()
+        return self.name.replace("_", " ")
+
 
 @dataclass(slots=True)
 class MigrationReport:
@@ -99,7 +111,7 @@ def migrate(url: str, *, migrations: list[Migration] | None = None) -> Migration
                 conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
             )
             for migration in migrations:
-                label = f"{migration.version:04d}_{migration.name}"
+                label = migration.label
                 if migration.version in applied:
                     if applied[migration.version] != migration.checksum:
                         raise MigrationError(f"{label} changed after it was applied")
@@ -154,14 +166,14 @@ def timescaledb_status(conn: psycopg.Connection) -> TimescaleStatus:
 
 def pending_migrations(
     conn: psycopg.Connection, migrations: list[Migration] | None = None
-) -> list[str]:
-    """Labels of the migrations not yet applied (TimescaleDB-only ones included)."""
+) -> list[Migration]:
+    """The migrations not yet applied (TimescaleDB-only ones included)."""
     migrations = load_migrations() if migrations is None else migrations
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     applied = set()
     if exists is not None and exists[0]:
         applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    return [f"{m.version:04d}_{m.name}" for m in migrations if m.version not in applied]
+    return [m for m in migrations if m.version not in applied]
 
 
 TIMESCALEDB_NOT_PRELOADED = (

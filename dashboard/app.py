@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.lifecycle import AlertStateError
+from alerts.outbox import recent_notifications
 from care.access import ForbiddenError, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
@@ -66,8 +67,12 @@ def create_dashboard(
     principal_of: Callable[[str | None], Principal],
     session_cookie: str,
     url_base: str = "/app/",
+    demo_outbox: bool = False,
 ) -> Dash:
     """Mount the dashboard on `server` under `url_base`; it reads through `pool` when shown.
+
+    With `demo_outbox` (demo mode) the worklist also shows the notifications the demo would
+    have sent.
 
     `principal_of` turns the session cookie's token into the caller (the same path as the
     API's bearer tokens); every page goes through care.access's one check.
@@ -124,7 +129,7 @@ def create_dashboard(
             )
         else:
             view = View(principal=principal, now=now, refresh=refresh)
-            content = _content(route, view, pool=pool, t=t, links=links)
+            content = _content(route, view, pool=pool, t=t, links=links, demo_outbox=demo_outbox)
         page = html.Div(
             [
                 _header(route, principal, now=now, t=t, links=links),
@@ -204,7 +209,13 @@ def create_dashboard(
 
 
 def _content(
-    route: Route, view: View, *, pool: ConnectionPool, t: Translator, links: Links
+    route: Route,
+    view: View,
+    *,
+    pool: ConnectionPool,
+    t: Translator,
+    links: Links,
+    demo_outbox: bool = False,
 ) -> Component:
     """The page's main part, read in one transaction with its access-log row."""
     if view.principal.kind == "patient" and route.page in (Page.WORKLIST, Page.LOGIN):
@@ -212,9 +223,14 @@ def _content(
         route = Route(Page.PATIENT, view.principal.uuid)
     try:
         if route.page in (Page.WORKLIST, Page.LOGIN):
+            outbox = None
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                 rows = load_worklist(conn, view=view)
-            return worklist_page(rows, now=view.now, t=t, links=links)
+                if demo_outbox:
+                    # Only alerts on the patients the worklist was allowed to show.
+                    shown = [row.patient.id for row in rows]
+                    outbox = recent_notifications(conn, patient_ids=shown)
+            return worklist_page(rows, now=view.now, t=t, links=links, outbox=outbox)
         if route.page is Page.PATIENT and route.patient_id is not None:
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                 patient_view = load_patient(conn, patient_id=route.patient_id, view=view)

@@ -5,16 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton
 from babel.numbers import format_decimal
 
 from core.catalog import Measurement
+from core.clock import DISPLAY_TIMEZONE
 from core.i18n import Translator
-
-# Readings are stored in UTC; nurses work in Norwegian local time, summer time included.
-DISPLAY_TIMEZONE: Final = ZoneInfo("Europe/Oslo")
 
 # English in a Norwegian service keeps the 24-hour clock and day-first dates.
 _BABEL_LOCALES: Final = {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}

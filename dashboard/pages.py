@@ -19,6 +19,7 @@ from dash.development.base_component import Component
 
 from alerts.library.catalogue import RULES_BY_ID
 from alerts.lifecycle import do_acknowledge
+from alerts.outbox import SentNotification
 from alerts.service import Alert, unresolved_alerts
 from care.access import (
     ROLES,
@@ -189,8 +190,14 @@ def load_worklist(conn: psycopg.Connection, *, view: View) -> list[WorklistRow]:
 
 
 def worklist_page(
-    rows: list[WorklistRow], *, now: datetime, t: Translator, links: Links
+    rows: list[WorklistRow],
+    *,
+    now: datetime,
+    t: Translator,
+    links: Links,
+    outbox: list[SentNotification] | None = None,
 ) -> Component:
+    """The worklist; in demo mode (`outbox` given) the demo outbox below it."""
     counts = {s: sum(1 for row in rows if row.severity == s) for s in (RED, YELLOW)}
     summary = html.P(
         [
@@ -218,8 +225,69 @@ def worklist_page(
         )
     )
     body = html.Tbody([_worklist_row(row, now=now, t=t, links=links) for row in rows])
-    return html.Section(
+    worklist = html.Section(
         [heading, html.Table([header, body], className="worklist")], className="card"
+    )
+    if outbox is None:
+        return worklist
+    names = {row.patient.id: row.patient.display_name for row in rows}
+    return html.Div([worklist, _demo_outbox(outbox, names=names, now=now, t=t)])
+
+
+def _demo_outbox(
+    outbox: list[SentNotification], *, names: dict[UUID, str], now: datetime, t: Translator
+) -> Component:
+    """What the platform would have sent by e-mail or webhook: in demo mode nothing leaves the
+    machine, and this is where the notifications can be seen instead."""
+    channels = {"email": t("E-mail"), "webhook": t("Webhook"), "apprise": t("SMS or chat")}
+    states = {"pending": t("waiting"), "delivered": t("delivered"), "dead": t("failed")}
+    intro = html.P(
+        t(
+            "Demo mode: without a configured e-mail server or webhook secret, notifications "
+            "stay on this machine. These are the ones the demo staff would have received."
+        ),
+        className="summary",
+    )
+    heading = html.Div([html.H2(t("Demo outbox")), intro])
+    if not outbox:
+        return html.Section(
+            [heading, html.P(t("No notifications yet."), className="empty")],
+            className="card demo-outbox",
+        )
+    header = html.Thead(
+        html.Tr(
+            [
+                html.Th(t("Sent"), scope="col"),
+                html.Th(t("To"), scope="col"),
+                html.Th(t("Patient"), scope="col"),
+                html.Th(t("Message"), scope="col"),
+                html.Th(t("State"), scope="col"),
+            ]
+        )
+    )
+    body = html.Tbody(
+        [
+            html.Tr(
+                [
+                    html.Td(
+                        html.Span(
+                            format_relative(n.created_at, now, t),
+                            title=format_moment(n.created_at, t),
+                        ),
+                        className="when",
+                    ),
+                    html.Td(f"{channels.get(n.channel, n.channel)}: {n.address}"),
+                    html.Td(names.get(n.patient_id, NO_VALUE)),
+                    html.Td(n.title),
+                    html.Td(states.get(n.state, n.state)),
+                ]
+            )
+            for n in outbox
+        ]
+    )
+    return html.Section(
+        [heading, html.Table([header, body], className="worklist")],
+        className="card demo-outbox",
     )
 
 

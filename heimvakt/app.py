@@ -44,6 +44,7 @@ def create_app(
     local_issuer: LocalIssuer | None = None,
     secure_cookie: bool = True,
     loops: Iterable[Pulse] = (),
+    demo_outbox: bool = False,
 ) -> FastAPI:
     """The one ASGI app; `after_store` are the rules every stored reading goes through.
 
@@ -117,6 +118,7 @@ def create_app(
         ),
         session_cookie=SESSION_COOKIE,
         url_base=DASHBOARD_PATH,
+        demo_outbox=demo_outbox,
     )
     # One check for every state change a session cookie could authorise: API, dashboard
     # callbacks, log-in and log-out.

@@ -1,4 +1,8 @@
-"""The `heimvakt` command."""
+"""The `heimvakt` command.
+
+Help is plain text (no Rich panels, no `<bool>` type placeholders): every option says what it
+does, its unit and its default, for an administrator who is not a programmer.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,33 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from core.logs import configure_logging
 from core.settings import Settings
 
+EXAMPLES = """\b
+Examples:
+  heimvakt up --demo                    invented patients and simulated devices
+  heimvakt up --host 0.0.0.0 --port 8080
+                                        listen on every network interface, port 8080
+  heimvakt doctor                       check the database and the broker
+  heimvakt migrate                      bring the database schema up to date
+  heimvakt admin "Anne Admin" --username anne
+                                        the first administrator, with a password log-in
+  heimvakt up --help                    the options of one command
+
+Settings come from HEIMVAKT_* environment variables (README.md lists them)."""
+
 app = typer.Typer(
-    help="Heimvakt: digital home follow-up for COPD and heart failure.", no_args_is_help=True
+    help="Heimvakt: digital home follow-up for COPD and heart failure.",
+    epilog=EXAMPLES,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
+
+_DEFAULT_HOST = Settings.model_fields["http_host"].default
+_DEFAULT_PORT = Settings.model_fields["http_port"].default
 
 
 def _settings(**overrides: object) -> Settings:
@@ -26,37 +52,73 @@ def _settings(**overrides: object) -> Settings:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log what every part does (INFO), not only warnings and errors. Off by default.",
+        ),
+    ] = False,
+) -> None:
+    configure_logging(verbose=verbose)
 
 
 @app.command()
 def up(
     demo: Annotated[
-        bool, typer.Option(help="Seed demo patients and run the device simulator.")
+        bool,
+        typer.Option(
+            "--demo",
+            help="Seed ten invented patients and run simulated devices. Off by default.",
+        ),
     ] = False,
-    port: Annotated[int | None, typer.Option(help="HTTP port (HEIMVAKT_HTTP_PORT).")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="HEIMVAKT_HTTP_HOST",
+            metavar="ADDRESS",
+            help="Network address the API and dashboard listen on; 0.0.0.0 for every interface.",
+        ),
+    ] = _DEFAULT_HOST,
+    port: Annotated[
+        int,
+        typer.Option(
+            envvar="HEIMVAKT_HTTP_PORT",
+            metavar="PORT",
+            help="TCP port the API and dashboard listen on.",
+        ),
+    ] = _DEFAULT_PORT,
 ) -> None:
-    """Run the platform: migrations, ingest, API and dashboard. Ctrl-C stops it."""
+    """Run the platform: ingest, API and dashboard.
+
+    Applies pending migrations first; Ctrl-C stops it.
+    """
     from heimvakt.platform import run  # noqa: PLC0415  # keeps `heimvakt --help` fast
 
-    run(_settings(demo=demo or None, http_port=port))
+    run(_settings(demo=demo or None, http_host=host, http_port=port))
 
 
 @app.command()
 def ingest(
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="Serve Prometheus metrics on this port (with --workers: P, P+1, ...)."),
+        typer.Option(
+            metavar="PORT",
+            show_default=False,
+            help="TCP port for Prometheus metrics (with --workers N: PORT to PORT+N-1)."
+            " Default: no metrics.",
+        ),
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="Worker processes on one shared subscription.")
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Number of worker processes on one shared subscription."
+        ),
     ] = 1,
 ) -> None:
-    """Run more ingest workers against the configured database and broker (scale-out).
+    """Run more ingest workers, for scale-out.
 
     Give every worker its own HEIMVAKT_MQTT_CLIENT_ID and the same HEIMVAKT_INGEST_SHARED_GROUP.
     With --workers N this process supervises N workers, <client id>-1 to -N, in that group
@@ -81,15 +143,32 @@ def ingest(
     run_ingest(settings, metrics_port=metrics_port)
 
 
-@app.command("mosquitto-security")
+@app.command(
+    "mosquitto-security", short_help="Mosquitto's dynamic-security JSON from a password file."
+)
 def mosquitto_security(
-    passwd: Annotated[typer.FileText, typer.Argument(help="A mosquitto_passwd file, or -.")],
+    passwd: Annotated[
+        typer.FileText,
+        typer.Argument(metavar="PASSWORD_FILE", help="A mosquitto_passwd file, or - for stdin."),
+    ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (mode 600); unset: stdout.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            show_default=False,
+            help="Write the JSON to this file (mode 600). Default: standard output.",
+        ),
     ] = None,
     platform_user: Annotated[
         list[str] | None,
-        typer.Option(help="A platform login (reads every device topic); repeat for more."),
+        typer.Option(
+            metavar="USERNAME",
+            show_default=False,
+            help="A platform login (reads every device topic); repeat for more."
+            " Default: heimvakt-ingest.",
+        ),
     ] = None,
 ) -> None:
     """Make Mosquitto's dynamic-security JSON from the password file (deploy/mosquitto/README.md).
@@ -121,12 +200,16 @@ def mosquitto_security(
     typer.echo(f"{output}: {len(config['clients'])} logins", err=True)
 
 
-tokens = typer.Typer(help="Issue and revoke the tokens devices use for HTTP ingest.")
+tokens = typer.Typer(help="Issue and revoke device tokens for HTTP ingest.")
 app.add_typer(tokens, name="device-token")
 
 
 @tokens.command("issue")
-def issue_token(device_id: str) -> None:
+def issue_token(
+    device_id: Annotated[
+        str, typer.Argument(metavar="DEVICE_ID", help="The device's id, as registered.")
+    ],
+) -> None:
     """Print a new token for the device. It is shown once and stored only as a hash."""
     import psycopg  # noqa: PLC0415
 
@@ -144,7 +227,12 @@ def issue_token(device_id: str) -> None:
 
 
 @tokens.command("revoke")
-def revoke_token(prefix: str) -> None:
+def revoke_token(
+    prefix: Annotated[
+        str,
+        typer.Argument(metavar="PREFIX", help="The token's first characters, e.g. hv_AbCdEfGh."),
+    ],
+) -> None:
     """Revoke a token by its prefix (the non-secret start of it, e.g. hv_AbCdEfGh)."""
     import psycopg  # noqa: PLC0415
 
@@ -162,17 +250,37 @@ def revoke_token(prefix: str) -> None:
 
 @app.command("admin")
 def create_administrator(
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The administrator's full name.")],
     username: Annotated[
-        str | None, typer.Option(help="A password log-in on the built-in issuer")
+        str | None,
+        typer.Option(
+            metavar="USERNAME",
+            show_default=False,
+            help="User name for a password log-in on the built-in issuer. Default: none.",
+        ),
     ] = None,
-    issuer: Annotated[str | None, typer.Option(help="An external issuer, e.g. HelseID")] = None,
-    subject: Annotated[str | None, typer.Option(help="The person's `sub` at that issuer")] = None,
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            show_default=False,
+            help="An external identity issuer, e.g. https://helseid-sts.nhn.no. Default: none.",
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ID",
+            show_default=False,
+            help="The person's id (`sub`) at that issuer. Default: none.",
+        ),
+    ] = None,
 ) -> None:
-    """Create the first administrator, who then enrols everyone else through the API.
+    """Create the first administrator.
 
-    Give --username for a password log-in (the password is asked for, or read from
-    HEIMVAKT_ADMIN_PASSWORD), or --issuer and --subject for a HelseID identity.
+    The administrator then enrols everyone else through the API. Give --username for a
+    password log-in (the password is asked for, or read from HEIMVAKT_ADMIN_PASSWORD), or
+    --issuer and --subject for a HelseID identity.
     """
     import os  # noqa: PLC0415
 
@@ -216,8 +324,13 @@ def create_administrator(
 
 
 @app.command()
-def sweep(every: Annotated[float, typer.Option(min=1.0)] = 30.0) -> None:
-    """Run the time-based rules and escalation every few seconds, until Ctrl-C."""
+def sweep(
+    every: Annotated[
+        float,
+        typer.Option(min=1.0, metavar="SECONDS", help="Seconds between two runs (at least 1)."),
+    ] = 30.0,
+) -> None:
+    """Run time-based rules and escalation until Ctrl-C."""
     import threading  # noqa: PLC0415
 
     from core.clock import SystemClock  # noqa: PLC0415
@@ -243,8 +356,20 @@ def sweep(every: Annotated[float, typer.Option(min=1.0)] = 30.0) -> None:
 
 
 @app.command()
-def dispatch(poll_seconds: Annotated[float, typer.Option(min=0.05)] = 0.2) -> None:
-    """Deliver the notification outbox (e-mail, webhook, SMS/chat via apprise) until Ctrl-C."""
+def dispatch(
+    poll_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            metavar="SECONDS",
+            help="Seconds to wait before looking again when nothing is due (at least 0.05).",
+        ),
+    ] = 0.2,
+) -> None:
+    """Deliver the notification outbox until Ctrl-C.
+
+    E-mail, signed webhooks, and SMS/chat/push through Apprise.
+    """
     import threading  # noqa: PLC0415
 
     from alerts.dispatch import serve  # noqa: PLC0415
@@ -260,7 +385,12 @@ def dispatch(poll_seconds: Annotated[float, typer.Option(min=0.05)] = 0.2) -> No
 
 @app.command()
 def retention() -> None:
-    """Delete readings older than HEIMVAKT_READINGS_RETENTION_DAYS (run it daily, e.g. by cron)."""
+    """Delete readings older than the retention period.
+
+    The period is HEIMVAKT_READINGS_RETENTION_DAYS; run this daily, e.g. by cron. The default
+    is not set: every reading is kept and this command deletes nothing. The smallest allowed
+    value is 30 days.
+    """
     from datetime import timedelta  # noqa: PLC0415
 
     import psycopg  # noqa: PLC0415
@@ -282,22 +412,27 @@ def retention() -> None:
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending database migrations and exit."""
-    from core.migrate import migrate  # noqa: PLC0415
+    from core.migrate import load_migrations, migrate  # noqa: PLC0415
+    from heimvakt.doctor import timescaledb_note  # noqa: PLC0415
     from heimvakt.platform import database_service  # noqa: PLC0415
 
     with database_service(_settings()) as (database_url, description):
         typer.echo(description)
         report = migrate(database_url)
     typer.echo(f"applied: {', '.join(report.applied) or 'nothing'}")
-    if report.skipped:
-        typer.echo(f"skipped (need TimescaleDB): {', '.join(report.skipped)}")
+    for line in timescaledb_note([m for m in load_migrations() if m.label in report.skipped]):
+        typer.echo(line)
     for problem in report.problems:
         typer.echo(f"problem: {problem}")
 
 
 @app.command()
 def doctor() -> None:
-    """Report which mode is active, the versions seen, and any problem found."""
+    """Check the database and broker; exit 1 on a problem.
+
+    Reports which mode is active, the versions seen, and any problem found. What only
+    TimescaleDB would add is information, not a problem.
+    """
     from heimvakt.doctor import diagnose  # noqa: PLC0415
 
     problems = diagnose(_settings(), echo=typer.echo)

@@ -227,6 +227,8 @@ DEMO_STAFF = (
     ("koordinator", "Kari Koordinator", StaffRole.COORDINATOR, False),
     ("admin", "Arne Administrator", StaffRole.ADMINISTRATOR, True),
 )
+DEMO_MAIL_DOMAIN = "@demo.heimvakt.invalid"
+"""The demo staff's e-mail domain: `.invalid` can never be delivered to (RFC 2606)."""
 DEMO_PATIENT_LOGIN = "pasient"
 """Logs in as the first demo patient."""
 
@@ -258,6 +260,14 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> 
                 do_add_team_member(conn, team_id=team, staff_id=person, since=since)
             if issuer is not None:
                 _log_in_as(conn, issuer=issuer, username=username, staff_id=person)
+            if role is not StaffRole.ADMINISTRATOR:
+                # Every alert of their unit by e-mail: with no SMTP server configured, the
+                # demo outbox on the worklist shows these notifications.
+                conn.execute(
+                    "INSERT INTO notification_subscriptions (staff_id, channel, address,"
+                    " min_severity) VALUES (%s, 'email', %s, 'yellow')",
+                    (person, f"{username}{DEMO_MAIL_DOMAIN}"),
+                )
         for index, patient in enumerate(PATIENTS):
             patient_id = do_create_patient(
                 conn,

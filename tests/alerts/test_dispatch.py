@@ -5,6 +5,7 @@ with a technical alert when it cannot be, and not lost when the dispatcher is ki
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -23,11 +24,12 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from alerts.channels import Channel, EmailChannel, WebhookChannel
-from alerts.dispatch import Dispatcher
-from alerts.outbox import build_message, do_enqueue_notification
+from alerts.dispatch import Dispatcher, channels_from_settings, serve
+from alerts.outbox import build_message, do_enqueue_notification, recent_notifications
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
 from core.clock import ManualClock
+from core.settings import Settings
 from tests.alerts.test_channels import SECRET, SmtpServer, WebhookReceiver
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -385,6 +387,51 @@ def test_a_channel_that_is_not_configured_waits_and_is_retried(
     status, attempts, _next, error = state(conn, key)
     assert (status, attempts) == ("pending", 1)
     assert error == "the email channel is not configured"
+
+
+def test_in_demo_mode_an_unconfigured_channel_delivers_to_the_demo_outbox_without_a_warning(
+    conn: psycopg.Connection,
+    pool: ConnectionPool,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 17: no "not configured; its notifications wait" warning at every demo start;
+    the notifications are delivered into the outbox the demo's worklist shows instead."""
+    demo = Settings(demo=True, database_url="postgresql://demo@127.0.0.1/demo")
+    alert_id, patient = seed_alert(conn)
+    keys = [
+        enqueue(conn, alert_id=alert_id, patient_id=patient, channel=channel, address=address)
+        for channel, address in (
+            ("email", "sykepleier@demo.heimvakt.invalid"),
+            ("webhook", "https://receiver.demo.heimvakt.invalid/hook"),
+        )
+    ]
+    stop = threading.Event()
+    stop.set()
+    with caplog.at_level(logging.INFO, logger="alerts.dispatch"):
+        serve(demo, database_url=conn.info.dsn, stop=stop)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    assert dispatcher(pool, clock, channels_from_settings(demo)).run_once() == 2
+    assert [state(conn, key)[0] for key in keys] == ["delivered", "delivered"]
+    shown = recent_notifications(conn, patient_ids=[patient])
+    assert {(n.channel, n.state) for n in shown} == {
+        ("email", "delivered"),
+        ("webhook", "delivered"),
+    }
+    assert recent_notifications(conn, patient_ids=[]) == []
+
+
+def test_outside_demo_mode_an_unconfigured_channel_is_still_warned_about(
+    conn: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = threading.Event()
+    stop.set()
+    settings = Settings(database_url="postgresql://heimvakt@127.0.0.1/heimvakt")
+    with caplog.at_level(logging.WARNING, logger="alerts.dispatch"):
+        serve(settings, database_url=conn.info.dsn, stop=stop)
+    assert "the email channel is not configured" in caplog.text
+    assert "email" not in channels_from_settings(settings)
 
 
 def test_two_dispatchers_never_send_the_same_row(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import click
 import psycopg
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from care.people import principal_for
 from core.auth import authenticate_local
+from core.migrate import timescaledb_status
 from core.settings import Settings
 from devices.tokens import device_for_token, token_prefix
 from heimvakt.cli import app
@@ -178,3 +182,82 @@ def test_with_the_embedded_broker_the_ingest_client_id_is_random() -> None:
 
     assert len(ids) == 2
     assert all(re.fullmatch(r"heimvakt-ingest-[0-9a-f]{16}", i) for i in ids)
+
+
+def commands(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command and group under `command`, with the words that reach it."""
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from commands(sub, (*path, name))
+
+
+def test_help_describes_every_option_with_its_default_and_no_type_placeholders() -> None:
+    """Issue 17: `--verbose` had no description, `sweep --every` no unit, `up --port` no
+    default and no `--host` beside it, and every flag showed a `<bool>` placeholder."""
+    root = typer.main.get_command(app)
+    for path, command in commands(root):
+        result = runner.invoke(app, [*path, "--help"], prog_name="heimvakt")
+        assert result.exit_code == 0, result.output
+        assert "Warning" not in result.output
+        assert not re.search(
+            r"<(bool|int|float|str|text)[^>]*>", result.output.split("Options:")[-1]
+        ), result.output
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name == "help":
+                continue
+            name, text = param.get_help_record(click.Context(command))
+            assert param.help, f"heimvakt {' '.join(path)} {name} has no description"
+            flag_or_unset = param.is_flag or param.default is None
+            assert (
+                "default" in text.lower() if flag_or_unset else f"default: {param.default}" in text
+            ), f"heimvakt {' '.join(path)} {name} does not state its default: {text}"
+
+    up = " ".join(runner.invoke(app, ["up", "--help"]).output.split())
+    assert "--host ADDRESS" in up
+    assert "default: 127.0.0.1" in up
+    assert "--port PORT" in up
+    assert "default: 8000" in up
+    sweep = " ".join(runner.invoke(app, ["sweep", "--help"]).output.split())
+    assert "--every SECONDS" in sweep
+    assert "Seconds between" in sweep
+    retention = " ".join(runner.invoke(app, ["retention", "--help"]).output.split())
+    assert "The default" in retention
+    assert "is not set" in retention
+    main_help = runner.invoke(app, ["--help"]).output
+    assert "Examples:" in main_help
+    assert "heimvakt up --demo" in main_help
+
+
+def test_the_host_and_port_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr("heimvakt.platform.run", seen.append)
+    monkeypatch.delenv("HEIMVAKT_HTTP_HOST", raising=False)
+    monkeypatch.setenv("HEIMVAKT_HTTP_PORT", "8123")
+    assert runner.invoke(app, ["up", "--host", "0.0.0.0"]).exit_code == 0
+    assert runner.invoke(app, ["up", "--port", "9001"]).exit_code == 0
+    assert [(s.http_host, s.http_port) for s in seen] == [("0.0.0.0", 8123), ("127.0.0.1", 9001)]
+
+
+@pytest.mark.usefixtures("configured")
+def test_doctor_treats_a_timescaledb_only_migration_on_plain_postgresql_as_information(
+    conn: psycopg.Connection,
+) -> None:
+    """Issue 17: doctor exited 1 with "run `heimvakt migrate`", and migrate could not apply
+    it: a loop with no way out."""
+    if timescaledb_status(conn).version is not None:
+        pytest.skip("this server has TimescaleDB: nothing waits for it")
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "problem:" not in result.output
+    assert "no problems found" in result.output
+    assert "information: these migrations wait for TimescaleDB" in result.output
+    assert "0005_readings_hypertable: Readings become a hypertable" in result.output
+    assert "shared_preload_libraries" in result.output
+
+    migrate = runner.invoke(app, ["migrate"])
+    assert migrate.exit_code == 0, migrate.output
+    assert "0005_readings_hypertable: Readings become a hypertable" in migrate.output
+    assert "skipped" not in migrate.output

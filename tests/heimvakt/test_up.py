@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from alerts.library.catalogue import RULES_BY_ID
-from heimvakt.demo import DEMO_PASSWORD
+from heimvakt.demo import DEMO_MAIL_DOMAIN, DEMO_PASSWORD
 from heimvakt.embedded import free_port
 from tests.dashboard import routing_request
 from tests.support import eventually
@@ -103,7 +103,12 @@ def plotted_points(node: Any) -> int:
 
 
 def demo_environment(tmp_path: Path, port: int, **services: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMVAKT_")}
+    # As on a server or in a container: no XDG_RUNTIME_DIR (platformdirs warned about it).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HEIMVAKT_") and k != "XDG_RUNTIME_DIR"
+    }
     env.update(HEIMVAKT_DATA_DIR=str(tmp_path / "data"), HEIMVAKT_HTTP_PORT=str(port), **services)
     return env
 
@@ -191,3 +196,63 @@ def test_with_services_configured_it_uses_them_and_starts_neither_embedded_one(
         assert not (tmp_path / "data" / "postgres").exists()
     finally:
         assert platform.stop() == 0, platform.output
+
+
+LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+LOG_TIME_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d ")
+
+
+def test_a_demo_start_doctor_and_help_print_no_warning_and_the_demo_outbox_shows_notifications(
+    tmp_path: Path,
+) -> None:
+    """Issue 17: a platformdirs warning on every command, "not configured; its notifications
+    wait" at every demo start, and doctor exiting 1 on a healthy demo."""
+    env = demo_environment(tmp_path, free_port())
+    platform = Platform("--demo", "--host", "127.0.0.1", env=env)
+    try:
+        url = platform.dashboard_url(timeout=45)
+        doctor = subprocess.run(
+            [sys.executable, "-m", "heimvakt", "doctor"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "no problems found" in doctor.stdout
+        assert "Warning" not in doctor.stdout + doctor.stderr
+        # A demo alert's notification reaches the demo outbox, which the nurse sees.
+        with httpx.Client(timeout=10) as client:
+            login = client.post(
+                url.replace("/app/", "/auth/login"),
+                data={"username": "sykepleier", "password": DEMO_PASSWORD},
+            )
+            assert login.status_code == 303
+
+            def outbox_with_a_delivered_notification() -> list[str] | None:
+                shown = texts(dash_page(client, url, "/app/", "?lang=en"))
+                delivered = "delivered" in shown and any(DEMO_MAIL_DOMAIN in t for t in shown)
+                return shown if "Demo outbox" in shown and delivered else None
+
+            eventually(outbox_with_a_delivered_notification, timeout=60, every=1)
+    finally:
+        code = platform.stop()
+    assert code == 0, platform.output
+    assert "Warning" not in platform.output, platform.output
+    assert "not configured" not in platform.output
+    assert "embedded_postgres" in platform.output or os.geteuid() != 0
+    for line in platform.output.splitlines():
+        if LOG_TIME.match(line):
+            assert LOG_TIME_WITH_ZONE.match(line), f"a log line without its time zone: {line}"
+
+    helped = subprocess.run(
+        [sys.executable, "-m", "heimvakt", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert helped.returncode == 0
+    assert "Warning" not in helped.stdout + helped.stderr
