@@ -8,7 +8,6 @@ evaluated by the rules as any reading is (the same `after_store` hooks), or reje
 decided, when and why stays on the quarantine row, and the access log has the request.
 """
 
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
