@@ -11,26 +11,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class Pulse:
     """When a loop last completed a round, and which thread runs it."""
 
-    def __init__(self, name: str, *, deadline: float) -> None:
-        """`deadline`: seconds a round may take, the wait between rounds included."""
+    def __init__(
+        self, name: str, *, deadline: float, seconds: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`deadline`: seconds a round may take, the wait between rounds included. `seconds`
+        is a monotonic clock (tests give their own, so lateness never depends on load)."""
         self.name = name
         self.deadline = deadline
         self.thread: threading.Thread | None = None
-        self._last = time.monotonic()
+        self._seconds = seconds
+        self._last = seconds()
 
     def beat(self) -> None:
-        self._last = time.monotonic()
+        self._last = self._seconds()
 
     def trouble(self) -> str | None:
         """Why the loop cannot be trusted now, or None while it is alive and on time."""
         if self.thread is not None and not self.thread.is_alive():
             return f"the {self.name} loop has stopped"
-        late = time.monotonic() - self._last
+        late = self._seconds() - self._last
         if late > self.deadline:
             return f"the {self.name} loop has not completed a round for {late:.0f} s"
         return None

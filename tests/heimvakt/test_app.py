@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -55,13 +54,14 @@ def test_health_and_readiness(make_client: MakeClient) -> None:
 
 
 def test_readiness_fails_while_a_background_loop_is_dead_or_late(make_client: MakeClient) -> None:
-    on_time = Pulse("sweeper", deadline=60)
-    late = Pulse("dispatcher", deadline=0.5)
-    dead = Pulse("ingest-writer-1", deadline=60)
+    seconds = [0.0]
+    on_time = Pulse("sweeper", deadline=60, seconds=lambda: seconds[0])
+    late = Pulse("dispatcher", deadline=30, seconds=lambda: seconds[0])
+    dead = Pulse("ingest-writer-1", deadline=60, seconds=lambda: seconds[0])
     dead.thread = threading.Thread(target=lambda: None)
     dead.thread.start()
     dead.thread.join()
-    time.sleep(0.6)
+    seconds[0] = 45.0
     assert make_client(loops=[on_time]).get("/readyz").json() == {"status": "ready"}
     not_ready = make_client(loops=[on_time, late, dead]).get("/readyz")
     assert not_ready.status_code == 503
