@@ -14,7 +14,6 @@ password checks, and `CrossSiteGuard`, which refuses a browser's cross-site stat
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -90,18 +89,44 @@ def principal_from_token(
     return principal
 
 
-def bearer_authenticator(
-    *, pool: ConnectionPool, clock: Clock, verifier: TokenVerifier
-) -> Callable[..., Principal]:
-    """The FastAPI dependency every shared-care route declares."""
+_PRINCIPAL_KEY: Final = "heimvakt.principal"
 
-    def authenticate(
-        credentials: HTTPAuthorizationCredentials | None = Security(_BEARER),  # noqa: B008
+
+class BearerAuthenticator:
+    """Who sends an API request, from its bearer token: resolved once per request.
+
+    The API's routes resolve it before FastAPI reads the request body (care.routes'
+    `api_router`), so an anonymous caller is refused with 401 whatever the body holds; the
+    routes' `Principal` dependency (this object) then finds the same principal.
+    """
+
+    def __init__(self, *, pool: ConnectionPool, clock: Clock, verifier: TokenVerifier) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._verifier = verifier
+
+    async def resolve(self, request: Request) -> Principal:
+        """The caller; `NotAuthenticatedError` for a token that does not hold."""
+        known = request.scope.get(_PRINCIPAL_KEY)
+        if known is None:
+            credentials = await _BEARER(request)
+            token = None if credentials is None else credentials.credentials
+            known = await anyio.to_thread.run_sync(
+                lambda: principal_from_token(
+                    token, pool=self._pool, clock=self._clock, verifier=self._verifier
+                )
+            )
+            request.scope[_PRINCIPAL_KEY] = known
+        return known
+
+    async def __call__(
+        self,
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     ) -> Principal:
-        token = None if credentials is None else credentials.credentials
-        return principal_from_token(token, pool=pool, clock=clock, verifier=verifier)
-
-    return authenticate
+        """The FastAPI dependency every shared-care route declares (the parameter documents
+        the bearer scheme in the OpenAPI document)."""
+        return await self.resolve(request)
 
 
 SESSION_COOKIE: Final = "heimvakt_session"
