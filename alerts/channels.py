@@ -245,6 +245,68 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def checked_addresses(
+    host: str, port: int, *, allow_private_addresses: bool
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses `host` resolves to, if every one of them is public.
+
+    The one server-side request forgery rule (OWASP API7) for every staff-chosen target, a
+    webhook's or an Apprise URL's host alike: a host with a loopback, private, link-local
+    (cloud metadata) or otherwise local address is refused (`PermanentDeliveryError`) unless
+    `allow_private_addresses`; a host that does not resolve now may later (`DeliveryError`).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise DeliveryError(f"cannot resolve the host {host!r}: {error}") from None
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise DeliveryError(f"the host {host!r} has no address")
+    if not allow_private_addresses and not all(_is_public(a) for a in addresses):
+        raise PermanentDeliveryError(f"the host {host!r} has a private or local address")
+    return addresses
+
+
+def check_target(channel: str, address: str, *, allow_private_addresses: bool) -> None:
+    """Whether `address` is an acceptable target for `channel`, by the rules the channel
+    applies when it sends: the API calls this when staff name a target (subscriptions,
+    escalation routes), and each channel checks again at send time, since a host's addresses
+    can change in between. Raises `PermanentDeliveryError` or `DeliveryError`."""
+    if channel == "email":
+        _email_address(address)
+    elif channel == "webhook":
+        webhook_target(address, allow_private_addresses=allow_private_addresses)
+    elif channel == "apprise":
+        apprise_target(address, allow_private_addresses=allow_private_addresses)
+    else:
+        raise PermanentDeliveryError(f"no such channel: {channel!r}")
+
+
+def webhook_target(
+    address: str, *, allow_private_addresses: bool
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL to connect to (host replaced by its checked address, so nothing resolves it a
+    second time to rebind it), the Host header and the TLS server name."""
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PermanentDeliveryError("a webhook address must be an http(s) URL")
+    if parts.username or parts.password:
+        raise PermanentDeliveryError("a webhook address may not carry credentials")
+    if parts.scheme == "http" and not allow_private_addresses:
+        raise PermanentDeliveryError("a webhook address must use https")
+    host = parts.hostname
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise PermanentDeliveryError("the webhook address has a bad port") from None
+    pinned = checked_addresses(host, port, allow_private_addresses=allow_private_addresses)[0]
+    netloc = f"[{pinned}]:{port}" if pinned.version == 6 else f"{pinned}:{port}"
+    url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return url, {"Host": host_header}, extensions
+
+
 class WebhookChannel:
     """POST the message as JSON, signed with HMAC-SHA256 over the timestamp and the body.
 
@@ -274,39 +336,10 @@ class WebhookChannel:
     def close(self) -> None:
         self.client.close()
 
-    def _target(self, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
-        """The URL to connect to (host replaced by its checked address), the Host header and
-        the TLS server name."""
-        parts = urlsplit(address)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PermanentDeliveryError("a webhook address must be an http(s) URL")
-        if parts.username or parts.password:
-            raise PermanentDeliveryError("a webhook address may not carry credentials")
-        if parts.scheme == "http" and not self.allow_private_addresses:
-            raise PermanentDeliveryError("a webhook address must use https")
-        host = parts.hostname
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise PermanentDeliveryError("the webhook address has a bad port") from None
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as error:
-            raise DeliveryError(f"cannot resolve the webhook host: {error}") from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-        if not addresses:
-            raise DeliveryError("the webhook host has no address")
-        if not self.allow_private_addresses and not all(_is_public(a) for a in addresses):
-            raise PermanentDeliveryError("the webhook host has a private or local address")
-        pinned = addresses[0]
-        netloc = f"[{pinned}]:{port}" if pinned.version == 6 else f"{pinned}:{port}"
-        url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        host_header = host if parts.port is None else f"{host}:{parts.port}"
-        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        return url, {"Host": host_header}, extensions
-
     def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
-        url, headers, extensions = self._target(address)
+        url, headers, extensions = webhook_target(
+            address, allow_private_addresses=self.allow_private_addresses
+        )
         body = json.dumps(
             {**message, "idempotency_key": str(idempotency_key)},
             separators=(",", ":"),
@@ -342,17 +375,51 @@ class WebhookChannel:
 # Apprise ---------------------------------------------------------------------------------------
 
 
+def apprise_target(address: str, *, allow_private_addresses: bool) -> apprise.URLBase:
+    """The Apprise service for `address`, if the host it would reach passes the webhook's rule.
+
+    Services with a fixed public endpoint (Telegram, Slack, Pushover …) take no host from the
+    URL. Those whose URL names the host (``json://``, ``ntfy://``, ``gotify://``, ``mailto://``
+    with its SMTP server …) get the webhook's rules: encrypted (``jsons://``, ``ntfys://``),
+    and to public addresses only, unless `allow_private_addresses`.
+    """
+    service = apprise.Apprise.instantiate(address, asset=_APPRISE_ASSET)
+    if service is None:
+        raise PermanentDeliveryError("not a usable Apprise URL")
+    if not any("{host}" in template for template in getattr(service, "templates", ())):
+        return service
+    if not service.secure and not allow_private_addresses:
+        raise PermanentDeliveryError("an Apprise URL that names a host must be encrypted")
+    port = service.port or (443 if service.secure else 80)
+    for host in {service.host, getattr(service, "smtp_host", None) or service.host}:
+        if not host:
+            raise PermanentDeliveryError("the Apprise URL names no host")
+        checked_addresses(host, port, allow_private_addresses=allow_private_addresses)
+    return service
+
+
+_APPRISE_ASSET = apprise.AppriseAsset(storage_mode="memory")
+"""In memory only: Apprise may otherwise keep state files under the user's cache."""
+
+
 class AppriseChannel:
     """SMS, chat and push through an Apprise URL per recipient (e.g. ``ntfys://…``,
-    ``mailtos://…``, ``json://…``). Apprise reports only success or failure, so a failure is
-    retryable; an address Apprise cannot parse is permanent. Apprise cannot carry headers, so
-    the idempotency key is in the text as a reference."""
+    ``mailtos://…``, ``jsons://…``). Apprise reports only success or failure, so a failure is
+    retryable; an address Apprise cannot parse, or one `apprise_target` refuses, is permanent.
+    Apprise cannot carry headers, so the idempotency key is in the text as a reference.
+
+    Apprise resolves the host itself, so unlike a webhook the connection is not pinned to the
+    address checked a moment before: the check at send time narrows, but cannot close, the
+    window for a host that changes its address (DNS rebinding).
+    """
+
+    def __init__(self, *, allow_private_addresses: bool = False) -> None:
+        self.allow_private_addresses = allow_private_addresses
 
     def send(self, *, address: str, message: Mapping[str, Any], idempotency_key: UUID) -> None:
-        # In memory only: Apprise may otherwise keep state files under the user's cache.
-        notifier = apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory"))
-        if not notifier.add(address):
-            raise PermanentDeliveryError("not a usable Apprise URL")
+        service = apprise_target(address, allow_private_addresses=self.allow_private_addresses)
+        notifier = apprise.Apprise(asset=_APPRISE_ASSET)
+        notifier.add(service)
         text = message_text(message, idempotency_key=idempotency_key)
         if not notifier.notify(body=text, title=_title(message)):
             raise DeliveryError("Apprise could not deliver the notification")

@@ -253,7 +253,9 @@ def channels_from_settings(settings: Settings) -> dict[str, Channel]:
     HEIMVAKT_WEBHOOK_SECRET; rows for a channel that is not set up wait (and are retried).
     In demo mode an unconfigured e-mail or webhook channel is the demo outbox."""
     timeout = settings.notification_timeout_seconds
-    channels: dict[str, Channel] = {"apprise": AppriseChannel()}
+    channels: dict[str, Channel] = {
+        "apprise": AppriseChannel(allow_private_addresses=settings.webhook_allow_private_addresses)
+    }
     if settings.smtp_url:
         channels["email"] = EmailChannel(settings.smtp_url, settings.smtp_sender, timeout)
     if settings.webhook_secret:

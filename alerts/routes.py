@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
+from alerts.channels import DeliveryError, PermanentDeliveryError, check_target
 from alerts.engine import do_evaluate
 from alerts.library.catalogue import RULES
 from alerts.lifecycle import (
@@ -36,17 +37,14 @@ from care.access import (
     do_log_access,
     visible_patients_filter,
 )
-from care.routes import API_PREFIX, PROBLEM_RESPONSES, Guard, Limit, Offset, access, page
+from care.routes import Authenticator, Guard, Limit, Offset, access, api_router, page
 from care.schemas import Page
 from core.auth import Principal
 from core.clock import Clock
+from core.fields import Input
 from core.problems import problem
 
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class AlertOut(BaseModel):
@@ -181,14 +179,20 @@ def install_alert_problems(app: FastAPI) -> None:
 
 
 def alerts_router(
-    *, pool: ConnectionPool, clock: Clock, authenticate: Any, public_url: str
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    authenticate: Authenticator,
+    public_url: str,
+    allow_private_targets: bool = False,
 ) -> APIRouter:
-    api = Guard(
-        router=APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES), pool=pool, clock=clock
-    )
+    """`allow_private_targets`: notification targets may be loopback or private addresses
+    (HEIMVAKT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES), as the dispatcher's channels allow."""
+    api = Guard(router=api_router(authenticate), pool=pool, clock=clock)
     caller = Annotated[Principal, Depends(authenticate)]
-    for add in (_alert_routes, _action_routes, _settings_routes):
+    for add in (_alert_routes, _action_routes):
         add(api, caller)
+    _settings_routes(api, caller, allow_private_targets=allow_private_targets)
     _questionnaire_routes(api, caller, public_url=public_url)
     return api.router
 
@@ -418,8 +422,17 @@ def _action_routes(api: Guard, Caller: Any) -> None:
         return answer(alert_id)
 
 
-def _settings_routes(api: Guard, Caller: Any) -> None:
+def _settings_routes(api: Guard, Caller: Any, *, allow_private_targets: bool) -> None:
     """Escalation policies and one's own notification channels."""
+
+    def check(channel: str | None, address: str | None) -> None:
+        """Refuse a target the channel would refuse at send time (SSRF), when it is named."""
+        if channel is None or address is None:
+            return
+        try:
+            check_target(channel, address, allow_private_addresses=allow_private_targets)
+        except (PermanentDeliveryError, DeliveryError) as error:
+            raise HTTPException(422, f"the {channel} address is refused: {error}") from None
 
     @api.router.get(
         "/organisations/{organisation_id}/escalation-policy",
@@ -467,6 +480,8 @@ def _settings_routes(api: Guard, Caller: Any) -> None:
                 is None
             ):
                 raise NotVisibleError
+            check(body.on_call_channel, body.on_call_address)
+            check(body.out_of_hours_channel, body.out_of_hours_address)
             values = body.model_dump()
             conn.execute(
                 """
@@ -516,6 +531,7 @@ def _settings_routes(api: Guard, Caller: Any) -> None:
     def subscribe(principal: Caller, body: SubscriptionIn) -> Any:
         """Be told on this channel about alerts of at least this severity for your units."""
         with api.allowed(principal, Permission.MANAGE_OWN_NOTIFICATIONS) as conn:
+            check(body.channel, body.address)
             row = conn.execute(
                 "INSERT INTO notification_subscriptions (staff_id, channel, address,"
                 " min_severity) VALUES (%s, %s, %s, %s)"

@@ -524,7 +524,7 @@ def test_a_webhook_secret_is_required() -> None:
 
 def test_apprise_delivers_through_its_json_url(receiver: WebhookReceiver) -> None:
     key = uuid4()
-    AppriseChannel().send(
+    AppriseChannel(allow_private_addresses=True).send(
         address=f"json://127.0.0.1:{receiver.port}/apprise",
         message=a_message(),
         idempotency_key=key,
@@ -537,7 +537,7 @@ def test_apprise_delivers_through_its_json_url(receiver: WebhookReceiver) -> Non
 
 def test_apprise_failure_is_retryable_and_a_bad_url_permanent() -> None:
     with pytest.raises(DeliveryError):
-        AppriseChannel().send(
+        AppriseChannel(allow_private_addresses=True).send(
             address=f"json://127.0.0.1:{free_port()}/", message=a_message(), idempotency_key=uuid4()
         )
     with pytest.raises(PermanentDeliveryError):
