@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import fastapi
 import psycopg
@@ -15,14 +16,17 @@ from babel.dates import format_skeleton
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from pydantic import BaseModel, Field, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts.lifecycle import AlertStateError
 from alerts.outbox import recent_notifications
 from care.access import ForbiddenError, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
+from core.fields import check_value
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator, translator
+from core.problems import problem
 from dashboard.formatting import DISPLAY_TIMEZONE, babel_locale
 from dashboard.links import (
     LOGIN_SEGMENT,
@@ -96,6 +100,7 @@ def create_dashboard(
             html.Div(id="page"),
         ]
     )
+    server.add_middleware(CallbackRequests, dash=app)
     server.add_middleware(
         ClientSideRoutes,
         prefixes=(f"{url_base}{PATIENTS_SEGMENT}", f"{url_base}{LOGIN_SEGMENT}"),
@@ -315,3 +320,81 @@ class ClientSideRoutes:
         ):
             scope = {**scope, "path": self.index, "raw_path": self.index.encode()}
         await self.app(scope, receive, send)
+
+
+class _Property(BaseModel):
+    """One input, state or output of a callback request, as Dash's renderer sends it."""
+
+    id: str | dict[str, str | int | float | bool]
+    property: str
+    value: Any = None
+
+
+_Properties = list[_Property | list[_Property]]
+
+
+class _CallbackRequest(BaseModel):
+    """The body of ``_dash-update-component`` (extra members are Dash's own business)."""
+
+    output: str
+    outputs: _Property | _Properties
+    inputs: _Properties
+    state: _Properties = Field(default_factory=list)
+    changedPropIds: list[str] = Field(default_factory=list)  # Dash's name
+
+
+class CallbackRequests:
+    """Refuses a callback request that names no callback of this app or does not fit it, with
+    422 problem+json; Dash itself would fail somewhere inside with a 500.
+
+    The body is read here (BodyLimit bounds it), checked, and handed on unchanged. Every text
+    in it is checked as API input is (`core.fields.check_value`).
+    """
+
+    def __init__(self, app: ASGIApp, *, dash: Dash) -> None:
+        self.app = app
+        self.dash = dash
+        self.path = f"{dash.config.routes_pathname_prefix}_dash-update-component"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        refusal = self._refusal(body)
+        if refusal is not None:
+            await problem(422, refusal)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _refusal(self, body: bytes) -> str | None:
+        """Why the body is no callback request of this app; None if it is one."""
+        try:
+            request = _CallbackRequest.model_validate(check_value(json.loads(body)))
+        except (ValueError, ValidationError):
+            return "not a callback request"
+        callback = self.dash.callback_map.get(request.output)
+        if callback is None:
+            return "no such callback"
+        if len(request.inputs) != len(callback["inputs"]) or len(request.state) != len(
+            callback["state"]
+        ):
+            return "the request does not fit the callback"
+        return None
