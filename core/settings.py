@@ -11,8 +11,11 @@ from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HTTP_MAX_BODY_BYTES = 1_048_576
+"""The default bound on one request body: the API's largest body (a care plan) is a few KiB."""
 
 # Passwords that appear in examples and templates, and the demo's log-in password (printed at
 # every demo start). A production deployment that still uses one of them is refused: a shipped
@@ -128,6 +131,17 @@ class Settings(BaseSettings):
         "with its device id; unset: none (the embedded broker takes any login).",
     )
 
+    http_max_body_bytes: int = Field(
+        default=HTTP_MAX_BODY_BYTES,
+        ge=65_536,
+        description="Larger request bodies are refused with 413, on every route (API, "
+        "dashboard callbacks, log-in).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Prometheus must send for GET /metrics; unset: /metrics "
+        "answers clients on the loopback address only.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="The address users reach; links and the local issuer's id are built from "
@@ -175,6 +189,9 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name} uses a default password; set a real secret or run in demo mode"
                 )
+        token = self.metrics_token
+        if token is not None and token.get_secret_value().lower() in KNOWN_DEFAULT_SECRETS:
+            raise ValueError("HEIMVAKT_METRICS_TOKEN is a default secret; set a real one")
         return self
 
     # Notifications (alerts/dispatch.py): the outbox dispatcher's channels and retries.
@@ -189,8 +206,9 @@ class Settings(BaseSettings):
     )
     webhook_allow_private_addresses: bool = Field(
         default=False,
-        description="Allow webhooks to loopback/private addresses and over plain http (tests, "
-        "closed networks); off: https to public addresses only (SSRF).",
+        description="Allow notification targets (webhooks, Apprise URLs that name a host) on "
+        "loopback/private addresses and unencrypted (tests, closed networks); off: encrypted, "
+        "to public addresses only (SSRF), checked at subscription and at send time.",
     )
     notification_max_attempts: int = Field(default=12, ge=1)
     notification_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import logging
 from collections.abc import Callable, Iterable, Sequence
 
 import psycopg
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from alerts.routes import alerts_router, install_alert_problems
 from care.routes import care_router, install_care_problems
@@ -16,13 +19,22 @@ from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
 from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
+from core.settings import HTTP_MAX_BODY_BYTES
 from dashboard.app import create_dashboard
 from heimvakt.auth import (
     SESSION_COOKIE,
+    BearerAuthenticator,
     CrossSiteGuard,
-    bearer_authenticator,
     local_issuer_router,
     principal_from_token,
+)
+from heimvakt.web import (
+    DOCS_ASSETS,
+    BodyLimit,
+    SecurityHeaders,
+    content_security_policy,
+    docs_assets,
+    docs_router,
 )
 from ingest.http import ingest_router
 from ingest.limits import Limits
@@ -30,6 +42,8 @@ from ingest.review import review_router
 from ingest.store import AfterStore
 
 DASHBOARD_PATH = "/app/"
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -45,22 +59,42 @@ def create_app(
     secure_cookie: bool = True,
     loops: Iterable[Pulse] = (),
     demo_outbox: bool = False,
+    max_body_bytes: int = HTTP_MAX_BODY_BYTES,
+    metrics_token: str | None = None,
+    allow_private_targets: bool = False,
 ) -> FastAPI:
     """The one ASGI app; `after_store` are the rules every stored reading goes through.
 
     Every person's request is authenticated by `verifier`; `local_issuer`, in demo and
     embedded mode only, adds password log-in that issues tokens `verifier` trusts. `loops`
-    are the background loops of this process that readiness watches.
+    are the background loops of this process that readiness watches. Request bodies over
+    `max_body_bytes` are refused on every route; `/metrics` needs `metrics_token` as a bearer
+    token, or without one answers loopback clients only. Notification targets on loopback or
+    private addresses are refused unless `allow_private_targets`.
     """
     watched = tuple(loops)
-    app = FastAPI(title="Heimvakt", version="0.1.0", redirect_slashes=False)
+    app = FastAPI(
+        title="Heimvakt",
+        version="0.1.0",
+        redirect_slashes=False,
+        # Served from the installation by heimvakt.web instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     install_problem_handlers(app)
     install_care_problems(app)
     install_alert_problems(app)
-    authenticate = bearer_authenticator(pool=pool, clock=clock, verifier=verifier)
+    authenticate = BearerAuthenticator(pool=pool, clock=clock, verifier=verifier)
     app.include_router(care_router(pool=pool, clock=clock, authenticate=authenticate))
     app.include_router(
-        alerts_router(pool=pool, clock=clock, authenticate=authenticate, public_url=public_url)
+        alerts_router(
+            pool=pool,
+            clock=clock,
+            authenticate=authenticate,
+            public_url=public_url,
+            allow_private_targets=allow_private_targets,
+        )
     )
     if local_issuer is not None:
         app.include_router(
@@ -92,12 +126,17 @@ def create_app(
     @app.get("/readyz", tags=["operations"], response_model=None)
     def readyz() -> dict[str, str] | Response:
         """Ready to take traffic: the database answers, the broker connection is up, and every
-        background loop (ingest writers, sweeper, dispatcher) is alive and on time."""
+        background loop (ingest writers, sweeper, dispatcher) is alive and on time.
+
+        Anyone may ask, so the answer names what failed and nothing more: the database's
+        own error (host names, user names, versions) goes to the log.
+        """
         try:
             with pool.connection(timeout=2) as conn:
                 conn.execute("SELECT 1")
-        except psycopg.Error as error:
-            return problem(503, f"database unavailable: {error}", title="Not ready")
+        except (psycopg.Error, PoolTimeout):
+            log.warning("not ready: the database does not answer", exc_info=True)
+            return problem(503, "the database does not answer", title="Not ready")
         if not broker_connected():
             return problem(503, "not connected to the MQTT broker", title="Not ready")
         troubles = [trouble for loop in watched if (trouble := loop.trouble()) is not None]
@@ -105,11 +144,22 @@ def create_app(
             return problem(503, "; ".join(troubles), title="Not ready")
         return {"status": "ready"}
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    def metrics() -> Response:
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (docs/deploy.md): they reveal load and error rates, so they are
+        for the operator's scraper only."""
+        if not _may_read_metrics(request, metrics_token):
+            return problem(
+                401,
+                "metrics need the configured bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    create_dashboard(
+    app.include_router(docs_router(openapi_url=app.openapi_url or "", title=app.title))
+    app.mount(DOCS_ASSETS, docs_assets(), name="docs-assets")
+
+    dashboard = create_dashboard(
         app,
         pool=pool,
         clock=clock,
@@ -123,4 +173,26 @@ def create_app(
     # One check for every state change a session cookie could authorise: API, dashboard
     # callbacks, log-in and log-out.
     app.add_middleware(CrossSiteGuard, public_url=public_url, session_cookie=SESSION_COOKIE)
+    # Added last, so outermost: every answer, the dashboard's and the 413 included, gets the
+    # headers, and no component reads a body past the limit.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(
+        SecurityHeaders,
+        csp=content_security_policy(dashboard.csp_hashes()),
+        hsts=public_url.startswith("https://"),
+    )
     return app
+
+
+def _may_read_metrics(request: Request, token: str | None) -> bool:
+    if token is None:
+        return request.client is not None and _is_loopback(request.client.host)
+    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -178,6 +178,7 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
             simulator.start()
             stack.callback(simulator.stop)
+        metrics_token = settings.metrics_token and settings.metrics_token.get_secret_value()
         app = create_app(
             pool=pool,
             clock=clock,
@@ -190,6 +191,9 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             local_issuer=local_issuer,
             secure_cookie=settings.public_url.startswith("https://"),
             demo_outbox=settings.demo,
+            max_body_bytes=settings.http_max_body_bytes,
+            metrics_token=metrics_token,
+            allow_private_targets=settings.webhook_allow_private_addresses,
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -4,44 +4,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import psycopg
-import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
-from core.auth import TokenVerifier
-from core.clock import SystemClock
 from core.loops import Pulse
 from devices.tokens import do_issue_token
-from heimvakt.app import create_app
-from heimvakt.worker import rules
-from tests.ingest.conftest import TEST_LIMITS
+from tests.heimvakt.conftest import MakeClient
 from tests.support import seed_patient_with_device
 
-PUBLIC_URL = "http://testserver"
-MakeClient = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client(pool: ConnectionPool) -> MakeClient:
-    def make(*, broker_connected: bool = True, loops: Sequence[Pulse] = ()) -> TestClient:
-        clock = SystemClock()
-        app = create_app(
-            pool=pool,
-            clock=clock,
-            broker_connected=lambda: broker_connected,
-            after_store=rules(clock, public_url=PUBLIC_URL),
-            limits=TEST_LIMITS,
-            verifier=TokenVerifier([], local=None),
-            public_url=PUBLIC_URL,
-            loops=loops,
-        )
-        return TestClient(app, raise_server_exceptions=False)
-
-    return make
+METRICS_TOKEN = "a-long-random-metrics-token"
 
 
 def test_health_and_readiness(make_client: MakeClient) -> None:
@@ -75,9 +49,45 @@ def test_readiness_fails_while_a_background_loop_is_dead_or_late(make_client: Ma
 
 
 def test_metrics_are_exposed_for_prometheus(make_client: MakeClient) -> None:
-    text = make_client().get("/metrics").text
-    assert "heimvakt_readings_stored_total" in text
-    assert "heimvakt_quarantined_total" in text
+    response = make_client(metrics_token=METRICS_TOKEN).get(
+        "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert response.status_code == 200
+    assert "heimvakt_readings_stored_total" in response.text
+    assert "heimvakt_quarantined_total" in response.text
+
+
+def test_metrics_need_the_token_or_a_loopback_client(make_client: MakeClient) -> None:
+    """/metrics used to answer anyone: load, error rates and quarantine reasons of a clinic."""
+    protected = make_client(metrics_token=METRICS_TOKEN)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}):
+        refused = protected.get("/metrics", headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "heimvakt_" not in refused.text
+    # Without a token only the machine itself may scrape.
+    assert make_client().get("/metrics").status_code == 401
+    local = TestClient(make_client().app, client=("127.0.0.1", 50000))
+    assert local.get("/metrics").status_code == 200
+
+
+def test_readiness_says_what_failed_without_the_database_error(
+    make_client: MakeClient, database_url: str, conn: psycopg.Connection
+) -> None:
+    """/readyz is open to anyone; it used to echo the database's own error text."""
+    with ConnectionPool(database_url, min_size=1, max_size=1) as broken:
+        client = make_client(pool=broken)
+        assert client.get("/readyz").status_code == 200
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "the database does not answer"
+    assert "terminat" not in response.text
+    assert "server" not in response.text
 
 
 def test_an_unknown_address_is_a_problem_json_404(make_client: MakeClient) -> None:
