@@ -390,11 +390,12 @@ def apprise_target(address: str, *, allow_private_addresses: bool) -> apprise.UR
         return service
     if not service.secure and not allow_private_addresses:
         raise PermanentDeliveryError("an Apprise URL that names a host must be encrypted")
+    # E-mail connects to its SMTP server (named, or derived from the address's domain).
+    host = getattr(service, "smtp_host", None) or service.host
+    if not host:
+        raise PermanentDeliveryError("the Apprise URL names no host")
     port = service.port or (443 if service.secure else 80)
-    for host in {service.host, getattr(service, "smtp_host", None) or service.host}:
-        if not host:
-            raise PermanentDeliveryError("the Apprise URL names no host")
-        checked_addresses(host, port, allow_private_addresses=allow_private_addresses)
+    checked_addresses(host, port, allow_private_addresses=allow_private_addresses)
     return service
 
 

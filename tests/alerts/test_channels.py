@@ -36,6 +36,7 @@ from alerts.channels import (
     EmailChannel,
     PermanentDeliveryError,
     WebhookChannel,
+    check_target,
     sign,
     verify_signature,
 )
@@ -544,3 +545,40 @@ def test_apprise_failure_is_retryable_and_a_bad_url_permanent() -> None:
         AppriseChannel().send(
             address="nonsense-scheme://x", message=a_message(), idempotency_key=uuid4()
         )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "json://127.0.0.1:{port}/apprise",  # loopback, clear text: the reported attack
+        "jsons://127.0.0.1:{port}/apprise",  # loopback, encrypted
+        "jsons://localhost:{port}/apprise",
+        "ntfys://10.1.2.3/topic",  # private
+        "jsons://169.254.169.254/latest/meta-data/",  # link-local: cloud metadata
+        "gotify://hooks.example.com/token",  # public but in clear text
+        "mailtos://user:pw@example.com?smtp=127.0.0.1",  # the SMTP host it would reach
+    ],
+)
+def test_apprise_applies_the_webhook_rules_to_the_host_it_reaches(
+    receiver: WebhookReceiver, address: str
+) -> None:
+    """Any staff member could subscribe ``json://127.0.0.1:…`` and the dispatcher posted there
+    when an alert fired, though the same target as a webhook was refused (SSRF)."""
+    target = address.format(port=receiver.port)
+    with pytest.raises(PermanentDeliveryError):
+        AppriseChannel().send(address=target, message=a_message(), idempotency_key=uuid4())
+    with pytest.raises(PermanentDeliveryError):
+        check_target("apprise", target, allow_private_addresses=False)
+    assert receiver.requests == []
+
+
+def test_services_with_a_fixed_endpoint_and_public_hosts_pass_the_check() -> None:
+    """Telegram's or Pushover's URL names no host (their endpoint is fixed and public)."""
+    for address in (
+        "tgram://123456789:abcdefg_hijklmnop/12315544",
+        "pover://uuuuuuuuuuuuuuuuuuuuuuuuuuuuuu@tttttttttttttttttttttttttttttt",
+    ):
+        check_target("apprise", address, allow_private_addresses=False)
+    check_target("email", "vakt@example.org", allow_private_addresses=False)
+    with pytest.raises(PermanentDeliveryError):
+        check_target("webhook", "http://127.0.0.1:9/", allow_private_addresses=False)
