@@ -7,18 +7,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+import fastapi_offline
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from swagger_ui_bundle import swagger_ui_path
 
 from core.problems import problem
 
 DOCS_PATH: Final = "/docs"
 DOCS_ASSETS: Final = f"{DOCS_PATH}/assets"
 DOCS_INITIALIZER: Final = Path(__file__).parent / "docs-initializer.js"
+SWAGGER_UI: Final = Path(fastapi_offline.__file__).parent / "static"
+"""Swagger UI 5 (OpenAPI 3.1, as FastAPI writes it), as the fastapi-offline package ships it."""
 
 
 class BodyTooLargeError(HTTPException):
@@ -155,7 +157,7 @@ class SecurityHeaders:
 
 
 def docs_router(*, openapi_url: str, title: str) -> APIRouter:
-    """Swagger UI from the swagger-ui-bundle package, not a CDN: the docs work offline and no
+    """Swagger UI from the installation (`SWAGGER_UI`), not a CDN: the docs work offline and no
     third-party script runs on the dashboard's origin. Its start script is a file, not inline,
     so the page runs under the same CSP as everything else."""
     router = APIRouter(include_in_schema=False)
@@ -187,4 +189,4 @@ def docs_router(*, openapi_url: str, title: str) -> APIRouter:
 
 
 def docs_assets() -> StaticFiles:
-    return StaticFiles(directory=swagger_ui_path)
+    return StaticFiles(directory=SWAGGER_UI)
