@@ -8,7 +8,7 @@ evaluated by the rules as any reading is (the same `after_store` hooks), or reje
 decided, when and why stays on the quarantine row, and the access log has the request.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
@@ -18,12 +18,13 @@ import psycopg
 from fastapi import APIRouter, Depends
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, StringConstraints
 
 from care.access import Action, NotVisibleError, Permission
-from care.routes import API_PREFIX, PROBLEM_RESPONSES, Guard, access
+from care.routes import Authenticator, Guard, access, api_router
 from core.auth import Principal
 from core.clock import Clock
+from core.fields import Input
 from core.readings import Reading
 from ingest.store import AfterStore
 
@@ -69,9 +70,7 @@ class AwaitingReviewOut(BaseModel):
     detail: str
 
 
-class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DecisionIn(Input):
     note: Note
 
 
@@ -161,12 +160,10 @@ def review_router(
     *,
     pool: ConnectionPool,
     clock: Clock,
-    authenticate: Callable[..., Principal],
+    authenticate: Authenticator,
     after_store: Sequence[AfterStore],
 ) -> APIRouter:
-    api = Guard(
-        router=APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES), pool=pool, clock=clock
-    )
+    api = Guard(router=api_router(authenticate), pool=pool, clock=clock)
     Caller = Annotated[Principal, Depends(authenticate)]
     hooks = tuple(after_store)
 
