@@ -3,9 +3,12 @@ FHIR interaction.
 
 Deny by default: a permission names the roles that may use it, and a patient's data is open
 only to the patient and to staff in a care team that follows the patient *now* (Normen:
-tjenstlig behov). Administrators manage people and organisations; they read clinical data only
-if they are also members of the patient's care team. A device reads nothing here: it may only
-ingest for itself (ingest/http.py checks its token).
+tjenstlig behov), through a membership held for an organisation they work for now. Nobody
+grants themselves a membership: a second person adds them, or they open a time-limited
+emergency access with a reason, which the patient sees and a coordinator reviews.
+Administrators manage people and organisations; they read clinical data only if someone else
+made them members of the patient's care team. A device reads nothing here: it may only ingest
+for itself (ingest/http.py checks its token).
 
 Every read or write of a patient's data leaves one access-log row, written in the same
 transaction as the work, before any data leaves: if the row cannot be written, the request
@@ -14,9 +17,10 @@ fails and nothing is returned (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 from uuid import UUID
@@ -51,6 +55,8 @@ class Reason(StrEnum):
     OWN_DATA = "own_data"
     HANDOVER = "handover"
     ADMINISTRATION = "administration"
+    EMERGENCY = "emergency"
+    """Through an emergency access; the patient also sees the reason its opener gave."""
 
 
 PATIENT: Final = "patient"
@@ -80,6 +86,8 @@ class Permission(StrEnum):
     MANAGE_OWN_NOTIFICATIONS = "notifications:own"
     SUBMIT_QUESTIONNAIRE = "questionnaire:submit"
     REVIEW_READINGS = "readings:review"
+    OPEN_EMERGENCY_ACCESS = "emergency-access:open"
+    REVIEW_EMERGENCY_ACCESS = "emergency-access:review"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -107,6 +115,9 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     Permission.SUBMIT_QUESTIONNAIRE: frozenset({PATIENT, StaffRole.NURSE}),
     # Whether a quarantined reading belongs in the record is a clinical decision.
     Permission.REVIEW_READINGS: _CLINICAL,
+    # Clinicians only: an administrator has no clinical reason to break the glass.
+    Permission.OPEN_EMERGENCY_ACCESS: _CLINICAL,
+    Permission.REVIEW_EMERGENCY_ACCESS: frozenset({StaffRole.COORDINATOR}),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 
@@ -122,6 +133,18 @@ class ForbiddenError(Exception):
 class NotVisibleError(Exception):
     """The patient (or team, or hand-over) is outside the caller's compartment: answered 404, so
     nobody learns whether it exists."""
+
+
+class SelfGrantError(ForbiddenError):
+    """Someone tried to give themselves a membership: answered 403, naming the two ways in."""
+
+
+class EmergencyAccessOpenError(ValueError):
+    """The caller's emergency access to this patient is still open: answered 409."""
+
+
+EMERGENCY_ACCESS_PERIOD: Final = timedelta(hours=4)
+"""How long an emergency access lasts; a longer need opens a new one, with a new reason."""
 
 
 def authorize(
@@ -152,30 +175,60 @@ def authorize(
             raise NotVisibleError
         reason = Reason.CARE_TEAM
     if patient_id is not None and organisation_id is None:
-        if not can_see_patient(conn, principal=principal, patient_id=patient_id, now=now):
+        found = patient_access(conn, principal=principal, patient_id=patient_id, now=now)
+        # Emergency access is for reading: changing a record takes a care team.
+        if found is None or (found is Reason.EMERGENCY and permission != Permission.READ_PATIENT):
             raise NotVisibleError
-        reason = Reason.OWN_DATA if principal.kind == "patient" else Reason.CARE_TEAM
+        reason = found
     return reason
+
+
+def patient_access(
+    conn: psycopg.Connection, *, principal: Principal, patient_id: UUID, now: datetime
+) -> Reason | None:
+    """Why `principal` may see the patient now, or None: it is their own record; a care team
+    of theirs follows the patient; or they have an emergency access open."""
+    if principal.kind == "patient":
+        return Reason.OWN_DATA if principal.id == str(patient_id) else None
+    if principal.kind != "staff":
+        return None
+    row = conn.execute(
+        f"""
+        SELECT EXISTS (SELECT 1 FROM {_FOLLOWS} AND tp.patient_id = %(patient)s),
+               EXISTS (SELECT 1 FROM {_EMERGENCY} AND ea.patient_id = %(patient)s)
+        """,
+        {"staff": principal.uuid, "patient": patient_id, "now": now},
+    ).fetchone()
+    assert row is not None
+    follows, emergency = row
+    return Reason.CARE_TEAM if follows else Reason.EMERGENCY if emergency else None
 
 
 def can_see_patient(
     conn: psycopg.Connection, *, principal: Principal, patient_id: UUID, now: datetime
 ) -> bool:
-    if principal.kind == "patient":
-        return principal.id == str(patient_id)
-    if principal.kind != "staff":
-        return False
-    row = conn.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {_FOLLOWS} AND tp.patient_id = %(patient)s)",
-        {"staff": principal.uuid, "patient": patient_id, "now": now},
-    ).fetchone()
-    return bool(row and row[0])
+    return patient_access(conn, principal=principal, patient_id=patient_id, now=now) is not None
 
+
+_ACTIVE_MEMBERSHIPS: Final = f"""
+    care_team_members tm
+    JOIN staff_memberships e ON e.staff_id = tm.staff_id AND e.organisation_id = tm.organisation_id
+   WHERE tm.staff_id = %(staff)s AND {current("tm")} AND {current("e")}
+"""
+"""The care-team memberships that grant access now: current, and held for an organisation the
+member works for now (an ended employment ends the access of every membership it carried)."""
 
 _FOLLOWS: Final = f"""
-    care_team_patients tp JOIN care_team_members tm ON tm.team_id = tp.team_id
-     WHERE tm.staff_id = %(staff)s AND {current("tp")} AND {current("tm")}
+    care_team_patients tp
+   WHERE {current("tp")} AND tp.team_id IN (SELECT tm.team_id FROM {_ACTIVE_MEMBERSHIPS})
 """
+
+_EMERGENCY: Final = f"""
+    emergency_access ea
+    JOIN staff_memberships e ON e.staff_id = ea.staff_id AND e.organisation_id = ea.organisation_id
+   WHERE ea.staff_id = %(staff)s AND {current("ea")} AND {current("e")}
+"""
+"""Emergency accesses open now, while the employment they were opened for lasts."""
 
 
 def visible_patients_filter(principal: Principal, *, now: datetime) -> tuple[str, dict]:
@@ -207,11 +260,54 @@ def _belongs_to_team(
     conn: psycopg.Connection, *, staff_id: UUID, team_id: UUID, now: datetime
 ) -> bool:
     row = conn.execute(
-        f"SELECT EXISTS (SELECT 1 FROM care_team_members m WHERE m.staff_id = %(staff)s"
-        f" AND m.team_id = %(team)s AND {current('m')})",
+        f"SELECT EXISTS (SELECT 1 FROM {_ACTIVE_MEMBERSHIPS} AND tm.team_id = %(team)s)",
         {"staff": staff_id, "team": team_id, "now": now},
     ).fetchone()
     return bool(row and row[0])
+
+
+def _patients_open_to(conn: psycopg.Connection, *, staff_id: UUID, now: datetime) -> set[UUID]:
+    rows = conn.execute(
+        f"SELECT tp.patient_id FROM {_FOLLOWS} UNION SELECT ea.patient_id FROM {_EMERGENCY}",
+        {"staff": staff_id, "now": now},
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def refuse_self_grant(principal: Principal, *, staff_id: UUID) -> None:
+    """Nobody gives themselves a membership (employment or care team), which could open
+    patients' data to them: a second person must, or they open an emergency access."""
+    if principal.kind == "staff" and principal.uuid == staff_id:
+        raise SelfGrantError
+
+
+@contextmanager
+def logged_membership_change(
+    conn: psycopg.Connection,
+    *,
+    principal: Principal,
+    staff_id: UUID,
+    resource: str,
+    action: Action,
+    interface: Interface,
+    now: datetime,
+) -> Iterator[None]:
+    """Around a change of `staff_id`'s employment or care-team membership: one access-log row,
+    in the change's transaction, naming the patients whose data the person gained or lost
+    access to (a change that opens or closes nothing still leaves its row)."""
+    before = _patients_open_to(conn, staff_id=staff_id, now=now)
+    yield
+    after = _patients_open_to(conn, staff_id=staff_id, now=now)
+    do_log_access(
+        conn,
+        principal=principal,
+        patient_ids=sorted(before ^ after),
+        resource=resource,
+        action=action,
+        interface=interface,
+        reason=Reason.ADMINISTRATION,
+        now=now,
+    )
 
 
 def do_log_access(
@@ -264,14 +360,17 @@ def do_access_patient(
     interface: Interface,
     now: datetime,
     organisation_id: UUID | None = None,
+    team_id: UUID | None = None,
 ) -> Reason:
-    """Authorize one request on one patient's data and log it: the usual first line of a route."""
+    """Authorize one request on one patient's data and log it: the usual first line of a route.
+    `team_id`: the request also changes that care team, which the caller must belong to."""
     reason = authorize(
         conn,
         principal=principal,
         permission=permission,
         patient_id=patient_id,
         organisation_id=organisation_id,
+        team_id=team_id,
         now=now,
     )
     do_log_access(
@@ -301,11 +400,24 @@ class AccessLogEntry:
     action: str
     interface: str
     reason_code: str
+    emergency_reason: str | None
+    """For a row with reason code `emergency`: the reason the emergency access was opened with."""
 
 
 _ENTRY_COLUMNS: Final = """
-    id, at, actor_kind, actor_name, role, hpr_number, organisation_name, patient_ids, resource,
-    action, interface, reason_code
+    l.id, l.at, l.actor_kind, l.actor_name, l.role, l.hpr_number, l.organisation_name,
+    l.patient_ids, l.resource, l.action, l.interface, l.reason_code, g.reason AS emergency_reason
+"""
+
+# The emergency access a row was granted through: the actor's, to a patient of the row, open at
+# its moment (one per person and patient at a time, so at most one fits).
+_EMERGENCY_OF_ROW: Final = """
+    LEFT JOIN LATERAL (
+        SELECT g.reason FROM emergency_access g
+         WHERE l.reason_code = 'emergency' AND g.staff_id::text = l.actor_id
+           AND g.patient_id = ANY (l.patient_ids) AND g.valid_from <= l.at AND l.at < g.valid_to
+         LIMIT 1
+    ) g ON true
 """
 
 
@@ -322,18 +434,18 @@ def access_log(
     """Newest first; every filter is optional."""
     conditions: list[str] = []
     if patient_id is not None:
-        conditions.append("patient_ids @> ARRAY[%(patient)s]::uuid[]")
+        conditions.append("l.patient_ids @> ARRAY[%(patient)s]::uuid[]")
     if actor_id is not None:
-        conditions.append("actor_id = %(actor)s")
+        conditions.append("l.actor_id = %(actor)s")
     if since is not None:
-        conditions.append("at >= %(since)s")
+        conditions.append("l.at >= %(since)s")
     if until is not None:
-        conditions.append("at < %(until)s")
+        conditions.append("l.at < %(until)s")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     with conn.cursor(row_factory=class_row(AccessLogEntry)) as cur:
         return cur.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM access_log {where}"
-            " ORDER BY at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            f"SELECT {_ENTRY_COLUMNS} FROM access_log l {_EMERGENCY_OF_ROW} {where}"
+            " ORDER BY l.at DESC, l.id DESC LIMIT %(limit)s OFFSET %(offset)s",
             {
                 "patient": patient_id,
                 "actor": actor_id,
@@ -342,4 +454,113 @@ def access_log(
                 "limit": limit,
                 "offset": offset,
             },
+        ).fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyAccess:
+    id: UUID
+    patient_id: UUID
+    staff_id: UUID
+    staff_name: str
+    organisation_id: UUID
+    organisation_name: str
+    reason: str
+    valid_from: datetime
+    valid_to: datetime
+
+
+_EMERGENCY_COLUMNS: Final = """
+    ea.id, ea.patient_id, ea.staff_id, s.display_name AS staff_name, ea.organisation_id,
+    o.name AS organisation_name, ea.reason, ea.valid_from, ea.valid_to
+"""
+
+
+def do_open_emergency_access(
+    conn: psycopg.Connection,
+    *,
+    principal: Principal,
+    patient_id: UUID,
+    reason: str,
+    interface: Interface,
+    now: datetime,
+) -> EmergencyAccess:
+    """Break the glass: let a staff member outside the patient's care teams read the record for
+    `EMERGENCY_ACCESS_PERIOD`, for the organisation they act for now. The opening is logged in
+    the same transaction (reason code `emergency`), as is every read through it; the patient
+    sees the reason with those rows. Check the caller's role first (`authorize`)."""
+    if principal.kind != "staff" or principal.organisation_id is None:
+        raise ForbiddenError
+    with conn.transaction():
+        # The lock on the person makes two concurrent openings see each other.
+        conn.execute("SELECT 1 FROM staff WHERE id = %s FOR UPDATE", (principal.uuid,))
+        if conn.execute("SELECT 1 FROM patients WHERE id = %s", (patient_id,)).fetchone() is None:
+            raise NotVisibleError
+        parameters = {"staff": principal.uuid, "patient": patient_id, "now": now}
+        if conn.execute(
+            f"SELECT 1 FROM {_EMERGENCY} AND ea.patient_id = %(patient)s", parameters
+        ).fetchone():
+            raise EmergencyAccessOpenError("your emergency access to this patient is still open")
+        row = conn.execute(
+            """
+            INSERT INTO emergency_access
+                (patient_id, staff_id, organisation_id, reason, valid_from, valid_to)
+            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+            """,
+            (
+                patient_id,
+                principal.uuid,
+                principal.organisation_id,
+                reason,
+                now,
+                now + EMERGENCY_ACCESS_PERIOD,
+            ),
+        ).fetchone()
+        assert row is not None
+        do_log_access(
+            conn,
+            principal=principal,
+            patient_ids=[patient_id],
+            resource="emergency-access",
+            action=Action.CREATE,
+            interface=interface,
+            reason=Reason.EMERGENCY,
+            now=now,
+        )
+        with conn.cursor(row_factory=class_row(EmergencyAccess)) as cur:
+            opened = cur.execute(
+                f"SELECT {_EMERGENCY_COLUMNS} FROM emergency_access ea"
+                " JOIN staff s ON s.id = ea.staff_id"
+                " JOIN organisations o ON o.id = ea.organisation_id WHERE ea.id = %s",
+                (row[0],),
+            ).fetchone()
+    assert opened is not None
+    return opened
+
+
+def emergency_accesses_to_review(
+    conn: psycopg.Connection, *, reviewer: UUID, now: datetime, limit: int, offset: int
+) -> list[EmergencyAccess]:
+    """Emergency accesses for a coordinator to follow up, newest first: those opened for an
+    organisation the reviewer works for now, and those to patients such an organisation is
+    responsible for now."""
+    with conn.cursor(row_factory=class_row(EmergencyAccess)) as cur:
+        return cur.execute(
+            f"""
+            SELECT {_EMERGENCY_COLUMNS}
+              FROM emergency_access ea
+              JOIN staff s ON s.id = ea.staff_id
+              JOIN organisations o ON o.id = ea.organisation_id
+             WHERE EXISTS (
+                   SELECT 1 FROM staff_memberships e
+                    WHERE e.staff_id = %(reviewer)s AND {current("e")}
+                      AND (e.organisation_id = ea.organisation_id
+                           OR e.organisation_id IN (
+                               SELECT r.organisation_id FROM patient_responsibility r
+                                WHERE r.patient_id = ea.patient_id AND r.role = 'responsible'
+                                  AND {current("r")})))
+             ORDER BY ea.valid_from DESC, ea.id
+             LIMIT %(limit)s OFFSET %(offset)s
+            """,
+            {"reviewer": reviewer, "now": now, "limit": limit, "offset": offset},
         ).fetchall()

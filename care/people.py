@@ -11,6 +11,7 @@ from datetime import datetime
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
 from core.auth import Principal, StaffRole
@@ -117,8 +118,25 @@ def do_add_employment(
 
 
 def do_add_team_member(
-    conn: psycopg.Connection, *, team_id: UUID, staff_id: UUID, since: datetime
+    conn: psycopg.Connection,
+    *,
+    team_id: UUID,
+    staff_id: UUID,
+    since: datetime,
+    organisation_id: UUID | None = None,
 ) -> Membership:
+    """Add a member on behalf of `organisation_id`, where they must work at `since` (by
+    default their only employer then): the membership grants access only while that
+    employment lasts."""
+    employers_then = employers(conn, staff_id=staff_id, now=since)
+    if organisation_id is None:
+        if not employers_then:
+            raise MembershipError("the staff member has no current employment")
+        if len(employers_then) > 1:
+            raise MembershipError("the staff member works for several organisations: name one")
+        organisation_id = employers_then[0]
+    elif organisation_id not in employers_then:
+        raise MembershipError("the staff member does not work for this organisation now")
     return _add(
         conn,
         table="care_team_members",
@@ -127,6 +145,7 @@ def do_add_team_member(
         staff_id=staff_id,
         of_id=team_id,
         since=since,
+        organisation_id=organisation_id,
     )
 
 
@@ -139,7 +158,9 @@ def _add(
     staff_id: UUID,
     of_id: UUID,
     since: datetime,
+    organisation_id: UUID | None = None,
 ) -> Membership:
+    """`organisation_id`: for a care-team membership, the employer it is held for."""
     with conn.transaction():
         # One current membership per person and organisation or team; the lock on the person
         # makes two concurrent additions see each other.
@@ -157,10 +178,16 @@ def _add(
         ).fetchone()
         if current is not None:
             raise MembershipError("already a member")
+        values: dict[str, object] = {"staff_id": staff_id, of_column: of_id, "valid_from": since}
+        if organisation_id is not None:
+            values["organisation_id"] = organisation_id
         row = conn.execute(
-            f"INSERT INTO {table} (staff_id, {of_column}, valid_from) VALUES (%s, %s, %s)"
-            " RETURNING id",
-            (staff_id, of_id, since),
+            sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, values)),
+                sql.SQL(", ").join(map(sql.Placeholder, values)),
+            ),
+            values,
         ).fetchone()
     assert row is not None
     membership = _membership(conn, table=table, of_column=of_column, of_table=of_table, id=row[0])
@@ -384,7 +411,9 @@ def principal_for(
     """The person a verified token speaks for, or None if the identity is not enrolled.
 
     `kind` is what the issuer may speak for ("staff", "patient" or "any"): an ID-porten token
-    never becomes a staff member even if someone linked it to one.
+    never becomes a staff member even if someone linked it to one. A staff member speaks only
+    while employed somewhere (at `now`): ending the last employment ends every log-in and
+    session, whatever tokens are still around.
     """
     row = conn.execute(
         f"""
@@ -407,6 +436,8 @@ def principal_for(
         return None
     staff_id, staff_name, role, staff_hpr, org_id, org_name, patient_id, patient_name = row
     if staff_id is not None and kind in ("staff", "any"):
+        if org_id is None:
+            return None
         return Principal(
             kind="staff",
             id=str(staff_id),

@@ -23,17 +23,23 @@ from psycopg_pool import ConnectionPool
 from care import careplan, handover, people, rights, service
 from care.access import (
     Action,
+    EmergencyAccessOpenError,
     ForbiddenError,
     Interface,
     NotAuthenticatedError,
     NotVisibleError,
     Permission,
     Reason,
+    SelfGrantError,
     access_log,
     authorize,
     can_see_patient,
     do_access_patient,
     do_log_access,
+    do_open_emergency_access,
+    emergency_accesses_to_review,
+    logged_membership_change,
+    refuse_self_grant,
     visible_patients_filter,
     works_at,
 )
@@ -48,6 +54,8 @@ from care.schemas import (
     CareTeamDetail,
     CareTeamIn,
     CareTeamOut,
+    EmergencyAccessIn,
+    EmergencyAccessOut,
     ErasureIn,
     ErasureOut,
     HandoverDecisionIn,
@@ -98,16 +106,18 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 
-PATIENT_SCOPES = frozenset({"patient", "handover", "patients", "alert"})
-"""Scopes whose routes read or write patients' data, so every request leaves a log row."""
+PATIENT_SCOPES = frozenset({"patient", "handover", "patients", "alert", "team", "staff"})
+"""Scopes whose routes read or write patients' data, or change who may, so every request
+leaves a log row."""
 
 
 def access(permission: Permission | str, scope: str) -> dict[str, Any]:
     """The route's permission and the compartment it checks, as an OpenAPI extension.
 
-    `scope`: none (no patient data), self (the caller's own account), team (one care team),
-    organisation (one unit's settings), patient (one patient), handover or alert (the patient
-    of one hand-over or alert), patients (a list of them).
+    `scope`: none (no patient data), self (the caller's own account), team (one care team's
+    members), staff (one staff member's employment), organisation (one unit's settings),
+    patient (one patient), handover or alert (the patient of one hand-over or alert), patients
+    (a list of them).
     """
     return {
         ACCESS_EXTENSION: {
@@ -139,6 +149,13 @@ def install_care_problems(app: FastAPI) -> None:
     async def forbidden(request: Request, error: Exception) -> JSONResponse:
         return problem(403, "your role may not do this")
 
+    async def self_grant(request: Request, error: Exception) -> JSONResponse:
+        return problem(
+            403,
+            "nobody may give themselves a membership: ask a colleague to add you, or open an"
+            " emergency access to the patient with a reason",
+        )
+
     async def not_visible(request: Request, error: Exception) -> JSONResponse:
         return problem(404, "not found, or not in your care")
 
@@ -153,9 +170,11 @@ def install_care_problems(app: FastAPI) -> None:
 
     app.add_exception_handler(NotAuthenticatedError, not_authenticated)
     app.add_exception_handler(ForbiddenError, forbidden)
+    app.add_exception_handler(SelfGrantError, self_grant)
     app.add_exception_handler(NotVisibleError, not_visible)
     for refused in (
         people.MembershipError,
+        EmergencyAccessOpenError,
         handover.HandoverStateError,
         careplan.CarePlanExistsError,
     ):
@@ -230,8 +249,10 @@ class Guard:
         permission: Permission,
         resource: str,
         action: Action = Action.READ,
+        team_id: UUID | None = None,
     ) -> Iterator[psycopg.Connection]:
-        """A connection for work on one patient's data, checked and logged in its transaction."""
+        """A connection for work on one patient's data, checked and logged in its transaction;
+        with `team_id`, the work also changes that care team, so the caller must belong to it."""
         with self.pool.connection() as conn:
             do_access_patient(
                 conn,
@@ -242,6 +263,7 @@ class Guard:
                 action=action,
                 interface=Interface.API,
                 now=self.clock.now(),
+                team_id=team_id,
             )
             yield conn
 
@@ -259,6 +281,7 @@ def care_router(*, pool: ConnectionPool, clock: Clock, authenticate: Authenticat
         _handover_routes,
         _handover_decision_routes,
         _rights_routes,
+        _emergency_routes,
     ):
         add(api, caller)
     return api.router
@@ -417,12 +440,27 @@ def _staff_routes(api: Guard, Caller: Any) -> None:
         tags=["staff"],
         status_code=201,
         response_model=MembershipOut,
-        openapi_extra=access(Permission.MANAGE_STAFF, "none"),
+        openapi_extra=access(Permission.MANAGE_STAFF, "staff"),
     )
     def add_employment(principal: Caller, staff_id: UUID, body: MembershipIn) -> Any:
-        with api.allowed(principal, Permission.MANAGE_STAFF) as conn:
+        """Employment opens the patients of the care teams the person is a member of for it;
+        nobody employs themselves."""
+        now = api.clock.now()
+        with (
+            api.allowed(principal, Permission.MANAGE_STAFF) as conn,
+            logged_membership_change(
+                conn,
+                principal=principal,
+                staff_id=staff_id,
+                resource="employment",
+                action=Action.CREATE,
+                interface=Interface.API,
+                now=now,
+            ),
+        ):
+            refuse_self_grant(principal, staff_id=staff_id)
             created = people.do_add_employment(
-                conn, staff_id=staff_id, organisation_id=body.organisation_id, since=api.clock.now()
+                conn, staff_id=staff_id, organisation_id=body.organisation_id, since=now
             )
         return MembershipOut.model_validate(created, from_attributes=True)
 
@@ -430,17 +468,30 @@ def _staff_routes(api: Guard, Caller: Any) -> None:
         "/staff/{staff_id}/employments/{membership_id}",
         tags=["staff"],
         response_model=MembershipOut,
-        openapi_extra=access(Permission.MANAGE_STAFF, "none"),
+        openapi_extra=access(Permission.MANAGE_STAFF, "staff"),
     )
     def end_employment(principal: Caller, staff_id: UUID, membership_id: UUID) -> Any:
-        """End an employment now; the history is kept."""
-        with api.allowed(principal, Permission.MANAGE_STAFF) as conn:
+        """End an employment now; the history is kept. Access through the care-team memberships
+        held for that organisation ends with it, and without another employment, log-in too."""
+        now = api.clock.now()
+        with (
+            api.allowed(principal, Permission.MANAGE_STAFF) as conn,
+            logged_membership_change(
+                conn,
+                principal=principal,
+                staff_id=staff_id,
+                resource="employment",
+                action=Action.DELETE,
+                interface=Interface.API,
+                now=now,
+            ),
+        ):
             found = people.get_employment(conn, membership_id=membership_id)
             if found is None or found.staff_id != staff_id:
                 raise NotVisibleError
-            ended = people.do_end_employment(conn, membership_id=membership_id, now=api.clock.now())
-        if not ended:
-            raise _conflict("the employment has already ended")
+            ended = people.do_end_employment(conn, membership_id=membership_id, now=now)
+            if not ended:
+                raise _conflict("the employment has already ended")
         return MembershipOut.model_validate(ended, from_attributes=True)
 
     @api.router.post(
@@ -489,13 +540,29 @@ def _team_routes(api: Guard, Caller: Any) -> None:
         openapi_extra=access(Permission.MANAGE_TEAMS, "none"),
     )
     def create_care_team(principal: Caller, body: CareTeamIn) -> Any:
-        """A coordinator who creates a team becomes its first member."""
+        """A coordinator who creates a team becomes its first member, for the organisation she
+        acts for. This is the one membership one gives oneself, and it opens nobody's data: a
+        new team follows no patient, and only someone who already sees a patient can add them."""
+        now = api.clock.now()
         with api.allowed(principal, Permission.MANAGE_TEAMS) as conn:
             team = people.do_create_care_team(conn, name=body.name, description=body.description)
             if principal.role != "administrator":
-                people.do_add_team_member(
-                    conn, team_id=team.id, staff_id=principal.uuid, since=api.clock.now()
-                )
+                with logged_membership_change(
+                    conn,
+                    principal=principal,
+                    staff_id=principal.uuid,
+                    resource="care-team-member",
+                    action=Action.CREATE,
+                    interface=Interface.API,
+                    now=now,
+                ):
+                    people.do_add_team_member(
+                        conn,
+                        team_id=team.id,
+                        staff_id=principal.uuid,
+                        since=now,
+                        organisation_id=principal.organisation_id,
+                    )
         return CareTeamOut.model_validate(team, from_attributes=True)
 
     @api.router.get(
@@ -525,9 +592,29 @@ def _team_routes(api: Guard, Caller: Any) -> None:
         openapi_extra=access(Permission.MANAGE_TEAMS, "team"),
     )
     def add_team_member(principal: Caller, team_id: UUID, body: TeamMemberIn) -> Any:
-        with api.allowed(principal, Permission.MANAGE_TEAMS, team_id=team_id) as conn:
+        """A second person adds a member, for an organisation the member works for now (by
+        default their only employer): nobody adds themselves (403; emergency access is the way
+        for someone outside the team who needs a record now)."""
+        now = api.clock.now()
+        with (
+            api.allowed(principal, Permission.MANAGE_TEAMS, team_id=team_id) as conn,
+            logged_membership_change(
+                conn,
+                principal=principal,
+                staff_id=body.staff_id,
+                resource="care-team-member",
+                action=Action.CREATE,
+                interface=Interface.API,
+                now=now,
+            ),
+        ):
+            refuse_self_grant(principal, staff_id=body.staff_id)
             created = people.do_add_team_member(
-                conn, team_id=team_id, staff_id=body.staff_id, since=api.clock.now()
+                conn,
+                team_id=team_id,
+                staff_id=body.staff_id,
+                since=now,
+                organisation_id=body.organisation_id,
             )
         return MembershipOut.model_validate(created, from_attributes=True)
 
@@ -539,15 +626,23 @@ def _team_routes(api: Guard, Caller: Any) -> None:
     )
     def end_team_membership(principal: Caller, team_id: UUID, membership_id: UUID) -> Any:
         """End a membership now: access to the team's patients through it ends with it."""
+        now = api.clock.now()
         with api.allowed(principal, Permission.MANAGE_TEAMS, team_id=team_id) as conn:
             found = people.get_team_membership(conn, membership_id=membership_id)
             if found is None or found.of_id != team_id:
                 raise NotVisibleError
-            ended = people.do_end_team_membership(
-                conn, membership_id=membership_id, now=api.clock.now()
-            )
-        if not ended:
-            raise _conflict("the membership has already ended")
+            with logged_membership_change(
+                conn,
+                principal=principal,
+                staff_id=found.staff_id,
+                resource="care-team-member",
+                action=Action.DELETE,
+                interface=Interface.API,
+                now=now,
+            ):
+                ended = people.do_end_team_membership(conn, membership_id=membership_id, now=now)
+                if not ended:
+                    raise _conflict("the membership has already ended")
         return MembershipOut.model_validate(ended, from_attributes=True)
 
 
@@ -686,14 +781,8 @@ def _patient_routes(api: Guard, Caller: Any) -> None:
             permission=Permission.MANAGE_TEAM_PATIENTS,
             resource="care-teams",
             action=Action.UPDATE,
+            team_id=body.team_id,
         ) as conn:
-            authorize(
-                conn,
-                principal=principal,
-                permission=Permission.MANAGE_TEAM_PATIENTS,
-                team_id=body.team_id,
-                now=now,
-            )
             people.do_add_team_patient(conn, team_id=body.team_id, patient_id=patient_id, since=now)
         return Response(status_code=204)
 
@@ -704,12 +793,15 @@ def _patient_routes(api: Guard, Caller: Any) -> None:
         openapi_extra=access(Permission.MANAGE_TEAM_PATIENTS, "patient"),
     )
     def remove_patient_from_team(principal: Caller, patient_id: UUID, team_id: UUID) -> Response:
+        """Only a member of the team takes a patient off it: another unit's team is not yours
+        to change, even for a patient you share."""
         with api.patient_record(
             principal,
             patient_id,
             permission=Permission.MANAGE_TEAM_PATIENTS,
             resource="care-teams",
             action=Action.UPDATE,
+            team_id=team_id,
         ) as conn:
             if not people.do_remove_team_patient(
                 conn, team_id=team_id, patient_id=patient_id, now=api.clock.now()
@@ -1201,6 +1293,63 @@ def _rights_routes(api: Guard, Caller: Any) -> None:
                 conn, patient_id=patient_id, anonymise=body.mode == "anonymise"
             )
         return ErasureOut(patient_id=patient_id, mode=body.mode, readings=readings)
+
+
+def _emergency_routes(api: Guard, Caller: Any) -> None:
+    """Emergency access ("break the glass") and its review."""
+
+    @api.router.post(
+        "/patients/{patient_id}/emergency-access",
+        tags=["emergency access"],
+        status_code=201,
+        response_model=EmergencyAccessOut,
+        openapi_extra=access(Permission.OPEN_EMERGENCY_ACCESS, "patient"),
+    )
+    def open_emergency_access(principal: Caller, patient_id: UUID, body: EmergencyAccessIn) -> Any:
+        """Read a patient outside your care teams, now, for a few hours, with a reason: the
+        patient sees it, a coordinator reviews it, and every read through it is logged as
+        `emergency`. Changing the record still takes a care team."""
+        now = api.clock.now()
+        with api.allowed(principal, Permission.OPEN_EMERGENCY_ACCESS) as conn:
+            opened = do_open_emergency_access(
+                conn,
+                principal=principal,
+                patient_id=patient_id,
+                reason=body.reason,
+                interface=Interface.API,
+                now=now,
+            )
+        return EmergencyAccessOut.model_validate(opened, from_attributes=True)
+
+    @api.router.get(
+        "/emergency-access",
+        tags=["emergency access"],
+        response_model=Page[EmergencyAccessOut],
+        openapi_extra=access(Permission.REVIEW_EMERGENCY_ACCESS, "patients"),
+    )
+    def review_emergency_access(principal: Caller, limit: Limit = 50, offset: Offset = 0) -> Any:
+        """Emergency accesses opened for, or to patients of, the organisations you work for,
+        newest first, for follow-up; one log row names the patients listed."""
+        now = api.clock.now()
+        with api.allowed(principal, Permission.REVIEW_EMERGENCY_ACCESS) as conn:
+            rows = emergency_accesses_to_review(
+                conn, reviewer=principal.uuid, now=now, limit=limit, offset=offset
+            )
+            do_log_access(
+                conn,
+                principal=principal,
+                patient_ids=sorted({r.patient_id for r in rows}),
+                resource="emergency-access",
+                action=Action.READ,
+                interface=Interface.API,
+                reason=Reason.ADMINISTRATION,
+                now=now,
+            )
+        return page(
+            [EmergencyAccessOut.model_validate(r, from_attributes=True) for r in rows],
+            limit=limit,
+            offset=offset,
+        )
 
 
 def _organisation(organisation: service.Organisation) -> OrganisationOut:

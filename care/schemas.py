@@ -85,6 +85,11 @@ class MembershipIn(Input):
 
 class TeamMemberIn(Input):
     staff_id: UUID
+    organisation_id: UUID | None = Field(
+        default=None,
+        description="The employer the membership is held for; by default the member's only one."
+        " Access through the membership lasts only while this employment does.",
+    )
 
 
 class MembershipOut(BaseModel):
@@ -293,6 +298,9 @@ class AccessLogEntryOut(BaseModel):
     action: str
     interface: str
     reason_code: str
+    emergency_reason: str | None = Field(
+        description="With reason code `emergency`: why the emergency access was opened"
+    )
 
 
 class AuditEntryOut(AccessLogEntryOut):
@@ -300,6 +308,22 @@ class AuditEntryOut(AccessLogEntryOut):
 
     id: int
     patient_ids: list[UUID]
+
+
+class EmergencyAccessIn(Input):
+    reason: Note = Field(description="Why you need the record now; the patient will read it")
+
+
+class EmergencyAccessOut(BaseModel):
+    id: UUID
+    patient_id: UUID
+    staff_id: UUID
+    staff_name: str
+    organisation_id: UUID
+    organisation_name: str
+    reason: str
+    valid_from: datetime
+    valid_to: datetime = Field(description="The access ends at this moment")
 
 
 class ErasureIn(Input):

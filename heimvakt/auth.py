@@ -180,6 +180,8 @@ def local_issuer_router(
     checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
 
     def check(username: str, password: str, address: str) -> tuple[LoginAttempt, str | None]:
+        """A token only for an account that speaks for someone now: a staff member whose last
+        employment has ended is refused like a wrong password."""
         with pool.connection() as conn:
             attempt = do_log_in_local(
                 conn,
@@ -189,8 +191,18 @@ def local_issuer_router(
                 now=clock.now(),
                 throttle=throttle,
             )
-        if attempt.subject is None:
-            return attempt, None
+            if attempt.subject is None or (
+                principal_for(
+                    conn,
+                    issuer=issuer.config.issuer,
+                    subject=str(attempt.subject),
+                    kind=issuer.config.kind,
+                    hpr_number=None,
+                    now=clock.now(),
+                )
+                is None
+            ):
+                return attempt, None
         return attempt, issuer.issue(subject=str(attempt.subject))
 
     async def log_in(request: Request, username: str, password: str) -> Response | str:

@@ -251,6 +251,16 @@ def revoke_token(
 @app.command("admin")
 def create_administrator(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The administrator's full name.")],
+    *,
+    organisation: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            show_default=False,
+            help="The organisation they work for, made if none has this name (staff log in"
+            " only while employed). Required: no default.",
+        ),
+    ],
     username: Annotated[
         str | None,
         typer.Option(
@@ -275,19 +285,35 @@ def create_administrator(
             help="The person's id (`sub`) at that issuer. Default: none.",
         ),
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            metavar="KIND",
+            help="A new organisation's kind: hospital_department, municipal_service or"
+            " gp_office.",
+        ),
+    ] = "hospital_department",
 ) -> None:
     """Create the first administrator.
 
     The administrator then enrols everyone else through the API. Give --username for a
     password log-in (the password is asked for, or read from HEIMVAKT_ADMIN_PASSWORD), or
-    --issuer and --subject for a HelseID identity.
+    --issuer and --subject for a HelseID identity. Staff log in only while employed, so
+    --organisation names where the administrator works.
     """
     import os  # noqa: PLC0415
 
     import psycopg  # noqa: PLC0415
 
-    from care.people import do_create_staff, do_link_identity  # noqa: PLC0415
+    from care.models import OrganisationKind  # noqa: PLC0415
+    from care.people import (  # noqa: PLC0415
+        do_add_employment,
+        do_create_staff,
+        do_link_identity,
+    )
+    from care.service import do_create_organisation  # noqa: PLC0415
     from core.auth import StaffRole, do_create_local_account  # noqa: PLC0415
+    from core.clock import SystemClock  # noqa: PLC0415
     from heimvakt.platform import database_service, local_issuer_id  # noqa: PLC0415
 
     external = issuer is not None or subject is not None
@@ -295,6 +321,10 @@ def create_administrator(
         username is None and (issuer is None or subject is None)
     ):
         typer.echo("Give either --username, or --issuer and --subject", err=True)
+        raise typer.Exit(2)
+    kinds = [str(k) for k in OrganisationKind]
+    if kind not in kinds:
+        typer.echo(f"Give a --kind of {', '.join(kinds)}", err=True)
         raise typer.Exit(2)
     settings = _settings()
     password = None
@@ -308,6 +338,18 @@ def create_administrator(
         conn.transaction(),
     ):
         staff = do_create_staff(conn, display_name=name, role=StaffRole.ADMINISTRATOR)
+        found = conn.execute(
+            "SELECT id FROM organisations WHERE name = %s ORDER BY created_at LIMIT 1",
+            (organisation,),
+        ).fetchone()
+        employer = (
+            found[0]
+            if found is not None
+            else do_create_organisation(conn, name=organisation, kind=OrganisationKind(kind))
+        )
+        do_add_employment(
+            conn, staff_id=staff.id, organisation_id=employer, since=SystemClock().now()
+        )
         if username is not None and password is not None:
             try:
                 account = do_create_local_account(

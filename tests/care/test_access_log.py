@@ -52,7 +52,7 @@ def test_a_request_on_patient_data_leaves_exactly_one_row(
     actor_kind, logged_role, patient_ids, _resource, _action, interface, reason = rows[0]
     assert (actor_kind, interface) == ("patient" if role == "patient" else "staff", "api")
     assert logged_role == ("patient" if role == "patient" else world_role(role))
-    assert reason in {"care_team", "own_data", "handover"}
+    assert reason in {"care_team", "own_data", "handover", "administration", "emergency"}
     if "{patient_id}" in operation[1]:
         target = (
             world.patients["own_no_plan"]

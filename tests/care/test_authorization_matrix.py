@@ -112,6 +112,9 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("POST", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
     ("DELETE", "/api/v1/me/notification-subscriptions/{subscription_id}"): own("hospital_nurse"),
     ("POST", f"{P}/questionnaires"): own("patient", "hospital_nurse", "municipal_nurse"),
+    # Break the glass: any clinician, to any patient (logged, shown to the patient, reviewed).
+    ("POST", f"{P}/emergency-access"): anywhere(*TEAM_A),
+    ("GET", "/api/v1/emergency-access"): anywhere("coordinator"),
 }
 
 PUBLIC = {
@@ -135,7 +138,7 @@ BODIES: dict[tuple[str, str], Body] = {
     },
     ("POST", "/api/v1/care-teams"): lambda w, s: {"name": "Nytt team"},
     ("POST", "/api/v1/care-teams/{team_id}/members"): lambda w, s: {
-        "staff_id": str(w.staff["administrator"])
+        "staff_id": str(w.staff["newcomer"])
     },
     ("POST", "/api/v1/patients"): lambda w, s: {
         "display_name": "Ny Pasient",
@@ -160,6 +163,7 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", f"{P}/erasure"): lambda w, s: {"mode": "erase", "reason": "Pasientens ønske"},
     ("POST", f"{P}/quarantine/{{entry_id}}/accept"): lambda w, s: {"note": "Sen opplasting"},
     ("POST", f"{P}/quarantine/{{entry_id}}/reject"): lambda w, s: {"note": "Ny eier"},
+    ("POST", f"{P}/emergency-access"): lambda w, s: {"reason": "Innlagt akutt, bevisstløs"},
     ("POST", "/api/v1/alerts/{alert_id}/assign"): lambda w, s: {
         "staff_id": str(w.staff["hospital_nurse"])
     },

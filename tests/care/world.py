@@ -5,7 +5,7 @@
 - Team B, hospital staff only, follows `other_team`.
 - Team C, in another municipality (X), follows `other_org`.
 - One member of each matrix role belongs to team A (the administrator to no team); team D has
-  the coordinator as member and no patients.
+  the coordinator as member and no patients. `newcomer`, a hospital nurse, belongs to no team.
 Every person is invented.
 """
 
@@ -97,6 +97,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
     ):
         staff[key] = _person(conn, name=key, role=StaffRole.NURSE, organisation=org[employer])
         people.do_add_team_member(conn, team_id=teams[team], staff_id=staff[key], since=SINCE)
+    staff["newcomer"] = _person(conn, name="newcomer", role=StaffRole.NURSE, organisation=org["H"])
 
     patients = {}
     for key, team, unit in (
@@ -174,7 +175,8 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
             quarantined=_quarantined(conn, device=devices[key]),
         )
     world = World(org, teams, patients, staff, scenarios)
-    for key in STAFF_ROLES:
+    # b_nurse: a clinician outside team A, for emergency access to its patients.
+    for key in (*STAFF_ROLES, "b_nurse"):
         world.tokens[key] = _token(conn, issuer=issuer, staff_id=staff[key])
     world.tokens["patient"] = _token(conn, issuer=issuer, patient_id=patients["own"])
     world.tokens["device"] = do_issue_token(conn, device_id=devices["own"], now=SINCE)

@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 from alerts.engine import do_evaluate
 from care.models import Condition, OrganisationKind
 from care.people import (
+    do_add_employment,
     do_add_team_member,
     do_add_team_patient,
     do_create_care_team,
@@ -41,6 +42,7 @@ BASE = "/app/"
 
 TEAM = "Dashboard-teamet"
 NURSE = "Test Sykepleier"
+NURSE_EMPLOYER = "Sykehuset Innlandet"
 ISSUER = "http://testserver/auth"
 AUDIENCE = "heimvakt"
 TOKEN_LIFETIME = timedelta(hours=8)
@@ -135,10 +137,25 @@ def _test_team(conn: psycopg.Connection) -> tuple[UUID, UUID]:
     ).fetchone()
     if row is not None:
         return row[0], row[1]
-    nurse = do_create_staff(conn, display_name=NURSE, role=StaffRole.NURSE).id
+    nurse = employed_staff(conn, name=NURSE, organisation=NURSE_EMPLOYER)
     team = do_create_care_team(conn, name=TEAM).id
     do_add_team_member(conn, team_id=team, staff_id=nurse, since=datetime(2024, 1, 1, tzinfo=UTC))
     return nurse, team
+
+
+def employed_staff(
+    conn: psycopg.Connection, *, name: str, organisation: str, role: StaffRole = StaffRole.NURSE
+) -> UUID:
+    """A staff member employed since 2024 by a new organisation of that name (staff see
+    patients, and log in, only while employed)."""
+    staff = do_create_staff(conn, display_name=name, role=role).id
+    employer = do_create_organisation(
+        conn, name=organisation, kind=OrganisationKind.HOSPITAL_DEPARTMENT
+    )
+    do_add_employment(
+        conn, staff_id=staff, organisation_id=employer, since=datetime(2024, 1, 1, tzinfo=UTC)
+    )
+    return staff
 
 
 def routing_request(pathname: str, search: str = "", *, trigger: str = "url.pathname") -> dict:

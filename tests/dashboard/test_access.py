@@ -15,15 +15,13 @@ from psycopg_pool import ConnectionPool
 
 from care.models import Condition, OrganisationKind
 from care.people import (
-    do_add_employment,
     do_add_team_member,
     do_add_team_patient,
     do_create_care_team,
-    do_create_staff,
     do_link_identity,
 )
 from care.service import do_create_organisation, do_create_patient
-from core.auth import StaffRole, do_create_local_account
+from core.auth import do_create_local_account
 from dashboard.formatting import NO_VALUE
 from dashboard.pages import LOG_COVERS
 from heimvakt.auth import SESSION_COOKIE
@@ -34,6 +32,7 @@ from tests.dashboard import (
     NURSE,
     components,
     dashboard_client,
+    employed_staff,
     of_class,
     routing_request,
     seed_patient,
@@ -57,7 +56,7 @@ def access_rows(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
 
 def other_team_nurse(conn: psycopg.Connection, name: str = "Annen Sykepleier") -> UUID:
     """A nurse in a care team that follows none of the seeded patients."""
-    nurse = do_create_staff(conn, display_name=name, role=StaffRole.NURSE).id
+    nurse = employed_staff(conn, name=name, organisation=f"Enheten til {name}")
     team = do_create_care_team(conn, name=f"Team til {name}").id
     do_add_team_member(conn, team_id=team, staff_id=nurse, since=SINCE)
     return nurse
@@ -261,10 +260,6 @@ def test_a_patient_sees_only_themself_and_who_has_looked_at_their_data(
 ) -> None:
     kari = seed_patient(conn, name="Kari Nordmann")
     ola = seed_patient(conn, name="Ola Nordmann")
-    hospital = do_create_organisation(
-        conn, name="Sykehuset Innlandet", kind=OrganisationKind.HOSPITAL_DEPARTMENT
-    )
-    do_add_employment(conn, staff_id=team_nurse(pool), organisation_id=hospital, since=SINCE)
     nurse, _ = dashboard_client(pool)
     show(nurse, BASE)
     show(nurse, f"{BASE}patients/{kari.patient_id}")
@@ -387,9 +382,9 @@ def test_a_name_that_looks_like_markup_is_shown_as_text(
     pool: ConnectionPool, conn: psycopg.Connection
 ) -> None:
     patient = seed_patient(conn, name=XSS)
-    staff = do_create_staff(
-        conn, display_name=f"<script>alert(1)</script>{XSS}", role=StaffRole.NURSE
-    ).id
+    staff = employed_staff(
+        conn, name=f"<script>alert(1)</script>{XSS}", organisation="Enheten for markup"
+    )
     team = conn.execute("SELECT id FROM care_teams WHERE name = 'Dashboard-teamet'").fetchone()
     assert team is not None
     do_add_team_member(conn, team_id=team[0], staff_id=staff, since=SINCE)

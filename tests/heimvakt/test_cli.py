@@ -111,7 +111,9 @@ def test_the_first_administrator_can_log_in_with_a_password(
     monkeypatch: pytest.MonkeyPatch, conn: psycopg.Connection
 ) -> None:
     monkeypatch.setenv("HEIMVAKT_ADMIN_PASSWORD", "et-langt-passord")
-    result = runner.invoke(app, ["admin", "Anne Admin", "--username", "anne"])
+    result = runner.invoke(
+        app, ["admin", "Anne Admin", "--username", "anne", "--organisation", "Sykehuset"]
+    )
     assert result.exit_code == 0, result.output
     subject = authenticate_local(conn, username="anne", password="et-langt-passord")
     assert subject is not None
@@ -144,10 +146,22 @@ def test_outside_demo_mode_the_first_administrator_gets_no_guessable_password(
 def test_an_administrator_can_be_a_helseid_identity_and_half_an_identity_is_refused(
     conn: psycopg.Connection,
 ) -> None:
-    half = runner.invoke(app, ["admin", "Halv", "--issuer", "https://helseid-sts.nhn.no"])
+    half = runner.invoke(
+        app, ["admin", "Halv", "--issuer", "https://helseid-sts.nhn.no", "--organisation", "S"]
+    )
     assert half.exit_code == 2
     result = runner.invoke(
-        app, ["admin", "Hege", "--issuer", "https://helseid-sts.nhn.no", "--subject", "abc"]
+        app,
+        [
+            "admin",
+            "Hege",
+            "--issuer",
+            "https://helseid-sts.nhn.no",
+            "--subject",
+            "abc",
+            "--organisation",
+            "Sykehuset",
+        ],
     )
     assert result.exit_code == 0, result.output
     linked = conn.execute(
