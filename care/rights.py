@@ -3,46 +3,138 @@
 These gather from every table that holds a patient's data (readings, alerts and devices'
 assignments too), which is why they are written in SQL against the schema rather than through
 each component: one place must know everything that is about one person, so nothing is missed.
-The access log is never touched: it outlives the record by law (Normen fact sheet 15).
+tests/care/test_rights.py reads the schema and fails for a table about patients that is neither
+exported here nor listed in `NOT_EXPORTED` with a reason. The access log is never touched by
+erasure: it outlives the record by law (Normen fact sheet 15).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from uuid import UUID, uuid4
 
 import psycopg
 from psycopg.rows import dict_row
 
-_EXPORTED = {
-    "patient": "SELECT * FROM patients WHERE id = %(p)s",
-    "responsibility": "SELECT * FROM patient_responsibility WHERE patient_id = %(p)s"
-    " ORDER BY valid_from",
-    "care_teams": "SELECT t.name, tp.valid_from, tp.valid_to FROM care_team_patients tp"
-    " JOIN care_teams t ON t.id = tp.team_id WHERE tp.patient_id = %(p)s ORDER BY tp.valid_from",
-    "handovers": "SELECT * FROM handovers WHERE patient_id = %(p)s ORDER BY proposed_at",
-    "care_plan": "SELECT * FROM care_plans WHERE patient_id = %(p)s",
-    "care_plan_measurements": "SELECT * FROM care_plan_measurements WHERE patient_id = %(p)s",
-    "thresholds": "SELECT * FROM patient_thresholds WHERE patient_id = %(p)s ORDER BY code",
-    "care_plan_versions": "SELECT * FROM care_plan_versions WHERE patient_id = %(p)s"
-    " ORDER BY version",
-    "devices": "SELECT * FROM device_assignments WHERE patient_id = %(p)s ORDER BY valid_from",
-    "readings": "SELECT device_id, code, measured_at, value, unit, received_at FROM readings"
-    " WHERE patient_id = %(p)s ORDER BY measured_at",
-    "alerts": "SELECT * FROM alerts WHERE patient_id = %(p)s ORDER BY created_at",
-    "access_log": "SELECT at, actor_name, role, organisation_name, resource, action, interface,"
-    " reason_code FROM access_log WHERE patient_ids @> ARRAY[%(p)s]::uuid[] ORDER BY at, id",
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of the export: the table it comes from and the query for one patient's rows."""
+
+    table: str
+    query: str
+    single: bool = False
+    """The part is one row (an empty list when there is none), not a list."""
+
+
+EXPORT_PARTS: Final = {
+    "patient": Part("patients", "SELECT * FROM patients WHERE id = %(p)s", single=True),
+    "identities": Part(
+        "identities", "SELECT issuer, subject FROM identities WHERE patient_id = %(p)s"
+    ),
+    "responsibility": Part(
+        "patient_responsibility",
+        "SELECT * FROM patient_responsibility WHERE patient_id = %(p)s ORDER BY valid_from",
+    ),
+    "care_teams": Part(
+        "care_team_patients",
+        "SELECT t.name, tp.valid_from, tp.valid_to FROM care_team_patients tp"
+        " JOIN care_teams t ON t.id = tp.team_id WHERE tp.patient_id = %(p)s"
+        " ORDER BY tp.valid_from",
+    ),
+    "handovers": Part(
+        "handovers", "SELECT * FROM handovers WHERE patient_id = %(p)s ORDER BY proposed_at"
+    ),
+    "care_plan": Part(
+        "care_plans", "SELECT * FROM care_plans WHERE patient_id = %(p)s", single=True
+    ),
+    "care_plan_measurements": Part(
+        "care_plan_measurements", "SELECT * FROM care_plan_measurements WHERE patient_id = %(p)s"
+    ),
+    "thresholds": Part(
+        "patient_thresholds",
+        "SELECT * FROM patient_thresholds WHERE patient_id = %(p)s ORDER BY code",
+    ),
+    "care_plan_versions": Part(
+        "care_plan_versions",
+        "SELECT * FROM care_plan_versions WHERE patient_id = %(p)s ORDER BY version",
+    ),
+    "devices": Part(
+        "device_assignments",
+        "SELECT * FROM device_assignments WHERE patient_id = %(p)s ORDER BY valid_from",
+    ),
+    "readings": Part(
+        "readings",
+        "SELECT device_id, code, measured_at, value, unit, received_at FROM readings"
+        " WHERE patient_id = %(p)s ORDER BY measured_at",
+    ),
+    "questionnaire_responses": Part(
+        "questionnaire_responses",
+        "SELECT kind, answered_at, answers, total, received_at FROM questionnaire_responses"
+        " WHERE patient_id = %(p)s ORDER BY answered_at",
+    ),
+    "alerts": Part("alerts", "SELECT * FROM alerts WHERE patient_id = %(p)s ORDER BY created_at"),
+    "alert_events": Part(
+        "alert_events",
+        "SELECT e.alert_id, e.at, e.actor, e.action, e.details FROM alert_events e"
+        " JOIN alerts a ON a.id = e.alert_id WHERE a.patient_id = %(p)s ORDER BY e.at, e.id",
+    ),
+    "alert_snoozes": Part(
+        "alert_snoozes",
+        "SELECT rule_id, until, reason, created_by, created_at FROM alert_snoozes"
+        " WHERE patient_id = %(p)s ORDER BY created_at, id",
+    ),
+    "alert_arming": Part(
+        "alert_arming",
+        "SELECT rule_id, armed, disarmed_severity, updated_at FROM alert_arming"
+        " WHERE patient_id = %(p)s ORDER BY rule_id",
+    ),
+    # What was sent about the patient's alerts; the staff's own addresses are theirs, not the
+    # patient's, and stay out.
+    "notifications": Part(
+        "notifications",
+        "SELECT n.alert_id, n.created_at, n.channel, n.message, n.state, n.delivered_at"
+        " FROM notifications n JOIN alerts a ON a.id = n.alert_id WHERE a.patient_id = %(p)s"
+        " ORDER BY n.created_at, n.id",
+    ),
+    "emergency_access": Part(
+        "emergency_access",
+        "SELECT ea.valid_from, ea.valid_to, s.display_name AS staff_name,"
+        " o.name AS organisation_name, ea.reason FROM emergency_access ea"
+        " JOIN staff s ON s.id = ea.staff_id JOIN organisations o ON o.id = ea.organisation_id"
+        " WHERE ea.patient_id = %(p)s ORDER BY ea.valid_from",
+    ),
+    "access_log": Part(
+        "access_log",
+        "SELECT at, actor_name, role, organisation_name, resource, action, interface,"
+        " reason_code FROM access_log WHERE patient_ids @> ARRAY[%(p)s]::uuid[] ORDER BY at, id",
+    ),
 }
+
+EXPORTED_TABLES: Final = frozenset(part.table for part in EXPORT_PARTS.values())
+
+NOT_EXPORTED: Final = {
+    "reading_revisions": "the rule engine's cache bookkeeping (transaction ids and the time"
+    " span of recent batches): it says nothing about the person that the readings do not",
+}
+"""Tables that refer to a patient but are left out of the export, and why. Erasure still
+removes their rows (they cascade from the patient)."""
+
+KEPT_ON_ERASURE: Final = {
+    "access_log": "the law requires the log of who accessed the record to outlive it",
+}
+"""Tables whose rows about a patient erasure keeps, and why."""
 
 
 def export_patient(conn: psycopg.Connection, *, patient_id: UUID, now: datetime) -> dict[str, Any]:
     """Everything stored about one patient, by table; the API's encoder makes it JSON."""
     document: dict[str, Any] = {"exported_at": now.isoformat(), "patient_id": str(patient_id)}
     with conn.cursor(row_factory=dict_row) as cur:
-        for part, query in _EXPORTED.items():
-            rows = cur.execute(query, {"p": patient_id}).fetchall()
-            document[part] = rows[0] if part in ("patient", "care_plan") and rows else rows
+        for name, part in EXPORT_PARTS.items():
+            rows = cur.execute(part.query, {"p": patient_id}).fetchall()
+            document[name] = rows[0] if part.single and rows else rows
     return document
 
 

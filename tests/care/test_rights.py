@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import psycopg
+from fastapi.testclient import TestClient
 
-from care.rights import do_apply_retention
+from alerts.outbox import do_enqueue_notification
+from care.rights import (
+    EXPORT_PARTS,
+    EXPORTED_TABLES,
+    KEPT_ON_ERASURE,
+    NOT_EXPORTED,
+    do_apply_retention,
+)
 from tests.care.conftest import WorldClient
 from tests.care.world import World
 
@@ -82,3 +91,183 @@ def test_retention_deletes_only_readings_older_than_the_setting(
         _store(conn, world, at=now - timedelta(days=10))
         assert do_apply_retention(conn, now=now, keep=timedelta(days=365)) == 1
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+
+
+# --- every table about a patient is exported and erased, or excluded with a reason -------------
+
+ABOUT_PATIENTS = """
+    WITH RECURSIVE
+    foreign_keys AS (
+        SELECT k.table_name::text AS child, k.column_name::text AS child_column,
+               u.table_name::text AS parent, u.column_name::text AS parent_column
+          FROM information_schema.table_constraints c
+          JOIN information_schema.key_column_usage k
+            ON k.constraint_schema = c.constraint_schema AND k.constraint_name = c.constraint_name
+          JOIN information_schema.constraint_column_usage u
+            ON u.constraint_schema = c.constraint_schema AND u.constraint_name = c.constraint_name
+         WHERE c.constraint_type = 'FOREIGN KEY' AND c.table_schema = 'public'
+    ),
+    direct AS (
+        SELECT c.table_name::text AS table_name, c.column_name::text AS column_name
+          FROM information_schema.columns c
+          JOIN information_schema.tables t
+            ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+           AND (c.column_name IN ('patient_id', 'patient_ids')
+                OR (c.table_name = 'patients' AND c.column_name = 'id'))
+    ),
+    about (table_name, via_column, parent, parent_column) AS (
+        SELECT table_name, column_name, NULL::text COLLATE "C", NULL::text COLLATE "C"
+          FROM direct
+        UNION
+        SELECT f.child, f.child_column, f.parent, f.parent_column
+          FROM foreign_keys f JOIN about a ON a.table_name = f.parent
+         WHERE f.child NOT IN (SELECT table_name FROM direct)
+    )
+    SELECT table_name, via_column, parent, parent_column FROM about
+"""
+"""Every table with a patient column, and every table hanging off one by a foreign key (an
+alert's events), read from the schema: a new table about patients cannot be forgotten."""
+
+
+def _patient_tables(conn: psycopg.Connection) -> dict[str, str]:
+    """Each table about patients, with a condition on its alias ``t`` that selects the rows
+    about the patient ``%(p)s``."""
+    rows = conn.execute(ABOUT_PATIENTS).fetchall()
+    conditions: dict[str, str] = {}
+    for table, column, parent, _ in rows:
+        if parent is None:
+            conditions[table] = {
+                "id": "t.id = %(p)s",
+                "patient_id": "t.patient_id = %(p)s",
+                "patient_ids": "t.patient_ids @> ARRAY[%(p)s]::uuid[]",
+            }[column]
+    while len(conditions) < len({row[0] for row in rows}):
+        for table, column, parent, parent_column in rows:
+            if table not in conditions and parent in conditions:
+                inner = conditions[parent].replace("t.", "x.")
+                conditions[table] = (
+                    f"t.{column} IN (SELECT x.{parent_column} FROM {parent} x WHERE {inner})"
+                )
+    return conditions
+
+
+def _rows_about(conn: psycopg.Connection, table: str, condition: str, patient: UUID) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table} t WHERE {condition}", {"p": patient})
+    return row.fetchone()[0]
+
+
+def _something_in_every_table(client: TestClient, conn: psycopg.Connection, world: World) -> None:
+    """The patient `own` measures, answers a questionnaire, is handed over, has an alert
+    acted on and notified about, and is looked at through an emergency access."""
+    own, alert = world.patients["own"], world.scenarios["own"].alert
+    now = datetime.now(UTC)
+    _store(conn, world, at=now - timedelta(hours=1))
+    nurse = {"Authorization": f"Bearer {world.tokens['hospital_nurse']}"}
+    patient = {"Authorization": f"Bearer {world.tokens['patient']}"}
+    steps = [
+        (
+            f"/api/v1/patients/{own}/questionnaires",
+            patient,
+            {
+                "kind": "daily_symptoms",
+                "answered_at": now.isoformat(),
+                "more_breathless": True,
+                "more_swelling": False,
+                "more_cough": False,
+            },
+        ),
+        (
+            f"/api/v1/patients/{own}/handovers",
+            nurse,
+            {"to_organisation_id": str(world.organisations["M"]), "note": "Utskrevet"},
+        ),
+        (f"/api/v1/alerts/{alert}/acknowledge", nurse, None),
+        (f"/api/v1/alerts/{alert}/snooze", nurse, {"reason": "Kjent lav", "minutes": 60}),
+        (
+            f"/api/v1/alerts/{alert}/resolve",
+            nurse,
+            {"outcome": "contacted_patient", "note": "Ringt"},
+        ),
+        (
+            f"/api/v1/patients/{own}/emergency-access",
+            {"Authorization": f"Bearer {world.tokens['b_nurse']}"},
+            {"reason": "Akutt innlagt"},
+        ),
+    ]
+    for url, headers, body in steps:
+        response = client.post(url, json=body, headers=headers)
+        assert 200 <= response.status_code < 300, (url, response.text)
+    do_enqueue_notification(
+        conn,
+        alert_id=alert,
+        channel="email",
+        address="vakt@example.org",
+        message={"subject": "Gult varsel"},
+        now=now,
+    )
+
+
+def test_every_table_about_patients_is_exported_or_excluded_with_a_reason(
+    world_client: WorldClient,
+) -> None:
+    with world_client() as (_client, conn):
+        tables = set(_patient_tables(conn))
+    assert {"questionnaire_responses", "alert_events", "alert_snoozes", "identities"} <= tables
+    assert EXPORTED_TABLES.isdisjoint(NOT_EXPORTED)
+    assert all(reason.strip() for reason in (*NOT_EXPORTED.values(), *KEPT_ON_ERASURE.values()))
+    assert tables == EXPORTED_TABLES | NOT_EXPORTED.keys(), (
+        "export these tables in care/rights.py, or list them in NOT_EXPORTED with a reason: "
+        f"{sorted(tables - EXPORTED_TABLES - NOT_EXPORTED.keys())}; no such tables: "
+        f"{sorted((EXPORTED_TABLES | NOT_EXPORTED.keys()) - tables)}"
+    )
+
+
+def test_the_export_holds_a_part_for_every_table_about_the_patient(
+    world_client: WorldClient, world: World
+) -> None:
+    own = world.patients["own"]
+    with world_client() as (client, conn):
+        _something_in_every_table(client, conn, world)
+        conditions = _patient_tables(conn)
+        stored = {t: _rows_about(conn, t, c, own) for t, c in conditions.items()}
+        headers = {"Authorization": f"Bearer {world.tokens['patient']}"}
+        exported = client.get(f"/api/v1/patients/{own}/export", headers=headers)
+    assert exported.status_code == 200
+    document = exported.json()
+    assert [t for t, n in stored.items() if n == 0 and t not in NOT_EXPORTED] == [], (
+        "the test stores nothing in these tables yet"
+    )
+    empty = [
+        table
+        for table in EXPORTED_TABLES
+        if not any(document[name] for name, part in EXPORT_PARTS.items() if part.table == table)
+    ]
+    assert empty == [], f"stored about the patient, missing from the export: {empty}"
+    assert document["questionnaire_responses"][0]["answers"]["more_breathless"] is True
+    assert {e["action"] for e in document["alert_events"]} >= {"acknowledged", "resolved"}
+    assert document["alert_snoozes"][0]["reason"] == "Kjent lav"
+    assert document["identities"][0]["issuer"] == "http://testserver/auth"
+    assert document["emergency_access"][0]["reason"] == "Akutt innlagt"
+    assert "address" not in document["notifications"][0], "a staff member's address is theirs"
+
+
+def test_erasure_leaves_no_row_about_the_patient_but_the_access_log(
+    world_client: WorldClient, world: World
+) -> None:
+    own = world.patients["own"]
+    with world_client() as (client, conn):
+        _something_in_every_table(client, conn, world)
+        headers = {"Authorization": f"Bearer {world.tokens['coordinator']}"}
+        erased = client.post(
+            f"/api/v1/patients/{own}/erasure",
+            json={"mode": "erase", "reason": "Pasientens ønske"},
+            headers=headers,
+        )
+        assert erased.status_code == 200, erased.text
+        left = {
+            table: _rows_about(conn, table, condition, own)
+            for table, condition in _patient_tables(conn).items()
+        }
+    assert {t: n for t, n in left.items() if n} == {"access_log": left["access_log"]}
+    assert set(KEPT_ON_ERASURE) == {"access_log"}
