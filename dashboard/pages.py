@@ -496,6 +496,7 @@ def reason_text(reason_code: str, t: Translator) -> str:
         Reason.OWN_DATA: t("You"),
         Reason.HANDOVER: t("Receiving unit for a hand-over"),
         Reason.ADMINISTRATION: t("Administration"),
+        Reason.EMERGENCY: t("Emergency access"),
     }
     return reasons.get(reason_code, reason_code)
 
@@ -522,7 +523,16 @@ def _looked_at_by(entries: list[AccessLogEntry], *, t: Translator) -> Component:
                     html.Td(entry.actor_name),
                     html.Td(role_name(entry.role, t)),
                     html.Td(entry.organisation_name or NO_VALUE),
-                    html.Td(reason_text(entry.reason_code, t)),
+                    html.Td(
+                        # The reason an emergency access was opened with is the opener's own
+                        # words: a text child, like every name.
+                        [reason_text(entry.reason_code, t)]
+                        if entry.emergency_reason is None
+                        else [
+                            reason_text(entry.reason_code, t),
+                            html.Q(entry.emergency_reason, className="emergency-reason"),
+                        ]
+                    ),
                 ]
             )
             for entry in entries
