@@ -13,12 +13,14 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from care.access import Interface, do_open_emergency_access
 from care.models import Condition, OrganisationKind
 from care.people import (
     do_add_team_member,
     do_add_team_patient,
     do_create_care_team,
     do_link_identity,
+    principal_for,
 )
 from care.service import do_create_organisation, do_create_patient
 from core.auth import do_create_local_account
@@ -28,6 +30,7 @@ from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import LOCAL_ISSUER, build_app, local_issuer
 from tests.dashboard import (
     BASE,
+    ISSUER,
     NOW,
     NURSE,
     components,
@@ -373,6 +376,38 @@ def test_when_the_access_log_cannot_be_written_no_data_is_shown(
             "Kunne ikke hente dataene. Prøver igjen om noen sekunder."
         )
     assert access_rows(conn) == []
+
+
+def test_a_patient_sees_an_emergency_access_to_their_data_and_its_reason(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    kari = seed_patient(conn, name="Kari Nordmann")
+    outsider = other_team_nurse(conn)
+    nurse, _ = dashboard_client(pool, staff_id=outsider)
+    assert "Kari Nordmann" not in text(show(nurse, f"{BASE}patients/{kari.patient_id}"))
+    principal = principal_for(
+        conn, issuer=ISSUER, subject=f"staff-{outsider}", kind="any", hpr_number=None, now=NOW
+    )
+    assert principal is not None
+    do_open_emergency_access(
+        conn,
+        principal=principal,
+        patient_id=kari.patient_id,
+        reason="Legevakt: pasienten kom inn med tung pust",
+        interface=Interface.DASHBOARD,
+        now=NOW,
+    )
+    assert "Kari Nordmann" in text(show(nurse, f"{BASE}patients/{kari.patient_id}"))
+    patient, _ = dashboard_client(pool, patient_id=kari.patient_id)
+
+    [looked] = of_class(show(patient, BASE), "looked-at-by")
+
+    rows = [texts(row)[1:] for row in components(looked) if row["type"] == "Tr"]
+    emergency = ["Akuttilgang", "Legevakt: pasienten kom inn med tung pust"]
+    assert rows[2:] == [
+        ["Annen Sykepleier", "Sykepleier", "Enheten til Annen Sykepleier", *emergency],
+        ["Annen Sykepleier", "Sykepleier", "Enheten til Annen Sykepleier", *emergency],
+    ], "the page read through it, and the opening, each with the reason"
 
 
 # --- names are text ----------------------------------------------------------------------------
