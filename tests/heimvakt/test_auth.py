@@ -19,7 +19,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
-from care.people import do_create_staff, do_link_identity
+from care.models import OrganisationKind
+from care.people import do_add_employment, do_create_staff, do_link_identity
+from care.service import do_create_organisation
 from core.auth import LocalIssuer, StaffRole, TokenVerifier, do_create_local_account
 from core.clock import Clock, ManualClock, SystemClock
 from core.problems import PROBLEM_JSON
@@ -63,8 +65,11 @@ def make_app(pool: ConnectionPool, clock: Clock, *, public_url: str = PUBLIC_URL
 
 
 def enrol_nurse(conn: psycopg.Connection, *, username: str = USER, issuer: str = ISSUER) -> None:
-    """A nurse with a password log-in on the built-in issuer."""
+    """A nurse with a password log-in on the built-in issuer, employed (staff log in only
+    while they are)."""
     staff = do_create_staff(conn, display_name=NURSE, role=StaffRole.NURSE).id
+    unit = do_create_organisation(conn, name="Sykehuset", kind=OrganisationKind.HOSPITAL_DEPARTMENT)
+    do_add_employment(conn, staff_id=staff, organisation_id=unit, since=NOW - timedelta(days=30))
     subject = do_create_local_account(conn, username=username, password=PASSWORD)
     do_link_identity(conn, issuer=issuer, subject=str(subject), staff_id=staff)
 

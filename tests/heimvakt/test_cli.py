@@ -135,7 +135,9 @@ def test_outside_demo_mode_the_first_administrator_gets_no_guessable_password(
     monkeypatch: pytest.MonkeyPatch, conn: psycopg.Connection, password: str
 ) -> None:
     monkeypatch.setenv("HEIMVAKT_ADMIN_PASSWORD", password)
-    result = runner.invoke(app, ["admin", "Anne Admin", "--username", "anne"])
+    result = runner.invoke(
+        app, ["admin", "Anne Admin", "--username", "anne", "--organisation", "Sykehuset"]
+    )
     assert result.exit_code == 1
     assert "password" in result.output
     assert conn.execute("SELECT count(*) FROM local_accounts").fetchone() == (0,)
