@@ -289,8 +289,7 @@ def create_administrator(
         str,
         typer.Option(
             metavar="KIND",
-            help="A new organisation's kind: hospital_department, municipal_service or"
-            " gp_office.",
+            help="A new organisation's kind: hospital_department, municipal_service or gp_office.",
         ),
     ] = "hospital_department",
 ) -> None:
