@@ -311,7 +311,9 @@ class AuditEntryOut(AccessLogEntryOut):
 
 
 class EmergencyAccessIn(Input):
-    reason: Note = Field(description="Why you need the record now; the patient will read it")
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+    ] = Field(description="Why you need the record now; the patient will read it")
 
 
 class EmergencyAccessOut(BaseModel):

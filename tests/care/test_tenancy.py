@@ -255,6 +255,9 @@ def test_emergency_access_opens_a_record_for_reading_with_a_reason_the_patient_s
     nurse = _as(world, "b_nurse")
     with world_client() as (client, conn):
         assert client.get(f"/api/v1/patients/{own}", headers=nurse).status_code == 404
+        too_long = client.post(
+            f"/api/v1/patients/{own}/emergency-access", json={"reason": "x" * 2001}, headers=nurse
+        )
         opened = client.post(
             f"/api/v1/patients/{own}/emergency-access", json={"reason": reason}, headers=nurse
         )
@@ -284,6 +287,7 @@ def test_emergency_access_opens_a_record_for_reading_with_a_reason_the_patient_s
     )
     assert duration == EMERGENCY_ACCESS_PERIOD
     assert again.status_code == 409
+    assert too_long.status_code == 422
     assert read.status_code == 200
     assert changed.status_code == 404, "emergency access is for reading"
     assert own not in {UUID(p["id"]) for p in listed.json()["items"]}, "no worklist through it"
