@@ -182,6 +182,7 @@ def paced_publish(
     client.connect(address.host, address.port, keepalive=60)
     client.loop_start()
     sent: dict[str, float] = {}
+    published: list[paho.MQTTMessageInfo] = []
     try:
         start = time.monotonic()
         for i in range(int(rate * seconds)):
@@ -191,7 +192,11 @@ def paced_publish(
             device_index = i % len(devices)
             msg_id, body = native_message(device_index, i, datetime.now(UTC))
             sent[msg_id] = time.monotonic()
-            client.publish(readings_topic(prefix, devices[device_index]), body, qos=1)
+            topic = readings_topic(prefix, devices[device_index])
+            published.append(client.publish(topic, body, qos=1))
+        # Until the broker has every message: paho sends again what a dropped connection lost.
+        for info in published:
+            info.wait_for_publish(timeout=30)
     finally:
         client.disconnect()
         client.loop_stop()
