@@ -9,6 +9,7 @@ decided, when and why stays on the quarantine row, and the access log has the re
 """
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
@@ -167,6 +168,18 @@ def review_router(
     Caller = Annotated[Principal, Depends(authenticate)]
     hooks = tuple(after_store)
 
+    def deciding(
+        principal: Principal, patient_id: UUID, decision: str
+    ) -> AbstractContextManager[psycopg.Connection]:
+        """The patient's record, checked for a reviewer and the decision logged."""
+        return api.patient_record(
+            principal,
+            patient_id,
+            permission=Permission.REVIEW_READINGS,
+            resource=f"quarantine:{decision}",
+            action=Action.UPDATE,
+        )
+
     @api.router.get(
         "/patients/{patient_id}/quarantine",
         tags=["ingest"],
@@ -190,13 +203,7 @@ def review_router(
     )
     def accept(principal: Caller, patient_id: UUID, entry_id: int, body: DecisionIn) -> DecisionOut:
         """Store the reading in this patient's record, where the rules evaluate it."""
-        with api.patient_record(
-            principal,
-            patient_id,
-            permission=Permission.REVIEW_READINGS,
-            resource="quarantine:accept",
-            action=Action.UPDATE,
-        ) as conn:
+        with deciding(principal, patient_id, "accept") as conn:
             stored = do_accept(
                 conn,
                 entry_id=entry_id,
@@ -216,13 +223,7 @@ def review_router(
     )
     def reject(principal: Caller, patient_id: UUID, entry_id: int, body: DecisionIn) -> DecisionOut:
         """Keep the reading out of this patient's record."""
-        with api.patient_record(
-            principal,
-            patient_id,
-            permission=Permission.REVIEW_READINGS,
-            resource="quarantine:reject",
-            action=Action.UPDATE,
-        ) as conn:
+        with deciding(principal, patient_id, "reject") as conn:
             do_reject(
                 conn,
                 entry_id=entry_id,
