@@ -199,7 +199,12 @@ def drain(
             samplers = [ProcessSampler(w.pid) for w in timed]
             for sampler in samplers:
                 stack.callback(sampler.stop)
-            spy = PySpy(timed[0].pid, ctx.profile) if ctx.profile and name == "drain-a" else None
+            recording = (
+                ctx.profile.with_name(f"{ctx.profile.stem}-{name}{ctx.profile.suffix}")
+                if ctx.profile
+                else None
+            )
+            spy = PySpy(timed[0].pid, recording) if recording else None
 
             def alive() -> None:
                 for worker in timed:
@@ -237,8 +242,8 @@ def drain(
             ),
             stored_by_worker=[metric(m, "heimvakt_readings_stored_total") for m in scraped],
             checkpoints=checkpoints(conn) - checkpoints_before,
-            profile=summarise_profile(ctx.profile, profiled, PySpy.RATE)
-            if spy and ctx.profile and ctx.profile.exists()
+            profile=summarise_profile(recording, profiled, PySpy.RATE)
+            if spy and recording and recording.exists()
             else None,
         )
     check_stored(ctx.checks, name, outcome.stored, count + history)
@@ -381,7 +386,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="record the worker with py-spy during drain-a into this file (collapsed stacks)",
+        help="record the first worker of each drain with py-spy (collapsed stacks): FILE-<phase>",
     )
     options = parser.parse_args(argv)
     only = options.only.split(",") if options.only else list(PHASES)
