@@ -49,7 +49,7 @@ WITH batch AS (
     INSERT INTO reading_revisions (patient_id, claims, firsts, lasts)
     SELECT b.patient_id, ARRAY[me.id], ARRAY[b.first], ARRAY[b.last]
       FROM batch b, me
-     WHERE NOT EXISTS (SELECT 1 FROM reading_revisions r WHERE r.patient_id = b.patient_id)
+     WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.patient_id = b.patient_id)
     ON CONFLICT (patient_id) DO UPDATE
        SET claims = '{{}}', firsts = '{{}}', lasts = '{{}}'
 )
