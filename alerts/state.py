@@ -112,38 +112,33 @@ class ReadingState:
         """Take a batch's stored readings into the copies, inside the transaction that stored
         them; returns what rules need for them. `stored` is grouped by patient in patient
         order, and for one patient and moment the reading stored first comes first."""
-        batch: list[tuple[UUID, Rows]] = [
-            (patient, [(r.code, micros(r.measured_at), r.value) for r in readings])
-            for patient, readings in groupby(stored, key=attrgetter("patient_id"))
-        ]
+        batch = _by_patient(stored)
         if not batch:
             return Advanced(histories={}, moments={}, loaded=0)
         self._batches += 1
-        spans = {
-            patient: (moment_of(min(r[1] for r in rows)), moment_of(max(r[1] for r in rows)))
-            for patient, rows in batch
-        }
         copies, history = self._copies, span(HISTORY)
-        held = {patient: copy for patient, _ in batch if (copy := copies.get(patient))}
+        held = {patient: copy for patient, *_ in batch if (copy := copies.get(patient))}
         revision, claimed_now = claim_revisions(
-            conn, spans, {patient: copy.revision for patient, copy in held.items()}
+            conn,
+            {patient: (first, last) for patient, _rows, first, last in batch},
+            {patient: copy.revision for patient, copy in held.items()},
         )
         if claimed is not None:
             claimed()
-        current: list[tuple[UUID, PatientCopy, Rows]] = []
+        current: list[tuple[UUID, PatientCopy, Rows, datetime]] = []
         behind: dict[UUID, tuple[datetime, datetime]] = {}
-        fresh: dict[UUID, tuple[int, Rows]] = {}
-        for patient, rows in batch:
-            needed = micros(spans[patient][0]) - history
+        fresh: dict[UUID, tuple[int, Rows, datetime]] = {}
+        for patient, rows, first, _last in batch:
+            needed = micros(first) - history
             copy = held.get(patient)
             found = claimed_now.get(patient)
             if copy is None or found is None or copy.covers_from > needed:
-                fresh[patient] = (needed, rows)
+                fresh[patient] = (needed, rows, first)
                 continue
             # Claimed before it changes: should this transaction roll back, the chain never
             # holds it, and the copy no longer matches.
             copy.revision = revision
-            current.append((patient, copy, rows))
+            current.append((patient, copy, rows, first))
             if not found.current and found.first is not None and found.last is not None:
                 behind[patient] = (max(moment_of(copy.covers_from), found.first), found.last)
         if behind:  # other workers stored readings since: read just those
@@ -154,13 +149,13 @@ class ReadingState:
                         copy.add(code, time, value)
         histories: dict[UUID, PatientHistory] = {}
         moments: dict[UUID, dict[datetime, frozenset[str]]] = {}
-        for patient, copy, rows in current:
+        for patient, copy, rows, first in current:
             for code, time, value in rows:
                 copy.add(code, time, value)
             copy.seen = self._batches
             copy.trim()
             histories[patient] = copy.history
-            moments[patient] = _moments(rows)
+            moments[patient] = _moments(rows, first)
         if fresh:
             self._load(conn, fresh, revision=revision, histories=histories, moments=moments)
         return Advanced(
@@ -170,17 +165,17 @@ class ReadingState:
     def _load(
         self,
         conn: psycopg.Connection,
-        fresh: Mapping[UUID, tuple[int, Rows]],
+        fresh: Mapping[UUID, tuple[int, Rows, datetime]],
         *,
         revision: int,
         histories: dict[UUID, PatientHistory],
         moments: dict[UUID, dict[datetime, frozenset[str]]],
     ) -> None:
         """Copies made anew from the database (this batch's readings included)."""
-        since = {patient: moment_of(needed) for patient, (needed, _rows) in fresh.items()}
+        since = {patient: moment_of(needed) for patient, (needed, *_) in fresh.items()}
         series = load_series(conn, since=since)
         profiles = load_profiles(conn, patients=list(fresh), since=min(since.values()))
-        for patient, (needed, rows) in fresh.items():
+        for patient, (needed, rows, first) in fresh.items():
             profile = profiles.get(patient)
             if profile is None:  # the patient is gone (erased meanwhile)
                 self._copies.pop(patient, None)
@@ -193,7 +188,7 @@ class ReadingState:
             )
             self._copies[patient] = copy
             histories[patient] = copy.history
-            moments[patient] = _moments(rows)
+            moments[patient] = _moments(rows, first)
         if len(self._copies) > self._max_patients:
             self._evict()
 
@@ -207,14 +202,33 @@ class ReadingState:
 _ONE_CODE: dict[str, frozenset[str]] = {}
 
 
-def _moments(rows: Rows) -> dict[datetime, frozenset[str]]:
-    """Each measured moment of a patient's new readings, with the measurements taken then."""
+def _by_patient(stored: Iterable[Reading]) -> list[tuple[UUID, Rows, datetime, datetime]]:
+    """Each patient's new readings, with the first and last measured moment among them."""
+    batch = []
+    for patient, group in groupby(stored, key=attrgetter("patient_id")):
+        readings = list(group)
+        if len(readings) == 1:  # the usual case
+            one = readings[0]
+            batch.append(
+                (patient, [(one.code, micros(one.measured_at), one.value)], one.measured_at,
+                 one.measured_at)
+            )  # fmt: skip
+            continue
+        moments = [r.measured_at for r in readings]
+        rows = [(r.code, micros(r.measured_at), r.value) for r in readings]
+        batch.append((patient, rows, min(moments), max(moments)))
+    return batch
+
+
+def _moments(rows: Rows, first: datetime) -> dict[datetime, frozenset[str]]:
+    """Each measured moment of a patient's new readings, with the measurements taken then;
+    `first` is the earliest of them."""
     if len(rows) == 1:  # the usual case: one reading
-        code, time, _value = rows[0]
+        code = rows[0][0]
         codes = _ONE_CODE.get(code)
         if codes is None:
             codes = _ONE_CODE[code] = frozenset((code,))
-        return {moment_of(time): codes}
+        return {first: codes}
     by_time: dict[int, set[str]] = {}
     for code, time, _value in rows:
         by_time.setdefault(time, set()).add(code)
