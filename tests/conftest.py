@@ -36,6 +36,36 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[RUN_MARK] = uuid.uuid4().hex
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, start the slow tests first, spread over the workers.
+
+    A slow test left for the end of a run is its tail: the other workers sit idle while it
+    runs. Work stealing (`--dist worksteal`) hands worker i the i-th contiguous slice of this
+    order and later moves tests from the end of the longest queue, so each slice starts with
+    its share of the slow tests, the quick ones keep their order behind them, and it is the
+    quick ones that are stolen. Under `--dist load` the slow tests simply come first.
+    """
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    quick = [item for item in items if not item.get_closest_marker("slow")]
+    if config.getoption("dist", "no") != "worksteal":
+        items[:] = slow + quick
+        return
+    slices: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for index, item in enumerate(slow):
+        slices[index % workers].append(item)
+    remaining = len(items)
+    for number, part in enumerate(slices):
+        # The slice sizes worksteal cuts at the start: what is left, shared by who is left.
+        size = remaining // (workers - number)
+        remaining -= size
+        while len(part) < size and quick:
+            part.append(quick.pop(0))
+    items[:] = [item for part in slices for item in part] + quick
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
     """After everything else has finished (xdist's workers included), fail the run for any

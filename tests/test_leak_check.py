@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.slow  # each test runs a pytest session of its own
 
 LEAKING_TEST = """
 import subprocess

@@ -12,6 +12,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,6 +99,7 @@ def evaluate(series: dict[str, Series], batch: list[Stored]) -> list[tuple[Findi
     return found
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(batches())
 def test_kept_state_and_full_recomputation_agree(cut: list[list[Stored]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
@@ -30,6 +31,7 @@ CHECKS = [
 a schema-valid care-plan change with a stale If-Match is rightly refused (412)."""
 
 
+@pytest.mark.slow
 def test_no_server_errors_and_every_answer_matches_the_schema(
     world_client: WorldClient, world: World
 ) -> None:

@@ -37,6 +37,7 @@ if CHROMIUM is None and not os.environ.get("CI"):
     pytest.skip("no chromium on this machine (apt-get install chromium)", allow_module_level=True)
 
 sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow  # a chromium per test
 
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
