@@ -88,8 +88,10 @@ class AccessGuard:
 
 
 def _declared_rules(dependant: Dependant) -> set[AccessRule]:
-    found = {d.call.access_rule for d in dependant.dependencies if isinstance(d.call, AccessGuard)}
+    found: set[AccessRule] = set()
     for sub in dependant.dependencies:
+        if isinstance(sub.call, AccessGuard):
+            found.add(sub.call.access_rule)
         found |= _declared_rules(sub)
     return found
 
