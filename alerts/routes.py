@@ -37,8 +37,8 @@ from care.access import (
     do_log_access,
     visible_patients_filter,
 )
-from care.routes import Authenticator, Guard, Limit, Offset, access, api_router, page
-from care.schemas import Page
+from care.guard import Guard, api_router
+from core.api import Authenticator, Limit, Offset, Page, access, page
 from core.auth import Principal
 from core.clock import Clock
 from core.fields import Input

@@ -4,7 +4,7 @@ organisation or a role); outputs say only what the caller's role needs."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -13,19 +13,10 @@ from care.models import Condition, OrganisationKind
 from core.auth import StaffRole
 from core.fields import Input
 
-T = TypeVar("T")
-
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 Language = Literal["nb", "nn", "en"]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    limit: int
-    offset: int
-    next_offset: int | None = Field(description="Offset of the next page; null on the last one")
 
 
 class OpeningHours(Input):

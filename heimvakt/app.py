@@ -14,7 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from alerts.routes import alerts_router, install_alert_problems
-from care.routes import care_router, install_care_problems
+from care.routes import router as care_router
+from care.routes.problems import install_care_problems
+from core.api import ApiContext, bind_api_context
 from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
 from core.loops import Pulse
@@ -86,7 +88,8 @@ def create_app(
     install_care_problems(app)
     install_alert_problems(app)
     authenticate = BearerAuthenticator(pool=pool, clock=clock, verifier=verifier)
-    app.include_router(care_router(pool=pool, clock=clock, authenticate=authenticate))
+    bind_api_context(app, ApiContext(pool=pool, clock=clock, authenticate=authenticate))
+    app.include_router(care_router)
     app.include_router(
         alerts_router(
             pool=pool,

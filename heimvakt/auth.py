@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import anyio
 from fastapi import APIRouter, Form, Request, Response, Security
 from fastapi.responses import RedirectResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from care.access import NotAuthenticatedError
 from care.people import principal_for
+from core.api import BEARER
 from core.auth import (
     ANONYMOUS,
     LocalIssuer,
@@ -45,13 +46,6 @@ from core.problems import problem, problem_response
 from devices.tokens import TOKEN_MARK, device_of_token
 
 MAX_TOKEN_CHARS: Final = 8192
-
-_BEARER = HTTPBearer(
-    auto_error=False,  # the access check answers: 401 problem+json with a challenge
-    scheme_name="OIDC",
-    description="An OpenID Connect access token: HelseID (staff), ID-porten (patients), or the "
-    "built-in issuer's (POST /auth/token) in demo and embedded mode.",
-)
 
 
 def principal_from_token(
@@ -95,8 +89,8 @@ _PRINCIPAL_KEY: Final = "heimvakt.principal"
 class BearerAuthenticator:
     """Who sends an API request, from its bearer token: resolved once per request.
 
-    The API's routes resolve it before FastAPI reads the request body (care.routes'
-    `api_router`), so an anonymous caller is refused with 401 whatever the body holds; the
+    The API's routes resolve it before FastAPI reads the request body (care.guard's
+    `GuardedRoute`), so an anonymous caller is refused with 401 whatever the body holds; the
     routes' `Principal` dependency (this object) then finds the same principal.
     """
 
@@ -109,7 +103,7 @@ class BearerAuthenticator:
         """The caller; `NotAuthenticatedError` for a token that does not hold."""
         known = request.scope.get(_PRINCIPAL_KEY)
         if known is None:
-            credentials = await _BEARER(request)
+            credentials = await BEARER(request)
             token = None if credentials is None else credentials.credentials
             known = await anyio.to_thread.run_sync(
                 lambda: principal_from_token(
@@ -122,7 +116,7 @@ class BearerAuthenticator:
     async def __call__(
         self,
         request: Request,
-        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
     ) -> Principal:
         """The FastAPI dependency every shared-care route declares (the parameter documents
         the bearer scheme in the OpenAPI document)."""
@@ -278,7 +272,7 @@ def local_issuer_router(
     @router.post(LOGOUT_PATH, include_in_schema=False)
     def logout(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Security(_BEARER),  # noqa: B008
+        credentials: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
     ) -> Response:
         """Ends the session on the server, so the token stops working everywhere at once (a
         copy of it too), then clears the cookie."""

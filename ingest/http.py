@@ -32,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
+from core.api import API_PREFIX
 from core.clock import Clock
 from core.problems import PROBLEM_JSON, Problem, problem
 from devices.tokens import device_for_token, token_prefix
@@ -44,7 +45,7 @@ from ingest.store import AfterStore, BatchOutcome, Refused, store_batch
 log = logging.getLogger(__name__)
 
 CHANNEL = "http"
-READINGS_PATH = "/api/v1/devices/{device_id}/readings"
+READINGS_PATH = f"{API_PREFIX}/devices/{{device_id}}/readings"
 RETRY_AFTER_SECONDS = 5
 """Told to a gateway when the database is away: it keeps the message and tries again."""
 

@@ -22,7 +22,8 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, StringConstraints
 
 from care.access import Action, NotVisibleError, Permission
-from care.routes import Authenticator, Guard, access, api_router
+from care.guard import Guard, api_router
+from core.api import Authenticator, access
 from core.auth import Principal
 from core.clock import Clock
 from core.fields import Input

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from care.routes import ACCESS_EXTENSION
+from core.api import ACCESS_EXTENSION
 from tests.care.conftest import WorldClient
 from tests.care.test_authorization_matrix import EXPECTED, OPERATIONS, ROLES, _send, openapi
 from tests.care.world import World

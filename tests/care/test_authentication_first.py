@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
-from care.routes import ACCESS_EXTENSION
+from core.api import ACCESS_EXTENSION
 from tests.care.conftest import build_app, local_issuer
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 import psycopg
 
 from care import people
-from care.access import EMERGENCY_ACCESS_PERIOD
+from care.emergency import EMERGENCY_ACCESS_PERIOD
 from core.auth import do_create_local_account
 from tests.care.conftest import LOCAL_ISSUER, WorldClient
 from tests.care.world import World

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from care.access import Interface, do_open_emergency_access
+from care.access import Interface
+from care.emergency import do_open_emergency_access
 from care.models import Condition, OrganisationKind
 from care.people import (
     do_add_team_member,

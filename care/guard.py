@@ -1,0 +1,331 @@
+"""The access check as FastAPI dependencies, for every component's API routes (care's, and
+later FHIR's and the dashboard's).
+
+A route names what it needs in its signature: ``record: ReadPatient`` (with
+``ReadPatient = Annotated[PatientRecord, patient_record(Permission.READ_PATIENT,
+resource="patient")]``) gets a connection on which the caller has been checked and the access
+logged, in the transaction of the route's work; the transaction commits when the handler
+returns and before the answer leaves, or rolls back with the log row if anything fails (fail
+closed, care/access.py). The same dependency declares the route's access rule in the OpenAPI
+document (``x-heimvakt-access``), so a route cannot check one rule and declare another, and
+`GuardedRoute` refuses to build a route that declares none.
+
+`Guard` and `api_router` serve routers still written as closures over a pool and a clock.
+"""
+
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+from uuid import UUID
+
+import psycopg
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.params import Depends as DependsParam
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials
+from psycopg_pool import ConnectionPool
+
+from care.access import (
+    Action,
+    Interface,
+    NotAuthenticatedError,
+    Permission,
+    Reason,
+    authorize,
+    do_access_patient,
+    do_log_access,
+    logged_membership_change,
+)
+from core.api import (
+    ACCESS_EXTENSION,
+    API_PREFIX,
+    BEARER,
+    PROBLEM_RESPONSES,
+    AccessRule,
+    AccessScope,
+    Authenticator,
+    api_context,
+)
+from core.auth import Principal
+from core.clock import Clock
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+async def _caller(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> Principal:
+    """Who sends the request (the parameter documents the bearer scheme)."""
+    return await api_context(request).authenticate.resolve(request)
+
+
+Caller = Annotated[Principal, Depends(_caller)]
+
+
+def _caller_first(handler: Handler, resolve: Callable[[Request], Any]) -> Handler:
+    """FastAPI reads and validates a request's body before it resolves dependencies, so an
+    anonymous request with a broken body would get a 422 describing the schema;
+    docs/security.md rule 1 says 401. The caller is resolved first and an anonymous one
+    refused; the access check decides everything else."""
+
+    async def caller_first(request: Request) -> Response:
+        if (await resolve(request)).kind == "anonymous":
+            raise NotAuthenticatedError
+        return await handler(request)
+
+    return caller_first
+
+
+class AccessGuard:
+    """A dependency that checks access and declares the rule it checks."""
+
+    access_rule: AccessRule
+
+
+def _declared_rules(dependant: Dependant) -> set[AccessRule]:
+    found: set[AccessRule] = set()
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, AccessGuard):
+            found.add(sub.call.access_rule)
+        found |= _declared_rules(sub)
+    return found
+
+
+class GuardedRoute(APIRoute):
+    """An API route that resolves its caller before anything else and declares its access
+    rule in the OpenAPI document, taken from its guard dependency."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        rules = _declared_rules(self.dependant)
+        declared = self.openapi_extra or {}
+        if len(rules) > 1 or (not rules and ACCESS_EXTENSION not in declared):
+            raise TypeError(f"{path}: declare one access rule, through one guard dependency")
+        if rules:
+            self.openapi_extra = {**declared, **rules.pop().openapi()}
+
+    def get_route_handler(self) -> Handler:
+        return _caller_first(
+            super().get_route_handler(),
+            lambda request: api_context(request).authenticate.resolve(request),
+        )
+
+
+def guarded_router(*, tags: list[str | Enum] | None = None) -> APIRouter:
+    """A module's router under /api/v1: its routes resolve the caller first and declare
+    their access rule."""
+    return APIRouter(
+        prefix=API_PREFIX, tags=tags, responses=PROBLEM_RESPONSES, route_class=GuardedRoute
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """Work that opens no single patient's record, after the caller's check."""
+
+    conn: psycopg.Connection
+    principal: Principal
+    permission: Permission
+    now: datetime
+
+    def require_team(self, team_id: UUID) -> None:
+        """The work also changes that care team: the caller must belong to it (unless
+        administrator), or the team is not found."""
+        authorize(
+            self.conn,
+            principal=self.principal,
+            permission=self.permission,
+            now=self.now,
+            team_id=team_id,
+        )
+
+    @contextmanager
+    def membership_change(self, staff_id: UUID, *, resource: str, action: Action) -> Iterator[None]:
+        """Around a change of `staff_id`'s employment or care-team membership: one log row
+        naming the patients whose data the change opens or closes to the person."""
+        with logged_membership_change(
+            self.conn,
+            principal=self.principal,
+            staff_id=staff_id,
+            resource=resource,
+            action=action,
+            interface=Interface.API,
+            now=self.now,
+        ):
+            yield
+
+    def log_patients(
+        self,
+        patient_ids: list[UUID],
+        *,
+        resource: str,
+        reason: Reason,
+        action: Action = Action.READ,
+    ) -> None:
+        """One log row naming the patients the work shows or creates, in its transaction."""
+        do_log_access(
+            self.conn,
+            principal=self.principal,
+            patient_ids=patient_ids,
+            resource=resource,
+            action=action,
+            interface=Interface.API,
+            reason=reason,
+            now=self.now,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord(Checked):
+    """Work on one patient's data: checked, and logged in the work's transaction."""
+
+    patient_id: UUID
+    reason: Reason
+
+
+@contextmanager
+def _checked(
+    request: Request, principal: Principal, permission: Permission, **scope: UUID
+) -> Iterator[Checked]:
+    context = api_context(request)
+    with context.pool.connection() as conn:
+        now = context.clock.now()
+        authorize(conn, principal=principal, permission=permission, now=now, **scope)
+        yield Checked(conn=conn, principal=principal, permission=permission, now=now)
+
+
+class _Allowed(AccessGuard):
+    def __init__(self, permission: Permission, scope: AccessScope) -> None:
+        self.permission = permission
+        self.access_rule = AccessRule(permission, scope)
+
+    def __call__(self, request: Request, principal: Caller) -> Iterator[Checked]:
+        with _checked(request, principal, self.permission) as checked:
+            yield checked
+
+
+class _TeamMember(AccessGuard):
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+        self.access_rule = AccessRule(permission, "team")
+
+    def __call__(self, request: Request, principal: Caller, team_id: UUID) -> Iterator[Checked]:
+        with _checked(request, principal, self.permission, team_id=team_id) as checked:
+            yield checked
+
+
+class _PatientRecord(AccessGuard):
+    def __init__(self, permission: Permission, resource: str, action: Action) -> None:
+        self.permission = permission
+        self.resource = resource
+        self.action = action
+        self.access_rule = AccessRule(permission, "patient")
+
+    def __call__(
+        self, request: Request, principal: Caller, patient_id: UUID
+    ) -> Iterator[PatientRecord]:
+        context = api_context(request)
+        with context.pool.connection() as conn:
+            now = context.clock.now()
+            reason = do_access_patient(
+                conn,
+                principal=principal,
+                permission=self.permission,
+                patient_id=patient_id,
+                resource=self.resource,
+                action=self.action,
+                interface=Interface.API,
+                now=now,
+            )
+            yield PatientRecord(
+                conn=conn,
+                principal=principal,
+                permission=self.permission,
+                now=now,
+                patient_id=patient_id,
+                reason=reason,
+            )
+
+
+def allowed(permission: Permission, scope: AccessScope = "none") -> DependsParam:
+    """The dependency for work that opens no single patient's record: a connection after the
+    role check. A route on a list of patients logs them (`Checked.log_patients`)."""
+    return Depends(_Allowed(permission, scope), scope="function")
+
+
+def team_member(permission: Permission) -> DependsParam:
+    """The dependency for work that changes the care team named by the path's ``team_id``:
+    the caller must belong to it (unless administrator)."""
+    return Depends(_TeamMember(permission), scope="function")
+
+
+def patient_record(
+    permission: Permission, *, resource: str, action: Action = Action.READ
+) -> DependsParam:
+    """The dependency for work on the patient named by the path's ``patient_id``: checked,
+    and logged as `action` on `resource`."""
+    return Depends(_PatientRecord(permission, resource, action), scope="function")
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What a router written as closures needs: the router, the pool, the clock and the two
+    checks, so its routes check access the same way as care's."""
+
+    router: APIRouter
+    pool: ConnectionPool
+    clock: Clock
+
+    @contextmanager
+    def allowed(
+        self, principal: Principal, permission: Permission, **scope: UUID
+    ) -> Iterator[psycopg.Connection]:
+        """A connection for work that touches no patient's data, after the check."""
+        with self.pool.connection() as conn:
+            authorize(
+                conn, principal=principal, permission=permission, now=self.clock.now(), **scope
+            )
+            yield conn
+
+    @contextmanager
+    def patient_record(
+        self,
+        principal: Principal,
+        patient_id: UUID,
+        *,
+        permission: Permission,
+        resource: str,
+        action: Action = Action.READ,
+        team_id: UUID | None = None,
+    ) -> Iterator[psycopg.Connection]:
+        """A connection for work on one patient's data, checked and logged in its transaction;
+        with `team_id`, the work also changes that care team, so the caller must belong to it."""
+        with self.pool.connection() as conn:
+            do_access_patient(
+                conn,
+                principal=principal,
+                permission=permission,
+                patient_id=patient_id,
+                resource=resource,
+                action=action,
+                interface=Interface.API,
+                now=self.clock.now(),
+                team_id=team_id,
+            )
+            yield conn
+
+
+def api_router(authenticate: Authenticator) -> APIRouter:
+    """A router under /api/v1 for routes written as closures: each resolves the caller
+    through `authenticate` before anything else."""
+
+    class CallerFirst(APIRoute):
+        def get_route_handler(self) -> Handler:
+            return _caller_first(super().get_route_handler(), authenticate.resolve)
+
+    return APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES, route_class=CallerFirst)
