@@ -15,9 +15,10 @@ from uuid import UUID
 
 import psycopg
 
-from alerts.findings import Limits, PatientContext, SymptomAnswer
+from alerts.findings import PatientContext, SymptomAnswer
 from alerts.series import Series, micros
 from core.catalog import MEASUREMENTS
+from core.limits import Limits
 
 CODES: Final = [m.code for m in MEASUREMENTS]
 """Readings are read per measurement, so each is one range of the (patient, code, time) index."""
@@ -107,10 +108,11 @@ def load_series(
 def load_profiles(
     conn: psycopg.Connection, *, patients: list[UUID], since: datetime
 ) -> dict[UUID, Profile]:
-    """Limits, plan and questionnaire answers (from `since` on) of the patients that exist."""
+    """Limits and the rest of the care plan, and questionnaire answers (from `since` on), of
+    the patients that exist."""
     limits: dict[UUID, dict[str, Limits]] = defaultdict(dict)
     for patient_id, code, low, high, red_low, red_high in conn.execute(
-        "SELECT patient_id, code, low, high, red_low, red_high FROM patient_thresholds"
+        "SELECT patient_id, code, low, high, red_low, red_high FROM care_plan_limits"
         " WHERE patient_id = ANY(%b)",
         (patients,),
     ):

@@ -19,20 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from alerts.series import micros
+from core.limits import Limits, Severity
 
 if TYPE_CHECKING:
     from alerts.series import Series
-
-
-class Severity(StrEnum):
-    GREEN = "green"
-    """Clearly normal (beyond the hysteresis margin): re-arms the rule after a resolved alert."""
-    YELLOW = "yellow"
-    RED = "red"
-
-    @property
-    def rank(self) -> int:
-        return {"green": 0, "yellow": 1, "red": 2}[self.value]
 
 
 class Category(StrEnum):
@@ -50,18 +40,6 @@ class Observation:
     code: str
     value: float
     measured_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A patient's limits for one measurement: yellow outside [low, high], red outside
-    [red_low, red_high]; None means no limit on that side."""
-
-    code: str
-    low: float | None = None
-    high: float | None = None
-    red_low: float | None = None
-    red_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

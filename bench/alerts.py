@@ -66,10 +66,12 @@ from bench.harness import (
 )
 from bench.load import paced_publish, readings_topic, seed
 from bench.measure import CommitListener, add_notify_trigger
+from care.careplan import do_create_care_plan
 from care.models import Condition, OrganisationKind
 from care.people import do_add_employment, do_create_staff
-from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
+from core.limits import Limits
 from core.mqtt import BrokerAddress
 from devices.service import do_assign_device, do_register_device
 from heimvakt.embedded import free_port
@@ -135,8 +137,14 @@ def seed_probes(conn: psycopg.Connection, *, count: int, smtp_address: str) -> l
             responsible_unit=unit,
             since=LONG_AGO,
         )
-        do_set_threshold(
-            conn, patient_id=patient, code="spo2", low=90, high=None, now=datetime.now(UTC)
+        do_create_care_plan(
+            conn,
+            patient_id=patient,
+            template="copd",
+            author=None,
+            now=datetime.now(UTC),
+            limits=(Limits("59408-5", low=90),),
+            measurements=(),
         )
         device = f"probe-{i:03d}"
         do_register_device(conn, device_id=device, kind="pulse_oximeter")

@@ -14,8 +14,10 @@ import paho.mqtt.client as paho
 import psycopg
 
 from bench.harness import LONG_AGO, SPAWN, PhaseBroken
+from care.careplan import do_create_care_plan
 from care.models import Condition, OrganisationKind
-from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from care.service import do_create_organisation, do_create_patient
+from core.limits import Limits
 from core.mqtt import BrokerAddress
 from devices.service import do_assign_device, do_register_device
 
@@ -32,6 +34,8 @@ class Measurement:
     """How often a patient at home takes it, for seeded history: a few times a day."""
 
 
+BENCH_LIMITS = (Limits("59408-5", low=90), Limits("8867-4", high=110))
+"""Each synthetic patient's care plan: some readings cross these, so rules raise alerts."""
 MEASUREMENTS = (
     Measurement("pulse_oximeter", "59408-5", "%", 86, 99, per_day=3),
     Measurement("pulse_meter", "8867-4", "/min", 48, 118, per_day=3),
@@ -228,8 +232,15 @@ def seed(conn: psycopg.Connection, *, patients: int, devices: int, tag: str = ""
                 responsible_unit=unit,
                 since=LONG_AGO,
             )
-            do_set_threshold(conn, patient_id=patient, code="spo2", low=90, high=None, now=now)
-            do_set_threshold(conn, patient_id=patient, code="pulse", low=None, high=110, now=now)
+            do_create_care_plan(
+                conn,
+                patient_id=patient,
+                template="copd",
+                author=None,
+                now=now,
+                limits=BENCH_LIMITS,
+                measurements=(),
+            )
             patient_ids.append(patient)
         device_ids = []
         for i in range(devices):

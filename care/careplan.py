@@ -6,8 +6,9 @@ version is refused (`StaleVersionError`), so two nurses never silently overwrite
 The plan row is locked (FOR UPDATE) before the version is compared, so of two concurrent
 changes against the same version exactly one wins; each change is one transaction.
 
-The plan's limits are the patient's rows in `patient_thresholds` (which the rule engine reads):
-`reason` NULL is the template's default, anything else a clinician's override and why.
+The plan is the only source of a patient's limits: its rows in `care_plan_limits` (which the
+rule engine and the dashboard read) are `core.limits.Limits` with a reason; `reason` NULL is
+the template's default, anything else a clinician's override and why.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from care.templates import TEMPLATES, CarePlanTemplate, ScheduledMeasurement, ThresholdDefault
+from care.templates import TEMPLATES, CarePlanTemplate, ScheduledMeasurement
 from core import catalog
+from core.limits import Limits
 
 
 class StaleVersionError(Exception):
@@ -60,25 +62,11 @@ MAX_EVERY_HOURS = 24 * 31
 
 
 @dataclass(frozen=True, slots=True)
-class PlanThreshold:
-    code: str
-    low: float | None
-    high: float | None
-    red_low: float | None
-    red_high: float | None
-    reason: str | None
+class PlanLimits(Limits):
+    """One measurement's limits in a care plan, and why they are what they are."""
+
+    reason: str | None = None
     """Why a clinician overrode the template's default; None: the default."""
-
-
-@dataclass(frozen=True, slots=True)
-class ThresholdChange:
-    """New limits for one measurement (code or catalog alias)."""
-
-    code: str
-    low: float | None = None
-    high: float | None = None
-    red_low: float | None = None
-    red_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +77,7 @@ class CarePlan:
     spo2_scale: int
     self_management: str
     measurements: tuple[ScheduledMeasurement, ...]
-    thresholds: tuple[PlanThreshold, ...]
+    thresholds: tuple[PlanLimits, ...]
     updated_at: datetime
     updated_by: UUID | None
 
@@ -136,12 +124,26 @@ def do_create_care_plan(
     template: str,
     author: UUID | None,
     now: datetime,
+    limits: Sequence[Limits] | None = None,
+    measurements: Sequence[ScheduledMeasurement] | None = None,
 ) -> CarePlan:
-    """Version 1 of a patient's plan, from a template, in the patient's language. The
-    template's limits replace any the patient had before."""
+    """Version 1 of a patient's plan, from a template, in the patient's language.
+
+    `limits` or `measurements`, when given, replace the template's (a plan individual from
+    the start, such as one carried over from another service); the version says so, and the
+    given limits carry that as their reason."""
     chosen = TEMPLATES.get(template)
     if chosen is None:
         raise UnknownTemplateError(f"no care-plan template {template!r}")
+    reason = f"created from template {chosen.key}"
+    if limits is not None or measurements is not None:
+        reason += " with individual limits or schedule"
+    own_limits = None if limits is None else _unique([_checked(change) for change in limits])
+    schedule = (
+        chosen.measurements
+        if measurements is None
+        else _unique([_checked_schedule(m) for m in measurements])
+    )
     with conn.transaction():
         row = conn.execute(
             "SELECT preferred_language FROM patients WHERE id = %s FOR UPDATE", (patient_id,)
@@ -165,20 +167,18 @@ def do_create_care_plan(
                 author,
             ),
         )
-        _write_measurements(conn, patient_id=patient_id, measurements=chosen.measurements)
-        conn.execute("DELETE FROM patient_thresholds WHERE patient_id = %s", (patient_id,))
-        for default in chosen.thresholds:
-            _write_threshold(conn, patient_id=patient_id, limits=default, reason=None, now=now)
+        _write_measurements(conn, patient_id=patient_id, measurements=schedule)
+        for given in chosen.thresholds if own_limits is None else own_limits:
+            _write_threshold(
+                conn,
+                patient_id=patient_id,
+                limits=given,
+                reason=None if own_limits is None else reason,
+                now=now,
+            )
         plan = get_care_plan(conn, patient_id=patient_id)
         assert plan is not None
-        _record_version(
-            conn,
-            plan=plan,
-            old=None,
-            author=author,
-            now=now,
-            reason=f"created from template {chosen.key}",
-        )
+        _record_version(conn, plan=plan, old=None, author=author, now=now, reason=reason)
     return plan
 
 
@@ -197,12 +197,6 @@ def get_care_plan(conn: psycopg.Connection, *, patient_id: UUID) -> CarePlan | N
             " WHERE patient_id = %s ORDER BY code",
             (patient_id,),
         ).fetchall()
-    with conn.cursor(row_factory=class_row(PlanThreshold)) as cur:
-        thresholds = cur.execute(
-            "SELECT code, low, high, red_low, red_high, reason FROM patient_thresholds"
-            " WHERE patient_id = %s ORDER BY code",
-            (patient_id,),
-        ).fetchall()
     return CarePlan(
         patient_id=patient_id,
         template=template,
@@ -210,10 +204,22 @@ def get_care_plan(conn: psycopg.Connection, *, patient_id: UUID) -> CarePlan | N
         spo2_scale=spo2_scale,
         self_management=self_management,
         measurements=tuple(measurements),
-        thresholds=tuple(thresholds),
+        thresholds=plan_limits(conn, patient_id=patient_id),
         updated_at=updated_at,
         updated_by=updated_by,
     )
+
+
+def plan_limits(conn: psycopg.Connection, *, patient_id: UUID) -> tuple[PlanLimits, ...]:
+    """The patient's limits, by code; none without a care plan."""
+    with conn.cursor(row_factory=class_row(PlanLimits)) as cur:
+        return tuple(
+            cur.execute(
+                "SELECT code, low, high, red_low, red_high, reason FROM care_plan_limits"
+                " WHERE patient_id = %s ORDER BY code",
+                (patient_id,),
+            )
+        )
 
 
 def do_update_care_plan(
@@ -224,7 +230,7 @@ def do_update_care_plan(
     author: UUID,
     now: datetime,
     reason: str,
-    thresholds: Sequence[ThresholdChange] | None = None,
+    thresholds: Sequence[Limits] | None = None,
     measurements: Sequence[ScheduledMeasurement] | None = None,
     self_management: str | None = None,
     spo2_scale: int | None = None,
@@ -293,7 +299,7 @@ def do_reset_threshold(
         template = TEMPLATES[old["template"]]
         default = next((t for t in template.thresholds if t.code == measurement), None)
         conn.execute(
-            "DELETE FROM patient_thresholds WHERE patient_id = %s AND code = %s",
+            "DELETE FROM care_plan_limits WHERE patient_id = %s AND code = %s",
             (patient_id, measurement),
         )
         if default is not None:
@@ -346,7 +352,7 @@ def _measurement(code: str) -> str:
     return measurement.code
 
 
-def _checked(change: ThresholdChange) -> ThresholdChange:
+def _checked(change: Limits) -> Limits:
     """The change under its LOINC code, if its limits are consistent: a yellow one (low or
     high; the table needs one), all finite, and red_low <= low < high <= red_high (a red limit
     may equal its yellow one: no yellow band on that side); red limits on opposite sides must
@@ -378,7 +384,7 @@ def _checked_schedule(measurement: ScheduledMeasurement) -> ScheduledMeasurement
     return replace(measurement, code=_measurement(measurement.code))
 
 
-_Entry = TypeVar("_Entry", ThresholdChange, ScheduledMeasurement)
+_Entry = TypeVar("_Entry", Limits, ScheduledMeasurement)
 
 
 def _unique(items: list[_Entry]) -> list[_Entry]:
@@ -394,13 +400,13 @@ def _write_threshold(
     conn: psycopg.Connection,
     *,
     patient_id: UUID,
-    limits: ThresholdChange | ThresholdDefault,
+    limits: Limits,
     reason: str | None,
     now: datetime,
 ) -> None:
     conn.execute(
         """
-        INSERT INTO patient_thresholds
+        INSERT INTO care_plan_limits
             (patient_id, code, low, high, red_low, red_high, reason, updated_at)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (patient_id, code) DO UPDATE

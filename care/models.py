@@ -40,11 +40,3 @@ class Patient:
     preferred_language: str
     responsible_unit: str | None
     """Name of the unit responsible now, if any."""
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    patient_id: UUID
-    code: str
-    low: float | None
-    high: float | None

@@ -54,8 +54,8 @@ EXPORT_PARTS: Final = {
         "care_plan_measurements", "SELECT * FROM care_plan_measurements WHERE patient_id = %(p)s"
     ),
     "thresholds": Part(
-        "patient_thresholds",
-        "SELECT * FROM patient_thresholds WHERE patient_id = %(p)s ORDER BY code",
+        "care_plan_limits",
+        "SELECT * FROM care_plan_limits WHERE patient_id = %(p)s ORDER BY code",
     ),
     "care_plan_versions": Part(
         "care_plan_versions",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from care.models import Condition, OrganisationKind
 from core.auth import StaffRole
 from core.fields import Input
+from core.limits import Limits
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
@@ -200,21 +201,27 @@ class ScheduleIn(Input):
     grace_hours: int = Field(default=0, ge=0, le=24 * 7)
 
 
-class ThresholdOut(BaseModel):
-    code: str
-    low: float | None
-    high: float | None
-    red_low: float | None
-    red_high: float | None
-    reason: str | None = Field(description="Why a clinician overrode the template; null: default")
+class LimitValues(BaseModel):
+    """`core.limits.Limits` on the wire, without its code: yellow outside [low, high], red
+    outside [red_low, red_high]; null means no limit on that side."""
 
-
-class ThresholdIn(Input):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     low: float | None = None
     high: float | None = None
     red_low: float | None = None
     red_high: float | None = None
+
+
+class ThresholdOut(LimitValues):
+    code: str
+    reason: str | None = Field(description="Why a clinician overrode the template; null: default")
+
+
+class ThresholdIn(Input, LimitValues):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+    def to_limits(self) -> Limits:
+        """The limits as the care plan takes them."""
+        return Limits(**self.model_dump())
 
 
 class CarePlanCreate(Input):

@@ -1,4 +1,5 @@
-"""State changes (``do_*``) and queries for organisations, patients and thresholds."""
+"""State changes (``do_*``) and queries for organisations and patients. A patient's limits
+belong to their care plan (care/careplan.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from care.models import Condition, Organisation, OrganisationKind, Patient, Threshold
-from core import catalog
+from care.models import Condition, Organisation, OrganisationKind, Patient
 
 _PATIENT_COLUMNS = """
     p.id, p.display_name, p.birth_date, p.conditions, p.preferred_language,
@@ -141,41 +141,3 @@ def get_patient(conn: psycopg.Connection, *, patient_id: UUID, now: datetime) ->
             f"SELECT {_PATIENT_COLUMNS} FROM patients p WHERE p.id = %(id)s",
             {"now": now, "id": patient_id},
         ).fetchone()
-
-
-def do_set_threshold(
-    conn: psycopg.Connection,
-    *,
-    patient_id: UUID,
-    code: str,
-    low: float | None,
-    high: float | None,
-    now: datetime,
-) -> Threshold:
-    """Set a patient's limits for one measurement, given by LOINC code or alias."""
-    measurement = catalog.lookup(code)
-    if measurement is None:
-        raise ValueError(f"unknown measurement {code!r}")
-    if low is None and high is None:
-        raise ValueError("a threshold needs a low or a high limit")
-    if low is not None and high is not None and low >= high:
-        raise ValueError("the low limit must be below the high limit")
-    conn.execute(
-        """
-        INSERT INTO patient_thresholds (patient_id, code, low, high, updated_at)
-        VALUES (%s, %s, %s, %s, %s)
-        ON CONFLICT (patient_id, code)
-        DO UPDATE SET low = EXCLUDED.low, high = EXCLUDED.high, updated_at = EXCLUDED.updated_at
-        """,
-        (patient_id, measurement.code, low, high, now),
-    )
-    return Threshold(patient_id=patient_id, code=measurement.code, low=low, high=high)
-
-
-def thresholds_for(conn: psycopg.Connection, *, patient_id: UUID) -> list[Threshold]:
-    with conn.cursor(row_factory=class_row(Threshold)) as cur:
-        return cur.execute(
-            "SELECT patient_id, code, low, high FROM patient_thresholds WHERE patient_id = %s"
-            " ORDER BY code",
-            (patient_id,),
-        ).fetchall()

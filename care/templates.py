@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from core.limits import Limits
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduledMeasurement:
@@ -35,23 +37,12 @@ class ScheduledMeasurement:
 
 
 @dataclass(frozen=True, slots=True)
-class ThresholdDefault:
-    """Yellow outside [low, high], red outside [red_low, red_high]; None: no limit there."""
-
-    code: str
-    low: float | None = None
-    high: float | None = None
-    red_low: float | None = None
-    red_high: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class CarePlanTemplate:
     key: str
     conditions: tuple[str, ...]
     spo2_scale: int
     measurements: tuple[ScheduledMeasurement, ...]
-    thresholds: tuple[ThresholdDefault, ...]
+    thresholds: tuple[Limits, ...]
     self_management: Mapping[str, str]
     """Plain-language advice to the patient, per language (nb, nn, en)."""
     source: str
@@ -123,10 +114,10 @@ _COPD_MEASUREMENTS = (
 _VITALS_NEWS2 = (
     # NEWS2 pulse: <=40 scores 3, 41-50 scores 1 (no score-2 band below), 111-130 scores 2,
     # >=131 scores 3.
-    ThresholdDefault(PULSE, low=51, high=110, red_low=41, red_high=130),
+    Limits(PULSE, low=51, high=110, red_low=41, red_high=130),
     # NEWS2 temperature: <=35.0 scores 3, 35.1-36.0 and 38.1-39.0 score 1, >=39.1 scores 2
     # (the highest score above; red there is our judgement, to be confirmed by clinicians).
-    ThresholdDefault(TEMPERATURE, low=36.1, high=38.0, red_low=35.1, red_high=39.0),
+    Limits(TEMPERATURE, low=36.1, high=38.0, red_low=35.1, red_high=39.0),
 )
 
 TEMPLATES: Final[Mapping[str, CarePlanTemplate]] = MappingProxyType(
@@ -138,7 +129,7 @@ TEMPLATES: Final[Mapping[str, CarePlanTemplate]] = MappingProxyType(
             measurements=_COPD_MEASUREMENTS,
             thresholds=(
                 # NEWS2 scale 1 (COPD without hypercapnia, [R2]): 92-93 scores 2, <=91 scores 3.
-                ThresholdDefault(SPO2, low=94, red_low=92),
+                Limits(SPO2, low=94, red_low=92),
                 *_VITALS_NEWS2,
             ),
             self_management=_COPD_ADVICE,
@@ -153,7 +144,7 @@ TEMPLATES: Final[Mapping[str, CarePlanTemplate]] = MappingProxyType(
                 # NEWS2 scale 2 (prescribed target 88-92 %, [R2][R4]): 86-87 scores 1, 84-85
                 # scores 2, <=83 scores 3. No high limit: >=93 scores only on oxygen, and
                 # whether the patient is on oxygen is not measured at home.
-                ThresholdDefault(SPO2, low=86, red_low=84),
+                Limits(SPO2, low=86, red_low=84),
                 *_VITALS_NEWS2,
             ),
             self_management=_HYPERCAPNIC_COPD_ADVICE,
@@ -172,9 +163,9 @@ TEMPLATES: Final[Mapping[str, CarePlanTemplate]] = MappingProxyType(
             thresholds=(
                 # BEAT-HF [H4]: SBP with symptoms <90 or >160 (yellow), without symptoms <80
                 # or >170 (red).
-                ThresholdDefault(SYSTOLIC, low=90, high=160, red_low=80, red_high=170),
+                Limits(SYSTOLIC, low=90, high=160, red_low=80, red_high=170),
                 # BEAT-HF [H4]: HR with symptoms <50 or >100 (yellow), without <40 or >110.
-                ThresholdDefault(PULSE, low=50, high=100, red_low=40, red_high=110),
+                Limits(PULSE, low=50, high=100, red_low=40, red_high=110),
             ),
             self_management=_HEART_FAILURE_ADVICE,
             source="clinical-reference.md §2.2: BEAT-HF alert limits [H4]; ESC HFA weight [H1][H2]",

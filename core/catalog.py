@@ -40,6 +40,10 @@ class Measurement:
     """Other LOINC codes devices send for the same quantity."""
     decimals: int = 0
     """How many decimals a person needs to see."""
+    hysteresis_margin: float = 0.0
+    """How far inside a limit a value must be to count as clearly normal (canonical unit): a
+    value hovering at a limit then cannot open and resolve an alert over and over
+    (alerts/library/threshold.py)."""
 
     def name(self, language: str) -> str:
         return self.names.get(language) or self.names["en"]
@@ -61,6 +65,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Oksygenmetning", "Oksygenmetting", "Oxygen saturation"),
         plausible_min=50,
         plausible_max=100,
+        hysteresis_margin=1.0,
         alternative_codes=("2708-6",),
     ),
     Measurement(
@@ -70,6 +75,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Puls", "Puls", "Pulse"),
         plausible_min=20,
         plausible_max=250,
+        hysteresis_margin=5.0,
         alternative_codes=("8889-8",),
     ),
     Measurement(
@@ -79,6 +85,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Systolisk blodtrykk", "Systolisk blodtrykk", "Systolic blood pressure"),
         plausible_min=50,
         plausible_max=280,
+        hysteresis_margin=5.0,
         alternative_units=(UnitConversion("kPa", 7.500615758),),
     ),
     Measurement(
@@ -88,6 +95,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Diastolisk blodtrykk", "Diastolisk blodtrykk", "Diastolic blood pressure"),
         plausible_min=20,
         plausible_max=180,
+        hysteresis_margin=5.0,
         alternative_units=(UnitConversion("kPa", 7.500615758),),
     ),
     Measurement(
@@ -97,6 +105,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Vekt", "Vekt", "Body weight"),
         plausible_min=20,
         plausible_max=350,
+        hysteresis_margin=0.5,
         alternative_units=(UnitConversion("[lb_av]", 0.45359237), UnitConversion("g", 0.001)),
         decimals=1,
     ),
@@ -107,6 +116,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Kroppstemperatur", "Kroppstemperatur", "Body temperature"),
         plausible_min=30.0,
         plausible_max=43.0,
+        hysteresis_margin=0.2,
         alternative_units=(UnitConversion("[degF]", 5 / 9, -32 * 5 / 9),),
         decimals=1,
     ),
@@ -117,6 +127,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Respirasjonsfrekvens", "Respirasjonsfrekvens", "Respiratory rate"),
         plausible_min=3,
         plausible_max=70,
+        hysteresis_margin=1.0,
     ),
     Measurement(
         code="20150-9",
@@ -125,6 +136,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("FEV1", "FEV1", "FEV1"),
         plausible_min=0.1,
         plausible_max=7.0,
+        hysteresis_margin=0.1,
         alternative_units=(UnitConversion("mL", 0.001),),
         decimals=2,
     ),
@@ -138,6 +150,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         names=_names("Toppstrøm (PEF)", "Toppstraum (PEF)", "Peak expiratory flow"),
         plausible_min=30,
         plausible_max=900,
+        hysteresis_margin=10.0,
         alternative_units=(UnitConversion("L/s", 60.0),),
         alternative_codes=("33452-4",),
     ),

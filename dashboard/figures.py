@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -9,14 +10,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from care.models import Threshold
 from core import catalog
 from core.i18n import Translator
+from core.limits import Limits, Severity
 from core.readings import Reading
 from dashboard.formatting import DISPLAY_TIMEZONE, unit_symbol
 
 _LINE: Final = "#2f5d7c"
-_LIMIT: Final = "#8a6a00"
+_LIMIT_COLOURS: Final = {Severity.YELLOW: "#8a6a00", Severity.RED: "#b42318"}
+_LIMIT_DASHES: Final = {Severity.YELLOW: "dash", Severity.RED: "dot"}
+_LIMIT_GROUPS: Final = {Severity.YELLOW: "limits", Severity.RED: "red-limits"}
+"""Yellow and red limits differ in dash as well as colour: colour is never the only signal."""
 _OUTSIDE: Final = "#b42318"
 _ROW_HEIGHT: Final = 170
 _GAP: Final = 48
@@ -49,14 +53,15 @@ def readings_frame(readings: list[Reading]) -> pd.DataFrame:
 
 def trend_figure(
     readings: list[Reading],
-    thresholds: list[Threshold],
+    limits: Sequence[Limits],
     *,
     since: datetime,
     until: datetime,
     t: Translator,
     revision: str,
 ) -> go.Figure | None:
-    """The readings in [since, until] with the patient's limits; None when there is nothing.
+    """The readings in [since, until] with the patient's yellow and red limits; None when
+    there is nothing.
 
     While `revision` stays the same, the browser keeps the nurse's zoom and hidden traces
     across the refreshes every few seconds.
@@ -65,7 +70,7 @@ def trend_figure(
     measurements = [m for m in catalog.MEASUREMENTS if m.code in set(frame["code"])]
     if not measurements:
         return None
-    limits = {threshold.code: threshold for threshold in thresholds}
+    by_code = {limit.code: limit for limit in limits}
     height = _ROW_HEIGHT * len(measurements) + _MARGIN_HEIGHT
     figure = make_subplots(
         rows=len(measurements),
@@ -101,30 +106,27 @@ def trend_figure(
             row=row,
             col=1,
         )
-        threshold = limits.get(measurement.code)
-        bounds = (
-            ()
-            if threshold is None
-            else ((threshold.low, t("Lower limit")), (threshold.high, t("Upper limit")))
-        )
-        for limit, label in bounds:
-            if limit is None:
-                continue
+        measurement_limits = by_code.get(measurement.code)
+        for severity, limit, label in _limit_lines(measurement_limits, t):
             figure.add_trace(
                 go.Scatter(
                     x=window,
                     y=[limit, limit],
                     mode="lines",
-                    name=t("Patient's limits"),
-                    legendgroup="limits",
-                    showlegend=show_once("limits"),
-                    line={"color": _LIMIT, "width": 1.2, "dash": "dash"},
+                    name=_limits_legend(severity, t),
+                    legendgroup=_LIMIT_GROUPS[severity],
+                    showlegend=show_once(_LIMIT_GROUPS[severity]),
+                    line={
+                        "color": _LIMIT_COLOURS[severity],
+                        "width": 1.2,
+                        "dash": _LIMIT_DASHES[severity],
+                    },
                     hovertemplate=f"{label}: {value_format}<extra></extra>",
                 ),
                 row=row,
                 col=1,
             )
-        outside = _outside(series["value"], threshold)
+        outside = _outside(series["value"], measurement_limits)
         if outside.any():
             figure.add_trace(
                 go.Scatter(
@@ -161,10 +163,38 @@ def trend_figure(
     return figure
 
 
-def _outside(values: pd.Series, threshold: Threshold | None) -> pd.Series:
+def _limit_lines(limits: Limits | None, t: Translator) -> list[tuple[Severity, float, str]]:
+    """(severity, value, hover label) of each limit the measurement has, yellow first."""
+    if limits is None:
+        return []
+    labels = {
+        Severity.YELLOW: (t("Lower limit"), t("Upper limit")),
+        Severity.RED: (t("Lower red limit"), t("Upper red limit")),
+    }
+    lines = []
+    for severity, low, high in limits.bands():
+        lower, upper = labels[severity]
+        lines += [
+            (severity, value, label)
+            for value, label in ((low, lower), (high, upper))
+            if value is not None
+        ]
+    return lines
+
+
+def _limits_legend(severity: Severity, t: Translator) -> str:
+    return t("Patient's red limits") if severity is Severity.RED else t("Patient's limits")
+
+
+def _outside(values: pd.Series, limits: Limits | None) -> pd.Series:
+    """Which values lie outside the yellow limits (or the red ones, where no yellow is set)."""
     outside = pd.Series(False, index=values.index)
-    if threshold is not None and threshold.low is not None:
-        outside |= values < threshold.low
-    if threshold is not None and threshold.high is not None:
-        outside |= values > threshold.high
+    if limits is None:
+        return outside
+    low = limits.low if limits.low is not None else limits.red_low
+    high = limits.high if limits.high is not None else limits.red_high
+    if low is not None:
+        outside |= values < low
+    if high is not None:
+        outside |= values > high
     return outside

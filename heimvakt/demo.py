@@ -13,7 +13,7 @@ from uuid import UUID
 
 import psycopg
 
-from care.careplan import ThresholdChange, do_create_care_plan, do_update_care_plan
+from care.careplan import do_create_care_plan, do_update_care_plan
 from care.models import Condition, OrganisationKind
 from care.people import (
     do_add_employment,
@@ -28,6 +28,7 @@ from care.templates import TEMPLATES, ScheduledMeasurement
 from core import catalog
 from core.auth import StaffRole, do_create_local_account
 from core.clock import Clock
+from core.limits import Limits
 from devices.service import do_assign_device, do_register_device
 from devices.simulator import SimulatedDevice, Vital
 
@@ -42,7 +43,7 @@ class DemoPatient:
     birth_date: date
     conditions: tuple[Condition, ...]
     at_hospital: bool
-    thresholds: tuple[ThresholdChange, ...]
+    thresholds: tuple[Limits, ...]
     """Individual limits: they replace the template's for these measurements."""
     devices: tuple[SimulatedDevice, ...]
 
@@ -88,12 +89,12 @@ def _peak_flow(key: str, pef: float) -> SimulatedDevice:
 
 
 _COPD_LIMITS = (
-    ThresholdChange("spo2", low=90, red_low=86),
-    ThresholdChange("pulse", low=45, high=115, red_low=40, red_high=130),
+    Limits("spo2", low=90, red_low=86),
+    Limits("pulse", low=45, high=115, red_low=40, red_high=130),
 )
 _HF_LIMITS = (
-    ThresholdChange("sys", low=95, high=170, red_low=85, red_high=180),
-    ThresholdChange("pulse", low=45, high=110, red_low=40, red_high=120),
+    Limits("sys", low=95, high=170, red_low=85, red_high=180),
+    Limits("pulse", low=45, high=110, red_low=40, red_high=120),
 )
 DEMO_REASON = "Demo: individual limits, and the schedule of the patient's own devices"
 
@@ -193,14 +194,14 @@ PATIENTS: tuple[DemoPatient, ...] = (
 )
 
 
-def _limits(patient: DemoPatient) -> tuple[ThresholdChange, ...]:
+def _limits(patient: DemoPatient) -> tuple[Limits, ...]:
     """The patient's limits; a weight limit is personal: 2 kg above their weight a week ago."""
     scales = [d for d in patient.devices if d.kind == "scale"]
     if not scales:
         return patient.thresholds
     weight = scales[0].vitals[0]
     usual = weight.now - 7 * weight.change_per_day
-    return (*patient.thresholds, ThresholdChange("weight", high=round(usual + 2.0, 1)))
+    return (*patient.thresholds, Limits("weight", high=round(usual + 2.0, 1)))
 
 
 def _schedule(patient: DemoPatient) -> list[ScheduledMeasurement]:

@@ -12,8 +12,10 @@ from uuid import UUID
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from care.careplan import do_create_care_plan
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
+from core.limits import Limits
 from devices.service import do_assign_device, do_register_device
 
 T = TypeVar("T")
@@ -50,6 +52,22 @@ def seed_patient_with_device(
     do_register_device(conn, device_id=device_id, kind="pulse_oximeter")
     do_assign_device(conn, device_id=device_id, patient_id=patient, valid_from=LONG_AGO)
     return patient
+
+
+def plan_with_limits(
+    conn: psycopg.Connection, patient_id: UUID, *limits: Limits, now: datetime
+) -> None:
+    """A care plan holding exactly `limits` and no schedule: the limits a test sets, without
+    the template's other limits or missing-measurement alerts."""
+    do_create_care_plan(
+        conn,
+        patient_id=patient_id,
+        template="copd",
+        author=None,
+        now=now,
+        limits=limits,
+        measurements=(),
+    )
 
 
 def hours_ago(hours: float, *, now: datetime | None = None) -> datetime:

@@ -8,23 +8,17 @@ inside the band says nothing, so a value hovering at a limit cannot flap.
 from __future__ import annotations
 
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Final
 
-from alerts.findings import Category, Finding, Limits, Observation, PatientContext, Severity
+from alerts.findings import Category, Finding, Observation, PatientContext
 from alerts.series import moment_of, span
+from core.catalog import MEASUREMENTS
+from core.limits import Limits, Severity
 
 RULE: Final = "threshold"
-MARGINS: Final = {
-    "59408-5": 1.0,  # SpO2 %
-    "8867-4": 5.0,  # pulse /min
-    "8480-6": 5.0,  # systolic mmHg
-    "8462-4": 5.0,  # diastolic mmHg
-    "8310-5": 0.2,  # temperature Cel
-    "9279-1": 1.0,  # respiration rate /min
-    "29463-7": 0.5,  # weight kg
-    "19935-6": 10.0,  # PEF L/min
-    "20150-9": 0.1,  # FEV1 L
-}
+MARGINS: Final = MappingProxyType({m.code: m.hysteresis_margin for m in MEASUREMENTS})
+"""Each measurement's hysteresis margin, as the measurement catalog describes it."""
 DEFAULT_MARGIN: Final = 0.0
 
 

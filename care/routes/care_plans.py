@@ -102,7 +102,7 @@ def update_care_plan(
         reason=body.reason,
         thresholds=None
         if body.thresholds is None
-        else [careplan.ThresholdChange(**t.model_dump()) for t in body.thresholds],
+        else [t.to_limits() for t in body.thresholds],
         measurements=None
         if body.measurements is None
         else [ScheduledMeasurement(**m.model_dump()) for m in body.measurements],

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from alerts.context import HISTORY, PatientHistory, Profile
 from alerts.engine import findings_at
-from alerts.findings import Finding, Limits
+from alerts.findings import Finding
 from alerts.series import Series, micros, moment_of, span
 from alerts.state import TRIM_EVERY, PatientCopy
+from core.limits import Limits
 
 PATIENT = UUID(int=7)
 START = datetime(2026, 10, 1, tzinfo=UTC)

@@ -16,10 +16,10 @@ import pytest
 
 from alerts.context import HISTORY, load_series
 from alerts.state import Advanced, ReadingState
-from care.service import do_set_threshold
+from core.limits import Limits
 from ingest.decoding import Candidate
 from ingest.store import store_batch
-from tests.support import seed_patient_with_device
+from tests.support import plan_with_limits, seed_patient_with_device
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 SPO2 = "59408-5"
@@ -108,7 +108,7 @@ def test_a_change_of_limits_makes_the_copy_load_again_with_them(
 ) -> None:
     worker = ReadingState()
     store(conn, worker, spo2(0))
-    do_set_threshold(conn, patient_id=patient, code="spo2", low=92, high=None, now=NOW)
+    plan_with_limits(conn, patient, Limits(SPO2, low=92), now=NOW)
     after = store(conn, worker, spo2(10))
     assert after.loaded == 1
     assert after.histories[patient].profile.limits[SPO2].low == 92

@@ -15,10 +15,9 @@ from care.careplan import (
     CarePlan,
     CarePlanExistsError,
     InvalidChangeError,
-    PlanThreshold,
+    PlanLimits,
     ReasonRequiredError,
     StaleVersionError,
-    ThresholdChange,
     UnknownTemplateError,
     care_plan_as_json,
     care_plan_history,
@@ -28,10 +27,11 @@ from care.careplan import (
     get_care_plan,
 )
 from care.models import Condition, OrganisationKind
-from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from care.service import do_create_organisation, do_create_patient
 from care.templates import PEF, PULSE, SPO2, TEMPLATES, WEIGHT, ScheduledMeasurement
 from core import catalog
 from core.clock import ManualClock
+from core.limits import Limits
 from heimvakt.demo import DEMO_REASON, PATIENTS, seed_demo
 from tests.care.conftest import WorldClient
 from tests.care.world import World
@@ -76,7 +76,7 @@ def plan(conn: psycopg.Connection, patient: UUID) -> CarePlan:
     return do_create_care_plan(conn, patient_id=patient, template="copd", author=None, now=NOW)
 
 
-def thresholds(plan: CarePlan | None) -> dict[str, PlanThreshold]:
+def thresholds(plan: CarePlan | None) -> dict[str, PlanLimits]:
     assert plan is not None
     return {t.code: t for t in plan.thresholds}
 
@@ -89,7 +89,7 @@ def stored_rows(conn: psycopg.Connection, patient: UUID) -> list[tuple[object, .
             "SELECT * FROM care_plan_measurements WHERE patient_id = %s ORDER BY code", (patient,)
         ),
         *conn.execute(
-            "SELECT * FROM patient_thresholds WHERE patient_id = %s ORDER BY code", (patient,)
+            "SELECT * FROM care_plan_limits WHERE patient_id = %s ORDER BY code", (patient,)
         ),
         *conn.execute(
             "SELECT * FROM care_plan_versions WHERE patient_id = %s ORDER BY version", (patient,)
@@ -110,7 +110,7 @@ def test_a_plan_starts_from_each_template_in_the_patients_language(
         template.measurements, key=lambda m: m.code
     )
     assert thresholds(plan) == {
-        t.code: PlanThreshold(t.code, t.low, t.high, t.red_low, t.red_high, reason=None)
+        t.code: PlanLimits(t.code, t.low, t.high, t.red_low, t.red_high, reason=None)
         for t in template.thresholds
     }
     assert get_care_plan(conn, patient_id=patient) == plan
@@ -135,10 +135,24 @@ def test_a_second_plan_and_an_unknown_template_are_refused(
     assert get_care_plan(conn, patient_id=UUID(int=1)) is None
 
 
-def test_a_plan_replaces_limits_set_before_it(conn: psycopg.Connection, patient: UUID) -> None:
-    do_set_threshold(conn, patient_id=patient, code="weight", low=None, high=90.0, now=NOW)
-    plan = do_create_care_plan(conn, patient_id=patient, template="copd", author=None, now=NOW)
-    assert set(thresholds(plan)) == {t.code for t in TEMPLATES["copd"].thresholds}
+def test_a_plan_may_start_with_its_own_limits_and_schedule(
+    conn: psycopg.Connection, patient: UUID
+) -> None:
+    plan = do_create_care_plan(
+        conn,
+        patient_id=patient,
+        template="copd",
+        author=None,
+        now=NOW,
+        limits=[Limits("weight", high=90.0)],
+        measurements=[ScheduledMeasurement("spo2", every_hours=12)],
+    )
+    reason = "created from template copd with individual limits or schedule"
+    assert thresholds(plan) == {WEIGHT: PlanLimits(WEIGHT, high=90.0, reason=reason)}
+    assert plan.measurements == (ScheduledMeasurement(SPO2, every_hours=12),)
+    (created,) = care_plan_history(conn, patient_id=patient)
+    assert created.reason == reason
+    assert created.new == care_plan_as_json(plan)
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "\n\t"])
@@ -154,7 +168,7 @@ def test_an_override_without_a_reason_is_refused(
             author=physician,
             now=LATER,
             reason=reason,
-            thresholds=[ThresholdChange("spo2", low=88, red_low=85)],
+            thresholds=[Limits("spo2", low=88, red_low=85)],
         )
     with pytest.raises(ReasonRequiredError):
         do_reset_threshold(
@@ -180,10 +194,10 @@ def test_an_override_with_a_reason_is_versioned_with_old_and_new_values_and_auth
         author=physician,
         now=LATER,
         reason=reason,
-        thresholds=[ThresholdChange("spo2", low=88, red_low=85)],
+        thresholds=[Limits("spo2", low=88, red_low=85)],
     )
     assert (updated.version, updated.updated_at, updated.updated_by) == (2, LATER, physician)
-    assert thresholds(updated)[SPO2] == PlanThreshold(SPO2, 88, None, 85, None, reason)
+    assert thresholds(updated)[SPO2] == PlanLimits(SPO2, 88, None, 85, None, reason)
     assert thresholds(updated)[PULSE].reason is None, "other limits stay template defaults"
     assert updated.measurements == plan.measurements
     assert updated.self_management == plan.self_management
@@ -233,17 +247,17 @@ def test_schedule_text_and_scale_change_in_one_version(
 @pytest.mark.parametrize(
     "change",
     [
-        ThresholdChange("spo2"),  # no limit at all
-        ThresholdChange("spo2", red_low=85),  # a red limit needs a yellow one (low = red_low)
-        ThresholdChange("spo2", low=85, red_low=88),  # red above yellow
-        ThresholdChange("pulse", low=100, high=60),
-        ThresholdChange("pulse", low=60, high=60),
-        ThresholdChange("pulse", high=120, red_high=110),
-        ThresholdChange("pulse", red_low=60, high=60),
-        ThresholdChange("pulse", red_low=100, red_high=40),
-        ThresholdChange("pulse", low=float("nan")),
-        ThresholdChange("pulse", high=float("inf")),
-        ThresholdChange("glucose", low=4),  # not in the catalog
+        Limits("spo2"),  # no limit at all
+        Limits("spo2", red_low=85),  # a red limit needs a yellow one (low = red_low)
+        Limits("spo2", low=85, red_low=88),  # red above yellow
+        Limits("pulse", low=100, high=60),
+        Limits("pulse", low=60, high=60),
+        Limits("pulse", high=120, red_high=110),
+        Limits("pulse", red_low=60, high=60),
+        Limits("pulse", red_low=100, red_high=40),
+        Limits("pulse", low=float("nan")),
+        Limits("pulse", high=float("inf")),
+        Limits("glucose", low=4),  # not in the catalog
     ],
 )
 def test_inconsistent_limits_are_refused_and_change_nothing(
@@ -251,7 +265,7 @@ def test_inconsistent_limits_are_refused_and_change_nothing(
     patient: UUID,
     plan: CarePlan,
     physician: UUID,
-    change: ThresholdChange,
+    change: Limits,
 ) -> None:
     before = stored_rows(conn, patient)
     with pytest.raises(InvalidChangeError):
@@ -270,11 +284,11 @@ def test_inconsistent_limits_are_refused_and_change_nothing(
 @pytest.mark.parametrize(
     "change",
     [
-        ThresholdChange("59408-5", low=90),
-        ThresholdChange("2708-6", low=90, red_low=90),  # an alternative code; no yellow band
-        ThresholdChange("spo2", low=85, red_low=85),
-        ThresholdChange("pulse", red_low=40, low=50, high=110, red_high=110),
-        ThresholdChange("pulse", high=120, red_high=140),
+        Limits("59408-5", low=90),
+        Limits("2708-6", low=90, red_low=90),  # an alternative code; no yellow band
+        Limits("spo2", low=85, red_low=85),
+        Limits("pulse", red_low=40, low=50, high=110, red_high=110),
+        Limits("pulse", high=120, red_high=140),
     ],
 )
 def test_consistent_limits_are_stored_under_the_canonical_code(
@@ -282,7 +296,7 @@ def test_consistent_limits_are_stored_under_the_canonical_code(
     patient: UUID,
     plan: CarePlan,
     physician: UUID,
-    change: ThresholdChange,
+    change: Limits,
 ) -> None:
     updated = do_update_care_plan(
         conn,
@@ -305,7 +319,7 @@ def test_two_entries_for_one_measurement_and_impossible_schedules_are_refused(
 ) -> None:
     before = stored_rows(conn, patient)
     refused = [
-        {"thresholds": [ThresholdChange("spo2", low=90), ThresholdChange("59408-5", low=92)]},
+        {"thresholds": [Limits("spo2", low=90), Limits("59408-5", low=92)]},
         {"measurements": [ScheduledMeasurement("pulse", 24), ScheduledMeasurement("8867-4", 12)]},
         {"measurements": [ScheduledMeasurement("pulse", every_hours=0)]},
         {"measurements": [ScheduledMeasurement("pulse", every_hours=24 * 32)]},
@@ -338,7 +352,7 @@ def test_a_change_against_a_stale_version_is_refused_and_changes_nothing(
         author=physician,
         now=NOW,
         reason="Individual limit",
-        thresholds=[ThresholdChange("pulse", low=45, high=115)],
+        thresholds=[Limits("pulse", low=45, high=115)],
     )
     before = stored_rows(conn, patient)
     for stale in (1, 3):
@@ -350,7 +364,7 @@ def test_a_change_against_a_stale_version_is_refused_and_changes_nothing(
                 author=nurse,
                 now=LATER,
                 reason="Wider pulse limits",
-                thresholds=[ThresholdChange("pulse", low=40, high=120)],
+                thresholds=[Limits("pulse", low=40, high=120)],
                 spo2_scale=2,
             )
         with pytest.raises(StaleVersionError):
@@ -412,7 +426,7 @@ def test_of_two_concurrent_changes_against_one_version_the_second_loses(
                 author=physician,
                 now=LATER,
                 reason="Lower SpO2 limit agreed at the ward round",
-                thresholds=[ThresholdChange("spo2", low=90, red_low=86)],
+                thresholds=[Limits("spo2", low=90, red_low=86)],
             )
             # Both read version 1; the second arrives while the first is still open.
             loser = executor.submit(
@@ -423,7 +437,7 @@ def test_of_two_concurrent_changes_against_one_version_the_second_loses(
                 author=nurse,
                 now=LATER,
                 reason="Wider pulse limits",
-                thresholds=[ThresholdChange("pulse", low=40, high=120)],
+                thresholds=[Limits("pulse", low=40, high=120)],
             )
             _wait_until_blocked(conn, waiting=second.info.backend_pid, on=first.info.backend_pid)
         with pytest.raises(StaleVersionError):
@@ -449,7 +463,7 @@ def test_a_reset_brings_back_the_template_default(
         author=physician,
         now=NOW,
         reason="Trial of a lower limit",
-        thresholds=[ThresholdChange("spo2", low=88), ThresholdChange("weight", high=95)],
+        thresholds=[Limits("spo2", low=88), Limits("weight", high=95)],
     )
     reset = do_reset_threshold(
         conn,
@@ -484,14 +498,6 @@ def test_a_reset_brings_back_the_template_default(
         reason="Weight is followed by the weight-gain rule",
     )
     assert thresholds(without) == thresholds(plan)
-
-
-def test_do_set_threshold_still_sets_yellow_limits(
-    conn: psycopg.Connection, patient: UUID, plan: CarePlan
-) -> None:
-    do_set_threshold(conn, patient_id=patient, code="pulse", low=45, high=115, now=LATER)
-    pulse = thresholds(get_care_plan(conn, patient_id=patient))[PULSE]
-    assert (pulse.low, pulse.high, pulse.red_low, pulse.red_high) == (45, 115, 41, 130)
 
 
 def test_over_http_a_second_nurse_with_the_old_etag_gets_412(

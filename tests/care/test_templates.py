@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 
-from alerts.findings import Limits, Severity
 from alerts.library import news2
 from alerts.library.threshold import classify
 from care.models import Condition
@@ -20,25 +19,21 @@ from care.templates import (
     TEMPLATES,
     WEIGHT,
     CarePlanTemplate,
-    ThresholdDefault,
 )
 from core import catalog
+from core.limits import Limits, Severity
 
 ALL = list(TEMPLATES.values())
 LANGUAGES = ("nb", "nn", "en")
 
 
-def limits(template: CarePlanTemplate, code: str) -> ThresholdDefault:
+def limits(template: CarePlanTemplate, code: str) -> Limits:
     return next(t for t in template.thresholds if t.code == code)
 
 
-def severity(value: float, default: ThresholdDefault) -> Severity | None:
+def severity(value: float, default: Limits) -> Severity | None:
     """What the rule engine makes of `value` under the template's default limits."""
-    verdict = classify(
-        value,
-        Limits(default.code, default.low, default.high, default.red_low, default.red_high),
-        margin=0.0,
-    )
+    verdict = classify(value, default, margin=0.0)
     return None if verdict is None else verdict[0]
 
 
@@ -126,9 +121,9 @@ def test_heart_failure_measures_weight_blood_pressure_and_pulse_daily_without_we
 def test_heart_failure_limits_are_beat_hf() -> None:
     template = TEMPLATES["heart_failure"]
     # With symptoms <90 or >160 (yellow); without symptoms <80 or >170 (red).
-    assert limits(template, SYSTOLIC) == ThresholdDefault(SYSTOLIC, 90, 160, 80, 170)
+    assert limits(template, SYSTOLIC) == Limits(SYSTOLIC, 90, 160, 80, 170)
     # With symptoms <50 or >100 (yellow); without symptoms <40 or >110 (red).
-    assert limits(template, PULSE) == ThresholdDefault(PULSE, 50, 100, 40, 110)
+    assert limits(template, PULSE) == Limits(PULSE, 50, 100, 40, 110)
     assert severity(89, limits(template, SYSTOLIC)) is Severity.YELLOW
     assert severity(79, limits(template, SYSTOLIC)) is Severity.RED
     assert severity(171, limits(template, SYSTOLIC)) is Severity.RED

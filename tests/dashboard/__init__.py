@@ -26,15 +26,16 @@ from care.people import (
     do_create_staff,
     do_link_identity,
 )
-from care.service import do_create_organisation, do_create_patient, do_set_threshold
+from care.service import do_create_organisation, do_create_patient
 from core import catalog
 from core.auth import LocalIssuer, StaffRole, TokenVerifier
 from core.clock import ManualClock
+from core.limits import Limits
 from core.readings import Reading
 from dashboard import create_dashboard
 from devices.service import do_assign_device, do_register_device
 from heimvakt.auth import SESSION_COOKIE, principal_from_token
-from tests.support import ISSUER_KEY
+from tests.support import ISSUER_KEY, plan_with_limits
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 BASE = "/app/"
@@ -232,9 +233,10 @@ def seed_patient(
     name: str,
     conditions: list[Condition] | None = None,
     unit: str = "Lungeavdelingen",
-    limits: dict[str, tuple[float | None, float | None]] | None = None,
+    limits: dict[str, tuple[float | None, ...]] | None = None,
 ) -> Seeded:
-    """A patient under a unit, with one assigned home device and the given limits."""
+    """A patient under a unit, with one assigned home device and, with `limits` (per alias:
+    low, high, and optionally red_low, red_high), a care plan holding just those."""
     organisation = do_create_organisation(
         conn, name=unit, kind=OrganisationKind.HOSPITAL_DEPARTMENT
     )
@@ -249,8 +251,13 @@ def seed_patient(
     do_add_team_patient(
         conn, team_id=team, patient_id=patient_id, since=datetime(2024, 1, 1, tzinfo=UTC)
     )
-    for alias, (low, high) in (limits or {}).items():
-        do_set_threshold(conn, patient_id=patient_id, code=alias, low=low, high=high, now=NOW)
+    if limits is not None:
+        plan_with_limits(
+            conn,
+            patient_id,
+            *(Limits(code_of(alias), *values) for alias, values in limits.items()),
+            now=NOW,
+        )
     device_id = f"gw-{uuid.uuid4().hex[:12]}"
     do_register_device(conn, device_id=device_id, kind="gateway")
     do_assign_device(
@@ -260,6 +267,12 @@ def seed_patient(
         valid_from=datetime(2024, 1, 1, tzinfo=UTC),
     )
     return Seeded(patient_id=patient_id, device_id=device_id)
+
+
+def code_of(alias: str) -> str:
+    measurement = catalog.lookup(alias)
+    assert measurement is not None
+    return measurement.code
 
 
 def store_reading(

@@ -25,8 +25,8 @@ from care.people import (
 )
 from care.service import do_create_organisation, do_create_patient
 from core.auth import do_create_local_account
+from dashboard.data.viewing import LOG_COVERS
 from dashboard.formatting import NO_VALUE
-from dashboard.pages import LOG_COVERS
 from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import LOCAL_ISSUER, build_app, local_issuer
 from tests.dashboard import (

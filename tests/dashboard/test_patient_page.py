@@ -190,6 +190,25 @@ def test_the_patients_limits_are_dashed_lines_and_readings_outside_them_are_mark
     assert outside["x"] == ["2025-01-13T13:00:00", "2025-01-15T12:00:00"]
 
 
+def test_the_care_plans_red_limits_are_dotted_lines_apart_from_the_yellow_ones(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    ola = seed_patient(conn, name="Ola Nordmann", limits={"pulse": (50, 110, 40, 130)})
+    store_reading(conn, ola, "pulse", 72, NOW - timedelta(hours=2))
+    client, _ = dashboard_client(pool)
+
+    [figure] = figures(show(client, patient_path(ola), "?lang=en"))
+
+    yellow = [trace for trace in figure["data"] if trace.get("legendgroup") == "limits"]
+    red = [trace for trace in figure["data"] if trace.get("legendgroup") == "red-limits"]
+    assert [trace["y"] for trace in yellow] == [[50.0, 50.0], [110.0, 110.0]]
+    assert [trace["y"] for trace in red] == [[40.0, 40.0], [130.0, 130.0]]
+    assert {trace["line"]["dash"] for trace in red} == {"dot"}
+    assert [trace["showlegend"] for trace in red] == [True, False]
+    assert red[0]["name"] == "Patient's red limits"
+    assert "Lower red limit" in red[0]["hovertemplate"]
+
+
 def test_without_readings_in_the_last_seven_days_a_message_replaces_the_chart(
     pool: ConnectionPool, conn: psycopg.Connection
 ) -> None:

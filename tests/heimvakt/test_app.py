@@ -10,10 +10,11 @@ import psycopg
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
+from core.limits import Limits
 from core.loops import Pulse
 from devices.tokens import do_issue_token
 from tests.heimvakt.conftest import MakeClient
-from tests.support import seed_patient_with_device
+from tests.support import plan_with_limits, seed_patient_with_device
 
 METRICS_TOKEN = "a-long-random-metrics-token"
 
@@ -102,10 +103,7 @@ def test_http_ingest_is_part_of_the_app_and_stores_through_the_rules(
     make_client: MakeClient, conn: psycopg.Connection
 ) -> None:
     patient = seed_patient_with_device(conn)
-    conn.execute(
-        "INSERT INTO patient_thresholds (patient_id, code, low) VALUES (%s, '59408-5', 90)",
-        (patient,),
-    )
+    plan_with_limits(conn, patient, Limits("59408-5", low=90), now=datetime.now(UTC))
     token = do_issue_token(conn, device_id="ox-1", now=datetime.now(UTC))
     body = {
         "msg_id": str(uuid.uuid4()),

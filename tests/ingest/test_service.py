@@ -16,7 +16,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from alerts.library import threshold
-from care.service import do_set_threshold
+from core.limits import Limits
 from core.mqtt import BrokerAddress
 from core.readings import Reading
 from devices.service import do_assign_device
@@ -25,7 +25,9 @@ from ingest import metrics
 from ingest.service import MqttIngest
 from ingest.store import AfterStore
 from tests.ingest.conftest import TEST_LIMITS, Publish, make_ingest
-from tests.support import Fault, eventually, seed_patient_with_device
+from tests.support import Fault, eventually, plan_with_limits, seed_patient_with_device
+
+SPO2 = "59408-5"
 
 
 def reading_message(
@@ -78,9 +80,7 @@ def test_a_reading_beyond_the_threshold_opens_one_alert_and_a_second_updates_it(
     conn: psycopg.Connection, ingest: MqttIngest, publish: Publish
 ) -> None:
     patient = seed_patient_with_device(conn)
-    do_set_threshold(
-        conn, patient_id=patient, code="spo2", low=90, high=None, now=datetime.now(UTC)
-    )
+    plan_with_limits(conn, patient, Limits(SPO2, low=90), now=datetime.now(UTC))
     now = datetime.now(UTC)
     publish("ox-1", reading_message(95, at=now - timedelta(minutes=3)))
     publish("ox-1", reading_message(88, at=now - timedelta(minutes=2)))
@@ -438,7 +438,7 @@ def test_a_rule_that_raises_becomes_a_technical_alert_and_the_readings_are_store
 ) -> None:
     patient = seed_patient_with_device(conn)
     now = datetime.now(UTC)
-    do_set_threshold(conn, patient_id=patient, code="spo2", low=90, high=None, now=now)
+    plan_with_limits(conn, patient, Limits(SPO2, low=90), now=now)
     fault = Fault()
     monkeypatch.setattr(threshold, "classify", fault)
 

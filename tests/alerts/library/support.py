@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from alerts.findings import Finding, Limits, PatientContext, SymptomAnswer
+from alerts.findings import Finding, PatientContext, SymptomAnswer
 from alerts.series import Series, micros
+from core.limits import Limits
 
 AT = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 PATIENT = UUID(int=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.findings import Limits
 from alerts.library.threshold import evaluate
 from core import catalog
+from core.limits import Limits
 from tests.alerts.library.support import AT, ago, context, verdicts
 
 RULES_TESTED = {"threshold"}

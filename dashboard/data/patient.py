@@ -1,0 +1,106 @@
+"""The patient page's data, and the one action taken from it (acknowledging an alert)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import psycopg
+
+from alerts.lifecycle import do_acknowledge
+from alerts.service import Alert, unresolved_alerts
+from care.access import (
+    ROLES,
+    AccessLogEntry,
+    Action,
+    Interface,
+    NotVisibleError,
+    Permission,
+    access_log,
+    authorize,
+    do_access_patient,
+)
+from care.careplan import PlanLimits, plan_limits
+from care.models import Patient
+from care.service import get_patient
+from core.auth import Principal
+from core.readings import Reading, readings_for_patient
+from dashboard.data.viewing import View, already_logged
+from devices.status import DeviceOverview, devices_with_status
+
+TREND_WINDOW: Final = timedelta(days=7)
+PATIENT_RESOURCE: Final = "patient-page"
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    patient: Patient
+    alerts: list[Alert]
+    readings: list[Reading]
+    limits: tuple[PlanLimits, ...]
+    """The care plan's limits, yellow and red, which the trend draws."""
+    devices: list[DeviceOverview]
+    looked_at_by: list[AccessLogEntry] | None
+    """For a patient looking at their own page: who has looked at their data."""
+    can_act: bool = False
+    """The viewer may acknowledge alerts (a clinical role with the patient in their care)."""
+
+
+def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
+    """The patient page's data, after the one access check (NotVisibleError if refused) and
+    with its access-log row, in the transaction that reads it."""
+    now, principal = view.now, view.principal
+    if already_logged(conn, view=view, resource=PATIENT_RESOURCE, patient_ids=[patient_id]):
+        authorize(
+            conn,
+            principal=principal,
+            permission=Permission.READ_PATIENT,
+            patient_id=patient_id,
+            now=now,
+        )
+    else:
+        do_access_patient(
+            conn,
+            principal=principal,
+            permission=Permission.READ_PATIENT,
+            patient_id=patient_id,
+            resource=PATIENT_RESOURCE,
+            action=Action.READ,
+            interface=Interface.DASHBOARD,
+            now=now,
+        )
+    patient = get_patient(conn, patient_id=patient_id, now=now)
+    if patient is None:
+        return None
+    own = principal.kind == "patient" and principal.id == str(patient_id)
+    return PatientView(
+        patient=patient,
+        alerts=unresolved_alerts(conn, patient_ids=[patient_id]),
+        readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
+        limits=plan_limits(conn, patient_id=patient_id),
+        devices=devices_with_status(conn, patient_id=patient_id, at=now),
+        looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
+        can_act=principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT],
+    )
+
+
+def do_acknowledge_from_dashboard(
+    conn: psycopg.Connection, *, alert_id: int, principal: Principal, now: datetime
+) -> None:
+    """The nurse's button: the same check, access-log row and lifecycle step as the API's."""
+    row = conn.execute("SELECT patient_id FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    if row is None:
+        raise NotVisibleError
+    do_access_patient(
+        conn,
+        principal=principal,
+        permission=Permission.ACT_ON_ALERT,
+        patient_id=row[0],
+        resource="alert:acknowledge",
+        action=Action.UPDATE,
+        interface=Interface.DASHBOARD,
+        now=now,
+    )
+    do_acknowledge(conn, alert_id=alert_id, by=principal.uuid, now=now)

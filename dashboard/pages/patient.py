@@ -1,0 +1,188 @@
+"""The patient page: unresolved alerts (with the acknowledge button), the last 7 days drawn
+against the care plan's limits, the devices, and for the patient themself who has looked."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from dash import dcc, html
+from dash.development.base_component import Component
+
+from alerts.library.catalogue import RULES_BY_ID
+from alerts.service import Alert
+from core import catalog
+from core.i18n import Translator
+from core.limits import Severity
+from dashboard.data.patient import TREND_WINDOW, PatientView
+from dashboard.data.worklist import severity_of
+from dashboard.figures import trend_figure
+from dashboard.formatting import NO_VALUE, format_moment, format_relative, format_value
+from dashboard.labels import (
+    alert_state_name,
+    condition_names,
+    connection_text,
+    device_kind_name,
+    direction_arrow,
+    direction_text,
+)
+from dashboard.links import Links
+from dashboard.pages.access_log import looked_at_by_section
+from dashboard.pages.badges import severity_badge
+from devices.status import DeviceOverview
+
+ACKNOWLEDGE: Final = "acknowledge"
+"""The type of the acknowledge buttons' pattern-matching ids: {"type": ..., "alert": id}."""
+
+
+def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
+    patient = view.patient
+    facts = html.Dl(
+        [
+            html.Dt(t("Conditions")),
+            html.Dd(condition_names(patient.conditions, t)),
+            html.Dt(t("Responsible unit")),
+            html.Dd(patient.responsible_unit or NO_VALUE),
+        ],
+        className="facts",
+    )
+    own = view.looked_at_by is not None
+    return html.Div(
+        [
+            # A patient has no worklist to go back to: the start page is their own page.
+            *(
+                []
+                if own
+                else [dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back")]
+            ),
+            html.Div(
+                [html.H1(patient.display_name), severity_badge(severity_of(view.alerts), t)],
+                className="page-heading patient-heading",
+            ),
+            facts,
+            html.Section(
+                [
+                    html.H2(t("Unresolved alerts")),
+                    _alerts(view.alerts, now=now, t=t, can_act=view.can_act),
+                ],
+                className="card",
+            ),
+            html.Section([html.H2(t("Last 7 days")), _trend(view, now=now, t=t)], className="card"),
+            html.Section(
+                [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
+            ),
+            *([] if view.looked_at_by is None else [looked_at_by_section(view.looked_at_by, t=t)]),
+        ]
+    )
+
+
+def _trend(view: PatientView, *, now: datetime, t: Translator) -> Component:
+    figure = trend_figure(
+        view.readings,
+        view.limits,
+        since=now - TREND_WINDOW,
+        until=now,
+        t=t,
+        revision=str(view.patient.id),
+    )
+    if figure is None:
+        return html.P(t("No readings in the last 7 days."), className="empty")
+    return dcc.Graph(
+        id="trend",
+        figure=figure,
+        config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
+    )
+
+
+def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> Component:
+    """Each device with its connection, battery and when it was last heard from: a silent
+    device explains missing readings before anyone phones the patient."""
+    if not devices:
+        return html.P(t("No devices assigned."), className="empty")
+    rows = [
+        html.Tr(
+            [
+                html.Td([device_kind_name(d.kind, t), html.Span(d.device_id, className="muted")]),
+                html.Td(connection_text(d.online, t)),
+                html.Td(NO_VALUE if d.battery_pct is None else f"{d.battery_pct:.0f} %"),
+                html.Td(
+                    t("Not heard from yet")
+                    if d.last_seen_at is None
+                    else format_relative(d.last_seen_at, now, t)
+                ),
+            ]
+        )
+        for d in devices
+    ]
+    header = html.Tr(
+        [
+            html.Th(t("Device")),
+            html.Th(t("Connection")),
+            html.Th(t("Battery")),
+            html.Th(t("Last heard from")),
+        ]
+    )
+    return html.Table([html.Thead(header), html.Tbody(rows)], className="devices")
+
+
+def _alerts(alerts: list[Alert], *, now: datetime, t: Translator, can_act: bool) -> Component:
+    if not alerts:
+        return html.P(t("No unresolved alerts."), className="empty")
+    return html.Ul(
+        [_alert(alert, now=now, t=t, can_act=can_act) for alert in alerts], className="alerts"
+    )
+
+
+def _alert(alert: Alert, *, now: datetime, t: Translator, can_act: bool = False) -> Component:
+    measurement = catalog.lookup(alert.code) if alert.code else None
+    rule = RULES_BY_ID.get(alert.rule_id.partition(":")[0])
+    title = [
+        severity_badge(Severity(alert.severity), t),
+        html.Strong(measurement.name(t.language) if measurement else alert.rule_id),
+    ]
+    if alert.direction:
+        title.append(
+            html.Span(
+                [direction_arrow(alert.direction), " ", direction_text(alert.direction, t)],
+                className="direction",
+            )
+        )
+    title.append(html.Span(alert_state_name(alert.state, t), className="state"))
+    details = [
+        (t("Last value"), _alert_value(alert, measurement, t)),
+        (t("Occurrences"), str(alert.occurrences)),
+        (t("First"), format_moment(alert.first_measured_at, t)),
+        (
+            t("Last"),
+            f"{format_moment(alert.last_measured_at, t)} "
+            f"({format_relative(alert.last_measured_at, now, t)})",
+        ),
+    ]
+    return html.Li(
+        [
+            html.Div(title, className="alert-title"),
+            html.P(
+                rule.explanation.get(t.language) or rule.explanation["en"], className="explanation"
+            )
+            if rule
+            else None,
+            html.Dl(
+                [part for label, value in details for part in (html.Dt(label), html.Dd(value))],
+                className="facts",
+            ),
+            html.Button(
+                t("Acknowledge"),
+                id={"type": ACKNOWLEDGE, "alert": alert.id},
+                className="acknowledge",
+            )
+            if can_act and alert.state == "open"
+            else None,
+        ],
+        className=f"alert alert-{alert.severity}",
+    )
+
+
+def _alert_value(alert: Alert, measurement: catalog.Measurement | None, t: Translator) -> str:
+    if measurement is None or alert.last_value is None:
+        return NO_VALUE
+    return format_value(measurement, alert.last_value, t)

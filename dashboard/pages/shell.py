@@ -1,0 +1,66 @@
+"""The frame around every page: the top bar with the languages, who is logged in, and the way
+out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from babel.dates import format_skeleton
+from dash import dcc, html
+from dash.development.base_component import Component
+
+from core.auth import Principal
+from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
+from dashboard.formatting import DISPLAY_TIMEZONE, babel_locale
+from dashboard.labels import role_name
+from dashboard.links import Links, Route
+
+SIGNED_IN: Final = frozenset({"staff", "patient"})
+"""The kinds of principal the dashboard serves; anyone else (a device token too) must log in."""
+
+
+def header(
+    route: Route, principal: Principal, *, now: datetime, t: Translator, links: Links
+) -> Component:
+    languages = [
+        html.Span(LANGUAGE_NAMES[language], className="current")
+        if language == t.language
+        else dcc.Link(LANGUAGE_NAMES[language], href=links.in_language(route, language))
+        for language in LANGUAGES
+    ]
+    updated = format_skeleton("Hms", now, tzinfo=DISPLAY_TIMEZONE, locale=babel_locale(t))
+    return html.Header(
+        [
+            dcc.Link(
+                [html.Span("Heimvakt", className="brand"), html.Span(t("Digital home follow-up"))],
+                href=links.worklist(),
+                className="home",
+            ),
+            html.Span(t("Updated {time}").format(time=updated), className="updated"),
+            html.Nav(languages, className="languages", **{"aria-label": t("Language")}),
+            *_signed_in(principal, t=t),
+        ],
+        className="topbar",
+    )
+
+
+def _signed_in(principal: Principal, *, t: Translator) -> list[Component]:
+    """Who is logged in, as what, and the way out (a form: logging out changes state)."""
+    if principal.kind not in SIGNED_IN:
+        return []
+    return [
+        html.Span(
+            [
+                html.Span(principal.name, className="user-name"),
+                html.Span(role_name(principal.role, t), className="user-role"),
+            ],
+            className="user",
+        ),
+        html.Form(
+            html.Button(t("Log out"), type="submit", className="logout"),
+            action="/auth/logout",
+            method="POST",
+            className="logout-form",
+        ),
+    ]
