@@ -13,8 +13,11 @@ from uuid import UUID
 import psycopg
 
 from alerts.findings import Category, Finding, Severity
+from alerts.library.catalogue import RULES_BY_ID
 
 DEVICE_SILENT_AFTER: Final = timedelta(hours=48)
+MISSING_MEASUREMENT_VERSION: Final = RULES_BY_ID["missing_measurement"].version
+DEVICE_SILENT_VERSION: Final = RULES_BY_ID["device_silent"].version
 
 
 def adherence_findings(
@@ -50,6 +53,7 @@ def _missing_measurements(
             patient_id,
             Finding(
                 rule="missing_measurement",
+                rule_version=MISSING_MEASUREMENT_VERSION,
                 instance=f"missing_measurement:{code}",
                 severity=Severity.YELLOW if overdue else Severity.GREEN,
                 category=Category.ADHERENCE,
@@ -81,6 +85,7 @@ def _silent_devices(conn: psycopg.Connection, *, now: datetime) -> Iterator[tupl
             patient_id,
             Finding(
                 rule="device_silent",
+                rule_version=DEVICE_SILENT_VERSION,
                 instance=f"device_silent:{device_id}",
                 severity=Severity.YELLOW if silent else Severity.GREEN,
                 category=Category.TECHNICAL,

@@ -8,8 +8,12 @@ idempotency key. At-least-once, then, and the rare duplicate is recognisable.
 
 A failure that retrying may cure is tried again after a growing, jittered delay; after
 `max_attempts`, or at once for a permanent failure, the row is dead, and a red *technical*
-alert on the patient says so in the same transaction: a notification that cannot be delivered
-must itself be seen.
+finding on the patient says so in the same transaction: a notification that cannot be
+delivered must itself be seen. It takes the path every finding takes (alerts/lifecycle.py):
+routed to the unit responsible now, escalated, snoozable like any other alert.
+
+The link in a message (to the patient's page) is added here, when it is sent, from the
+configured public address (core/links.py): nothing before the outbox needs to know it.
 
 Run it with ``python -m alerts.dispatch`` (settings from HEIMVAKT_* variables) until SIGTERM.
 """
@@ -25,12 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from alerts.channels import (
@@ -42,14 +45,20 @@ from alerts.channels import (
     PermanentDeliveryError,
     WebhookChannel,
 )
+from alerts.findings import Category, Finding, Severity
+from alerts.library.catalogue import RULES_BY_ID
+from alerts.lifecycle import do_apply_batch
+from alerts.outbox import with_link
 from core.clock import Clock, SystemClock
 from core.db import open_pool
+from core.links import PublicLinks
 from core.logs import configure_logging
 from core.loops import Backoff, Pulse
 from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 
 log = logging.getLogger(__name__)
 
+UNDELIVERABLE: Final = "notification_undeliverable"
 JITTER = 0.1
 """±10 %: dispatchers that failed together do not all retry in the same second."""
 MAX_ERROR_LENGTH = 2000
@@ -59,6 +68,7 @@ MAX_ERROR_LENGTH = 2000
 class _Due:
     id: UUID
     alert_id: int | None
+    patient_id: UUID | None
     channel: str
     address: str
     message: dict[str, Any]
@@ -84,6 +94,7 @@ class Dispatcher:
         *,
         channels: Mapping[str, Channel],
         clock: Clock,
+        links: PublicLinks,
         max_attempts: int = 12,
         base_delay: float = 5.0,
         max_delay: float = 600.0,
@@ -91,12 +102,14 @@ class Dispatcher:
         pulse: Pulse | None = None,
     ) -> None:
         """`pulse` beats after every attempt and every look at an empty outbox: a round that
-        takes longer than a channel's timeout is a stuck dispatcher."""
+        takes longer than a channel's timeout is a stuck dispatcher. `links` makes the link
+        each message carries to the patient's page."""
         if max_attempts < 1 or base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need max_attempts >= 1 and 0 < base_delay <= max_delay")
         self.pool = pool
         self.channels = dict(channels)
         self.clock = clock
+        self.links = links
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -128,12 +141,13 @@ class Dispatcher:
             with conn.cursor(row_factory=class_row(_Due)) as cur:
                 due = cur.execute(
                     """
-                    SELECT id, alert_id, channel, address, message, attempts
-                      FROM notifications
-                     WHERE state = 'pending' AND next_attempt_at <= %s
-                     ORDER BY next_attempt_at, id
+                    SELECT n.id, n.alert_id, a.patient_id, n.channel, n.address, n.message,
+                           n.attempts
+                      FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id
+                     WHERE n.state = 'pending' AND n.next_attempt_at <= %s
+                     ORDER BY n.next_attempt_at, n.id
                      LIMIT 1
-                       FOR UPDATE SKIP LOCKED
+                       FOR UPDATE OF n SKIP LOCKED
                     """,
                     (now,),
                 ).fetchone()
@@ -176,8 +190,15 @@ class Dispatcher:
         if channel is None:
             # Retryable: the operator may configure the channel before the row dies.
             return False, f"the {due.channel} channel is not configured"
+        link = (
+            self.links.worklist() if due.patient_id is None else self.links.patient(due.patient_id)
+        )
         try:
-            channel.send(address=due.address, message=due.message, idempotency_key=due.id)
+            channel.send(
+                address=due.address,
+                message=with_link(due.message, link=link),
+                idempotency_key=due.id,
+            )
         except PermanentDeliveryError as error:
             return True, str(error) or type(error).__name__
         except DeliveryError as error:
@@ -192,41 +213,21 @@ class Dispatcher:
     def _do_raise_undeliverable(
         self, conn: psycopg.Connection, *, due: _Due, error: str, now: datetime
     ) -> None:
-        """A red technical alert on the notification's patient (one per channel while it is
-        unresolved; repeats count up), routed to the unit the original alert went to."""
-        if due.alert_id is None:
+        """A red technical finding on the notification's patient (one alert per channel while
+        it is unresolved; repeats count up), applied as every finding is."""
+        if due.patient_id is None:
             log.error("dead notification %s has no alert to raise a technical alert on", due.id)
             return
-        details = {"notification_id": str(due.id), "channel": due.channel, "error": error}
-        row = conn.execute(
-            """
-            INSERT INTO alerts (patient_id, rule_id, rule_version, severity, category,
-                                first_measured_at, last_measured_at, created_at, updated_at,
-                                details, routed_to)
-            SELECT a.patient_id, %(rule)s, 1, 'red', 'technical', %(now)s, %(now)s, %(now)s,
-                   %(now)s, %(details)s, a.routed_to
-              FROM alerts a WHERE a.id = %(alert)s
-            ON CONFLICT (patient_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
-                occurrences = alerts.occurrences + 1,
-                severity = 'red',
-                last_measured_at = greatest(alerts.last_measured_at, EXCLUDED.last_measured_at),
-                updated_at = EXCLUDED.updated_at,
-                details = EXCLUDED.details
-            RETURNING id, xmax = 0
-            """,
-            {
-                "rule": f"notification_undeliverable:{due.channel}",
-                "now": now,
-                "details": Jsonb(details),
-                "alert": due.alert_id,
-            },
-        ).fetchone()
-        if row is None:
-            return
-        conn.execute(
-            "INSERT INTO alert_events (alert_id, at, action, details) VALUES (%s, %s, %s, %s)",
-            (row[0], now, "opened" if row[1] else "repeated", Jsonb(details)),
+        finding = Finding(
+            rule=UNDELIVERABLE,
+            rule_version=RULES_BY_ID[UNDELIVERABLE].version,
+            instance=f"{UNDELIVERABLE}:{due.channel}",
+            severity=Severity.RED,
+            category=Category.TECHNICAL,
+            measured_at=now,
+            details={"notification_id": str(due.id), "channel": due.channel, "error": error},
         )
+        do_apply_batch(conn, batch={due.patient_id: [(finding, False)]}, now=now)
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Deliver until `stop` is set. No exception ends it: a failed round (a database
@@ -292,6 +293,7 @@ def serve(
                 pool,
                 channels=channels,
                 clock=SystemClock(),
+                links=PublicLinks(settings.public_url),
                 max_attempts=settings.notification_max_attempts,
                 pulse=pulse,
             ).run_forever(stop, poll_seconds)

@@ -27,7 +27,7 @@ from alerts.adherence import adherence_findings
 from alerts.context import PatientHistory, load_histories
 from alerts.escalation import do_escalate_due
 from alerts.findings import Category, Finding, PatientContext, Severity
-from alerts.library.catalogue import RULES, Rule
+from alerts.library.catalogue import RULES, RULES_BY_ID, Rule
 from alerts.library.symptoms import gate
 from alerts.lifecycle import do_apply_batch
 from alerts.state import ReadingState
@@ -80,6 +80,7 @@ def rule_failed(rule: Rule, context: PatientContext, error: Exception) -> Findin
         log.error("rule %s failed; raising technical alerts", rule.id, exc_info=error)
     return Finding(
         rule=RULE_FAILED,
+        rule_version=RULES_BY_ID[RULE_FAILED].version,
         instance=f"{RULE_FAILED}:{rule.id}",
         severity=Severity.RED,
         category=Category.TECHNICAL,
@@ -114,7 +115,6 @@ def do_evaluate(
     *,
     moments: Mapping[UUID, Iterable[datetime]],
     now: datetime,
-    public_url: str,
 ) -> None:
     """Evaluate each patient at each of the given times with every rule, from the database."""
     at: dict[UUID, dict[datetime, frozenset[str] | None]] = {
@@ -123,13 +123,12 @@ def do_evaluate(
     spans = {patient: (min(times), max(times)) for patient, times in at.items() if times}
     histories = load_histories(conn, spans=spans)
     found = evaluate_moments(histories, at)
-    do_apply_batch(conn, batch=found, now=now, public_url=public_url)
+    do_apply_batch(conn, batch=found, now=now)
 
 
 def engine_hook(
     *,
     clock: Clock,
-    public_url: str,
     state: ReadingState | None = None,
     claimed: Callable[[], None] | None = None,
 ) -> Callable[[psycopg.Connection, Sequence[Reading]], None]:
@@ -145,16 +144,16 @@ def engine_hook(
         ordered = sorted(stored, key=_stored_order)
         advanced = kept.advance(conn, ordered, claimed=claimed)
         found = evaluate_moments(advanced.histories, advanced.moments)
-        do_apply_batch(conn, batch=found, now=clock.now(), public_url=public_url)
+        do_apply_batch(conn, batch=found, now=clock.now())
 
     return evaluate
 
 
-def do_sweep(conn: psycopg.Connection, *, now: datetime, public_url: str) -> None:
+def do_sweep(conn: psycopg.Connection, *, now: datetime) -> None:
     """The time-based part: missing measurements, silent devices, and escalation."""
     batch: Findings = defaultdict(list)
     for patient_id, finding in adherence_findings(conn, now=now):
         batch[patient_id].append((finding, False))
     with conn.transaction():
-        do_apply_batch(conn, batch=batch, now=now, public_url=public_url)
-    do_escalate_due(conn, now=now, public_url=public_url)
+        do_apply_batch(conn, batch=batch, now=now)
+    do_escalate_due(conn, now=now)

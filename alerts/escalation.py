@@ -13,11 +13,11 @@ from datetime import datetime
 import psycopg
 
 from alerts.findings import Severity
-from alerts.lifecycle import do_notify, do_record_event
+from alerts.notify import do_notify, do_record_event
 from alerts.routing import policy_of, units_for
 
 
-def do_escalate_due(conn: psycopg.Connection, *, now: datetime, public_url: str) -> int:
+def do_escalate_due(conn: psycopg.Connection, *, now: datetime) -> int:
     """Take every open alert past its deadline one step further; returns how many moved."""
     moved = 0
     with conn.transaction():
@@ -54,12 +54,10 @@ def do_escalate_due(conn: psycopg.Connection, *, now: datetime, public_url: str)
             do_notify(
                 conn,
                 alert_id=alert_id,
-                patient_id=patient_id,
                 severity=level,
                 policy=target,
                 route=next_route,
                 now=now,
-                public_url=public_url,
                 values=None,
             )
             moved += 1

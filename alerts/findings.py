@@ -88,6 +88,8 @@ class Finding:
     severity: Severity
     category: Category
     measured_at: datetime
+    rule_version: int
+    """The version of the rule that found it (the catalogue's): the alert it opens records it."""
     code: str | None = None
     direction: Literal["low", "high"] | None = None
     value: float | None = None

@@ -1,11 +1,12 @@
-"""Findings become alerts, and people act on them: the alert lifecycle.
+"""Findings become alerts: the one path every finding takes, clinical, adherence or technical.
 
 One alert per patient and rule instance until it is resolved: repeats update it and its
 severity can only rise. After resolution the instance is disarmed until a clearly normal
 reading re-arms it (hysteresis), unless the finding is worse than what was resolved. A snooze
 mutes one instance for a while with a reason; a red finding is never muted below a
 notification. Every change is an `alert_events` row, and every notification is written to the
-outbox in the same transaction as the change that caused it.
+outbox in the same transaction as the change that caused it (alerts/notify.py). What people
+do to an alert afterwards (acknowledge, assign, resolve, snooze, note) is alerts/actions.py.
 """
 
 from __future__ import annotations
@@ -15,33 +16,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.findings import Finding, Severity
-from alerts.outbox import build_message, do_enqueue_notification, recipients_for
+from alerts.notify import EventBatch, Recipients, do_notify, do_record_event
 from alerts.routing import Policy, policy_of
 from care.handover import responsible_units
 
 LATE_AFTER = timedelta(hours=2)
 """A reading evaluated this long after it was measured raises a *late* alert."""
-MAX_SNOOZE = timedelta(days=7)
-
-Outcome = Literal[
-    "contacted_patient",
-    "changed_treatment",
-    "referred",
-    "no_action_needed",
-    "technical_fixed",
-    "false_alarm",
-]
-
-
-class AlertStateError(Exception):
-    """The alert cannot take this step from where it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +44,6 @@ def do_apply_findings(
     patient_id: UUID,
     findings: Iterable[Finding],
     now: datetime,
-    public_url: str,
     late: frozenset[str] = frozenset(),
 ) -> Applied:
     """Open, update or (hysteresis, snooze) suppress alerts for one patient's findings.
@@ -66,7 +52,6 @@ def do_apply_findings(
         conn,
         batch={patient_id: [(f, f.instance in late) for f in findings]},
         now=now,
-        public_url=public_url,
     )
 
 
@@ -79,7 +64,6 @@ def do_apply_batch(
     *,
     batch: Mapping[UUID, Sequence[tuple[Finding, bool]]],
     now: datetime,
-    public_url: str,
 ) -> Applied:
     """Apply many patients' findings (each with its late flag) in a few set-based steps.
 
@@ -152,13 +136,12 @@ def do_apply_batch(
                 openings[key] = (finding, is_late)
                 open_alerts[key] = (0, finding.severity)
                 opened += 1
-    for key, alert_id in _open_all(conn, openings=openings, now=now, public_url=public_url):
+    for key, alert_id in _open_all(conn, openings=openings, now=now):
         open_alerts[key] = (alert_id, open_alerts[key][1])
     _fold(
         conn,
         repeats={open_alerts[key]: found for key, found in repeats.items()},
         now=now,
-        public_url=public_url,
     )
     return Applied(opened=opened, updated=len(repeats), suppressed=suppressed)
 
@@ -182,15 +165,16 @@ _OPEN = """
 INSERT INTO alerts (patient_id, rule_id, rule_version, severity, category, code, direction,
                     first_value, last_value, first_measured_at, last_measured_at, occurrences,
                     created_at, updated_at, late, details, routed_to, route, escalate_at)
-SELECT v.patient_id, v.instance, 1, v.severity, v.category, v.code, v.direction, v.value,
+SELECT v.patient_id, v.instance, v.version, v.severity, v.category, v.code, v.direction, v.value,
        v.value, v.at, v.at, 1, %(now)s, %(now)s, v.late, v.details, v.unit, v.route,
        v.escalate_at
-FROM unnest(%(patient_id)b::uuid[], %(instance)b::text[], %(severity)b::text[],
+FROM unnest(%(patient_id)b::uuid[], %(instance)b::text[], %(version)b::int[],
+            %(severity)b::text[],
             %(category)b::text[], %(code)b::text[], %(direction)b::text[], %(value)b::float8[],
             %(at)b::timestamptz[], %(late)b::bool[], %(details)b::jsonb[], %(unit)b::uuid[],
             %(route)b::text[], %(escalate_at)b::timestamptz[])
-     AS v(patient_id, instance, severity, category, code, direction, value, at, late, details,
-          unit, route, escalate_at)
+     AS v(patient_id, instance, version, severity, category, code, direction, value, at, late,
+          details, unit, route, escalate_at)
 RETURNING patient_id, rule_id, id
 """
 
@@ -200,7 +184,6 @@ def _open_all(
     *,
     openings: Mapping[Key, tuple[Finding, bool]],
     now: datetime,
-    public_url: str,
 ) -> list[tuple[Key, int]]:
     """Open one alert per key, routed to the unit responsible now (out of hours when it is
     closed), with its events and notifications: a few statements for the whole batch."""
@@ -219,6 +202,7 @@ def _open_all(
         for name, value in (
             ("patient_id", patient_id),
             ("instance", instance),
+            ("version", finding.rule_version),
             ("severity", finding.severity.value),
             ("category", finding.category.value),
             ("code", finding.code),
@@ -241,8 +225,8 @@ def _open_all(
         ((patient_id, instance), alert_id)
         for patient_id, instance, alert_id in conn.execute(_OPEN, {**columns, "now": now})
     ]
-    events = _Events()
-    recipients: dict[tuple[UUID, Severity], list[tuple[str, str]]] = {}
+    events = EventBatch()
+    recipients: Recipients = {}
     for key, alert_id in opened:
         finding, late = openings[key]
         policy, route = routed[key]
@@ -253,39 +237,16 @@ def _open_all(
             do_notify(
                 conn,
                 alert_id=alert_id,
-                patient_id=key[0],
                 severity=finding.severity,
                 policy=policy,
                 route=route,
                 now=now,
-                public_url=public_url,
                 values=finding,
                 events=events,
                 recipients=recipients,
             )
     events.write(conn, now=now)
     return opened
-
-
-class _Events:
-    """Alert events gathered for one statement."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, str, Jsonb]] = []
-
-    def add(self, alert_id: int, action: str, details: dict[str, Any]) -> None:
-        self.rows.append((alert_id, action, Jsonb(details)))
-
-    def write(self, conn: psycopg.Connection, *, now: datetime) -> None:
-        if not self.rows:
-            return
-        ids, actions, details = zip(*self.rows, strict=True)
-        conn.execute(
-            "INSERT INTO alert_events (alert_id, at, action, details)"
-            " SELECT a, %s, b, d FROM unnest(%s::bigint[], %s::text[], %s::jsonb[]) AS v(a, b, d)",
-            (now, list(ids), list(actions), list(details)),
-        )
-        self.rows.clear()
 
 
 _FOLD = """
@@ -305,7 +266,7 @@ FROM unnest(%(id)b::bigint[], %(count)b::int[], %(raised)b::bool[], %(severity)b
             %(direction)b::text[], %(details)b::jsonb[], %(late)b::bool[])
      AS v(id, count, raised, severity, at, earliest, value, direction, details, late)
 WHERE a.id = v.id
-RETURNING a.id, a.patient_id, a.routed_to, a.route
+RETURNING a.id, a.routed_to, a.route
 """
 
 
@@ -314,7 +275,6 @@ def _fold(
     *,
     repeats: Mapping[tuple[int, Severity], Sequence[tuple[Finding, bool]]],
     now: datetime,
-    public_url: str,
 ) -> None:
     """Fold a batch's repeats into their open alerts in one statement; an alert whose
     severity rose is recorded and notified as well."""
@@ -345,20 +305,18 @@ def _fold(
             ("late", any(late for _, late in findings)),
         ):
             rows[name].append(value)
-    for alert_id, patient_id, unit, route in conn.execute(_FOLD, {**rows, "now": now}):
+    for alert_id, unit, route in conn.execute(_FOLD, {**rows, "now": now}):
         newest, was, worst = newest_of[alert_id]
         if worst.rank > was.rank:
             _raised(
                 conn,
                 alert_id=alert_id,
-                patient_id=patient_id,
                 unit=unit,
                 route=route,
                 was=was,
                 worst=worst,
                 newest=newest,
                 now=now,
-                public_url=public_url,
             )
 
 
@@ -366,14 +324,12 @@ def _raised(
     conn: psycopg.Connection,
     *,
     alert_id: int,
-    patient_id: UUID,
     unit: UUID | None,
     route: str,
     was: Severity,
     worst: Severity,
     newest: Finding,
     now: datetime,
-    public_url: str,
 ) -> None:
     do_record_event(
         conn,
@@ -393,67 +349,12 @@ def _raised(
     do_notify(
         conn,
         alert_id=alert_id,
-        patient_id=patient_id,
         severity=worst,
         policy=policy,
         route=route,
         now=now,
-        public_url=public_url,
         values=newest,
     )
-
-
-def do_notify(
-    conn: psycopg.Connection,
-    *,
-    alert_id: int,
-    patient_id: UUID,
-    severity: Severity,
-    policy: Policy,
-    route: str,
-    now: datetime,
-    public_url: str,
-    values: Finding | None,
-    events: _Events | None = None,
-    recipients: dict[tuple[UUID, Severity], list[tuple[str, str]]] | None = None,
-) -> int:
-    """Write the outbox rows for one step of an alert's route; returns how many. A batch
-    passes `events` to write the 'notified' events with its others, and `recipients` to look
-    up each unit's subscribers once."""
-    if route == "out_of_hours":
-        targets = [policy.out_of_hours] if policy.out_of_hours else []
-    elif route == "on_call":
-        targets = [policy.on_call] if policy.on_call else []
-    else:
-        known = {} if recipients is None else recipients
-        wanted = (policy.organisation_id, severity)
-        if wanted not in known:
-            known[wanted] = recipients_for(
-                conn, organisation_id=policy.organisation_id, severity=severity.value, now=now
-            )
-        targets = known[wanted]
-    message = build_message(
-        alert_id=alert_id,
-        severity=severity.value,
-        unit_name=policy.name,
-        public_url=public_url,
-        patient_id=patient_id,
-        values=_values(values) if policy.include_values and values is not None else None,
-    )
-    for channel, address in targets:
-        do_enqueue_notification(
-            conn, alert_id=alert_id, channel=channel, address=address, message=message, now=now
-        )
-    details = {"route": route, "unit": policy.name, "recipients": len(targets)}
-    if events is None:
-        do_record_event(conn, alert_id=alert_id, action="notified", now=now, details=details)
-    else:
-        events.add(alert_id, "notified", details)
-    return len(targets)
-
-
-def _values(finding: Finding) -> dict[str, Any]:
-    return {"code": finding.code, "value": finding.value, "direction": finding.direction}
 
 
 def _json_safe(details: Any) -> Any:
@@ -466,141 +367,3 @@ def _json_safe(details: Any) -> Any:
     if isinstance(details, str | int | float | bool) or details is None:
         return details
     return str(details)
-
-
-def do_record_event(
-    conn: psycopg.Connection,
-    *,
-    alert_id: int,
-    action: str,
-    now: datetime,
-    actor: UUID | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO alert_events (alert_id, at, actor, action, details)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (alert_id, now, actor, action, Jsonb(details or {})),
-    )
-
-
-def _locked(conn: psycopg.Connection, *, alert_id: int) -> tuple[UUID, str, str, str]:
-    row = conn.execute(
-        "SELECT patient_id, rule_id, state, severity FROM alerts WHERE id = %s FOR UPDATE",
-        (alert_id,),
-    ).fetchone()
-    if row is None:
-        raise AlertStateError("no such alert")
-    return row[0], row[1], row[2], row[3]
-
-
-def do_acknowledge(conn: psycopg.Connection, *, alert_id: int, by: UUID, now: datetime) -> None:
-    """Someone has it: escalation stops."""
-    with conn.transaction():
-        _patient, _instance, state, _severity = _locked(conn, alert_id=alert_id)
-        if state != "open":
-            raise AlertStateError(f"the alert is {state}")
-        conn.execute(
-            "UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s,"
-            " escalate_at = NULL, assigned_to = coalesce(assigned_to, %s), updated_at = %s"
-            " WHERE id = %s",
-            (by, now, by, now, alert_id),
-        )
-        do_record_event(conn, alert_id=alert_id, action="acknowledged", actor=by, now=now)
-
-
-def do_assign(
-    conn: psycopg.Connection, *, alert_id: int, to: UUID, by: UUID, now: datetime
-) -> None:
-    with conn.transaction():
-        _patient, _instance, state, _severity = _locked(conn, alert_id=alert_id)
-        if state == "resolved":
-            raise AlertStateError("the alert is resolved")
-        conn.execute(
-            "UPDATE alerts SET assigned_to = %s, updated_at = %s WHERE id = %s",
-            (to, now, alert_id),
-        )
-        do_record_event(
-            conn,
-            alert_id=alert_id,
-            action="assigned",
-            actor=by,
-            now=now,
-            details={"to": str(to)},
-        )
-
-
-def do_resolve(
-    conn: psycopg.Connection,
-    *,
-    alert_id: int,
-    by: UUID,
-    outcome: Outcome,
-    note: str,
-    now: datetime,
-) -> None:
-    """Close the alert with what was done; the instance stays quiet until values clear."""
-    if not note or not note.strip():
-        raise AlertStateError("resolving an alert needs a note")
-    with conn.transaction():
-        patient, instance, state, severity = _locked(conn, alert_id=alert_id)
-        if state == "resolved":
-            raise AlertStateError("the alert is resolved already")
-        conn.execute(
-            "UPDATE alerts SET state = 'resolved', resolved_by = %s, resolved_at = %s,"
-            " outcome = %s, resolution_note = %s, escalate_at = NULL, updated_at = %s"
-            " WHERE id = %s",
-            (by, now, outcome, note.strip(), now, alert_id),
-        )
-        conn.execute(
-            """
-            INSERT INTO alert_arming (patient_id, rule_id, armed, disarmed_severity, updated_at)
-            VALUES (%s, %s, false, %s, %s)
-            ON CONFLICT (patient_id, rule_id) DO UPDATE
-               SET armed = false, disarmed_severity = EXCLUDED.disarmed_severity,
-                   updated_at = EXCLUDED.updated_at
-            """,
-            (patient, instance, severity, now),
-        )
-        do_record_event(
-            conn,
-            alert_id=alert_id,
-            action="resolved",
-            actor=by,
-            now=now,
-            details={"outcome": outcome},
-        )
-
-
-def do_snooze(
-    conn: psycopg.Connection,
-    *,
-    alert_id: int,
-    by: UUID,
-    reason: str,
-    duration: timedelta,
-    now: datetime,
-) -> None:
-    """Mute this alert's instance (one rule, one measurement, one direction) for a while.
-    Yellow repeats stay quiet; a red finding still notifies."""
-    if not reason or not reason.strip():
-        raise AlertStateError("a snooze needs a reason")
-    if not timedelta(minutes=1) <= duration <= MAX_SNOOZE:
-        raise AlertStateError("a snooze lasts between one minute and seven days")
-    with conn.transaction():
-        patient, instance, state, _severity = _locked(conn, alert_id=alert_id)
-        if state == "resolved":
-            raise AlertStateError("the alert is resolved")
-        conn.execute(
-            "INSERT INTO alert_snoozes (patient_id, rule_id, until, reason, created_by,"
-            " created_at) VALUES (%s, %s, %s, %s, %s, %s)",
-            (patient, instance, now + duration, reason.strip(), by, now),
-        )
-        do_record_event(
-            conn,
-            alert_id=alert_id,
-            action="snoozed",
-            actor=by,
-            now=now,
-            details={"until": (now + duration).isoformat(), "reason": reason.strip()},
-        )

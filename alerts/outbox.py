@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import psycopg
@@ -39,28 +38,18 @@ def _one_line(text: str, *, limit: int = 200) -> str:
     return _CONTROL.sub(" ", text).strip()[:limit]
 
 
-def patient_link(*, public_url: str, patient_id: UUID) -> str:
-    """The patient's page, from configuration: never from a request's Host header, which a
-    caller controls (a poisoned link in a notification would be a phishing link)."""
-    parts = urlsplit(public_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"public_url must be an absolute http(s) URL, not {public_url!r}")
-    return f"{public_url.rstrip('/')}/app/patients/{patient_id}"
-
-
 def build_message(
     *,
     alert_id: int,
     severity: str,
     unit_name: str,
-    public_url: str,
-    patient_id: UUID,
     values: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The notification's content, as stored in the outbox (JSON).
 
     `values` is given only when the unit's policy includes values; otherwise nothing clinical
-    is in the message, and the reader logs in through the link to see it.
+    is in the message, and the reader logs in through the link to see it: the dispatcher
+    adds the link when it sends (`with_link`), from the configured public address.
     """
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
@@ -71,11 +60,15 @@ def build_message(
         "severity": severity,
         "unit": unit,
         "title": f"Heimvakt: {severity} alert for {unit}",
-        "link": patient_link(public_url=public_url, patient_id=patient_id),
     }
     if values is not None:
         message["values"] = {str(key): value for key, value in values.items()}
     return message
+
+
+def with_link(message: Mapping[str, Any], *, link: str) -> dict[str, Any]:
+    """The message as it is sent: with the link to log in and see the alert."""
+    return {**message, "link": link}
 
 
 def do_enqueue_notification(

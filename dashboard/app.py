@@ -14,12 +14,13 @@ from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, n
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
-from alerts.lifecycle import AlertStateError
-from care.access import ForbiddenError, NotAuthenticatedError, NotVisibleError
+from alerts.actions import AlertStateError, do_acknowledge_alert
+from care.access import ForbiddenError, Interface, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
 from core.i18n import Translator, translator
-from dashboard.data.patient import do_acknowledge_from_dashboard, load_patient
+from core.links import DASHBOARD_PATH
+from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
 from dashboard.links import (
@@ -56,7 +57,7 @@ def create_dashboard(
     clock: Clock,
     principal_of: Callable[[str | None], Principal],
     session_cookie: str,
-    url_base: str = "/app/",
+    url_base: str = DASHBOARD_PATH,
     demo_outbox: bool = False,
 ) -> Dash:
     """Mount the dashboard on `server` under `url_base`; it reads through `pool` when shown.
@@ -180,8 +181,12 @@ def create_dashboard(
         try:
             principal = principal_of(token)
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-                do_acknowledge_from_dashboard(
-                    conn, alert_id=alert_id, principal=principal, now=clock.now()
+                do_acknowledge_alert(
+                    conn,
+                    alert_id=alert_id,
+                    actor=principal,
+                    interface=Interface.DASHBOARD,
+                    now=clock.now(),
                 )
         except (
             NotAuthenticatedError,

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 from core.i18n import negotiate
+from core.links import LOGIN_SEGMENT, PATIENTS_SEGMENT, patient_path
 
 
 class Page(Enum):
@@ -16,10 +17,6 @@ class Page(Enum):
     PATIENT = "patient"
     LOGIN = "login"
     UNKNOWN = "unknown"
-
-
-PATIENTS_SEGMENT = "patients/"
-LOGIN_SEGMENT = "login"
 
 
 def language_from_search(search: str | None) -> str:
@@ -71,7 +68,7 @@ class Links:
         return f"{self.base}?lang={self.language}"
 
     def patient(self, patient_id: UUID) -> str:
-        return f"{self.base}{PATIENTS_SEGMENT}{patient_id}?lang={self.language}"
+        return f"{patient_path(patient_id, base=self.base)}?lang={self.language}"
 
     def in_language(self, route: Route, language: str) -> str:
         """The page `route` names, in `language`; built from the route, never from the raw path."""

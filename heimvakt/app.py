@@ -19,6 +19,7 @@ from care.routes.problems import install_care_problems
 from core.api import ApiContext, bind_api_context
 from core.auth import LocalIssuer, TokenVerifier
 from core.clock import Clock
+from core.links import DASHBOARD_PATH
 from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
 from core.settings import HTTP_MAX_BODY_BYTES
@@ -42,8 +43,6 @@ from ingest.http import ingest_router
 from ingest.limits import Limits
 from ingest.review import review_router
 from ingest.store import AfterStore
-
-DASHBOARD_PATH = "/app/"
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,6 @@ def create_app(
             pool=pool,
             clock=clock,
             authenticate=authenticate,
-            public_url=public_url,
             allow_private_targets=allow_private_targets,
         )
     )

@@ -389,7 +389,6 @@ def sweep(
             run_sweeper(
                 pool,
                 clock=SystemClock(),
-                public_url=settings.public_url,
                 stop=stop,
                 keep_messages=message_memory(settings),
                 every=every,

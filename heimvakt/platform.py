@@ -21,12 +21,13 @@ from alerts.dispatch import serve
 from core.auth import LocalIssuer, TokenVerifier, issuer_configs, load_or_create_issuer_key
 from core.clock import Clock, SystemClock
 from core.db import open_pool
+from core.links import DASHBOARD_PATH
 from core.loops import Pulse
 from core.migrate import MigrationReport, migrate
 from core.mqtt import BrokerAddress
 from core.settings import Settings
 from devices.simulator import Simulator
-from heimvakt.app import DASHBOARD_PATH, create_app
+from heimvakt.app import create_app
 from heimvakt.demo import (
     DEMO_PASSWORD,
     DEMO_PATIENT_LOGIN,
@@ -129,7 +130,6 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             kwargs={
                 "pool": pool,
                 "clock": clock,
-                "public_url": settings.public_url,
                 "stop": background,
                 "keep_messages": message_memory(settings),
                 "pulse": sweeper,
@@ -184,7 +184,7 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             clock=clock,
             broker_connected=lambda: ingest.connected,
             loops=[*ingest.pulses, sweeper, dispatcher],
-            after_store=rules(clock, public_url=settings.public_url),
+            after_store=rules(clock),
             limits=ingest_limits(settings),
             verifier=TokenVerifier(issuer_configs(settings), local=local_issuer),
             public_url=settings.public_url,

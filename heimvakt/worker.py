@@ -66,12 +66,10 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def rules(
-    clock: Clock, *, public_url: str, claimed: Callable[[], None] | None = None
-) -> list[AfterStore]:
+def rules(clock: Clock, *, claimed: Callable[[], None] | None = None) -> list[AfterStore]:
     """What runs on every stored reading, in the transaction that stores it: the rule engine,
     which writes alerts and their notifications' outbox rows in that same transaction."""
-    return [engine_hook(clock=clock, public_url=public_url, claimed=claimed)]
+    return [engine_hook(clock=clock, claimed=claimed)]
 
 
 def ingest_limits(settings: Settings) -> Limits:
@@ -132,7 +130,7 @@ def build_ingest(
             writers=settings.ingest_writers,
         ),
         clock=clock,
-        after_store=rules(clock, public_url=settings.public_url, claimed=turns.release),
+        after_store=rules(clock, claimed=turns.release),
         turns=turns,
     )
 
@@ -171,7 +169,6 @@ def run_sweeper(
     pool: ConnectionPool,
     *,
     clock: Clock,
-    public_url: str,
     stop: threading.Event,
     keep_messages: timedelta,
     every: float = SWEEP_SECONDS,
@@ -186,7 +183,7 @@ def run_sweeper(
         try:
             with pool.connection() as conn:
                 now = clock.now()
-                do_sweep(conn, now=now, public_url=public_url)
+                do_sweep(conn, now=now)
                 do_forget_messages(conn, received_before=now - keep_messages)
         except Exception:
             log.exception("the sweep failed; trying again")

@@ -14,7 +14,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from care.careplan import do_create_care_plan
 from care.models import Condition, OrganisationKind
+from care.people import (
+    do_add_employment,
+    do_add_team_member,
+    do_add_team_patient,
+    do_create_care_team,
+    do_create_staff,
+    get_staff,
+)
 from care.service import do_create_organisation, do_create_patient
+from core.auth import Principal, StaffRole
 from core.limits import Limits
 from devices.service import do_assign_device, do_register_device
 
@@ -68,6 +77,26 @@ def plan_with_limits(
         limits=limits,
         measurements=(),
     )
+
+
+def care_team_member(
+    conn: psycopg.Connection, *, patient_id: UUID, since: datetime, staff_id: UUID | None = None
+) -> Principal:
+    """A caller in a care team that follows the patient since `since`: someone who may act on
+    the patient's alerts. `staff_id` must work somewhere already; without it, a nurse is
+    employed by a unit of her own."""
+    if staff_id is None:
+        unit = do_create_organisation(
+            conn, name="Oppfølgingsteamet", kind=OrganisationKind.MUNICIPAL_SERVICE
+        )
+        staff_id = do_create_staff(conn, display_name="Sykepleier", role=StaffRole.NURSE).id
+        do_add_employment(conn, staff_id=staff_id, organisation_id=unit, since=since)
+    team = do_create_care_team(conn, name="Oppfølging")
+    do_add_team_member(conn, team_id=team.id, staff_id=staff_id, since=since)
+    do_add_team_patient(conn, team_id=team.id, patient_id=patient_id, since=since)
+    staff = get_staff(conn, staff_id=staff_id)
+    assert staff is not None
+    return Principal(kind="staff", id=str(staff.id), name=staff.display_name, role=staff.role)
 
 
 def hours_ago(hours: float, *, now: datetime | None = None) -> datetime:

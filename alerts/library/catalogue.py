@@ -36,6 +36,10 @@ class Rule:
     """The measurements (LOINC codes) whose new reading can change this rule's verdict: on
     ingest the engine runs a rule only at moments where one of them was measured. Empty for
     rules about questionnaire answers, which run when an answer arrives."""
+    disarmed_by_resolution: bool = True
+    """Whether resolving an alert of this rule mutes its instance until a clearly normal
+    finding re-arms it (hysteresis). False for a rule that never finds anything clearly
+    normal and whose every occurrence is news: the next one opens a new alert."""
 
 
 def _text(nb: str, nn: str, en: str) -> Mapping[str, str]:
@@ -45,7 +49,7 @@ def _text(nb: str, nn: str, en: str) -> Mapping[str, str]:
 RULES: Final[tuple[Rule, ...]] = (
     Rule(
         id="threshold",
-        version=2,
+        version=threshold.VERSION,
         category=Category.CLINICAL,
         title=_text("Utenfor grensene", "Utanfor grensene", "Outside the limits"),
         explanation=_text(
@@ -68,7 +72,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="news2_partial",
-        version=1,
+        version=news2.VERSION,
         category=Category.CLINICAL,
         title=_text("NEWS2 (delvis)", "NEWS2 (delvis)", "NEWS2 (partial)"),
         explanation=_text(
@@ -96,7 +100,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="weight_gain",
-        version=1,
+        version=trends.WEIGHT_GAIN_VERSION,
         category=Category.CLINICAL,
         title=_text("Vektøkning", "Vektauke", "Weight gain"),
         explanation=_text(
@@ -119,7 +123,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="spo2_drop",
-        version=1,
+        version=trends.SPO2_DROP_VERSION,
         category=Category.CLINICAL,
         title=_text("Fall i oksygenmetning", "Fall i oksygenmetting", "SpO2 fall"),
         explanation=_text(
@@ -141,7 +145,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="peak_flow_drop",
-        version=1,
+        version=trends.PEAK_FLOW_DROP_VERSION,
         category=Category.CLINICAL,
         title=_text("Fall i PEF/FEV1", "Fall i PEF/FEV1", "PEF/FEV1 fall"),
         explanation=_text(
@@ -160,7 +164,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="daily_symptoms",
-        version=1,
+        version=symptoms.DAILY_SYMPTOMS_VERSION,
         category=Category.CLINICAL,
         title=_text("Symptomer", "Symptom", "Symptoms"),
         explanation=_text(
@@ -183,7 +187,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="cat_score",
-        version=1,
+        version=symptoms.CAT_SCORE_VERSION,
         category=Category.CLINICAL,
         title=_text("CAT-skår", "CAT-skår", "CAT score"),
         explanation=_text(
@@ -252,6 +256,7 @@ RULES: Final[tuple[Rule, ...]] = (
         requirement="REQ-ALERT-010",
         hazard="HAZ-007: an alert never reaches a nurse",
         evaluate=None,
+        disarmed_by_resolution=False,
     ),
     Rule(
         id="rule_failed",

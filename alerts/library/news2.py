@@ -17,6 +17,8 @@ from alerts.library.threshold import latest
 from alerts.series import moment_of
 
 RULE: Final = "news2_partial"
+VERSION: Final = 1
+"""Raised whenever the logic or the defaults below change (the catalogue shows it)."""
 WINDOW: Final = timedelta(hours=12)
 MIN_PARAMETERS: Final = 2
 
@@ -124,6 +126,7 @@ def evaluate(context: PatientContext) -> list[Finding]:
     return [
         Finding(
             rule=RULE,
+            rule_version=VERSION,
             instance=RULE,
             severity=SEVERITY[risk],
             category=Category.CLINICAL,

@@ -13,6 +13,9 @@ from typing import Final
 
 from alerts.findings import Category, Finding, PatientContext, Severity, SymptomAnswer
 
+DAILY_SYMPTOMS_VERSION: Final = 1
+CAT_SCORE_VERSION: Final = 1
+"""Each rule's version, raised whenever its logic or defaults below change."""
 QUESTIONS: Final = ("more_breathless", "more_swelling", "more_cough")
 RECENT: Final = timedelta(hours=24)
 CAT_ITEMS: Final = 8
@@ -49,6 +52,7 @@ def daily_symptoms(context: PatientContext) -> list[Finding]:
     return [
         Finding(
             rule="daily_symptoms",
+            rule_version=DAILY_SYMPTOMS_VERSION,
             instance="daily_symptoms",
             severity=Severity.YELLOW if yes else Severity.GREEN,
             category=Category.CLINICAL,
@@ -88,6 +92,7 @@ def cat_score(context: PatientContext) -> list[Finding]:
     return [
         Finding(
             rule="cat_score",
+            rule_version=CAT_SCORE_VERSION,
             instance="cat_score",
             severity=Severity.YELLOW if worse else Severity.GREEN,
             category=Category.CLINICAL,

@@ -17,6 +17,8 @@ from core.catalog import MEASUREMENTS
 from core.limits import Limits, Severity
 
 RULE: Final = "threshold"
+VERSION: Final = 2
+"""Raised whenever the logic or the defaults below change (the catalogue shows it)."""
 MARGINS: Final = MappingProxyType({m.code: m.hysteresis_margin for m in MEASUREMENTS})
 """Each measurement's hysteresis margin, as the measurement catalog describes it."""
 DEFAULT_MARGIN: Final = 0.0
@@ -91,6 +93,7 @@ def evaluate(context: PatientContext) -> list[Finding]:
             findings += [
                 Finding(
                     rule=RULE,
+                    rule_version=VERSION,
                     instance=f"{RULE}:{code}:{side}",
                     severity=Severity.GREEN,
                     category=Category.CLINICAL,
@@ -104,6 +107,7 @@ def evaluate(context: PatientContext) -> list[Finding]:
         findings.append(
             Finding(
                 rule=RULE,
+                rule_version=VERSION,
                 instance=f"{RULE}:{code}:{direction}",
                 severity=severity,
                 category=Category.CLINICAL,

@@ -13,6 +13,11 @@ from alerts.series import MICROSECOND, span
 
 WEIGHT, SPO2, PEF, FEV1 = "29463-7", "59408-5", "19935-6", "20150-9"
 
+WEIGHT_GAIN_VERSION: Final = 1
+SPO2_DROP_VERSION: Final = 1
+PEAK_FLOW_DROP_VERSION: Final = 1
+"""Each rule's version, raised whenever its logic or defaults below change."""
+
 WEIGHT_GAIN_1_DAY: Final = 1.5
 WEIGHT_GAIN_3_DAYS: Final = 2.0
 YESTERDAY: Final = (timedelta(hours=18), timedelta(hours=30))
@@ -49,6 +54,7 @@ def weight_gain(context: PatientContext) -> list[Finding]:
     return [
         Finding(
             rule="weight_gain",
+            rule_version=WEIGHT_GAIN_VERSION,
             instance=f"weight_gain:{WEIGHT}",
             severity=Severity.YELLOW if breached else Severity.GREEN,
             category=Category.CLINICAL,
@@ -82,6 +88,7 @@ def spo2_drop(context: PatientContext) -> list[Finding]:
     return [
         Finding(
             rule="spo2_drop",
+            rule_version=SPO2_DROP_VERSION,
             instance=f"spo2_drop:{SPO2}",
             severity=severity,
             category=Category.CLINICAL,
@@ -108,6 +115,7 @@ def peak_flow_drop(context: PatientContext) -> list[Finding]:
         findings.append(
             Finding(
                 rule="peak_flow_drop",
+                rule_version=PEAK_FLOW_DROP_VERSION,
                 instance=f"peak_flow_drop:{code}",
                 severity=Severity.YELLOW if current.value < limit else Severity.GREEN,
                 category=Category.CLINICAL,

@@ -1,22 +1,21 @@
-"""The patient page's data, and the one action taken from it (acknowledging an alert)."""
+"""The patient page's data. The one action taken from it, acknowledging an alert, is
+alerts.actions.do_acknowledge_alert, the API's own."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Final
 from uuid import UUID
 
 import psycopg
 
-from alerts.lifecycle import do_acknowledge
-from alerts.service import Alert, unresolved_alerts
+from alerts.queries import Alert, unresolved_alerts
 from care.access import (
     ROLES,
     AccessLogEntry,
     Action,
     Interface,
-    NotVisibleError,
     Permission,
     access_log,
     authorize,
@@ -25,7 +24,6 @@ from care.access import (
 from care.careplan import PlanLimits, plan_limits
 from care.models import Patient
 from care.service import get_patient
-from core.auth import Principal
 from core.readings import Reading, readings_for_patient
 from dashboard.data.viewing import View, already_logged
 from devices.status import DeviceOverview, devices_with_status
@@ -84,23 +82,3 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
         looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
         can_act=principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT],
     )
-
-
-def do_acknowledge_from_dashboard(
-    conn: psycopg.Connection, *, alert_id: int, principal: Principal, now: datetime
-) -> None:
-    """The nurse's button: the same check, access-log row and lifecycle step as the API's."""
-    row = conn.execute("SELECT patient_id FROM alerts WHERE id = %s", (alert_id,)).fetchone()
-    if row is None:
-        raise NotVisibleError
-    do_access_patient(
-        conn,
-        principal=principal,
-        permission=Permission.ACT_ON_ALERT,
-        patient_id=row[0],
-        resource="alert:acknowledge",
-        action=Action.UPDATE,
-        interface=Interface.DASHBOARD,
-        now=now,
-    )
-    do_acknowledge(conn, alert_id=alert_id, by=principal.uuid, now=now)

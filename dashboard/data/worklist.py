@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 
 from alerts.outbox import SentNotification, recent_notifications
-from alerts.service import Alert, unresolved_alerts
+from alerts.queries import Alert, unresolved_alerts
 from care.access import (
     Action,
     Interface,

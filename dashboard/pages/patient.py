@@ -10,7 +10,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from alerts.library.catalogue import RULES_BY_ID
-from alerts.service import Alert
+from alerts.queries import Alert
 from core import catalog
 from core.i18n import Translator
 from core.limits import Severity
@@ -135,10 +135,10 @@ def _alerts(alerts: list[Alert], *, now: datetime, t: Translator, can_act: bool)
 
 def _alert(alert: Alert, *, now: datetime, t: Translator, can_act: bool = False) -> Component:
     measurement = catalog.lookup(alert.code) if alert.code else None
-    rule = RULES_BY_ID.get(alert.rule_id.partition(":")[0])
+    rule = RULES_BY_ID.get(alert.rule_id)
     title = [
         severity_badge(Severity(alert.severity), t),
-        html.Strong(measurement.name(t.language) if measurement else alert.rule_id),
+        html.Strong(measurement.name(t.language) if measurement else alert.instance),
     ]
     if alert.direction:
         title.append(

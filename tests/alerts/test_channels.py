@@ -40,8 +40,9 @@ from alerts.channels import (
     sign,
     verify_signature,
 )
-from alerts.outbox import build_message
+from alerts.outbox import build_message, with_link
 from core.clock import ManualClock
+from core.links import PublicLinks
 from heimvakt.embedded import free_port
 
 SECRET = "a-webhook-secret-for-tests-only"
@@ -49,14 +50,14 @@ PATIENT = UUID("3b0f8f5e-5d0c-4a3e-9a0e-6d3f7f1d2c11")
 
 
 def a_message(**values: Any) -> dict[str, Any]:
-    return build_message(
+    """A message as the dispatcher hands it to a channel: with its link."""
+    message = build_message(
         alert_id=7,
         severity="red",
         unit_name="Lungeteamet, Medisinsk avdeling",
-        public_url="https://heimvakt.example/",
-        patient_id=PATIENT,
         values=values or None,
     )
+    return with_link(message, link=PublicLinks("https://heimvakt.example/").patient(PATIENT))
 
 
 # A webhook receiver ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ with a technical alert when it cannot be, and not lost when the dispatcher is ki
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -23,17 +24,22 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from alerts.actions import do_resolve_alert
 from alerts.channels import Channel, EmailChannel, WebhookChannel
 from alerts.dispatch import Dispatcher, channels_from_settings, serve
 from alerts.outbox import build_message, do_enqueue_notification, recent_notifications
+from care.access import Interface
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
 from core.clock import ManualClock
+from core.links import PublicLinks
 from core.settings import Settings
 from tests.alerts.test_channels import SECRET, SmtpServer, WebhookReceiver
+from tests.support import care_team_member
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PATIENT_NAME = "Kari Nordmann"
+LINKS = PublicLinks("https://heimvakt.example")
 
 
 def seed_alert(conn: psycopg.Connection, *, now: datetime = NOW) -> tuple[int, UUID]:
@@ -67,12 +73,12 @@ def enqueue(
     now: datetime = NOW,
     values: dict[str, Any] | None = None,
 ) -> UUID:
+    """One notification about `patient_id`'s alert (`alert_id`): the link the dispatcher adds
+    when it sends points to their page."""
     message = build_message(
         alert_id=alert_id,
         severity="red",
         unit_name="Kommunen",
-        public_url="https://heimvakt.example",
-        patient_id=patient_id,
         values=values,
     )
     with conn.transaction():
@@ -119,7 +125,9 @@ def webhook() -> Iterator[WebhookChannel]:
 def dispatcher(
     pool: ConnectionPool, clock: ManualClock, channels: dict[str, Channel], **options: Any
 ) -> Dispatcher:
-    return Dispatcher(pool, channels=channels, clock=clock, rng=random.Random(7), **options)
+    return Dispatcher(
+        pool, channels=channels, clock=clock, links=LINKS, rng=random.Random(7), **options
+    )
 
 
 def test_a_webhook_is_delivered_exactly_once(
@@ -142,6 +150,7 @@ def test_a_webhook_is_delivered_exactly_once(
 
     assert receiver.keys() == [str(key)]
     assert receiver.requests[0].verified()
+    assert json.loads(receiver.requests[0].body)["link"] == LINKS.patient(patient)
     row = conn.execute(
         "SELECT state, attempts, delivered_at, last_error FROM notifications WHERE id = %s", (key,)
     ).fetchone()
@@ -337,11 +346,11 @@ def test_after_max_attempts_the_notification_is_dead_and_a_technical_alert_says_
             dead_at,
         )
     ]
-    (event,) = conn.execute(
-        "SELECT e.action, e.details->>'notification_id' FROM alert_events e"
-        " JOIN alerts a ON a.id = e.alert_id WHERE a.category = 'technical'"
+    events = conn.execute(
+        "SELECT e.action FROM alert_events e"
+        " JOIN alerts a ON a.id = e.alert_id WHERE a.category = 'technical' ORDER BY e.id"
     ).fetchall()
-    assert event == ("opened", str(key))
+    assert events == [("opened",), ("notified",)], "opened and routed like any alert"
     clock.advance(timedelta(days=1))
     assert worker.run_once() == 0  # dead stays dead
 
@@ -373,7 +382,40 @@ def test_a_permanent_failure_is_dead_at_once_and_repeats_count_on_one_technical_
         "SELECT e.action FROM alert_events e JOIN alerts a ON a.id = e.alert_id"
         " WHERE a.category = 'technical' ORDER BY e.id"
     ).fetchall()
-    assert actions == [("opened",), ("repeated",)]
+    assert actions == [("opened",), ("notified",)], "routed like any alert; repeats count up"
+
+
+def test_after_its_alert_is_resolved_the_next_dead_notification_opens_a_new_one(
+    conn: psycopg.Connection,
+    pool: ConnectionPool,
+    clock: ManualClock,
+    receiver: WebhookReceiver,
+    webhook: WebhookChannel,
+) -> None:
+    """Nothing says a channel is clearly working again, so resolving the technical alert
+    does not mute its instance (`Rule.disarmed_by_resolution`): each new failure is news."""
+    alert_id, patient = seed_alert(conn)
+    receiver.status = 410
+    worker = dispatcher(pool, clock, {"webhook": webhook})
+    enqueue(conn, alert_id=alert_id, patient_id=patient, channel="webhook", address=receiver.url)
+    assert worker.run_once() == 1
+    ((technical,),) = conn.execute("SELECT id FROM alerts WHERE category = 'technical'")
+    nurse = care_team_member(conn, patient_id=patient, since=NOW - timedelta(days=1))
+    do_resolve_alert(
+        conn,
+        alert_id=technical,
+        outcome="technical_fixed",
+        note="Ny adresse til webhooken",
+        actor=nurse,
+        interface=Interface.API,
+        now=NOW,
+    )
+    enqueue(conn, alert_id=alert_id, patient_id=patient, channel="webhook", address=receiver.url)
+    assert worker.run_once() == 1
+    assert [(row[0], row[3]) for row in technical_alerts(conn)] == [
+        ("notification_undeliverable:webhook", "resolved"),
+        ("notification_undeliverable:webhook", "open"),
+    ]
 
 
 def test_a_channel_that_is_not_configured_waits_and_is_retried(

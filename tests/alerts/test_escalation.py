@@ -10,16 +10,18 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from alerts.actions import do_acknowledge_alert
 from alerts.escalation import do_escalate_due
 from alerts.findings import Category, Finding, Severity
-from alerts.lifecycle import do_acknowledge, do_apply_findings
+from alerts.lifecycle import do_apply_findings
+from care.access import Interface
 from care.handover import do_set_backup_unit
 from care.models import Condition, OrganisationKind
 from care.people import do_add_employment, do_create_staff
 from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
+from tests.support import care_team_member
 
-PUBLIC_URL = "https://heimvakt.example"
 TUESDAY_10 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 10:00 in Oslo
 SATURDAY_03 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)  # 03:00 in Oslo
 WEEKDAYS_8_TO_1530 = [{"weekday": day, "opens": "08:00", "closes": "15:30"} for day in range(5)]
@@ -78,6 +80,7 @@ def ward(conn: psycopg.Connection) -> dict[str, UUID]:
 def _red(at: datetime, instance: str = "threshold:59408-5:low") -> Finding:
     return Finding(
         rule="threshold",
+        rule_version=2,
         instance=instance,
         severity=Severity.RED,
         category=Category.CLINICAL,
@@ -95,7 +98,6 @@ def _raise(conn: psycopg.Connection, ward: dict[str, UUID], at: datetime, **kwar
             patient_id=ward["patient"],
             findings=[_red(at, **kwargs)],
             now=at,
-            public_url=PUBLIC_URL,
         )
     row = conn.execute("SELECT max(id) FROM alerts").fetchone()
     assert row is not None
@@ -125,16 +127,16 @@ def test_unacknowledged_red_goes_to_backup_then_on_call(
     assert _state(conn, alert) == ("responsible", ward["hospital"], 0)
     assert _sent_to(conn, alert) == ["sykehussykepleier@example.org"]
 
-    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=14), public_url=PUBLIC_URL) == 0
-    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=15), public_url=PUBLIC_URL) == 1
+    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=14)) == 0
+    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=15)) == 1
     assert _state(conn, alert) == ("backup", ward["municipality"], 1)
     assert _sent_to(conn, alert)[-1] == "kommunesykepleier@example.org"
 
-    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=29), public_url=PUBLIC_URL) == 0
-    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=30), public_url=PUBLIC_URL) == 1
+    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=29)) == 0
+    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(minutes=30)) == 1
     assert _state(conn, alert) == ("on_call", ward["hospital"], 2)
     assert _sent_to(conn, alert)[-1] == "https://vakt.example/hook"
-    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(hours=5), public_url=PUBLIC_URL) == 0
+    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(hours=5)) == 0
 
     steps = [
         (row[0], row[1].get("to"))
@@ -150,8 +152,20 @@ def test_unacknowledged_red_goes_to_backup_then_on_call(
 
 def test_acknowledging_stops_escalation(conn: psycopg.Connection, ward: dict[str, UUID]) -> None:
     alert = _raise(conn, ward, TUESDAY_10)
-    do_acknowledge(conn, alert_id=alert, by=ward["nurse"], now=TUESDAY_10 + timedelta(minutes=5))
-    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(hours=2), public_url=PUBLIC_URL) == 0
+    nurse = care_team_member(
+        conn,
+        patient_id=ward["patient"],
+        since=TUESDAY_10 - timedelta(days=1),
+        staff_id=ward["nurse"],
+    )
+    do_acknowledge_alert(
+        conn,
+        alert_id=alert,
+        actor=nurse,
+        interface=Interface.API,
+        now=TUESDAY_10 + timedelta(minutes=5),
+    )
+    assert do_escalate_due(conn, now=TUESDAY_10 + timedelta(hours=2)) == 0
     assert _state(conn, alert) == ("responsible", ward["hospital"], 0)
     assert _sent_to(conn, alert) == ["sykehussykepleier@example.org"]
 
@@ -162,7 +176,7 @@ def test_outside_opening_hours_it_takes_the_out_of_hours_route_at_once(
     alert = _raise(conn, ward, SATURDAY_03)
     assert _state(conn, alert) == ("out_of_hours", ward["hospital"], 0)
     assert _sent_to(conn, alert) == ["legevakt@example.org"]
-    assert do_escalate_due(conn, now=SATURDAY_03 + timedelta(hours=3), public_url=PUBLIC_URL) == 0
+    assert do_escalate_due(conn, now=SATURDAY_03 + timedelta(hours=3)) == 0
 
 
 def test_the_route_follows_the_unit_responsible_at_that_moment(

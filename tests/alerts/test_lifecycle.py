@@ -9,21 +9,23 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from alerts.findings import Category, Finding, Severity
-from alerts.lifecycle import (
+from alerts.actions import (
     AlertStateError,
-    do_acknowledge,
-    do_apply_findings,
-    do_resolve,
-    do_snooze,
+    do_acknowledge_alert,
+    do_note_alert,
+    do_resolve_alert,
+    do_snooze_alert,
 )
+from alerts.findings import Category, Finding, Severity
+from alerts.library import threshold
+from alerts.lifecycle import do_apply_findings
+from care.access import Interface
 from care.models import Condition, OrganisationKind
-from care.people import do_create_staff
 from care.service import do_create_organisation, do_create_patient
-from core.auth import StaffRole
+from core.auth import Principal
+from tests.support import care_team_member
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-URL = "https://heimvakt.example"
 
 
 @pytest.fixture
@@ -39,8 +41,8 @@ def patient(conn: psycopg.Connection) -> UUID:
 
 
 @pytest.fixture
-def nurse(conn: psycopg.Connection) -> UUID:
-    return do_create_staff(conn, display_name="Sykepleier", role=StaffRole.NURSE).id
+def nurse(conn: psycopg.Connection, patient: UUID) -> Principal:
+    return care_team_member(conn, patient_id=patient, since=NOW - timedelta(days=10))
 
 
 def finding(
@@ -53,6 +55,7 @@ def finding(
     direction = instance.rsplit(":", 1)[-1]
     return Finding(
         rule="threshold",
+        rule_version=threshold.VERSION,
         instance=instance,
         severity=severity,
         category=Category.CLINICAL,
@@ -65,7 +68,7 @@ def finding(
 
 def apply(conn: psycopg.Connection, patient: UUID, *found: Finding, now: datetime = NOW) -> None:
     with conn.transaction():
-        do_apply_findings(conn, patient_id=patient, findings=found, now=now, public_url=URL)
+        do_apply_findings(conn, patient_id=patient, findings=found, now=now)
 
 
 def alerts(conn: psycopg.Connection) -> list[tuple]:
@@ -86,18 +89,25 @@ def test_repeats_update_one_alert_and_severity_only_rises(
 
 
 def test_after_resolution_a_value_hovering_at_the_limit_does_not_reopen_until_it_clears(
-    conn: psycopg.Connection, patient: UUID, nurse: UUID
+    conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
     alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
     with pytest.raises(AlertStateError, match="note"):
-        do_resolve(
-            conn, alert_id=alert_id, by=nurse, outcome="contacted_patient", note=" ", now=NOW
+        do_resolve_alert(
+            conn,
+            alert_id=alert_id,
+            actor=nurse,
+            interface=Interface.API,
+            outcome="contacted_patient",
+            note=" ",
+            now=NOW,
         )
-    do_resolve(
+    do_resolve_alert(
         conn,
         alert_id=alert_id,
-        by=nurse,
+        actor=nurse,
+        interface=Interface.API,
         outcome="contacted_patient",
         note="Ringt, føler seg bra",
         now=NOW + timedelta(minutes=30),
@@ -110,14 +120,15 @@ def test_after_resolution_a_value_hovering_at_the_limit_does_not_reopen_until_it
 
 
 def test_a_worse_finding_reopens_even_while_disarmed(
-    conn: psycopg.Connection, patient: UUID, nurse: UUID
+    conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
     alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
-    do_resolve(
+    do_resolve_alert(
         conn,
         alert_id=alert_id,
-        by=nurse,
+        actor=nurse,
+        interface=Interface.API,
         outcome="no_action_needed",
         note="Kjent lav metning",
         now=NOW,
@@ -127,24 +138,37 @@ def test_a_worse_finding_reopens_even_while_disarmed(
 
 
 def test_a_snooze_mutes_one_direction_only_and_never_red(
-    conn: psycopg.Connection, patient: UUID, nurse: UUID
+    conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW, instance="threshold:29463-7:high"))
     weight_alert = conn.execute("SELECT id FROM alerts").fetchone()[0]
     with pytest.raises(AlertStateError, match="reason"):
-        do_snooze(
-            conn, alert_id=weight_alert, by=nurse, reason="", duration=timedelta(hours=8), now=NOW
+        do_snooze_alert(
+            conn,
+            alert_id=weight_alert,
+            actor=nurse,
+            interface=Interface.API,
+            reason="",
+            duration=timedelta(hours=8),
+            now=NOW,
         )
-    do_snooze(
+    do_snooze_alert(
         conn,
         alert_id=weight_alert,
-        by=nurse,
+        actor=nurse,
+        interface=Interface.API,
         reason="Vannlating i dag",
         duration=timedelta(hours=8),
         now=NOW,
     )
-    do_resolve(
-        conn, alert_id=weight_alert, by=nurse, outcome="no_action_needed", note="Forklart", now=NOW
+    do_resolve_alert(
+        conn,
+        alert_id=weight_alert,
+        actor=nurse,
+        interface=Interface.API,
+        outcome="no_action_needed",
+        note="Forklart",
+        now=NOW,
     )
     apply(conn, patient, finding(Severity.GREEN, instance="threshold:29463-7:high"))
     later = NOW + timedelta(hours=1)
@@ -171,10 +195,46 @@ def test_a_reading_evaluated_long_after_it_was_measured_is_marked_late(
 
 
 def test_acknowledging_twice_is_refused(
-    conn: psycopg.Connection, patient: UUID, nurse: UUID
+    conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
     alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
-    do_acknowledge(conn, alert_id=alert_id, by=nurse, now=NOW)
+    do_acknowledge_alert(conn, alert_id=alert_id, actor=nurse, interface=Interface.API, now=NOW)
     with pytest.raises(AlertStateError, match="acknowledged"):
-        do_acknowledge(conn, alert_id=alert_id, by=nurse, now=NOW)
+        do_acknowledge_alert(conn, alert_id=alert_id, actor=nurse, interface=Interface.API, now=NOW)
+
+
+def test_an_alert_records_the_version_of_the_rule_that_raised_it(
+    conn: psycopg.Connection, patient: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    assert conn.execute("SELECT rule_version FROM alerts").fetchone() == (threshold.VERSION,)
+    assert threshold.VERSION == 2
+
+
+def test_every_step_on_an_alert_leaves_its_event_and_its_access_log_row(
+    conn: psycopg.Connection, patient: UUID, nurse: Principal
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    step = {"alert_id": alert_id, "actor": nurse, "interface": Interface.DASHBOARD, "now": NOW}
+    do_acknowledge_alert(conn, **step)
+    do_note_alert(conn, note="Ringt pasienten, ny måling i kveld", **step)
+    with pytest.raises(AlertStateError, match="text"):
+        do_note_alert(conn, note="  ", **step)
+    events = conn.execute(
+        "SELECT action, actor, details->>'note' FROM alert_events"
+        " WHERE actor IS NOT NULL ORDER BY id"
+    ).fetchall()
+    assert events == [
+        ("acknowledged", nurse.uuid, None),
+        ("noted", nurse.uuid, "Ringt pasienten, ny måling i kveld"),
+    ]
+    logged = conn.execute(
+        "SELECT resource, action, interface FROM access_log WHERE actor_id = %s ORDER BY id",
+        (nurse.id,),
+    ).fetchall()
+    assert logged[:2] == [
+        ("alert:acknowledge", "update", "dashboard"),
+        ("alert:note", "update", "dashboard"),
+    ]

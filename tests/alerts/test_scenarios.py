@@ -182,7 +182,7 @@ def _run(conn: psycopg.Connection, patients: list[Simulated]) -> None:
     next_sweep = START
     for day, morning in _moments():
         while next_sweep <= morning:
-            do_sweep(conn, now=next_sweep, public_url=URL)
+            do_sweep(conn, now=next_sweep)
             next_sweep += timedelta(hours=6)
         for simulated in patients:
             assert simulated.patient is not None
@@ -212,11 +212,10 @@ def _run(conn: psycopg.Connection, patients: list[Simulated]) -> None:
                     conn,
                     moments={simulated.patient: [at]},
                     now=at + timedelta(seconds=2),
-                    public_url=URL,
                 )
     end = START + timedelta(days=DAYS)
     while next_sweep <= end:
-        do_sweep(conn, now=next_sweep, public_url=URL)
+        do_sweep(conn, now=next_sweep)
         next_sweep += timedelta(hours=6)
 
 

@@ -45,7 +45,7 @@ def build_app(pool: ConnectionPool, issuer: LocalIssuer) -> TestClient:
         pool=pool,
         clock=clock,
         broker_connected=lambda: True,
-        after_store=rules(clock, public_url=PUBLIC_URL),
+        after_store=rules(clock),
         limits=TEST_LIMITS,
         verifier=TokenVerifier([], local=issuer),
         public_url=PUBLIC_URL,

@@ -310,7 +310,6 @@ def store_reading(
         conn,
         moments={seeded.patient_id: [measured_at]},
         now=measured_at,
-        public_url="http://testserver",
     )
     return reading
 

@@ -30,7 +30,7 @@ def make_client(pool: ConnectionPool) -> MakeClient:
             pool=options.pop("pool", pool),
             clock=clock,
             broker_connected=lambda: broker_connected,
-            after_store=rules(clock, public_url=public_url),
+            after_store=rules(clock),
             limits=TEST_LIMITS,
             verifier=TokenVerifier([], local=None),
             public_url=public_url,

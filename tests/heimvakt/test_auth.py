@@ -55,7 +55,7 @@ def make_app(pool: ConnectionPool, clock: Clock, *, public_url: str = PUBLIC_URL
         pool=pool,
         clock=clock,
         broker_connected=lambda: True,
-        after_store=rules(clock, public_url=public_url),
+        after_store=rules(clock),
         limits=TEST_LIMITS,
         verifier=TokenVerifier([], local=issuer),
         public_url=public_url,

@@ -23,7 +23,7 @@ from alerts.dispatch import Dispatcher
 from core.clock import SystemClock
 from core.loops import Pulse
 from heimvakt.worker import run_sweeper
-from tests.alerts.test_dispatch import enqueue, seed_alert
+from tests.alerts.test_dispatch import LINKS, enqueue, seed_alert
 from tests.ingest.test_service import count
 from tests.support import Fault, eventually, seed_patient_with_device
 
@@ -111,7 +111,9 @@ def test_the_dispatcher_lives_through_an_exception_and_readiness_says_when_it_is
     monkeypatch.setattr(Dispatcher, "do_attempt_next", fault.guard(Dispatcher.do_attempt_next))
     channel = Recorded()
     pulse = Pulse("dispatcher", deadline=DEADLINE)
-    dispatcher = Dispatcher(pool, channels={"webhook": channel}, clock=SystemClock(), pulse=pulse)
+    dispatcher = Dispatcher(
+        pool, channels={"webhook": channel}, clock=SystemClock(), links=LINKS, pulse=pulse
+    )
     stop = threading.Event()
     pulse.thread = threading.Thread(target=dispatcher.run_forever, args=(stop, 0.05), daemon=True)
     pulse.thread.start()

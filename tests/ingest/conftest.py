@@ -56,9 +56,7 @@ def make_ingest(
             keepalive_seconds=keepalive_seconds,
         ),
         clock=clock,
-        after_store=[engine_hook(clock=clock, public_url="http://testserver")]
-        if after_store is None
-        else after_store,
+        after_store=[engine_hook(clock=clock)] if after_store is None else after_store,
     )
 
 

@@ -53,7 +53,7 @@ def test_accepting_stores_it_for_that_patient_and_the_rules_see_it(
     conn: psycopg.Connection, moved: tuple[uuid.UUID, uuid.UUID, int]
 ) -> None:
     kari, _ola, entry_id = moved
-    rules = engine_hook(clock=ManualClock(NOW), public_url="http://testserver")
+    rules = engine_hook(clock=ManualClock(NOW))
 
     with conn.transaction():
         stored = do_accept(

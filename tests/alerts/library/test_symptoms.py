@@ -63,6 +63,7 @@ def test_a_cat_with_an_item_out_of_range_is_not_scored() -> None:
 def _finding(rule: str, code: str, severity: Severity = Severity.YELLOW) -> Finding:
     return Finding(
         rule=rule,
+        rule_version=1,
         instance=f"{rule}:{code}",
         severity=severity,
         category=Category.CLINICAL,
