@@ -103,6 +103,7 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("POST", "/api/v1/alerts/{alert_id}/assign"): own(*TEAM_A),
     ("POST", "/api/v1/alerts/{alert_id}/resolve"): own(*TEAM_A),
     ("POST", "/api/v1/alerts/{alert_id}/snooze"): own(*TEAM_A),
+    ("POST", "/api/v1/alerts/{alert_id}/notes"): own(*TEAM_A),
     ("GET", f"{P}/triage"): own("patient", *TEAM_A),
     ("GET", "/api/v1/rules"): anywhere(*ALL_STAFF),
     # Administrators anywhere; a coordinator only for a unit she works for (M, not H).
@@ -174,6 +175,9 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/alerts/{alert_id}/snooze"): lambda w, s: {
         "reason": "Kjent lav metning om morgenen",
         "minutes": 120,
+    },
+    ("POST", "/api/v1/alerts/{alert_id}/notes"): lambda w, s: {
+        "note": "Ringt; måler igjen i kveld"
     },
     ("PUT", "/api/v1/organisations/{organisation_id}/escalation-policy"): lambda w, s: {
         "red_minutes": 10
