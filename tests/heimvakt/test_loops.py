@@ -65,7 +65,6 @@ def test_the_sweeper_lives_through_an_exception_and_readiness_says_when_it_is_la
         kwargs={
             "pool": pool,
             "clock": SystemClock(),
-            "public_url": "http://testserver",
             "stop": stop,
             "keep_messages": timedelta(days=30),
             "every": 0.05,
