@@ -32,16 +32,14 @@ from core.api import BEARER
 from core.auth import (
     ANONYMOUS,
     LocalIssuer,
-    LoginAttempt,
-    LoginThrottle,
     Principal,
     TokenRejectedError,
     TokenVerifier,
     do_end_session,
-    do_log_in_local,
     session_is_open,
 )
 from core.clock import Clock
+from core.local_accounts import LoginAttempt, LoginThrottle, do_log_in_local
 from core.problems import problem, problem_response
 from devices.tokens import TOKEN_MARK, device_of_token
 

@@ -311,8 +311,9 @@ def create_administrator(
         do_link_identity,
     )
     from care.service import do_create_organisation  # noqa: PLC0415
-    from core.auth import StaffRole, do_create_local_account  # noqa: PLC0415
+    from core.auth import StaffRole  # noqa: PLC0415
     from core.clock import SystemClock  # noqa: PLC0415
+    from core.local_accounts import do_create_local_account  # noqa: PLC0415
     from heimvakt.platform import database_service, local_issuer_id  # noqa: PLC0415
 
     external = issuer is not None or subject is not None

@@ -26,9 +26,10 @@ from care.people import (
 from care.service import do_create_organisation, do_create_patient
 from care.templates import TEMPLATES, ScheduledMeasurement
 from core import catalog
-from core.auth import StaffRole, do_create_local_account
+from core.auth import StaffRole
 from core.clock import Clock
 from core.limits import Limits
+from core.local_accounts import do_create_local_account
 from devices.service import do_assign_device, do_register_device
 from devices.simulator import SimulatedDevice, Vital
 

@@ -100,9 +100,7 @@ def update_care_plan(
         author=record.principal.uuid,
         now=record.now,
         reason=body.reason,
-        thresholds=None
-        if body.thresholds is None
-        else [t.to_limits() for t in body.thresholds],
+        thresholds=None if body.thresholds is None else [t.to_limits() for t in body.thresholds],
         measurements=None
         if body.measurements is None
         else [ScheduledMeasurement(**m.model_dump()) for m in body.measurements],

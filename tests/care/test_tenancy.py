@@ -12,7 +12,7 @@ import psycopg
 
 from care import people
 from care.emergency import EMERGENCY_ACCESS_PERIOD
-from core.auth import do_create_local_account
+from core.local_accounts import do_create_local_account
 from tests.care.conftest import LOCAL_ISSUER, WorldClient
 from tests.care.world import World
 

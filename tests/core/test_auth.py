@@ -33,14 +33,12 @@ from core.auth import (
     SigningKeyError,
     TokenRejectedError,
     TokenVerifier,
-    authenticate_local,
-    do_create_local_account,
-    do_set_local_password,
     issuer_configs,
     load_or_create_issuer_key,
     session_is_open,
 )
 from core.clock import ManualClock
+from core.local_accounts import authenticate_local, do_create_local_account, do_set_local_password
 from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 from heimvakt.demo import DEMO_PASSWORD
 from tests.support import ISSUER_KEY

@@ -24,7 +24,7 @@ from care.people import (
     principal_for,
 )
 from care.service import do_create_organisation, do_create_patient
-from core.auth import do_create_local_account
+from core.local_accounts import do_create_local_account
 from dashboard.data.viewing import LOG_COVERS
 from dashboard.formatting import NO_VALUE
 from heimvakt.auth import SESSION_COOKIE

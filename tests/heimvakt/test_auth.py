@@ -22,8 +22,9 @@ from psycopg_pool import ConnectionPool
 from care.models import OrganisationKind
 from care.people import do_add_employment, do_create_staff, do_link_identity
 from care.service import do_create_organisation
-from core.auth import LocalIssuer, StaffRole, TokenVerifier, do_create_local_account
+from core.auth import LocalIssuer, StaffRole, TokenVerifier
 from core.clock import Clock, ManualClock, SystemClock
+from core.local_accounts import do_create_local_account
 from core.problems import PROBLEM_JSON
 from heimvakt.app import create_app
 from heimvakt.auth import SESSION_COOKIE

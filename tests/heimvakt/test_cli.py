@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from care.people import principal_for
-from core.auth import authenticate_local
+from core.local_accounts import authenticate_local
 from core.migrate import timescaledb_status
 from core.settings import Settings
 from devices.tokens import device_for_token, token_prefix
