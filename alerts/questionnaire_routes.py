@@ -3,7 +3,6 @@ rule as soon as they are stored (symptom gating can raise a simultaneous finding
 
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
 from fastapi import HTTPException
 from psycopg.types.json import Jsonb
@@ -11,8 +10,7 @@ from pydantic import BaseModel, Field
 
 from alerts.engine import do_evaluate
 from care.access import Action, Permission
-from care.guard import Guard
-from core.api import access
+from care.guard import PatientRecord, guarded_router, patient_record
 from core.fields import Input
 
 
@@ -37,48 +35,37 @@ class QuestionnaireOut(BaseModel):
     total: int | None
 
 
-def questionnaire_routes(api: Guard, Caller: Any) -> None:
-    """Answers from the patient (or staff on their behalf)."""
+router = guarded_router(tags=["alerts"])
 
-    @api.router.post(
-        "/patients/{patient_id}/questionnaires",
-        tags=["alerts"],
-        status_code=201,
-        response_model=QuestionnaireOut,
-        openapi_extra=access(Permission.SUBMIT_QUESTIONNAIRE, "patient"),
-    )
-    def submit_questionnaire(
-        principal: Caller,
-        patient_id: UUID,
-        body: Annotated[DailySymptomsIn | CatIn, Field(discriminator="kind")],
-    ) -> Any:
-        """The daily symptom check (yes/no) or the CAT (8 items, 0-5); evaluated at once, and
-        a yes raises a simultaneous weight or SpO2 finding (symptom gating)."""
-        now = api.clock.now()
-        if body.answered_at > now + timedelta(minutes=5):
-            raise HTTPException(422, "answered_at lies in the future")
-        if isinstance(body, CatIn):
-            answers: dict[str, Any] = {f"q{i + 1}": v for i, v in enumerate(body.answers)}
-            total: int | None = sum(body.answers)
-        else:
-            answers = body.model_dump(include={"more_breathless", "more_swelling", "more_cough"})
-            total = None
-        with api.patient_record(
-            principal,
-            patient_id,
-            permission=Permission.SUBMIT_QUESTIONNAIRE,
-            resource="questionnaire",
-            action=Action.CREATE,
-        ) as conn:
-            row = conn.execute(
-                "INSERT INTO questionnaire_responses (patient_id, kind, answered_at, answers,"
-                " total, received_at) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (patient_id, kind, answered_at) DO UPDATE"
-                " SET answers = EXCLUDED.answers, total = EXCLUDED.total RETURNING id",
-                (patient_id, body.kind, body.answered_at, Jsonb(answers), total, now),
-            ).fetchone()
-            do_evaluate(conn, moments={patient_id: [body.answered_at]}, now=now)
-        assert row is not None
-        return QuestionnaireOut(
-            id=row[0], kind=body.kind, answered_at=body.answered_at, total=total
-        )
+SubmitAnswers = Annotated[
+    PatientRecord,
+    patient_record(Permission.SUBMIT_QUESTIONNAIRE, resource="questionnaire", action=Action.CREATE),
+]
+
+
+@router.post("/patients/{patient_id}/questionnaires", status_code=201)
+def submit_questionnaire(
+    record: SubmitAnswers,
+    body: Annotated[DailySymptomsIn | CatIn, Field(discriminator="kind")],
+) -> QuestionnaireOut:
+    """The daily symptom check (yes/no) or the CAT (8 items, 0-5); evaluated at once, and
+    a yes raises a simultaneous weight or SpO2 finding (symptom gating)."""
+    now = record.now
+    if body.answered_at > now + timedelta(minutes=5):
+        raise HTTPException(422, "answered_at lies in the future")
+    if isinstance(body, CatIn):
+        answers: dict[str, Any] = {f"q{i + 1}": v for i, v in enumerate(body.answers)}
+        total: int | None = sum(body.answers)
+    else:
+        answers = body.model_dump(include={"more_breathless", "more_swelling", "more_cough"})
+        total = None
+    row = record.conn.execute(
+        "INSERT INTO questionnaire_responses (patient_id, kind, answered_at, answers,"
+        " total, received_at) VALUES (%s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (patient_id, kind, answered_at) DO UPDATE"
+        " SET answers = EXCLUDED.answers, total = EXCLUDED.total RETURNING id",
+        (record.patient_id, body.kind, body.answered_at, Jsonb(answers), total, now),
+    ).fetchone()
+    do_evaluate(record.conn, moments={record.patient_id: [body.answered_at]}, now=now)
+    assert row is not None
+    return QuestionnaireOut(id=row[0], kind=body.kind, answered_at=body.answered_at, total=total)

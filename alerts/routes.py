@@ -3,20 +3,21 @@ steps people take on it (acknowledge, assign, resolve, snooze, note), triage and
 catalogue; with the alert settings (alerts/settings_routes.py) and questionnaires
 (alerts/questionnaire_routes.py) under one router.
 
-Every route goes through care.access's one check and, on patient data, its access log; the
-reads are alerts/queries.py and the steps alerts/actions.py, which the dashboard calls too.
+Every route names its access check from care/guard.py, which also declares it in the OpenAPI
+document; the reads are alerts/queries.py and the steps alerts/actions.py, which the dashboard
+calls too (a step checks access and logs it itself, so its route only declares the rule).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from alerts import questionnaire_routes, settings_routes
 from alerts.actions import (
     AlertStateError,
     Outcome,
@@ -28,8 +29,6 @@ from alerts.actions import (
 )
 from alerts.library.catalogue import RULES
 from alerts.queries import alert_events, find_alert, find_alerts, patient_of_alert
-from alerts.questionnaire_routes import questionnaire_routes
-from alerts.settings_routes import settings_routes
 from alerts.triage import Triage, triage_of
 from care.access import (
     Action,
@@ -37,13 +36,19 @@ from care.access import (
     NotVisibleError,
     Permission,
     Reason,
-    do_log_access,
     visible_patients_filter,
 )
-from care.guard import Guard, api_router
-from core.api import Authenticator, Limit, Offset, Page, access, page
-from core.auth import Principal
-from core.clock import Clock
+from care.guard import (
+    AccessGuard,
+    Caller,
+    Checked,
+    PatientRecord,
+    allowed,
+    guarded_router,
+    open_patient_record,
+    patient_record,
+)
+from core.api import AccessRule, Limit, Offset, Page, access, api_context, page
 from core.fields import Input
 from core.problems import problem
 
@@ -143,186 +148,170 @@ def install_alert_problems(app: FastAPI) -> None:
     app.add_exception_handler(AlertStateError, conflict)
 
 
-def alerts_router(
-    *,
-    pool: ConnectionPool,
-    clock: Clock,
-    authenticate: Authenticator,
-    allow_private_targets: bool = False,
-) -> APIRouter:
-    """`allow_private_targets`: notification targets may be loopback or private addresses
-    (HEIMVAKT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES), as the dispatcher's channels allow."""
-    api = Guard(router=api_router(authenticate), pool=pool, clock=clock)
-    caller = Annotated[Principal, Depends(authenticate)]
-    _alert_routes(api, caller)
-    _action_routes(api, caller)
-    settings_routes(api, caller, allow_private_targets=allow_private_targets)
-    questionnaire_routes(api, caller)
-    return api.router
+class _AlertRecord(AccessGuard):
+    """The record of the patient whose alert the path's ``alert_id`` names."""
 
+    access_rule = AccessRule(Permission.READ_PATIENT, "alert")
 
-def _alert_routes(api: Guard, Caller: Any) -> None:
-    """Reading alerts."""
-
-    @api.router.get(
-        "/alerts",
-        tags=["alerts"],
-        response_model=Page[AlertOut],
-        openapi_extra=access(Permission.READ_PATIENT, "patients"),
-    )
-    def list_alerts(
-        principal: Caller,
-        *,
-        unit: UUID | None = None,
-        severity: Literal["yellow", "red"] | None = None,
-        state: Literal["open", "acknowledged", "resolved", "unresolved"] = "unresolved",
-        category: Literal["clinical", "adherence", "technical"] | None = None,
-        patient_id: UUID | None = None,
-        limit: Limit = 50,
-        offset: Offset = 0,
-    ) -> Any:
-        """Alerts of the patients in your care, red first, newest first."""
-        now = api.clock.now()
-        with api.allowed(principal, Permission.READ_PATIENT) as conn:
-            found = find_alerts(
-                conn,
-                state=state,
-                visible=visible_patients_filter(principal, now=now),
-                patient_ids=None if patient_id is None else [patient_id],
-                unit=unit,
-                severity=severity,
-                category=category,
-                limit=limit,
-                offset=offset,
-            )
-            do_log_access(
-                conn,
-                principal=principal,
-                patient_ids=sorted({alert.patient_id for alert in found}),
-                resource="alerts",
-                action=Action.READ,
-                interface=Interface.API,
-                reason=Reason.OWN_DATA if principal.kind == "patient" else Reason.CARE_TEAM,
-                now=now,
-            )
-        return page([AlertOut.model_validate(alert) for alert in found], limit=limit, offset=offset)
-
-    @api.router.get(
-        "/alerts/{alert_id}",
-        tags=["alerts"],
-        response_model=AlertDetail,
-        openapi_extra=access(Permission.READ_PATIENT, "alert"),
-    )
-    def get_alert(principal: Caller, alert_id: int) -> Any:
-        """One alert with every action taken on it."""
-        with api.pool.connection() as conn:
+    def __call__(
+        self, request: Request, principal: Caller, alert_id: int
+    ) -> Iterator[PatientRecord]:
+        with api_context(request).pool.connection() as conn:
             patient_id = patient_of_alert(conn, alert_id=alert_id)
-        with api.patient_record(
-            principal, patient_id, permission=Permission.READ_PATIENT, resource="alert"
-        ) as conn:
-            alert = find_alert(conn, alert_id=alert_id)
-            events = alert_events(conn, alert_id=alert_id)
-        if alert is None:
-            raise NotVisibleError
-        return AlertDetail(
-            **AlertOut.model_validate(alert).model_dump(),
-            events=[AlertEventOut.model_validate(event) for event in events],
-        )
-
-    @api.router.get(
-        "/patients/{patient_id}/triage",
-        tags=["alerts"],
-        response_model=TriageOut,
-        openapi_extra=access(Permission.READ_PATIENT, "patient"),
-    )
-    def patient_triage(principal: Caller, patient_id: UUID) -> Any:
-        """Red, yellow, missing data or green, from the patient's unresolved alerts."""
-        with api.patient_record(
-            principal, patient_id, permission=Permission.READ_PATIENT, resource="triage"
-        ) as conn:
-            found = triage_of(conn, patient_ids=[patient_id])
-        return TriageOut(patient_id=patient_id, triage=found[patient_id])
-
-    @api.router.get(
-        "/rules",
-        tags=["alerts"],
-        response_model=list[RuleOut],
-        openapi_extra=access(Permission.READ_DIRECTORY, "none"),
-    )
-    def rule_catalogue(principal: Caller) -> Any:
-        """Every rule with its version, plain-language explanation, source and defaults."""
-        with api.allowed(principal, Permission.READ_DIRECTORY):
-            pass
-        return [
-            RuleOut(
-                id=rule.id,
-                version=rule.version,
-                category=str(rule.category),
-                title=dict(rule.title),
-                explanation=dict(rule.explanation),
-                source=rule.source,
-                defaults=dict(rule.defaults),
-                tuning=rule.tuning,
-            )
-            for rule in RULES
-        ]
-
-
-def _action_routes(api: Guard, Caller: Any) -> None:
-    """The steps on an alert, through alerts.actions: each its access check, access-log row
-    and alert event, in one transaction."""
-
-    def act(step: Callable[..., None], principal: Principal, alert_id: int, **what: Any) -> Any:
-        with api.pool.connection() as conn:
-            step(
-                conn,
-                alert_id=alert_id,
-                actor=principal,
-                interface=Interface.API,
-                now=api.clock.now(),
-                **what,
-            )
-            alert = find_alert(conn, alert_id=alert_id)
-        assert alert is not None
-        return AlertOut.model_validate(alert)
-
-    def declared(path: str) -> Any:
-        return api.router.post(
-            f"/alerts/{{alert_id}}/{path}",
-            tags=["alerts"],
-            response_model=AlertOut,
-            openapi_extra=access(Permission.ACT_ON_ALERT, "alert"),
-        )
-
-    @declared("acknowledge")
-    def acknowledge(principal: Caller, alert_id: int) -> Any:
-        """I have it: escalation stops."""
-        return act(do_acknowledge_alert, principal, alert_id)
-
-    @declared("assign")
-    def assign(principal: Caller, alert_id: int, body: AssignIn) -> Any:
-        """Give the alert to a colleague."""
-        return act(do_assign_alert, principal, alert_id, to=body.staff_id)
-
-    @declared("resolve")
-    def resolve(principal: Caller, alert_id: int, body: ResolveIn) -> Any:
-        """Close with what was done (outcome and note); it stays quiet until values clear."""
-        return act(do_resolve_alert, principal, alert_id, outcome=body.outcome, note=body.note)
-
-    @declared("snooze")
-    def snooze(principal: Caller, alert_id: int, body: SnoozeIn) -> Any:
-        """Mute this rule, measurement and direction for this patient for a while; a red
-        finding still notifies."""
-        return act(
-            do_snooze_alert,
+        with open_patient_record(
+            request,
             principal,
-            alert_id,
-            reason=body.reason,
-            duration=timedelta(minutes=body.minutes),
-        )
+            patient_id,
+            permission=Permission.READ_PATIENT,
+            resource="alert",
+            action=Action.READ,
+        ) as record:
+            yield record
 
-    @declared("notes")
-    def note(principal: Caller, alert_id: int, body: NoteIn) -> Any:
-        """Write down what was learnt or done, without changing the alert's state; it is
-        in the alert's history (GET /alerts/{alert_id})."""
-        return act(do_note_alert, principal, alert_id, note=body.note)
+
+alert_router = guarded_router(tags=["alerts"])
+
+ListAlerts = Annotated[Checked, allowed(Permission.READ_PATIENT, "patients")]
+ReadAlert = Annotated[PatientRecord, Depends(_AlertRecord(), scope="function")]
+ReadTriage = Annotated[PatientRecord, patient_record(Permission.READ_PATIENT, resource="triage")]
+ReadRules = Annotated[Checked, allowed(Permission.READ_DIRECTORY)]
+
+
+@alert_router.get("/alerts")
+def list_alerts(
+    checked: ListAlerts,
+    *,
+    unit: UUID | None = None,
+    severity: Literal["yellow", "red"] | None = None,
+    state: Literal["open", "acknowledged", "resolved", "unresolved"] = "unresolved",
+    category: Literal["clinical", "adherence", "technical"] | None = None,
+    patient_id: UUID | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[AlertOut]:
+    """Alerts of the patients in your care, red first, newest first."""
+    principal = checked.principal
+    found = find_alerts(
+        checked.conn,
+        state=state,
+        visible=visible_patients_filter(principal, now=checked.now),
+        patient_ids=None if patient_id is None else [patient_id],
+        unit=unit,
+        severity=severity,
+        category=category,
+        limit=limit,
+        offset=offset,
+    )
+    checked.log_patients(
+        sorted({alert.patient_id for alert in found}),
+        resource="alerts",
+        reason=Reason.OWN_DATA if principal.kind == "patient" else Reason.CARE_TEAM,
+    )
+    return page([AlertOut.model_validate(alert) for alert in found], limit=limit, offset=offset)
+
+
+@alert_router.get("/alerts/{alert_id}")
+def get_alert(record: ReadAlert, alert_id: int) -> AlertDetail:
+    """One alert with every action taken on it."""
+    alert = find_alert(record.conn, alert_id=alert_id)
+    if alert is None:
+        raise NotVisibleError
+    events = alert_events(record.conn, alert_id=alert_id)
+    return AlertDetail(
+        **AlertOut.model_validate(alert).model_dump(),
+        events=[AlertEventOut.model_validate(event) for event in events],
+    )
+
+
+@alert_router.get("/patients/{patient_id}/triage")
+def patient_triage(record: ReadTriage) -> TriageOut:
+    """Red, yellow, missing data or green, from the patient's unresolved alerts."""
+    found = triage_of(record.conn, patient_ids=[record.patient_id])
+    return TriageOut(patient_id=record.patient_id, triage=found[record.patient_id])
+
+
+@alert_router.get("/rules")
+def rule_catalogue(checked: ReadRules) -> list[RuleOut]:
+    """Every rule with its version, plain-language explanation, source and defaults."""
+    return [
+        RuleOut(
+            id=rule.id,
+            version=rule.version,
+            category=str(rule.category),
+            title=dict(rule.title),
+            explanation=dict(rule.explanation),
+            source=rule.source,
+            defaults=dict(rule.defaults),
+            tuning=rule.tuning,
+        )
+        for rule in RULES
+    ]
+
+
+def _act(
+    request: Request, principal: Caller, alert_id: int, step: Callable[..., None], **what: Any
+) -> AlertOut:
+    """Take one step through alerts.actions, which checks access, logs it and records the
+    alert event in the step's transaction."""
+    context = api_context(request)
+    with context.pool.connection() as conn:
+        step(
+            conn,
+            alert_id=alert_id,
+            actor=principal,
+            interface=Interface.API,
+            now=context.clock.now(),
+            **what,
+        )
+        alert = find_alert(conn, alert_id=alert_id)
+    assert alert is not None
+    return AlertOut.model_validate(alert)
+
+
+_STEP = access(Permission.ACT_ON_ALERT, "alert")
+
+
+@alert_router.post("/alerts/{alert_id}/acknowledge", openapi_extra=_STEP)
+def acknowledge(request: Request, principal: Caller, alert_id: int) -> AlertOut:
+    """I have it: escalation stops."""
+    return _act(request, principal, alert_id, do_acknowledge_alert)
+
+
+@alert_router.post("/alerts/{alert_id}/assign", openapi_extra=_STEP)
+def assign(request: Request, principal: Caller, alert_id: int, body: AssignIn) -> AlertOut:
+    """Give the alert to a colleague."""
+    return _act(request, principal, alert_id, do_assign_alert, to=body.staff_id)
+
+
+@alert_router.post("/alerts/{alert_id}/resolve", openapi_extra=_STEP)
+def resolve(request: Request, principal: Caller, alert_id: int, body: ResolveIn) -> AlertOut:
+    """Close with what was done (outcome and note); it stays quiet until values clear."""
+    return _act(
+        request, principal, alert_id, do_resolve_alert, outcome=body.outcome, note=body.note
+    )
+
+
+@alert_router.post("/alerts/{alert_id}/snooze", openapi_extra=_STEP)
+def snooze(request: Request, principal: Caller, alert_id: int, body: SnoozeIn) -> AlertOut:
+    """Mute this rule, measurement and direction for this patient for a while; a red
+    finding still notifies."""
+    return _act(
+        request,
+        principal,
+        alert_id,
+        do_snooze_alert,
+        reason=body.reason,
+        duration=timedelta(minutes=body.minutes),
+    )
+
+
+@alert_router.post("/alerts/{alert_id}/notes", openapi_extra=_STEP)
+def note(request: Request, principal: Caller, alert_id: int, body: NoteIn) -> AlertOut:
+    """Write down what was learnt or done, without changing the alert's state; it is
+    in the alert's history (GET /alerts/{alert_id})."""
+    return _act(request, principal, alert_id, do_note_alert, note=body.note)
+
+
+router = APIRouter()
+for module_router in (alert_router, settings_routes.router, questionnaire_routes.router):
+    router.include_router(module_router)

@@ -9,8 +9,6 @@ returns and before the answer leaves, or rolls back with the log row if anything
 closed, care/access.py). The same dependency declares the route's access rule in the OpenAPI
 document (``x-heimvakt-access``), so a route cannot check one rule and declare another, and
 `GuardedRoute` refuses to build a route that declares none.
-
-`Guard` and `api_router` serve routers still written as closures over a pool and a clock.
 """
 
 from collections.abc import Callable, Coroutine, Iterator
@@ -27,7 +25,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
-from psycopg_pool import ConnectionPool
 
 from care.access import (
     Action,
@@ -47,11 +44,9 @@ from core.api import (
     PROBLEM_RESPONSES,
     AccessRule,
     AccessScope,
-    Authenticator,
     api_context,
 )
 from core.auth import Principal
-from core.clock import Clock
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -219,6 +214,55 @@ class _TeamMember(AccessGuard):
             yield checked
 
 
+class _OrganisationMember(AccessGuard):
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+        self.access_rule = AccessRule(permission, "organisation")
+
+    def __call__(
+        self, request: Request, principal: Caller, organisation_id: UUID
+    ) -> Iterator[Checked]:
+        with _checked(
+            request, principal, self.permission, organisation_id=organisation_id
+        ) as checked:
+            yield checked
+
+
+@contextmanager
+def open_patient_record(
+    request: Request,
+    principal: Principal,
+    patient_id: UUID,
+    *,
+    permission: Permission,
+    resource: str,
+    action: Action,
+) -> Iterator[PatientRecord]:
+    """The patient's record, checked and the access logged in the work's transaction: for a
+    guard that finds the patient through something else the path names (an alert)."""
+    context = api_context(request)
+    with context.pool.connection() as conn:
+        now = context.clock.now()
+        reason = do_access_patient(
+            conn,
+            principal=principal,
+            permission=permission,
+            patient_id=patient_id,
+            resource=resource,
+            action=action,
+            interface=Interface.API,
+            now=now,
+        )
+        yield PatientRecord(
+            conn=conn,
+            principal=principal,
+            permission=permission,
+            now=now,
+            patient_id=patient_id,
+            reason=reason,
+        )
+
+
 class _PatientRecord(AccessGuard):
     def __init__(self, permission: Permission, resource: str, action: Action) -> None:
         self.permission = permission
@@ -229,27 +273,15 @@ class _PatientRecord(AccessGuard):
     def __call__(
         self, request: Request, principal: Caller, patient_id: UUID
     ) -> Iterator[PatientRecord]:
-        context = api_context(request)
-        with context.pool.connection() as conn:
-            now = context.clock.now()
-            reason = do_access_patient(
-                conn,
-                principal=principal,
-                permission=self.permission,
-                patient_id=patient_id,
-                resource=self.resource,
-                action=self.action,
-                interface=Interface.API,
-                now=now,
-            )
-            yield PatientRecord(
-                conn=conn,
-                principal=principal,
-                permission=self.permission,
-                now=now,
-                patient_id=patient_id,
-                reason=reason,
-            )
+        with open_patient_record(
+            request,
+            principal,
+            patient_id,
+            permission=self.permission,
+            resource=self.resource,
+            action=self.action,
+        ) as record:
+            yield record
 
 
 def allowed(permission: Permission, scope: AccessScope = "none") -> DependsParam:
@@ -264,68 +296,15 @@ def team_member(permission: Permission) -> DependsParam:
     return Depends(_TeamMember(permission), scope="function")
 
 
+def organisation_member(permission: Permission) -> DependsParam:
+    """The dependency for work on the organisation named by the path's ``organisation_id``:
+    the caller must work there now (unless administrator)."""
+    return Depends(_OrganisationMember(permission), scope="function")
+
+
 def patient_record(
     permission: Permission, *, resource: str, action: Action = Action.READ
 ) -> DependsParam:
     """The dependency for work on the patient named by the path's ``patient_id``: checked,
     and logged as `action` on `resource`."""
     return Depends(_PatientRecord(permission, resource, action), scope="function")
-
-
-@dataclass(frozen=True, slots=True)
-class Guard:
-    """What a router written as closures needs: the router, the pool, the clock and the two
-    checks, so its routes check access the same way as care's."""
-
-    router: APIRouter
-    pool: ConnectionPool
-    clock: Clock
-
-    @contextmanager
-    def allowed(
-        self, principal: Principal, permission: Permission, **scope: UUID
-    ) -> Iterator[psycopg.Connection]:
-        """A connection for work that touches no patient's data, after the check."""
-        with self.pool.connection() as conn:
-            authorize(
-                conn, principal=principal, permission=permission, now=self.clock.now(), **scope
-            )
-            yield conn
-
-    @contextmanager
-    def patient_record(
-        self,
-        principal: Principal,
-        patient_id: UUID,
-        *,
-        permission: Permission,
-        resource: str,
-        action: Action = Action.READ,
-        team_id: UUID | None = None,
-    ) -> Iterator[psycopg.Connection]:
-        """A connection for work on one patient's data, checked and logged in its transaction;
-        with `team_id`, the work also changes that care team, so the caller must belong to it."""
-        with self.pool.connection() as conn:
-            do_access_patient(
-                conn,
-                principal=principal,
-                permission=permission,
-                patient_id=patient_id,
-                resource=resource,
-                action=action,
-                interface=Interface.API,
-                now=self.clock.now(),
-                team_id=team_id,
-            )
-            yield conn
-
-
-def api_router(authenticate: Authenticator) -> APIRouter:
-    """A router under /api/v1 for routes written as closures: each resolves the caller
-    through `authenticate` before anything else."""
-
-    class CallerFirst(APIRoute):
-        def get_route_handler(self) -> Handler:
-            return _caller_first(super().get_route_handler(), authenticate.resolve)
-
-    return APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES, route_class=CallerFirst)

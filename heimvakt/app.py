@@ -13,7 +13,9 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from alerts.routes import alerts_router, install_alert_problems
+from alerts.routes import install_alert_problems
+from alerts.routes import router as alerts_router
+from alerts.settings_routes import TargetPolicy, bind_target_policy
 from care.routes import router as care_router
 from care.routes.problems import install_care_problems
 from core.api import ApiContext, bind_api_context
@@ -41,7 +43,8 @@ from heimvakt.web import (
 )
 from ingest.http import ingest_router
 from ingest.limits import Limits
-from ingest.review import review_router
+from ingest.review import bind_review_hooks
+from ingest.review import router as review_router
 from ingest.store import AfterStore
 
 log = logging.getLogger(__name__)
@@ -88,15 +91,10 @@ def create_app(
     install_alert_problems(app)
     authenticate = BearerAuthenticator(pool=pool, clock=clock, verifier=verifier)
     bind_api_context(app, ApiContext(pool=pool, clock=clock, authenticate=authenticate))
+    bind_target_policy(app, TargetPolicy(allow_private_addresses=allow_private_targets))
+    bind_review_hooks(app, after_store)
     app.include_router(care_router)
-    app.include_router(
-        alerts_router(
-            pool=pool,
-            clock=clock,
-            authenticate=authenticate,
-            allow_private_targets=allow_private_targets,
-        )
-    )
+    app.include_router(alerts_router)
     if local_issuer is not None:
         app.include_router(
             local_issuer_router(
@@ -111,9 +109,7 @@ def create_app(
     app.include_router(
         ingest_router(pool=pool, clock=clock, after_store=after_store, limits=limits)
     )
-    app.include_router(
-        review_router(pool=pool, clock=clock, authenticate=authenticate, after_store=after_store)
-    )
+    app.include_router(review_router)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

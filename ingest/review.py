@@ -9,23 +9,18 @@ decided, when and why stays on the quarantine row, and the access log has the re
 """
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import psycopg
-from fastapi import APIRouter, Depends
+from fastapi import Depends, FastAPI, Request
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, StringConstraints
 
 from care.access import Action, NotVisibleError, Permission
-from care.guard import Guard, api_router
-from core.api import Authenticator, access
-from core.auth import Principal
-from core.clock import Clock
+from care.guard import PatientRecord, guarded_router, patient_record
 from core.fields import Input
 from core.readings import Reading
 from ingest.store import AfterStore
@@ -158,81 +153,65 @@ def do_reject(
     _decide(conn, entry_id=entry_id, decision="rejected", by=by, note=note, now=now)
 
 
-def review_router(
-    *,
-    pool: ConnectionPool,
-    clock: Clock,
-    authenticate: Authenticator,
-    after_store: Sequence[AfterStore],
-) -> APIRouter:
-    api = Guard(router=api_router(authenticate), pool=pool, clock=clock)
-    Caller = Annotated[Principal, Depends(authenticate)]
-    hooks = tuple(after_store)
+def bind_review_hooks(app: FastAPI, after_store: Sequence[AfterStore]) -> None:
+    """The hooks an accepted reading goes through: the same rules as any stored reading."""
+    app.state.review_hooks = tuple(after_store)
 
-    def deciding(
-        principal: Principal, patient_id: UUID, decision: str
-    ) -> AbstractContextManager[psycopg.Connection]:
-        """The patient's record, checked for a reviewer and the decision logged."""
-        return api.patient_record(
-            principal,
-            patient_id,
-            permission=Permission.REVIEW_READINGS,
-            resource=f"quarantine:{decision}",
-            action=Action.UPDATE,
-        )
 
-    @api.router.get(
-        "/patients/{patient_id}/quarantine",
-        tags=["ingest"],
-        response_model=list[AwaitingReviewOut],
-        openapi_extra=access(Permission.REVIEW_READINGS, "patient"),
+def _review_hooks(request: Request) -> tuple[AfterStore, ...]:
+    hooks = request.app.state.review_hooks
+    assert isinstance(hooks, tuple), "the app factory binds the review hooks"
+    return hooks
+
+
+router = guarded_router(tags=["ingest"])
+
+Hooks = Annotated[tuple[AfterStore, ...], Depends(_review_hooks)]
+ReadQuarantine = Annotated[
+    PatientRecord, patient_record(Permission.REVIEW_READINGS, resource="quarantine")
+]
+Accept = Annotated[
+    PatientRecord,
+    patient_record(Permission.REVIEW_READINGS, resource="quarantine:accept", action=Action.UPDATE),
+]
+Reject = Annotated[
+    PatientRecord,
+    patient_record(Permission.REVIEW_READINGS, resource="quarantine:reject", action=Action.UPDATE),
+]
+
+
+@router.get("/patients/{patient_id}/quarantine")
+def list_awaiting_review(record: ReadQuarantine) -> list[AwaitingReviewOut]:
+    """Readings measured while this patient held a device that is someone else's now:
+    each waits for a decision."""
+    entries = awaiting_review(record.conn, patient_id=record.patient_id)
+    return [AwaitingReviewOut.model_validate(entry, from_attributes=True) for entry in entries]
+
+
+@router.post("/patients/{patient_id}/quarantine/{entry_id}/accept")
+def accept(record: Accept, hooks: Hooks, entry_id: int, body: DecisionIn) -> DecisionOut:
+    """Store the reading in this patient's record, where the rules evaluate it."""
+    stored = do_accept(
+        record.conn,
+        entry_id=entry_id,
+        patient_id=record.patient_id,
+        by=record.principal.uuid,
+        note=body.note,
+        now=record.now,
+        after_store=hooks,
     )
-    def list_awaiting_review(principal: Caller, patient_id: UUID) -> list[AwaitingReviewOut]:
-        """Readings measured while this patient held a device that is someone else's now:
-        each waits for a decision."""
-        with api.patient_record(
-            principal, patient_id, permission=Permission.REVIEW_READINGS, resource="quarantine"
-        ) as conn:
-            entries = awaiting_review(conn, patient_id=patient_id)
-        return [AwaitingReviewOut.model_validate(entry, from_attributes=True) for entry in entries]
+    return DecisionOut(id=entry_id, decision="accepted", stored=stored)
 
-    @api.router.post(
-        "/patients/{patient_id}/quarantine/{entry_id}/accept",
-        tags=["ingest"],
-        response_model=DecisionOut,
-        openapi_extra=access(Permission.REVIEW_READINGS, "patient"),
+
+@router.post("/patients/{patient_id}/quarantine/{entry_id}/reject")
+def reject(record: Reject, entry_id: int, body: DecisionIn) -> DecisionOut:
+    """Keep the reading out of this patient's record."""
+    do_reject(
+        record.conn,
+        entry_id=entry_id,
+        patient_id=record.patient_id,
+        by=record.principal.uuid,
+        note=body.note,
+        now=record.now,
     )
-    def accept(principal: Caller, patient_id: UUID, entry_id: int, body: DecisionIn) -> DecisionOut:
-        """Store the reading in this patient's record, where the rules evaluate it."""
-        with deciding(principal, patient_id, "accept") as conn:
-            stored = do_accept(
-                conn,
-                entry_id=entry_id,
-                patient_id=patient_id,
-                by=principal.uuid,
-                note=body.note,
-                now=api.clock.now(),
-                after_store=hooks,
-            )
-        return DecisionOut(id=entry_id, decision="accepted", stored=stored)
-
-    @api.router.post(
-        "/patients/{patient_id}/quarantine/{entry_id}/reject",
-        tags=["ingest"],
-        response_model=DecisionOut,
-        openapi_extra=access(Permission.REVIEW_READINGS, "patient"),
-    )
-    def reject(principal: Caller, patient_id: UUID, entry_id: int, body: DecisionIn) -> DecisionOut:
-        """Keep the reading out of this patient's record."""
-        with deciding(principal, patient_id, "reject") as conn:
-            do_reject(
-                conn,
-                entry_id=entry_id,
-                patient_id=patient_id,
-                by=principal.uuid,
-                note=body.note,
-                now=api.clock.now(),
-            )
-        return DecisionOut(id=entry_id, decision="rejected", stored=False)
-
-    return api.router
+    return DecisionOut(id=entry_id, decision="rejected", stored=False)
