@@ -64,12 +64,11 @@ from bench.harness import (
     stop_process,
     write_section,
 )
-from bench.load import paced_publish, readings_topic, seed
+from bench.load import paced_publish, readings_topic, seed, seed_copd_patient
 from bench.measure import CommitListener, add_notify_trigger
-from care.careplan import do_create_care_plan
-from care.models import Condition, OrganisationKind
+from care.models import OrganisationKind
 from care.people import do_add_employment, do_create_staff
-from care.service import do_create_organisation, do_create_patient
+from care.service import do_create_organisation
 from core.auth import StaffRole
 from core.limits import Limits
 from core.mqtt import BrokerAddress
@@ -130,21 +129,12 @@ def seed_probes(conn: psycopg.Connection, *, count: int, smtp_address: str) -> l
     )
     probes = []
     for i in range(count):
-        patient = do_create_patient(
+        patient = seed_copd_patient(
             conn,
             display_name=f"Probe {i:03d}",
-            conditions=[Condition.COPD],
-            responsible_unit=unit,
-            since=LONG_AGO,
-        )
-        do_create_care_plan(
-            conn,
-            patient_id=patient,
-            template="copd",
-            author=None,
-            now=datetime.now(UTC),
+            unit=unit,
             limits=(Limits("59408-5", low=90),),
-            measurements=(),
+            now=datetime.now(UTC),
         )
         device = f"probe-{i:03d}"
         do_register_device(conn, device_id=device, kind="pulse_oximeter")

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import paho.mqtt.client as paho
 import psycopg
@@ -210,6 +211,35 @@ def paced_publish(
 # --- Registry and history ------------------------------------------------------------------
 
 
+def seed_copd_patient(
+    conn: psycopg.Connection,
+    *,
+    display_name: str,
+    unit: UUID,
+    limits: Sequence[Limits],
+    now: datetime,
+) -> UUID:
+    """A COPD patient of `unit` since long ago, with a care plan whose only limits are
+    `limits` and which schedules nothing (so no adherence alert disturbs a run)."""
+    patient = do_create_patient(
+        conn,
+        display_name=display_name,
+        conditions=[Condition.COPD],
+        responsible_unit=unit,
+        since=LONG_AGO,
+    )
+    do_create_care_plan(
+        conn,
+        patient_id=patient,
+        template="copd",
+        author=None,
+        now=now,
+        limits=limits,
+        measurements=(),
+    )
+    return patient
+
+
 def seed(conn: psycopg.Connection, *, patients: int, devices: int, tag: str = "") -> list[str]:
     """Patients with spo2 and pulse limits, and devices assigned to them since long ago;
     device i belongs to patient i % patients. Returns the device ids.
@@ -223,25 +253,16 @@ def seed(conn: psycopg.Connection, *, patients: int, devices: int, tag: str = ""
         unit = do_create_organisation(
             conn, name=f"Benchmark kommune {tag}".strip(), kind=OrganisationKind.MUNICIPAL_SERVICE
         )
-        patient_ids = []
-        for i in range(patients):
-            patient = do_create_patient(
+        patient_ids = [
+            seed_copd_patient(
                 conn,
                 display_name=f"Syntetisk pasient {tag}{i:05d}",
-                conditions=[Condition.COPD],
-                responsible_unit=unit,
-                since=LONG_AGO,
-            )
-            do_create_care_plan(
-                conn,
-                patient_id=patient,
-                template="copd",
-                author=None,
-                now=now,
+                unit=unit,
                 limits=BENCH_LIMITS,
-                measurements=(),
+                now=now,
             )
-            patient_ids.append(patient)
+            for i in range(patients)
+        ]
         device_ids = []
         for i in range(devices):
             device_id = f"bench{tag}-{i:05d}"
