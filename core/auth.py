@@ -102,7 +102,7 @@ LEEWAY = timedelta(seconds=30)
 """Clock skew allowed between the issuer and us."""
 JWKS_TIMEOUT_SECONDS = 5.0
 """A stalled issuer must not hold request threads for PyJWKClient's default 30 s."""
-_KEY_TYPES: Mapping[str, type] = {
+_KEY_TYPES: Mapping[str, type[rsa.RSAPublicKey | ec.EllipticCurvePublicKey]] = {
     "RS256": rsa.RSAPublicKey,
     "RS384": rsa.RSAPublicKey,
     "RS512": rsa.RSAPublicKey,

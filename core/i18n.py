@@ -76,9 +76,11 @@ def _load(language: str) -> Translator:
         # A fuzzy entry is a guess awaiting review: like msgfmt, leave it out.
         if not message.id or message.fuzzy:
             continue
-        if isinstance(message.id, tuple):
+        # read_po gives a plural entry a tuple of ids and a sequence of strings, any other a str
+        # and a str; Babel's types allow every mix, so both are checked.
+        if isinstance(message.id, tuple) and isinstance(message.string, tuple | list):
             plurals[message.id[0]] = tuple(message.string)
-        else:
+        elif isinstance(message.id, str) and isinstance(message.string, str):
             messages[message.id] = message.string
     return Translator(
         language=language,

@@ -127,7 +127,8 @@ class LoginThrottle:
         if failures < limit:
             return None
         doublings = min(failures - limit, 32)
-        return min(self.longest_block, self.first_block * 2**doublings)
+        factor: int = 2**doublings  # typeshed types int ** int as Any: a negative power is a float
+        return min(self.longest_block, self.first_block * factor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -33,10 +34,13 @@ def problem(
     detail: str,
     *,
     title: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: object,
 ) -> JSONResponse:
-    body = Problem(title=title or HTTPStatus(status).phrase, status=status, detail=detail, **extra)
+    # Validated from a mapping: the extension members are whatever the caller adds.
+    body = Problem.model_validate(
+        {"title": title or HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    )
     return JSONResponse(
         body.model_dump(mode="json"), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )

@@ -44,6 +44,13 @@ def passwords_in(url: str) -> list[str]:
     return found
 
 
+SigningAlgorithm = Literal["RS256", "PS256", "ES256", "RS384", "PS384", "ES384"]
+
+
+def _default_algorithms() -> list[SigningAlgorithm]:
+    return ["RS256", "PS256", "ES256"]
+
+
 class OidcIssuerSetting(BaseModel):
     """One trusted issuer, as configured in HEIMVAKT_OIDC_ISSUERS (a JSON list)."""
 
@@ -54,9 +61,7 @@ class OidcIssuerSetting(BaseModel):
     jwks_url: str
     kind: Literal["staff", "patient"]
     required_acr: list[str] = Field(default_factory=list)
-    algorithms: list[Literal["RS256", "PS256", "ES256", "RS384", "PS384", "ES384"]] = Field(
-        default_factory=lambda: ["RS256", "PS256", "ES256"]
-    )
+    algorithms: list[SigningAlgorithm] = Field(default_factory=_default_algorithms)
     hpr_claim: str = "helseid://claims/hpr/hpr_number"
 
 
