@@ -43,6 +43,7 @@ from uuid import UUID
 import paho.mqtt.client as paho
 import psycopg
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench.harness import (
     DEFAULT_OUTPUT,
@@ -92,10 +93,12 @@ class SmtpSink:
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
                 now = time.monotonic()
                 sink.count += 1
-                parsed = email.message_from_bytes(envelope.content)  # type: ignore[attr-defined]
+                # bytes: the Controller is made without decode_data.
+                assert isinstance(envelope.content, bytes)
+                parsed = email.message_from_bytes(envelope.content)
                 body = parsed.get_payload(decode=True)
                 text = body.decode("utf-8", "replace") if isinstance(body, bytes) else ""
                 for patient in LINK.findall(text):
@@ -321,7 +324,7 @@ def run(options: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path)
     stack.callback(listener.close)
     time.sleep(2)
     n = sizes.probes
-    plans = (
+    plans: tuple[tuple[str, Sequence[Probe], list[str], float], ...] = (
         ("Baseline: idle", probes[:n], [], 0.0),
         (f"{sizes.rate:,.0f} readings/s over {sizes.spread_patients:,} patients",
          probes[n : 2 * n], spread, sizes.rate),

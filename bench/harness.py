@@ -236,7 +236,9 @@ class Stored:
 def stored(conn: psycopg.Connection) -> Stored:
     row = conn.execute("SELECT count(*), count(DISTINCT msg_id) FROM readings").fetchone()
     assert row is not None
-    reasons = dict(conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason"))
+    reasons: dict[str, int] = dict(
+        conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason")
+    )
     alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()
     assert alerts is not None
     return Stored(row[0], row[1], reasons, alerts[0])

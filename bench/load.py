@@ -287,7 +287,7 @@ def seed_history(
     one device can carry all five measurements). This is the history the rules read besides
     the backlog, which is what the comparison of 1 and 30 days is about.
     """
-    patients = dict(
+    patients: dict[uuid.UUID, str] = dict(
         conn.execute(
             "SELECT DISTINCT ON (patient_id) patient_id, device_id FROM device_assignments"
             " WHERE device_id = ANY(%s) ORDER BY patient_id, device_id",

@@ -64,11 +64,11 @@ def summarise_profile(path: Path, seconds: float, rate: int, top: int = 25) -> s
     threads: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    for frames, count in stacks.items():
-        threads[_thread_label(frames)] += count
+    for frames, samples in stacks.items():
+        threads[_thread_label(frames)] += samples
         for name in {_function(f) for f in frames[1:]}:
-            inclusive[name] += count
-        own[_function(frames[-1])] += count
+            inclusive[name] += samples
+        own[_function(frames[-1])] += samples
     possible = seconds * rate
     lines = [f"{total} on-CPU samples over {seconds:.1f} s at {rate} Hz"]
     lines += [

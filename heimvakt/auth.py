@@ -99,7 +99,7 @@ class BearerAuthenticator:
 
     async def resolve(self, request: Request) -> Principal:
         """The caller; `NotAuthenticatedError` for a token that does not hold."""
-        known = request.scope.get(_PRINCIPAL_KEY)
+        known: Principal | None = request.scope.get(_PRINCIPAL_KEY)
         if known is None:
             credentials = await BEARER(request)
             token = None if credentials is None else credentials.credentials

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -42,9 +42,9 @@ _DEFAULT_HOST = Settings.model_fields["http_host"].default
 _DEFAULT_PORT = Settings.model_fields["http_port"].default
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(**overrides: Any) -> Settings:  # values for Settings' fields, which checks them
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
         reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
         typer.echo(f"Refusing to start: {reasons}", err=True)

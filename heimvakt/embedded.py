@@ -11,6 +11,10 @@ import socket
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class EmbeddedBroker:
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
-        self._broker: object | None = None
+        self._broker: Broker | None = None
         self._error: BaseException | None = None
 
     def url(self, username: str) -> str:
@@ -82,7 +86,7 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self._broker is not None:
-            shutdown = self._broker.shutdown()  # type: ignore[attr-defined]
+            shutdown = self._broker.shutdown()
             asyncio.run_coroutine_threadsafe(shutdown, self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -108,6 +112,6 @@ class EmbeddedBroker:
         }
         try:
             self._broker = Broker(config)
-            await self._broker.start()  # type: ignore[attr-defined]
+            await self._broker.start()
         except Exception as error:  # noqa: BLE001  # reported to the starting thread
             self._error = error

@@ -178,7 +178,8 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             )
             simulator.start()
             stack.callback(simulator.stop)
-        metrics_token = settings.metrics_token and settings.metrics_token.get_secret_value()
+        token = settings.metrics_token
+        metrics_token = None if token is None else token.get_secret_value()
         app = create_app(
             pool=pool,
             clock=clock,

@@ -37,9 +37,10 @@ from core.clock import Clock
 from core.problems import PROBLEM_JSON, Problem, problem
 from devices.tokens import device_for_token, token_prefix
 from ingest import formats, metrics
-from ingest.decoding import Decoded, Envelope, as_storage_error
+from ingest.decoding import Candidate, Decoded, Envelope, as_storage_error
 from ingest.formats import PayloadFormat
 from ingest.limits import Limits, RateLimiter, limit_rate
+from ingest.quarantine import QuarantineEntry
 from ingest.store import AfterStore, BatchOutcome, Refused, store_batch
 
 log = logging.getLogger(__name__)
@@ -314,10 +315,8 @@ def _too_large(limit: int) -> JSONResponse:
 def _answer(processed: _Processed, envelope: Envelope) -> IngestResult | JSONResponse:
     decoded, outcome = processed.decoded, processed.outcome
     readings = _reading_outcomes(decoded, outcome)
-    msg_id = next(
-        (m.msg_id for m in [*decoded.candidates, *decoded.quarantined] if m.msg_id is not None),
-        None,
-    )
+    entries: list[Candidate | QuarantineEntry] = [*decoded.candidates, *decoded.quarantined]
+    msg_id = next((m.msg_id for m in entries if m.msg_id is not None), None)
     quarantined = sum(outcome.quarantined.values())
     if processed.refused_whole and decoded.quarantined:
         first = decoded.quarantined[0]

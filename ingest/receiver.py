@@ -274,7 +274,9 @@ class Receiver:
             raise ProtocolError(f"SUBACK for packet id {suback.packet_id}, which we never sent")
         refused = [f"{code:#x}" for code in suback.reasons if code >= 0x80]
         if refused or len(suback.reasons) != len(self._subscriptions):
-            raise _ConnectionLost(f"the broker refused subscriptions: {refused or suback.reasons}")
+            raise _ConnectionLost(
+                f"the broker refused subscriptions: {refused or suback.reasons!r}"
+            )
         connection.subscribed = True
         self._ready.set()
         metrics.CONNECTED.set(1)

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 from heimvakt.demo import DEMO_MAIL_DOMAIN, DEMO_PASSWORD, DEMO_STAFF
 from heimvakt.embedded import free_port
@@ -30,7 +30,7 @@ from heimvakt.embedded import free_port
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 ALERT_PATIENT = "Bjørn Prøvestad"
 """The demo patient whose saturation falls over the week: the demo's first alert."""
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 
 
 def start_demo(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
