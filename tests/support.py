@@ -35,8 +35,16 @@ ISSUER_KEY = AESGCM.generate_key(bit_length=256)
 keeps one key file, so every issuer built on a cloned database opens the template's key."""
 
 
-def eventually(probe: Callable[[], T], *, timeout: float = 30.0, every: float = 0.05) -> T:
-    """Poll until `probe` returns something truthy; fail with its last value after `timeout`."""
+def scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> Any:
+    """The first column of the query's first row; a query that finds no row fails the test."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, f"no row: {query}"
+    return row[0]
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, every: float = 0.05) -> T:
+    """Poll until `probe` returns something truthy; fail with its last value after `timeout`.
+    What it returns is never None, and the signature says so."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.processes import MOSQUITTO
 @pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (apt-get install mosquitto)")
 @pytest.mark.parametrize("benchmark", ["bench.ingest", "bench.alerts"])
 def test_the_benchmark_runs_in_smoke_mode(
-    benchmark: str, postgres_server_url: str, repo_root: object
+    benchmark: str, postgres_server_url: str, repo_root: Path
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-m", benchmark, "--smoke"],

@@ -7,7 +7,7 @@ import string
 from pathlib import Path
 
 import pytest
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from core.i18n import (
@@ -39,8 +39,12 @@ def used_messages() -> tuple[set[Msgid], list[str]]:
                 arguments = node.args[:2]
             else:
                 continue
-            values = [a.value for a in arguments if isinstance(a, ast.Constant)]
-            if len(values) != len(arguments) or not all(isinstance(v, str) for v in values):
+            values = [
+                a.value
+                for a in arguments
+                if isinstance(a, ast.Constant) and isinstance(a.value, str)
+            ]
+            if len(values) != len(arguments):
                 not_literal.append(f"{path.name}:{node.lineno}")
                 continue
             found.add(values[0] if len(values) == 1 else (values[0], values[1]))
@@ -50,6 +54,13 @@ def used_messages() -> tuple[set[Msgid], list[str]]:
 def catalog(language: str) -> Catalog:
     with catalog_path(language).open("rb") as po:
         return read_po(po, locale=language)
+
+
+def translations_of(message: Message) -> tuple[str, ...]:
+    """A singular message's one translation, or a plural message's one per plural form."""
+    if isinstance(message.string, str):
+        return (message.string,)
+    return tuple(message.string or ())
 
 
 def placeholders(text: str) -> set[str]:
@@ -74,8 +85,8 @@ def test_every_message_the_dashboard_uses_is_translated(language: str) -> None:
         if msgid in messages
         and (
             messages[msgid].fuzzy
-            or not all(messages[msgid].string)
-            or (isinstance(msgid, tuple) and len(messages[msgid].string) != 2)
+            or not all(translations_of(messages[msgid]))
+            or (isinstance(msgid, tuple) and len(translations_of(messages[msgid])) != 2)
         )
     )
     assert missing == []
@@ -94,8 +105,8 @@ def test_a_translation_keeps_the_placeholders_of_its_message(language: str) -> N
     for message in catalog(language):
         if not message.id:
             continue
-        ids = message.id if isinstance(message.id, tuple) else (message.id,)
-        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        ids = (message.id,) if isinstance(message.id, str) else tuple(message.id)
+        strings = translations_of(message)
         expected = placeholders(ids[-1])
         assert [placeholders(s) for s in strings] == [expected] * len(strings), message.id
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import click
 import psycopg
 import pytest
 import typer
+from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from care.people import principal_for
@@ -20,6 +21,9 @@ from devices.tokens import device_for_token, token_prefix
 from heimvakt.cli import app
 from heimvakt.worker import ingest_client_id
 from tests.support import seed_patient_with_device
+
+if TYPE_CHECKING:
+    from typer._click.core import Command  # the base of typer's commands; typer names it nowhere
 
 runner = CliRunner()
 
@@ -201,11 +205,14 @@ def test_with_the_embedded_broker_the_ingest_client_id_is_random() -> None:
 
 
 def commands(
-    command: click.Command, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """Every command and group under `command`, with the words that reach it."""
+    command: Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Command]]:
+    """Every command and group under `command`, with the words that reach it.
+
+    Typer builds its commands on a copy of click of its own (typer._click), so its classes are
+    what to look for: the real click's never match."""
     yield path, command
-    if isinstance(command, click.Group):
+    if isinstance(command, TyperGroup):
         for name, sub in command.commands.items():
             yield from commands(sub, (*path, name))
 
@@ -222,9 +229,11 @@ def test_help_describes_every_option_with_its_default_and_no_type_placeholders()
             r"<(bool|int|float|str|text)[^>]*>", result.output.split("Options:")[-1]
         ), result.output
         for param in command.params:
-            if not isinstance(param, click.Option) or param.name == "help":
+            if not isinstance(param, TyperOption) or param.name == "help":
                 continue
-            name, text = param.get_help_record(click.Context(command))
+            record = param.get_help_record(typer.Context(command))
+            assert record is not None, f"heimvakt {' '.join(path)} {param.name} is hidden"
+            name, text = record
             assert param.help, f"heimvakt {' '.join(path)} {name} has no description"
             flag_or_unset = param.is_flag or param.default is None
             assert (
@@ -248,7 +257,7 @@ def test_help_describes_every_option_with_its_default_and_no_type_placeholders()
 
 
 def test_the_host_and_port_options_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = []
+    seen: list[Settings] = []
     monkeypatch.setattr("heimvakt.platform.run", seen.append)
     monkeypatch.delenv("HEIMVAKT_HTTP_HOST", raising=False)
     monkeypatch.setenv("HEIMVAKT_HTTP_PORT", "8123")

@@ -7,6 +7,7 @@ own; its workers are real `heimvakt ingest` processes that the tests kill and co
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import re
@@ -87,6 +88,9 @@ class Parent:
             if line.startswith(name) and not line.startswith("#")
         )
 
+    def broker_connected(self, worker: int) -> bool:
+        return self.metric(worker, "heimvakt_ingest_broker_connected") == 1
+
     def wait_connected(self) -> None:
         for worker in (1, 2):
             try:
@@ -94,7 +98,7 @@ class Parent:
             except TimeoutError as error:
                 message = f"worker {worker} never served metrics:\n{self.tail()}"
                 raise AssertionError(message) from error
-            eventually(lambda w=worker: self.metric(w, "heimvakt_ingest_broker_connected") == 1)
+            eventually(functools.partial(self.broker_connected, worker))
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

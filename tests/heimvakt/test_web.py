@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 
 import pytest
 from psycopg_pool import ConnectionPool
+from starlette.types import Message
 
 from tests.care.conftest import local_issuer
 from tests.heimvakt.conftest import MakeClient
@@ -65,14 +65,14 @@ def test_a_chunked_body_is_counted_as_it_streams_and_refused(
     chunk = b"x" * 16_384
     total = 60 * 1024 * 1024
     pulled = 0
-    answer: list[dict[str, Any]] = []
+    answer: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal pulled
         pulled += len(chunk)
         return {"type": "http.request", "body": chunk, "more_body": pulled < total}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         answer.append(message)
 
     scope = {
@@ -90,7 +90,11 @@ def test_a_chunked_body_is_counted_as_it_streams_and_refused(
         "server": ("testserver", 80),
         "state": {},
     }
-    asyncio.run(app(scope, receive, send))
+
+    async def request() -> None:
+        await app(scope, receive, send)
+
+    asyncio.run(request())
     start = next(m for m in answer if m["type"] == "http.response.start")
     assert start["status"] == status
     assert (b"content-type", b"application/problem+json") in start["headers"]

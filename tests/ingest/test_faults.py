@@ -136,7 +136,7 @@ def test_killing_the_ingest_mid_backlog_loses_nothing_and_stores_nothing_twice(
     publisher = Publisher(broker.url(), topic_prefix)
     try:
         first = spawn(env=env, name="ingest-a")
-        eventually(lambda: first.metric("heimvakt_ingest_broker_connected") == 1)
+        eventually(first.broker_connected)
         probe = publisher.publish(1)
         eventually(lambda: stored(conn) == (1, 1), timeout=30)
         first.kill()  # its persistent session stays with the broker
@@ -240,7 +240,7 @@ def test_two_workers_on_a_shared_subscription_store_a_stream_once_and_both_take_
     publisher = Publisher(broker.url(), topic_prefix)
     try:
         for worker in workers:
-            eventually(lambda w=worker: w.metric("heimvakt_ingest_broker_connected") == 1)
+            eventually(worker.broker_connected)
         n = 50_000
         publisher.publish(n)
         publisher.wait_acknowledged(n, timeout=120)

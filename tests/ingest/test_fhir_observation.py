@@ -335,7 +335,7 @@ def drop_from_quantity(field: str) -> dict[str, Any]:
 
 TOO_MANY = bundle(*[observation(effectiveDateTime=f"2026-11-22T06:{m:02}:00Z") for m in range(21)])
 
-BAD = {
+BAD: dict[str, tuple[dict[str, Any] | list[Any] | bytes, Reason]] = {
     "not JSON": (b'{"resourceType": "Observation",', Reason.MALFORMED_JSON),
     "not UTF-8": (b"\xff\xfe{}", Reason.MALFORMED_JSON),
     "NaN": (json.dumps(observation(value=float("nan"))).encode(), Reason.MALFORMED_JSON),

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from psycopg_pool import ConnectionPool
+from starlette.types import Message
 
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
@@ -269,12 +270,12 @@ def test_a_body_declared_too_large_is_refused_without_reading_it(
     pool: ConnectionPool, clock: ManualClock, token: str, conn: psycopg.Connection
 ) -> None:
     app = build_app(pool, clock=clock)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         raise AssertionError("the body was read")
 
-    async def send(event: dict[str, Any]) -> None:
+    async def send(event: Message) -> None:
         sent.append(event)
 
     scope = {

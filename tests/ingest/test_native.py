@@ -184,7 +184,7 @@ def test_a_time_within_the_five_minute_tolerance_is_accepted() -> None:
     assert len(decode_native(payload, ENVELOPE).candidates) == 1
 
 
-BAD_READINGS = {
+BAD_READINGS: dict[str, tuple[Any, QuarantineReason]] = {
     "unknown code": ({"code": "1234-5", "value": 1, "unit": "%"}, QuarantineReason.UNKNOWN_CODE),
     "unknown unit": ({"code": "spo2", "value": 0.93, "unit": "1"}, QuarantineReason.UNKNOWN_UNIT),
     "unit of another quantity": (

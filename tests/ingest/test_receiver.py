@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,16 +55,14 @@ def make_receiver(topic_prefix: str, protocol: str) -> Iterator[MakeReceiver]:
     """Start receivers subscribed to the test's topics; all are stopped when the test ends."""
     started: list[Receiver] = []
 
-    def start(
-        url: str, *, client_id: str | None = None, **options: object
-    ) -> tuple[Receiver, Inbox]:
+    def start(url: str, *, client_id: str | None = None, **options: Any) -> tuple[Receiver, Inbox]:
         inbox = Inbox()
         receiver = Receiver(
             BrokerAddress.parse(f"{url}?protocol={protocol}"),
             client_id=client_id or f"receiver-{uuid.uuid4().hex[:12]}",
             subscriptions=[(f"{topic_prefix}/#", 1)],
             on_messages=inbox,
-            **options,  # type: ignore[arg-type]
+            **options,
         )
         receiver.start()
         started.append(receiver)

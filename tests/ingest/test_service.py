@@ -20,7 +20,7 @@ from core.limits import Limits
 from core.mqtt import BrokerAddress
 from core.readings import Reading
 from devices.service import do_assign_device
-from devices.status import status_of
+from devices.status import DeviceStatus, status_of
 from ingest import metrics
 from ingest.service import MqttIngest
 from ingest.store import AfterStore
@@ -126,7 +126,7 @@ def test_every_kind_of_bad_input_is_quarantined_and_a_good_reading_after_it_is_s
     publish("ox-1", good)
 
     eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 1)
-    reasons = eventually(
+    reasons: dict[str, int] = eventually(
         lambda: dict(
             conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()
         )
@@ -337,12 +337,15 @@ def test_the_last_will_of_a_gateway_that_vanishes_marks_its_device_offline(
     eventually(lambda: (s := status_of(conn, device_id="ox-1")) is not None and s.online)
 
     gateway.loop_stop()
-    gateway.socket().close()  # gone without a goodbye: the broker publishes the will
+    sock = gateway.socket()
+    assert sock is not None
+    sock.close()  # gone without a goodbye: the broker publishes the will
 
-    status = eventually(
-        lambda: (s := status_of(conn, device_id="ox-1")) is not None and not s.online and s,
-        timeout=20,
-    )
+    def offline() -> DeviceStatus | None:
+        status = status_of(conn, device_id="ox-1")
+        return status if status is not None and not status.online else None
+
+    status = eventually(offline, timeout=20)
     assert status.battery_pct == 90, "the offline will keeps what the device said before"
 
 

@@ -207,9 +207,13 @@ def test_every_message_from_a_registered_device_moves_its_last_seen_time(
     seed_patient_with_device(conn)
     reading = candidate()
     store_batch(conn, channel="mqtt", messages=[[reading]], quarantined=[])
-    assert status_of(conn, device_id="ox-1").last_seen_at == NOW  # type: ignore[union-attr]
+    first = status_of(conn, device_id="ox-1")
+    assert first is not None
+    assert first.last_seen_at == NOW
     later = replace(reading, received_at=NOW + timedelta(hours=1))
     store_batch(conn, channel="mqtt", messages=[[later]], quarantined=[])
-    assert status_of(conn, device_id="ox-1").last_seen_at == NOW + timedelta(hours=1)  # type: ignore[union-attr]
+    second = status_of(conn, device_id="ox-1")
+    assert second is not None
+    assert second.last_seen_at == NOW + timedelta(hours=1)
     store_batch(conn, channel="mqtt", messages=[[candidate("ghost")]], quarantined=[])
     assert status_of(conn, device_id="ghost") is None
