@@ -375,7 +375,7 @@ class WebhookChannel:
 # Apprise ---------------------------------------------------------------------------------------
 
 
-def apprise_target(address: str, *, allow_private_addresses: bool) -> apprise.URLBase:
+def apprise_target(address: str, *, allow_private_addresses: bool) -> apprise.NotifyBase:
     """The Apprise service for `address`, if the host it would reach passes the webhook's rule.
 
     Services with a fixed public endpoint (Telegram, Slack, Pushover …) take no host from the

@@ -40,7 +40,8 @@ class Profile:
 class PatientHistory:
     """One patient's readings and profile; `at(t)` cuts the context rules see at moment t."""
 
-    def __init__(self, *, patient_id: UUID, series: Mapping[str, Series], profile: Profile) -> None:
+    def __init__(self, *, patient_id: UUID, series: dict[str, Series], profile: Profile) -> None:
+        # A dict: the incremental state (alerts/state.py) adds the codes a new batch brings.
         self.patient_id = patient_id
         self.series = series
         self.profile = profile

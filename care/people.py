@@ -233,18 +233,18 @@ def get_employment(conn: psycopg.Connection, *, membership_id: UUID) -> Membersh
 def do_end_team_membership(
     conn: psycopg.Connection, *, membership_id: UUID, now: datetime
 ) -> Membership | None:
-    """End a care-team membership now; access through it ends with it."""
-    return _end(conn, table="care_team_members", membership_id=membership_id, now=now) and (
-        get_team_membership(conn, membership_id=membership_id)
-    )
+    """End a care-team membership now; access through it ends with it. None if it had ended."""
+    if not _end(conn, table="care_team_members", membership_id=membership_id, now=now):
+        return None
+    return get_team_membership(conn, membership_id=membership_id)
 
 
 def do_end_employment(
     conn: psycopg.Connection, *, membership_id: UUID, now: datetime
 ) -> Membership | None:
-    return _end(conn, table="staff_memberships", membership_id=membership_id, now=now) and (
-        get_employment(conn, membership_id=membership_id)
-    )
+    if not _end(conn, table="staff_memberships", membership_id=membership_id, now=now):
+        return None
+    return get_employment(conn, membership_id=membership_id)
 
 
 def _end(conn: psycopg.Connection, *, table: str, membership_id: UUID, now: datetime) -> bool:

@@ -65,9 +65,10 @@ def daily_symptoms(context: PatientContext) -> list[Finding]:
 def cat_total(answers: SymptomAnswer) -> int | None:
     """The CAT total, or None if the answers are not 8 items of 0-5."""
     items = [answers.answers.get(f"q{i}") for i in range(1, CAT_ITEMS + 1)]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 5 for v in items):
+    scores = [v for v in items if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 5]
+    if len(scores) != len(items):
         return None
-    return sum(items)  # type: ignore[arg-type]
+    return sum(scores)
 
 
 def cat_score(context: PatientContext) -> list[Finding]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from alerts.findings import Category, Finding, Observation, PatientContext
 from alerts.series import moment_of, span
@@ -58,7 +58,9 @@ def values_between(
     return list(series.values[first:last])
 
 
-def classify(value: float, limits: Limits, margin: float) -> tuple[Severity, str | None] | None:
+def classify(
+    value: float, limits: Limits, margin: float
+) -> tuple[Severity, Literal["low", "high"] | None] | None:
     """(severity, direction) of one value against one measurement's limits; None: no verdict."""
     if limits.red_low is not None and value < limits.red_low:
         return Severity.RED, "low"
@@ -113,7 +115,7 @@ def evaluate(context: PatientContext) -> list[Finding]:
                 category=Category.CLINICAL,
                 measured_at=reading.measured_at,
                 code=code,
-                direction=direction,  # type: ignore[arg-type]
+                direction=direction,
                 value=reading.value,
                 details={
                     "low": limits.low,
