@@ -4,7 +4,7 @@ injected fault."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -35,7 +35,9 @@ ISSUER_KEY = AESGCM.generate_key(bit_length=256)
 keeps one key file, so every issuer built on a cloned database opens the template's key."""
 
 
-def scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> Any:
+def scalar(
+    conn: psycopg.Connection, query: str, params: Sequence[object] | Mapping[str, object] = ()
+) -> Any:
     """The first column of the query's first row; a query that finds no row fails the test."""
     row = conn.execute(query, params).fetchone()
     assert row is not None, f"no row: {query}"

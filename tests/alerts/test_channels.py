@@ -163,6 +163,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)  # the Controller is made without decode_data
+        assert envelope.mail_from is not None
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
@@ -442,7 +444,12 @@ def test_an_old_timestamp_fails_even_with_a_valid_signature() -> None:
     sent = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     timestamp = int(sent.timestamp())
     signature = sign(secret=SECRET, timestamp=timestamp, body=b"{}")
-    check = {"secret": SECRET, "timestamp": timestamp, "body": b"{}", "signature": signature}
+    check: dict[str, Any] = {
+        "secret": SECRET,
+        "timestamp": timestamp,
+        "body": b"{}",
+        "signature": signature,
+    }
     assert verify_signature(**check, now=sent + timedelta(seconds=299))
     assert not verify_signature(**check, now=sent + timedelta(seconds=301))
     assert not verify_signature(**check, now=sent - timedelta(seconds=301))

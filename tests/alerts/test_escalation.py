@@ -5,6 +5,7 @@ hours it takes the out-of-hours route at once."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -104,7 +105,7 @@ def _raise(conn: psycopg.Connection, ward: dict[str, UUID], at: datetime, **kwar
     return row[0]
 
 
-def _state(conn: psycopg.Connection, alert_id: int) -> tuple:
+def _state(conn: psycopg.Connection, alert_id: int) -> tuple[Any, ...] | None:
     return conn.execute(
         "SELECT route, routed_to, escalation_level FROM alerts WHERE id = %s", (alert_id,)
     ).fetchone()

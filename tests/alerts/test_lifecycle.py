@@ -4,6 +4,7 @@ after resolution, snoozes mute one direction and never a red notification."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from uuid import UUID
 
 import psycopg
@@ -23,9 +24,10 @@ from care.access import Interface
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
 from core.auth import Principal
-from tests.support import care_team_member
+from tests.support import care_team_member, scalar
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+DIRECTIONS: dict[str, Literal["low", "high"]] = {"low": "low", "high": "high"}
 
 
 @pytest.fixture
@@ -52,7 +54,6 @@ def finding(
     instance: str = "threshold:59408-5:low",
     value: float = 92.0,
 ) -> Finding:
-    direction = instance.rsplit(":", 1)[-1]
     return Finding(
         rule="threshold",
         rule_version=threshold.VERSION,
@@ -61,7 +62,7 @@ def finding(
         category=Category.CLINICAL,
         measured_at=at,
         code="59408-5",
-        direction=direction if direction in ("low", "high") else None,
+        direction=DIRECTIONS.get(instance.rsplit(":", 1)[-1]),
         value=value,
     )
 
@@ -92,7 +93,7 @@ def test_after_resolution_a_value_hovering_at_the_limit_does_not_reopen_until_it
     conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
-    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    alert_id = scalar(conn, "SELECT id FROM alerts")
     with pytest.raises(AlertStateError, match="note"):
         do_resolve_alert(
             conn,
@@ -123,7 +124,7 @@ def test_a_worse_finding_reopens_even_while_disarmed(
     conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
-    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    alert_id = scalar(conn, "SELECT id FROM alerts")
     do_resolve_alert(
         conn,
         alert_id=alert_id,
@@ -141,7 +142,7 @@ def test_a_snooze_mutes_one_direction_only_and_never_red(
     conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW, instance="threshold:29463-7:high"))
-    weight_alert = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    weight_alert = scalar(conn, "SELECT id FROM alerts")
     with pytest.raises(AlertStateError, match="reason"):
         do_snooze_alert(
             conn,
@@ -198,7 +199,7 @@ def test_acknowledging_twice_is_refused(
     conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
-    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    alert_id = scalar(conn, "SELECT id FROM alerts")
     do_acknowledge_alert(conn, alert_id=alert_id, actor=nurse, interface=Interface.API, now=NOW)
     with pytest.raises(AlertStateError, match="acknowledged"):
         do_acknowledge_alert(conn, alert_id=alert_id, actor=nurse, interface=Interface.API, now=NOW)
@@ -216,7 +217,7 @@ def test_every_step_on_an_alert_leaves_its_event_and_its_access_log_row(
     conn: psycopg.Connection, patient: UUID, nurse: Principal
 ) -> None:
     apply(conn, patient, finding(Severity.YELLOW))
-    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    alert_id = scalar(conn, "SELECT id FROM alerts")
     step = {"alert_id": alert_id, "actor": nurse, "interface": Interface.DASHBOARD, "now": NOW}
     do_acknowledge_alert(conn, **step)
     do_note_alert(conn, note="Ringt pasienten, ny måling i kveld", **step)

@@ -14,6 +14,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
+from schemathesis.core.result import Err
 
 from tests.care.conftest import WorldClient
 from tests.care.world import World
@@ -40,6 +41,8 @@ def test_no_server_errors_and_every_answer_matches_the_schema(
     with world_client() as (client, _conn):
         schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
         for result in schema.get_all_operations():
+            if isinstance(result, Err):
+                raise result.err()
             operation = result.ok()
             label = f"{operation.method.upper()} {operation.path}"
             try:

@@ -8,6 +8,7 @@ import re
 import uuid
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
@@ -23,7 +24,9 @@ def client() -> TestClient:
 
 
 def _protected(client: TestClient) -> list[tuple[str, str]]:
-    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    app = client.app
+    assert isinstance(app, FastAPI)
+    paths = app.openapi()["paths"]
     return sorted(
         (method.upper(), path)
         for path, item in paths.items()

@@ -17,11 +17,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from tests.care.conftest import WorldClient, build_app, local_issuer
 from tests.care.world import ROLES, SCENARIOS, Scenario, World
+from tests.support import scalar
 
 Expectation = Callable[[str, str], bool]
 """(role, scenario) -> allowed."""
@@ -207,7 +209,9 @@ PATIENT_FOR = {("POST", f"{P}/care-plan"): "own_no_plan"}
 def openapi() -> dict[str, Any]:
     """The app's OpenAPI document; building it needs no database."""
     pool = ConnectionPool("postgresql://unused", open=False)
-    return build_app(pool, local_issuer(pool)).app.openapi()  # type: ignore[attr-defined]
+    app = build_app(pool, local_issuer(pool)).app
+    assert isinstance(app, FastAPI)
+    return app.openapi()
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -273,10 +277,11 @@ def _fingerprint(conn: psycopg.Connection) -> dict[str, str]:
         ).fetchall()
     ]
     return {
-        table: conn.execute(
+        table: scalar(
+            conn,
             "SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))"
-            f' FROM "{table}" t'
-        ).fetchone()[0]
+            f' FROM "{table}" t',
+        )
         for table in tables
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -318,7 +319,7 @@ def test_two_entries_for_one_measurement_and_impossible_schedules_are_refused(
     conn: psycopg.Connection, patient: UUID, plan: CarePlan, physician: UUID
 ) -> None:
     before = stored_rows(conn, patient)
-    refused = [
+    refused: list[dict[str, Any]] = [
         {"thresholds": [Limits("spo2", low=90), Limits("59408-5", low=92)]},
         {"measurements": [ScheduledMeasurement("pulse", 24), ScheduledMeasurement("8867-4", 12)]},
         {"measurements": [ScheduledMeasurement("pulse", every_hours=0)]},
@@ -337,7 +338,7 @@ def test_two_entries_for_one_measurement_and_impossible_schedules_are_refused(
                 author=physician,
                 now=LATER,
                 reason="typo",
-                **change,  # type: ignore[arg-type]
+                **change,
             )
     assert stored_rows(conn, patient) == before
 

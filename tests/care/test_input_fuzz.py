@@ -87,8 +87,11 @@ def _role_for(operation: tuple[str, str]) -> str | None:
     return next((r for r in ROLES if r != "anonymous" and EXPECTED[operation](r, "own")), None)
 
 
-def _cases(world: World) -> Iterator[tuple[tuple[str, str], str, str, str, bytes | None, str]]:
-    """(operation, role, url, label, body, query) for every bad value in every field."""
+def _cases(
+    world: World,
+) -> Iterator[tuple[tuple[str, str], str, str, str, bytes | None, tuple[str, str] | None]]:
+    """(operation, role, url, label, body, query) for every bad value in every field; the query
+    is a (name, value) pair."""
     document = openapi()
     for operation in OPERATIONS:
         role = _role_for(operation) if operation in EXPECTED else None

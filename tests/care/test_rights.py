@@ -18,6 +18,7 @@ from care.rights import (
 )
 from tests.care.conftest import WorldClient
 from tests.care.world import World
+from tests.support import scalar
 
 
 def _store(conn: psycopg.Connection, world: World, *, at: datetime) -> None:
@@ -153,8 +154,7 @@ def _patient_tables(conn: psycopg.Connection) -> dict[str, str]:
 
 
 def _rows_about(conn: psycopg.Connection, table: str, condition: str, patient: UUID) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {table} t WHERE {condition}", {"p": patient})
-    return row.fetchone()[0]
+    return scalar(conn, f"SELECT count(*) FROM {table} t WHERE {condition}", {"p": patient})
 
 
 def _something_in_every_table(client: TestClient, conn: psycopg.Connection, world: World) -> None:

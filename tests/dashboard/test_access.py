@@ -46,6 +46,7 @@ from tests.dashboard import (
     text,
     texts,
 )
+from tests.support import scalar
 
 SINCE = datetime(2024, 1, 1, tzinfo=UTC)
 XSS = "<img src=x onerror=alert(1)>"
@@ -478,7 +479,7 @@ def test_a_nurse_acknowledges_an_alert_from_the_patient_page_and_it_is_logged(
 ) -> None:
     kari = seed_patient(conn, name="Kari Nordmann", limits={"spo2": (92, None)})
     store_reading(conn, kari, "spo2", 88, NOW)
-    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    alert_id = scalar(conn, "SELECT id FROM alerts")
     client, _ = dashboard_client(pool)
     page = show(client, f"{BASE}patients/{kari.patient_id}")
     assert "Kvitter" in text(page)
@@ -499,7 +500,7 @@ def test_a_patient_sees_no_acknowledge_button_and_cannot_acknowledge(
 ) -> None:
     kari = seed_patient(conn, name="Kari Nordmann", limits={"spo2": (92, None)})
     store_reading(conn, kari, "spo2", 88, NOW)
-    alert_id = conn.execute("SELECT id FROM alerts").fetchone()[0]
+    alert_id = scalar(conn, "SELECT id FROM alerts")
     client, _ = dashboard_client(pool, patient_id=kari.patient_id)
     assert "Kvitter" not in text(show(client, f"{BASE}patients/{kari.patient_id}"))
     response = client.post(f"{BASE}_dash-update-component", json=_acknowledge_request(alert_id))

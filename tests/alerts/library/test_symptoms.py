@@ -21,7 +21,7 @@ RULES_TESTED = {"daily_symptoms", "cat_score"}
     ],
 )
 def test_any_yes_is_yellow(answers: dict[str, bool], expected: str) -> None:
-    assert verdicts(daily_symptoms(context(symptoms=[daily(**answers)]))) == [
+    assert verdicts(daily_symptoms(context(symptoms=[daily(AT, **answers)]))) == [
         ("daily_symptoms", expected)
     ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from alerts.library.trends import peak_flow_drop, spo2_drop, weight_gain
@@ -64,7 +66,7 @@ def test_duplicate_weights_do_not_change_the_verdict() -> None:
     assert verdicts(weight_gain(context(readings))) == [(f"weight_gain:{WEIGHT}", "green")]
 
 
-def _baseline(value: float = 95.0) -> list[tuple[str, float, object]]:
+def _baseline(value: float = 95.0) -> list[tuple[str, float, datetime]]:
     return [(SPO2, value, ago(days=day)) for day in range(1, 7)]
 
 
@@ -90,7 +92,7 @@ def test_the_last_twelve_hours_are_not_part_of_the_baseline() -> None:
     assert found[0].details["baseline_median"] == 95.0
 
 
-def _flow(code: str, values: list[float], newest: float) -> list[tuple[str, float, object]]:
+def _flow(code: str, values: list[float], newest: float) -> list[tuple[str, float, datetime]]:
     return [(code, v, ago(days=len(values) - i)) for i, v in enumerate(values)] + [
         (code, newest, AT)
     ]
