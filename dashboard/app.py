@@ -10,7 +10,7 @@ from typing import Final
 
 import fastapi
 import psycopg
-from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
+from dash import ALL, Dash, Input, NoUpdate, Output, State, callback_context, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
@@ -70,13 +70,15 @@ def create_dashboard(
     """
     app = Dash(
         __name__,
-        server=server,
+        # Dash runs on FastAPI since 4.2, but its annotation still names only Flask's factory.
+        server=server,  # type: ignore[arg-type]
         url_base_pathname=url_base,
         title="Heimvakt",
         suppress_callback_exceptions=True,
         assets_folder=str(ASSETS_DIR),
-        # The page refreshes every few seconds; a flickering tab title would too.
-        update_title=None,
+        # The page refreshes every few seconds; a flickering tab title would too. The renderer
+        # leaves the title alone for any empty value (None, as Dash documents it, or "").
+        update_title="",
     )
     app.layout = html.Div(
         [
@@ -98,7 +100,8 @@ def create_dashboard(
     # FHIR address would stop being a 404. ClientSideRoutes serves the dashboard's deep links.
     # Dash (4.4) offers no public way to leave the catch-all out, so its private hook is
     # replaced; tests/dashboard/test_dash_catch_all.py fails as soon as Dash changes that hook.
-    app.backend._setup_catchall = _no_catch_all  # type: ignore[method-assign]
+    # Only Dash's FastAPI backend has the hook: the backend's declared type does not.
+    app.backend._setup_catchall = _no_catch_all  # type: ignore[attr-defined]
 
     def render(
         pathname: str | None, search: str | None, token: str | None, *, refresh: bool
@@ -143,7 +146,7 @@ def create_dashboard(
     )
     async def route_and_refresh(
         pathname: str | None, search: str | None, _refreshes: int | None
-    ) -> tuple[Component, Component | None]:
+    ) -> tuple[Component | NoUpdate, Component | None]:
         """Draw the page the address names, for whoever the session cookie speaks for.
 
         Opening a page (first load, a link, a new address) is logged; the interval's refresh
@@ -169,7 +172,9 @@ def create_dashboard(
         State("url", "search"),
         prevent_initial_call=True,
     )
-    async def acknowledge(clicks: list[int | None], search: str | None) -> Component | None:
+    async def acknowledge(
+        clicks: list[int | None], search: str | None
+    ) -> Component | NoUpdate | None:
         triggered = callback_context.triggered_id
         if not isinstance(triggered, dict) or not any(clicks):
             return no_update

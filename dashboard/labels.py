@@ -23,7 +23,11 @@ def severity_name(severity: Severity, t: Translator) -> str:
 
 
 def condition_names(conditions: Sequence[str], t: Translator) -> str:
-    names = {Condition.COPD: t("COPD"), Condition.HEART_FAILURE: t("heart failure")}
+    # Keyed by str: the conditions come from the database as text, and a StrEnum member is one.
+    names: dict[str, str] = {
+        Condition.COPD: t("COPD"),
+        Condition.HEART_FAILURE: t("heart failure"),
+    }
     return ", ".join(names.get(c, c) for c in conditions) or NO_VALUE
 
 
@@ -50,7 +54,7 @@ def role_name(role: str, t: Translator) -> str:
 
 def reason_text(reason_code: str, t: Translator) -> str:
     """Why someone could look, as the patient reads it."""
-    reasons = {
+    reasons: dict[str, str] = {
         Reason.CARE_TEAM: t("Member of your care team"),
         Reason.OWN_DATA: t("You"),
         Reason.HANDOVER: t("Receiving unit for a hand-over"),

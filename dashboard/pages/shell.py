@@ -4,7 +4,7 @@ out."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from babel.dates import format_skeleton
 from dash import dcc, html
@@ -29,6 +29,7 @@ def header(
         else dcc.Link(LANGUAGE_NAMES[language], href=links.in_language(route, language))
         for language in LANGUAGES
     ]
+    aria: dict[str, Any] = {"aria-label": t("Language")}  # no Python keyword has a hyphen
     updated = format_skeleton("Hms", now, tzinfo=DISPLAY_TIMEZONE, locale=babel_locale(t))
     return html.Header(
         [
@@ -38,7 +39,7 @@ def header(
                 className="home",
             ),
             html.Span(t("Updated {time}").format(time=updated), className="updated"),
-            html.Nav(languages, className="languages", **{"aria-label": t("Language")}),
+            html.Nav(languages, className="languages", **aria),
             *_signed_in(principal, t=t),
         ],
         className="topbar",

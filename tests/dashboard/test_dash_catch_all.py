@@ -38,7 +38,9 @@ def test_the_dashboard_replaces_the_hook_on_its_own_backend(pool: ConnectionPool
         principal_of=lambda token: ANONYMOUS,
         session_cookie="session",
     )
-    hook = app.backend._setup_catchall
+    backend = app.backend
+    assert isinstance(backend, _fastapi.FastAPIDashServer)
+    hook = backend._setup_catchall
     assert getattr(hook, "__func__", hook) is not _fastapi.FastAPIDashServer._setup_catchall
     assert hook() is None
     assert not [r for r in app.server.routes if "{path:path}" in getattr(r, "path", "")]
