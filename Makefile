@@ -21,9 +21,9 @@ demo: $(STAMP)
 	@$(BIN)/heimvakt up --demo
 
 # mypy (configured in pyproject.toml) checks types beside pytest rather than before it: from a
-# cold cache it needs about 40 s of CPU, which it finds, at a lower priority, while the tests
-# wait on the database and the broker. Its report follows pytest's; either failing fails the run,
-# with pytest's exit status first (CI reads 5 as "no tests collected").
+# cold cache it needs about 50 s of CPU, which it finds, at a lower priority, while the tests
+# wait on the database and the broker. Its report follows pytest's; either failing fails the
+# run, and make names pytest's exit status when both fail.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
