@@ -110,15 +110,17 @@ def find_alerts(
         condition, visible_parameters = visible
         where.append(f"a.patient_id IN (SELECT p.id FROM patients p WHERE {condition})")
         parameters |= visible_parameters
+    if patient_ids is not None:
+        where.append("a.patient_id = ANY(%(patients)s)")
+        parameters["patients"] = list(patient_ids)
     for column, value, name in (
-        ("a.patient_id = ANY(%(patients)s)", patient_ids, "patients"),
         ("a.routed_to = %(unit)s", unit, "unit"),
         ("a.severity = %(severity)s", severity, "severity"),
         ("a.category = %(category)s", category, "category"),
     ):
         if value is not None:
             where.append(column)
-            parameters[name] = list(value) if name == "patients" else value
+            parameters[name] = value
     paging = "OFFSET %(offset)s"
     if limit is not None:
         paging = "LIMIT %(limit)s " + paging
