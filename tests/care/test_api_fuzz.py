@@ -1,22 +1,25 @@
 """Property-based tests of the whole API with schemathesis, in-process: whatever a client sends,
 the app answers without a 5xx and every answer matches the OpenAPI document.
 
-Each generated case is sent once per role, so refusals are exercised as much as successes. The
-run is derandomized (the same cases every time) and prints how many requests it sent (``-s``).
+Each generated case is sent once per role, so refusals are exercised as much as successes. Every
+operation in the OpenAPI document is fuzzed (the authorization matrix fails for a route nobody
+declared); the run is derandomized (the same cases every time) and prints how many requests
+it sent (``-s``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
-from schemathesis.core.result import Err
+from schemathesis.schemas import BaseSchema
 
 from tests.care.conftest import WorldClient
+from tests.care.test_authorization_matrix import OPERATIONS
 from tests.care.world import World
 
 ROLES = ("coordinator", "hospital_nurse", "administrator", "patient")
@@ -32,29 +35,30 @@ CHECKS = [
 a schema-valid care-plan change with a stale If-Match is rightly refused (412)."""
 
 
-@pytest.mark.slow
-def test_no_server_errors_and_every_answer_matches_the_schema(
-    world_client: WorldClient, world: World
-) -> None:
-    sent: Counter[str] = Counter()
-    failures: dict[str, str] = {}
+@pytest.fixture(scope="module")
+def api_schema(world_client: WorldClient) -> Iterator[BaseSchema]:
+    """The app's schema, loaded once per worker, on one copy of the world that every operation
+    fuzzed by this worker shares (as one run over all operations would)."""
     with world_client() as (client, _conn):
-        schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
-        for result in schema.get_all_operations():
-            if isinstance(result, Err):
-                raise result.err()
-            operation = result.ok()
-            label = f"{operation.method.upper()} {operation.path}"
-            try:
-                _fuzz(operation, label=label, world=world, sent=sent)
-            except Exception as failure:  # noqa: BLE001  # collected and reported below
-                failures[label] = str(failure)[:2000]
-    print(f"\nschemathesis: {sum(sent.values())} requests over {len(sent)} operations")
-    assert not failures, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
-    assert len(sent) >= 40
+        yield schemathesis.openapi.from_asgi("/openapi.json", client.app)
 
 
-def _fuzz(operation: Any, *, label: str, world: World, sent: Counter[str]) -> None:
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op[0]} {op[1]}")
+def test_no_server_errors_and_every_answer_matches_the_schema(
+    operation: tuple[str, str], api_schema: BaseSchema, world: World
+) -> None:
+    """One test per operation, so pytest-xdist spreads the operations over its workers
+    instead of one worker fuzzing them all in a row."""
+    method, path = operation
+    sent = _fuzz(api_schema[path][method], world=world)
+    print(f"\nschemathesis: {sent} requests to {method} {path}")
+    assert sent >= len(ROLES)
+
+
+def _fuzz(operation: Any, *, world: World) -> int:
+    """Sends each generated case once per role; returns how many requests were sent."""
+    sent = 0
+
     @given(case=operation.as_strategy())
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -64,10 +68,12 @@ def _fuzz(operation: Any, *, label: str, world: World, sent: Counter[str]) -> No
         suppress_health_check=list(HealthCheck),
     )
     def fuzz(case: schemathesis.Case) -> None:
+        nonlocal sent
         for role in ROLES:
             case.call_and_validate(
                 headers={"Authorization": f"Bearer {world.tokens[role]}"}, checks=CHECKS
             )
-            sent[label] += 1
+            sent += 1
 
     fuzz()
+    return sent
