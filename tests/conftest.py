@@ -111,15 +111,8 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     server.stop()
 
 
-TEST_SESSION_OPTIONS = "-c synchronous_commit=off"
-"""A commit in a test database returns before its WAL reaches the disk: these databases are
-thrown away, and a commit's fsync (about 3 ms on this machine's disk) was most of what many
-tests waited for. Nothing is lost unless the server itself crashes, and the one test that
-crashes a server runs its own (tests/ingest/test_faults.py)."""
-
-
 def database_url_for(server_url: str, name: str) -> str:
-    return make_conninfo(server_url, dbname=name, options=TEST_SESSION_OPTIONS)
+    return make_conninfo(server_url, dbname=name)
 
 
 def _admin(server_url: str) -> psycopg.Connection:
