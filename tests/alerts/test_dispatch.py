@@ -35,7 +35,7 @@ from core.clock import ManualClock
 from core.links import PublicLinks
 from core.settings import Settings
 from tests.alerts.test_channels import SECRET, SmtpServer, WebhookReceiver
-from tests.support import care_team_member
+from tests.support import care_team_member, insert_episode
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PATIENT_NAME = "Kari Nordmann"
@@ -55,9 +55,17 @@ def seed_alert(conn: psycopg.Connection, *, now: datetime = NOW) -> tuple[int, U
     row = conn.execute(
         "INSERT INTO alerts (patient_id, rule_id, rule_version, severity, code, direction,"
         " first_value, last_value, first_measured_at, last_measured_at, created_at, updated_at,"
-        " routed_to) VALUES (%s, 'threshold:59408-5:low', 1, 'red', '59408-5', 'low', 84, 84,"
-        " %s, %s, %s, %s, %s) RETURNING id",
-        (patient, now, now, now, now, unit),
+        " routed_to, episode_id) VALUES (%s, 'threshold:59408-5:low', 1, 'red', '59408-5',"
+        " 'low', 84, 84, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            patient,
+            now,
+            now,
+            now,
+            now,
+            unit,
+            insert_episode(conn, patient=patient, severity="red", at=now, unit=unit),
+        ),
     ).fetchone()
     assert row is not None
     return row[0], patient

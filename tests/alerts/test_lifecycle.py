@@ -86,7 +86,7 @@ def test_repeats_update_one_alert_and_severity_only_rises(
     apply(conn, patient, finding(Severity.YELLOW, at=NOW + timedelta(hours=2)))
     assert alerts(conn) == [("threshold:59408-5:low", "red", "open", 3, False)]
     actions = [r[0] for r in conn.execute("SELECT action FROM alert_events ORDER BY id")]
-    assert actions == ["opened", "notified", "severity_raised", "notified"]
+    assert actions == ["opened", "notified", "severity_raised", "episode_raised", "notified"]
 
 
 def test_after_resolution_a_value_hovering_at_the_limit_does_not_reopen_until_it_clears(

@@ -16,6 +16,7 @@ from care.people import do_add_employment, do_create_staff, do_end_employment
 from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
 from core.links import PublicLinks
+from tests.support import insert_episode
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PATIENT = UUID("3b0f8f5e-5d0c-4a3e-9a0e-6d3f7f1d2c11")
@@ -81,9 +82,16 @@ def alert_id(conn: psycopg.Connection) -> int:
     )
     row = conn.execute(
         "INSERT INTO alerts (patient_id, rule_id, rule_version, severity, first_measured_at,"
-        " last_measured_at, created_at, updated_at) VALUES (%s, 'threshold:59408-5:low', 1,"
-        " 'red', %s, %s, %s, %s) RETURNING id",
-        (patient, NOW, NOW, NOW, NOW),
+        " last_measured_at, created_at, updated_at, episode_id) VALUES (%s,"
+        " 'threshold:59408-5:low', 1, 'red', %s, %s, %s, %s, %s) RETURNING id",
+        (
+            patient,
+            NOW,
+            NOW,
+            NOW,
+            NOW,
+            insert_episode(conn, patient=patient, severity="red", at=NOW),
+        ),
     ).fetchone()
     assert row is not None
     return row[0]

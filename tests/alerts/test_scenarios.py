@@ -21,7 +21,9 @@ from psycopg.types.json import Jsonb
 from alerts.engine import do_evaluate, do_sweep
 from care.careplan import do_create_care_plan
 from care.models import Condition, OrganisationKind
+from care.people import do_add_employment, do_create_staff
 from care.service import do_create_organisation, do_create_patient
+from core.auth import StaffRole
 from devices.service import do_assign_device, do_register_device
 
 START = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)  # 08:00 in Oslo
@@ -140,6 +142,13 @@ def cast() -> list[Simulated]:
 
 def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dict[str, str]]:
     unit = do_create_organisation(conn, name="Kommunen", kind=OrganisationKind.MUNICIPAL_SERVICE)
+    nurse = do_create_staff(conn, display_name="Sykepleier", role=StaffRole.NURSE).id
+    do_add_employment(conn, staff_id=nurse, organisation_id=unit, since=START - timedelta(days=2))
+    conn.execute(
+        "INSERT INTO notification_subscriptions (staff_id, channel, address, min_severity)"
+        " VALUES (%s, 'email', 'vakt@example.org', 'yellow')",
+        (nurse,),
+    )
     devices_of: dict[UUID, dict[str, str]] = {}
     for simulated in patients:
         condition = Condition.COPD if simulated.template == "copd" else Condition.HEART_FAILURE
@@ -268,6 +277,12 @@ def simulated_month(
                 "SELECT patient_id, rule_id, severity FROM alerts ORDER BY id"
             ):
                 opened.setdefault(patient, []).append((instance, severity))
+            for name, severity, count in conn.execute(
+                "SELECT p.display_name, n.message->>'severity', count(*) FROM notifications n"
+                " JOIN alerts a ON a.id = n.alert_id JOIN patients p ON p.id = a.patient_id"
+                " GROUP BY 1, 2 ORDER BY 1, 2"
+            ):
+                print("NOTIFIED", name, severity, count)
         yield patients, opened
     finally:
         with psycopg.connect(postgres_server_url, autocommit=True) as admin:
