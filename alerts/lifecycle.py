@@ -191,7 +191,9 @@ def _do_episodes(
         episodes.by_id[episode_id].take(
             replace(newest, severity=worst), late=late, alert_id=alert_id
         )
-    _do_update_changed(conn, episodes.changed(), policies=policies, now=now)
+    changed = episodes.changed()
+    _reroute_raised([e for e in changed if e.raised], conn=conn, policies=policies, now=now)
+    _do_update_changed(conn, changed, policies=policies, now=now)
     _do_notify_episodes(conn, episodes, policies=policies, now=now)
 
 
@@ -207,6 +209,23 @@ class _Policies(dict[UUID, Policy]):
         return policy
 
 
+def _reroute_raised(
+    raised: Sequence[Episode], *, conn: psycopg.Connection, policies: _Policies, now: datetime
+) -> None:
+    """A worse episode is news: it starts its route again at the unit responsible now (or
+    out of hours), with the deadline of its new severity, whatever escalation it went
+    through while it was milder."""
+    if not raised:
+        return
+    units = responsible_units(conn, patient_ids=sorted({e.patient_id for e in raised}), at=now)
+    for episode in raised:
+        unit = units.get(episode.patient_id)
+        if unit is None:
+            continue
+        episode.routed_to = unit
+        episode.route = "responsible" if policies[unit].is_open(now) else "out_of_hours"
+
+
 _UPDATE_EPISODES = """
 UPDATE alert_episodes e SET
     severity = v.severity,
@@ -214,12 +233,14 @@ UPDATE alert_episodes e SET
     last_measured_at = greatest(e.last_measured_at, v.last),
     late = e.late OR v.late,
     updated_at = %(now)s,
-    escalate_at = CASE WHEN v.raised AND e.state = 'open' AND e.route IN ('responsible', 'backup')
-                       THEN v.escalate_at ELSE e.escalate_at END
+    routed_to = CASE WHEN v.raised THEN coalesce(v.unit, e.routed_to) ELSE e.routed_to END,
+    route = CASE WHEN v.raised THEN v.route ELSE e.route END,
+    escalate_at = CASE WHEN v.raised AND e.state = 'open' THEN v.escalate_at
+                       ELSE e.escalate_at END
 FROM unnest(%(id)b::bigint[], %(severity)b::text[], %(first)b::timestamptz[],
             %(last)b::timestamptz[], %(late)b::bool[], %(raised)b::bool[],
-            %(escalate_at)b::timestamptz[])
-     AS v(id, severity, first, last, late, raised, escalate_at)
+            %(escalate_at)b::timestamptz[], %(unit)b::uuid[], %(route)b::text[])
+     AS v(id, severity, first, last, late, raised, escalate_at, unit, route)
 WHERE e.id = v.id
 """
 
@@ -227,7 +248,7 @@ WHERE e.id = v.id
 def _do_update_changed(
     conn: psycopg.Connection, changed: Sequence[Episode], *, policies: _Policies, now: datetime
 ) -> None:
-    """The episodes that took findings, in one statement; a worse one gets its new
+    """The episodes that took findings, in one statement; a worse one gets its new route and
     escalation deadline."""
     if not changed:
         return
@@ -242,10 +263,12 @@ def _do_update_changed(
             "raised": [e.raised for e in changed],
             "escalate_at": [
                 policies[e.routed_to].deadline(e.severity, now=now)
-                if e.raised and e.routed_to is not None
+                if e.raised and e.routed_to is not None and e.route == "responsible"
                 else None
                 for e in changed
             ],
+            "unit": [e.routed_to for e in changed],
+            "route": [e.route for e in changed],
             "now": now,
         },
     )
