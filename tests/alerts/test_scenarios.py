@@ -426,7 +426,7 @@ def test_deterioration_reaches_red_where_it_should(simulated_month: Month) -> No
 def test_a_stable_hypoxaemic_patient_on_a_target_of_88_to_92_gets_no_alert_in_30_days(
     simulated_month: Month,
 ) -> None:
-    simulated, outcome = _of(simulated_month, "Stabil hypoksemisk KOLS")
+    _simulated, outcome = _of(simulated_month, "Stabil hypoksemisk KOLS")
     assert outcome.alerts == [], "scale 2 from the plan's target: 89-92 % scores 0"
 
 
