@@ -182,3 +182,60 @@ def do_notify(
     else:
         events.add(alert_id, "notified", details)
     return len(targets)
+
+
+def do_notify_technical_contacts(
+    conn: psycopg.Connection,
+    *,
+    alert_id: int,
+    episode_id: int,
+    unit: UUID,
+    failed_channel: str,
+    now: datetime,
+) -> int:
+    """Tell the unit's technical contacts that a notification could not be delivered, on every
+    channel of theirs except the one that failed (the same channel would most likely fail
+    again and hide its own failure); returns how many were written."""
+    row = conn.execute("SELECT name FROM organisations WHERE id = %s", (unit,)).fetchone()
+    targets = conn.execute(
+        "SELECT channel, address FROM technical_contacts"
+        " WHERE organisation_id = %s AND channel <> %s ORDER BY channel, address",
+        (unit, failed_channel),
+    ).fetchall()
+    message = build_message(
+        alert_id=alert_id,
+        severity=Severity.RED.value,
+        unit_name="" if row is None else row[0],
+        values=None,
+        reasons=[
+            {
+                "rule": "notification_undeliverable",
+                "severity": Severity.RED.value,
+                "text": f"Notification undeliverable on the {failed_channel} channel",
+            }
+        ],
+        episode_id=episode_id,
+    )
+    for channel, address in targets:
+        do_enqueue_notification(
+            conn,
+            alert_id=alert_id,
+            channel=channel,
+            address=address,
+            message=message,
+            now=now,
+            episode_id=episode_id,
+        )
+    if targets:
+        do_record_event(
+            conn,
+            alert_id=alert_id,
+            action="notified",
+            now=now,
+            details={
+                "route": "technical_contact",
+                "recipients": len(targets),
+                "episode": episode_id,
+            },
+        )
+    return len(targets)
