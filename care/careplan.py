@@ -152,8 +152,10 @@ def do_create_care_plan(
     if chosen is None:
         raise UnknownTemplateError(f"no care-plan template {template!r}")
     reason = f"created from template {chosen.key}"
-    if limits is not None or measurements is not None or rule_parameters:
-        reason += " with individual limits, schedule or rule parameters"
+    if limits is not None or measurements is not None:
+        reason += " with individual limits or schedule"
+    if rule_parameters:
+        reason += " (rule parameters tuned)"
     target = _checked_target(spo2_target)
     scale = _scale(spo2_scale, target=target, otherwise=chosen.spo2_scale)
     parameters = {
