@@ -51,7 +51,7 @@ def _tunable(rule: str, **fixed: Any) -> Mapping[str, Any]:
     """The rule's defaults: its tunable parameters' (core/rule_parameters.py) and `fixed`."""
     prefix = f"{rule}."
     tuned = {
-        name.removeprefix(prefix): t.default
+        name.removeprefix(prefix): "from the schedule" if t.default is None else t.default
         for name, t in TUNABLES.items()
         if name.startswith(prefix)
     }
@@ -172,10 +172,12 @@ RULES: Final[tuple[Rule, ...]] = (
         category=Category.CLINICAL,
         title=_text("Fall i PEF/FEV1", "Fall i PEF/FEV1", "PEF/FEV1 fall"),
         explanation=_text(
-            "PEF eller FEV1 er under pasientens 7-dagers gjennomsnitt minus 1,645 standardavvik.",
+            "PEF eller FEV1 er under pasientens 7-dagers gjennomsnitt minus 1,645 standardavvik "
+            "(eller det behandlingsplanen setter).",
             "PEF eller FEV1 er under pasienten sitt 7-dagars gjennomsnitt minus 1,645 "
-            "standardavvik.",
-            "PEF or FEV1 is below the patient's 7-day mean minus 1.645 standard deviations.",
+            "standardavvik (eller det behandlingsplanen set).",
+            "PEF or FEV1 is below the patient's 7-day mean minus 1.645 standard deviations (or "
+            "what the care plan sets).",
         ),
         source="Statistical process control of home spirometry (one-sided 95 % limit).",
         defaults=_tunable(
@@ -218,11 +220,11 @@ RULES: Final[tuple[Rule, ...]] = (
         title=_text("CAT-skår", "CAT-skår", "CAT score"),
         explanation=_text(
             "KOLS-vurderingstesten (CAT) er 21 eller mer, eller 10 eller mer og steget med "
-            "minst 2 poeng siden forrige gang.",
+            "minst 2 poeng (eller det behandlingsplanen setter) siden forrige gang.",
             "KOLS-vurderingstesten (CAT) er 21 eller meir, eller 10 eller meir og stige med "
-            "minst 2 poeng sidan førre gong.",
+            "minst 2 poeng (eller det behandlingsplanen set) sidan førre gong.",
             "The COPD Assessment Test (CAT) is 21 or more, or 10 or more and up by at least 2 "
-            "points since the previous one.",
+            "points (or what the care plan sets) since the previous one.",
         ),
         source="COPD Assessment Test (8 items, 0-5 each); GOLD report (CAT >= 10 high impact).",
         defaults=_tunable(
