@@ -296,9 +296,10 @@ def _do_notify_episodes(
             lead = episode.new_parts[0][1]
             parts = [Part.of(finding) for finding, _ in episode.new_parts]
         else:
-            lead = episode.raised_by if episode.raised_by is not None else 0
-            parts = parts_of[episode.id]
             assert episode.was is not None
+            assert episode.raised_by is not None, "only a part's finding makes it worse"
+            lead = episode.raised_by
+            parts = parts_of[episode.id]
             events.add(
                 lead,
                 "episode_raised",
