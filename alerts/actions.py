@@ -1,5 +1,10 @@
 """What people do to an alert: acknowledge, assign, resolve, snooze, add a note.
 
+Acknowledging, assigning, resolving and snoozing act on the alert's *episode*
+(alerts/episodes.py): the episode and every unresolved alert in it take the step together,
+each alert recording it in its own history, so one click answers one problem. A note stays on
+the alert it is written on.
+
 One function per step, and every interface (the API, the dashboard, later FHIR) calls it, so
 each step takes the same path whoever clicks: the one access check and its access-log row
 (care.access), the change under the alert's row lock, and its alert event and any
@@ -10,14 +15,15 @@ row with it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from uuid import UUID
 
 import psycopg
 
 from alerts.library.catalogue import RULES_BY_ID
-from alerts.notify import do_record_event
+from alerts.notify import EventBatch, do_record_event
 from alerts.queries import patient_of_alert
 from care.access import Action, Interface, Permission, do_access_patient
 from core.auth import Principal
@@ -47,19 +53,29 @@ def do_acknowledge_alert(
     interface: Interface,
     now: datetime,
 ) -> None:
-    """Someone has it: escalation stops, and it is theirs unless already assigned."""
+    """Someone has it: the episode's escalation stops, and it is theirs unless already
+    assigned."""
     _access(conn, alert_id=alert_id, actor=actor, step="acknowledge", interface=interface, now=now)
     with conn.transaction():
-        _patient, _instance, state, _severity = _locked(conn, alert_id=alert_id)
-        if state != "open":
-            raise AlertStateError(f"the alert is {state}")
+        episode = _locked(conn, alert_id=alert_id)
+        if episode.state != "open":
+            raise AlertStateError(f"the alert is {episode.state}")
+        changed = {"actor": actor.uuid, "now": now, "episode": episode.id}
         conn.execute(
-            "UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s,"
-            " escalate_at = NULL, assigned_to = coalesce(assigned_to, %s), updated_at = %s"
-            " WHERE id = %s",
-            (actor.uuid, now, actor.uuid, now, alert_id),
+            "UPDATE alert_episodes SET state = 'acknowledged', acknowledged_by = %(actor)s,"
+            " acknowledged_at = %(now)s, escalate_at = NULL,"
+            " assigned_to = coalesce(assigned_to, %(actor)s), updated_at = %(now)s"
+            " WHERE id = %(episode)s",
+            changed,
         )
-        do_record_event(conn, alert_id=alert_id, action="acknowledged", actor=actor.uuid, now=now)
+        conn.execute(
+            "UPDATE alerts SET state = 'acknowledged', acknowledged_by = %(actor)s,"
+            " acknowledged_at = %(now)s, escalate_at = NULL,"
+            " assigned_to = coalesce(assigned_to, %(actor)s), updated_at = %(now)s"
+            " WHERE episode_id = %(episode)s AND state = 'open'",
+            changed,
+        )
+        _record(conn, episode, action="acknowledged", actor=actor, now=now)
 
 
 def do_assign_alert(
@@ -71,24 +87,24 @@ def do_assign_alert(
     interface: Interface,
     now: datetime,
 ) -> None:
-    """Give the alert to a colleague (staff id `to`)."""
+    """Give the alert's episode to a colleague (staff id `to`)."""
     _access(conn, alert_id=alert_id, actor=actor, step="assign", interface=interface, now=now)
     with conn.transaction():
-        _patient, _instance, state, _severity = _locked(conn, alert_id=alert_id)
-        if state == "resolved":
+        episode = _locked(conn, alert_id=alert_id)
+        if episode.state == "resolved":
             raise AlertStateError("the alert is resolved")
+        changed = {"to": to, "now": now, "episode": episode.id}
         conn.execute(
-            "UPDATE alerts SET assigned_to = %s, updated_at = %s WHERE id = %s",
-            (to, now, alert_id),
+            "UPDATE alert_episodes SET assigned_to = %(to)s, updated_at = %(now)s"
+            " WHERE id = %(episode)s",
+            changed,
         )
-        do_record_event(
-            conn,
-            alert_id=alert_id,
-            action="assigned",
-            actor=actor.uuid,
-            now=now,
-            details={"to": str(to)},
+        conn.execute(
+            "UPDATE alerts SET assigned_to = %(to)s, updated_at = %(now)s"
+            " WHERE episode_id = %(episode)s AND state <> 'resolved'",
+            changed,
         )
+        _record(conn, episode, action="assigned", actor=actor, now=now, details={"to": str(to)})
 
 
 def do_resolve_alert(
@@ -101,42 +117,57 @@ def do_resolve_alert(
     interface: Interface,
     now: datetime,
 ) -> None:
-    """Close the alert with what was done; the instance stays quiet until values clear
-    (unless its rule has nothing to clear by: `Rule.disarmed_by_resolution`)."""
+    """Close the alert's episode, every alert in it, with what was done; each alert's
+    instance stays quiet until values clear (unless its rule has nothing to clear by:
+    `Rule.disarmed_by_resolution`)."""
     _access(conn, alert_id=alert_id, actor=actor, step="resolve", interface=interface, now=now)
     if not note or not note.strip():
         raise AlertStateError("resolving an alert needs a note")
     with conn.transaction():
-        patient, instance, state, severity = _locked(conn, alert_id=alert_id)
-        if state == "resolved":
+        episode = _locked(conn, alert_id=alert_id)
+        if episode.state == "resolved":
             raise AlertStateError("the alert is resolved already")
-        conn.execute(
-            "UPDATE alerts SET state = 'resolved', resolved_by = %s, resolved_at = %s,"
-            " outcome = %s, resolution_note = %s, escalate_at = NULL, updated_at = %s"
-            " WHERE id = %s",
-            (actor.uuid, now, outcome, note.strip(), now, alert_id),
-        )
-        rule = RULES_BY_ID.get(instance.partition(":")[0])
-        if rule is None or rule.disarmed_by_resolution:
+        changed = {
+            "actor": actor.uuid,
+            "now": now,
+            "outcome": outcome,
+            "note": note.strip(),
+            "episode": episode.id,
+        }
+        for table, which in (("alert_episodes", "id"), ("alerts", "episode_id")):
+            conn.execute(
+                f"UPDATE {table} SET state = 'resolved', resolved_by = %(actor)s,"
+                " resolved_at = %(now)s, outcome = %(outcome)s, resolution_note = %(note)s,"
+                f" escalate_at = NULL, updated_at = %(now)s WHERE {which} = %(episode)s"
+                " AND state <> 'resolved'",
+                changed,
+            )
+        disarmed = [
+            (instance, severity)
+            for _alert, instance, severity in episode.parts
+            if (rule := RULES_BY_ID.get(instance.partition(":")[0])) is None
+            or rule.disarmed_by_resolution
+        ]
+        if disarmed:
             conn.execute(
                 """
                 INSERT INTO alert_arming (patient_id, rule_id, armed, disarmed_severity,
                                           updated_at)
-                VALUES (%s, %s, false, %s, %s)
+                SELECT %s, v.instance, false, v.severity, %s
+                  FROM unnest(%s::text[], %s::text[]) AS v(instance, severity)
                 ON CONFLICT (patient_id, rule_id) DO UPDATE
                    SET armed = false, disarmed_severity = EXCLUDED.disarmed_severity,
                        updated_at = EXCLUDED.updated_at
                 """,
-                (patient, instance, severity, now),
+                (
+                    episode.patient_id,
+                    now,
+                    [instance for instance, _ in disarmed],
+                    [severity for _, severity in disarmed],
+                ),
             )
-        do_record_event(
-            conn,
-            alert_id=alert_id,
-            action="resolved",
-            actor=actor.uuid,
-            now=now,
-            details={"outcome": outcome},
-        )
+        _record(conn, episode, action="resolved", actor=actor, now=now,
+                details={"outcome": outcome})  # fmt: skip
 
 
 def do_snooze_alert(
@@ -149,27 +180,34 @@ def do_snooze_alert(
     interface: Interface,
     now: datetime,
 ) -> None:
-    """Mute this alert's instance (one rule, one measurement, one direction) for a while.
-    Yellow repeats stay quiet; a red finding still notifies."""
+    """Mute the instances of the alert's episode (each one rule, one measurement, one
+    direction) for a while. Yellow repeats stay quiet; a red finding still notifies."""
     _access(conn, alert_id=alert_id, actor=actor, step="snooze", interface=interface, now=now)
     if not reason or not reason.strip():
         raise AlertStateError("a snooze needs a reason")
     if not MIN_SNOOZE <= duration <= MAX_SNOOZE:
         raise AlertStateError("a snooze lasts between one minute and seven days")
     with conn.transaction():
-        patient, instance, state, _severity = _locked(conn, alert_id=alert_id)
-        if state == "resolved":
+        episode = _locked(conn, alert_id=alert_id)
+        if episode.state == "resolved":
             raise AlertStateError("the alert is resolved")
         conn.execute(
             "INSERT INTO alert_snoozes (patient_id, rule_id, until, reason, created_by,"
-            " created_at) VALUES (%s, %s, %s, %s, %s, %s)",
-            (patient, instance, now + duration, reason.strip(), actor.uuid, now),
+            " created_at) SELECT %s, instance, %s, %s, %s, %s FROM unnest(%s::text[]) instance",
+            (
+                episode.patient_id,
+                now + duration,
+                reason.strip(),
+                actor.uuid,
+                now,
+                [instance for _alert, instance, _severity in episode.parts],
+            ),
         )
-        do_record_event(
+        _record(
             conn,
-            alert_id=alert_id,
+            episode,
             action="snoozed",
-            actor=actor.uuid,
+            actor=actor,
             now=now,
             details={"until": (now + duration).isoformat(), "reason": reason.strip()},
         )
@@ -190,7 +228,7 @@ def do_note_alert(
     if not note or not note.strip():
         raise AlertStateError("a note needs text")
     with conn.transaction():
-        _locked(conn, alert_id=alert_id)
+        _locked(conn, alert_id=alert_id)  # waits for a step on the episode under way
         do_record_event(
             conn,
             alert_id=alert_id,
@@ -223,12 +261,43 @@ def _access(
     )
 
 
-def _locked(conn: psycopg.Connection, *, alert_id: int) -> tuple[UUID, str, str, str]:
-    """(patient, instance, state, severity) of the alert, locked for this step."""
+@dataclass(frozen=True, slots=True)
+class _Episode:
+    id: int
+    patient_id: UUID
+    state: str
+    parts: list[tuple[int, str, str]]
+    """(alert id, instance, severity) of its alerts not yet resolved."""
+
+
+def _locked(conn: psycopg.Connection, *, alert_id: int) -> _Episode:
+    """The alert's episode and its unresolved alerts, locked for this step."""
     row = conn.execute(
-        "SELECT patient_id, rule_id, state, severity FROM alerts WHERE id = %s FOR UPDATE",
+        "SELECT e.id, e.patient_id, e.state FROM alert_episodes e"
+        " JOIN alerts a ON a.episode_id = e.id WHERE a.id = %s FOR UPDATE OF e",
         (alert_id,),
     ).fetchone()
     if row is None:
         raise AlertStateError("no such alert")
-    return row[0], row[1], row[2], row[3]
+    parts = conn.execute(
+        "SELECT id, rule_id, severity FROM alerts WHERE episode_id = %s AND state <> 'resolved'"
+        " ORDER BY id FOR UPDATE",
+        (row[0],),
+    ).fetchall()
+    return _Episode(row[0], row[1], row[2], [(a, i, s) for a, i, s in parts])
+
+
+def _record(
+    conn: psycopg.Connection,
+    episode: _Episode,
+    *,
+    action: str,
+    actor: Principal,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """The step in the history of each of the episode's alerts, in one statement."""
+    events = EventBatch()
+    for alert_id, _instance, _severity in episode.parts:
+        events.add(alert_id, action, {**(details or {}), "episode": episode.id}, actor=actor.uuid)
+    events.write(conn, now=now)

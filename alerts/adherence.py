@@ -15,7 +15,8 @@ import psycopg
 from alerts.findings import Category, Finding, Severity
 from alerts.library.catalogue import RULES_BY_ID
 
-DEVICE_SILENT_AFTER: Final = timedelta(hours=48)
+DEVICE_SILENT_WITHOUT_SCHEDULE: Final = timedelta(hours=48)
+"""The silent-device limit of a patient whose plan has no schedule and sets no limit."""
 MISSING_MEASUREMENT_VERSION: Final = RULES_BY_ID["missing_measurement"].version
 DEVICE_SILENT_VERSION: Final = RULES_BY_ID["device_silent"].version
 
@@ -69,18 +70,35 @@ def _missing_measurements(
 
 
 def _silent_devices(conn: psycopg.Connection, *, now: datetime) -> Iterator[tuple[UUID, Finding]]:
-    """A device assigned now that we have not heard from for two days."""
+    """A device assigned now that we have not heard from for longer than the patient's limit:
+    the care plan's `device_silent.hours`, else the longest interval plus grace of its
+    schedule (a device quiet that long has missed a reading whatever it measures; a missed
+    daily reading is the missing-measurement rule's), else 48 hours. Silence counts from the
+    device's last reading or status, and never from before its registration or assignment:
+    an assignment dated back does not make a new device silent at once."""
     rows = conn.execute(
         """
-        SELECT a.patient_id, a.device_id, s.last_seen_at, a.valid_from
-          FROM device_assignments a LEFT JOIN device_status s ON s.device_id = a.device_id
+        SELECT a.patient_id, a.device_id, s.last_seen_at,
+               greatest(s.last_seen_at, a.valid_from, d.created_at) AS since,
+               (c.rule_parameters->>'device_silent.hours')::float8 AS tuned,
+               (SELECT max(m.every_hours + m.grace_hours) FROM care_plan_measurements m
+                 WHERE m.patient_id = a.patient_id) AS scheduled
+          FROM device_assignments a
+          JOIN devices d ON d.id = a.device_id
+          LEFT JOIN device_status s ON s.device_id = a.device_id
+          LEFT JOIN care_plans c ON c.patient_id = a.patient_id
          WHERE a.valid_from <= %(now)s AND (a.valid_to IS NULL OR a.valid_to > %(now)s)
         """,
         {"now": now},
     ).fetchall()
-    for patient_id, device_id, last_seen_at, assigned_at in rows:
-        since = last_seen_at or assigned_at
-        silent = now - since > DEVICE_SILENT_AFTER
+    for patient_id, device_id, last_seen_at, since, tuned, scheduled in rows:
+        if tuned is not None:
+            limit = timedelta(hours=tuned)
+        elif scheduled is not None:
+            limit = timedelta(hours=scheduled)
+        else:
+            limit = DEVICE_SILENT_WITHOUT_SCHEDULE
+        silent = now - since > limit
         yield (
             patient_id,
             Finding(
@@ -90,6 +108,11 @@ def _silent_devices(conn: psycopg.Connection, *, now: datetime) -> Iterator[tupl
                 severity=Severity.YELLOW if silent else Severity.GREEN,
                 category=Category.TECHNICAL,
                 measured_at=now,
-                details={"device_id": device_id, "last_seen_at": last_seen_at},
+                details={
+                    "device_id": device_id,
+                    "last_seen_at": last_seen_at,
+                    "silent_since": since,
+                    "limit_hours": limit.total_seconds() / 3600,
+                },
             ),
         )

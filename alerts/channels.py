@@ -66,6 +66,11 @@ def message_text(message: Mapping[str, Any], *, idempotency_key: UUID) -> str:
         lines.append(
             "Values: " + ", ".join(f"{key}={values[key]}" for key in sorted(values, key=str))
         )
+    reasons = message.get("reasons")
+    if isinstance(reasons, list) and reasons:
+        lines += ["", "Why:"] + [
+            f"- {reason.get('text', '')}" for reason in reasons if isinstance(reason, Mapping)
+        ]
     lines += [
         "",
         f"Log in to see the alert: {message.get('link', '')}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -35,6 +35,8 @@ class Profile:
     conditions: tuple[str, ...]
     symptoms: tuple[SymptomAnswer, ...]
     """Oldest first."""
+    parameters: Mapping[str, float] = field(default_factory=dict)
+    """The care plan's tuned rule parameters."""
 
 
 class PatientHistory:
@@ -61,6 +63,7 @@ class PatientHistory:
             if symptoms
             else (),
             measured=measured,
+            parameters=self.profile.parameters,
         )
 
     def newer_than(self, code: str | None, moment: datetime) -> bool:
@@ -131,9 +134,11 @@ def load_profiles(
             spo2_scale=spo2_scale,
             conditions=tuple(conditions),
             symptoms=tuple(symptoms[patient_id]),
+            parameters=parameters or {},
         )
-        for patient_id, spo2_scale, conditions in conn.execute(
-            "SELECT p.id, coalesce(c.spo2_scale, 1), p.conditions FROM patients p"
+        for patient_id, spo2_scale, conditions, parameters in conn.execute(
+            "SELECT p.id, coalesce(c.spo2_scale, 1), p.conditions, c.rule_parameters"
+            " FROM patients p"
             " LEFT JOIN care_plans c ON c.patient_id = p.id WHERE p.id = ANY(%b)",
             (patients,),
         )

@@ -48,6 +48,7 @@ from alerts.channels import (
 from alerts.findings import Category, Finding, Severity
 from alerts.library.catalogue import RULES_BY_ID
 from alerts.lifecycle import do_apply_batch
+from alerts.notify import do_notify_technical_contacts
 from alerts.outbox import with_link
 from core.clock import Clock, SystemClock
 from core.db import open_pool
@@ -214,7 +215,9 @@ class Dispatcher:
         self, conn: psycopg.Connection, *, due: _Due, error: str, now: datetime
     ) -> None:
         """A red technical finding on the notification's patient (one alert per channel while
-        it is unresolved; repeats count up), applied as every finding is."""
+        it is unresolved; repeats count up), applied as every finding is. When it opens a new
+        alert, the unit's technical contacts hear of it on another channel than the one that
+        failed."""
         if due.patient_id is None:
             log.error("dead notification %s has no alert to raise a technical alert on", due.id)
             return
@@ -227,7 +230,23 @@ class Dispatcher:
             measured_at=now,
             details={"notification_id": str(due.id), "channel": due.channel, "error": error},
         )
-        do_apply_batch(conn, batch={due.patient_id: [(finding, False)]}, now=now)
+        applied = do_apply_batch(conn, batch={due.patient_id: [(finding, False)]}, now=now)
+        if not applied.opened:
+            return
+        row = conn.execute(
+            "SELECT id, episode_id, routed_to FROM alerts WHERE patient_id = %s"
+            " AND rule_id = %s AND state <> 'resolved'",
+            (due.patient_id, finding.instance),
+        ).fetchone()
+        if row is not None and row[2] is not None:
+            do_notify_technical_contacts(
+                conn,
+                alert_id=row[0],
+                episode_id=row[1],
+                unit=row[2],
+                failed_channel=due.channel,
+                now=now,
+            )
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Deliver until `stop` is set. No exception ends it: a failed round (a database

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from alerts.series import micros
 from core.limits import Limits, Severity
+from core.rule_parameters import TUNABLES
 
 if TYPE_CHECKING:
     from alerts.series import Series
@@ -70,11 +71,22 @@ class PatientContext:
     conditions: tuple[str, ...] = ()
     measured: frozenset[str] | None = None
     """The measurements taken at `at` itself, when the engine knows them (None: any may be)."""
+    parameters: Mapping[str, float] = field(default_factory=dict)
+    """The rule parameters the care plan tunes for this patient (core/rule_parameters.py)."""
     at_micros: int = field(init=False)
     """`at` as `series.micros` gives it, worked out once: rules compare it many times."""
 
     def __post_init__(self) -> None:
         self.at_micros = micros(self.at)
+
+    def parameter(self, name: str) -> float:
+        """The patient's value of a tunable rule parameter, or its default."""
+        tuned = self.parameters.get(name)
+        if tuned is not None:
+            return tuned
+        default = TUNABLES[name].default
+        assert default is not None, f"{name} has no default"
+        return default
 
 
 @dataclass(slots=True)

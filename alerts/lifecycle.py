@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
@@ -22,8 +22,9 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from alerts.episodes import Batch, Episode
 from alerts.findings import Finding, Severity
-from alerts.notify import EventBatch, Recipients, do_notify, do_record_event
+from alerts.notify import EventBatch, Part, Recipients, do_notify
 from alerts.routing import Policy, policy_of
 from care.handover import responsible_units
 
@@ -136,14 +137,189 @@ def do_apply_batch(
                 openings[key] = (finding, is_late)
                 open_alerts[key] = (0, finding.severity)
                 opened += 1
-    for key, alert_id in _open_all(conn, openings=openings, now=now):
-        open_alerts[key] = (alert_id, open_alerts[key][1])
-    _fold(
-        conn,
-        repeats={open_alerts[key]: found for key, found in repeats.items()},
-        now=now,
-    )
+    if openings or repeats:
+        _do_episodes(conn, openings=openings, repeats=repeats, open_alerts=open_alerts, now=now)
     return Applied(opened=opened, updated=len(repeats), suppressed=suppressed)
+
+
+def _do_episodes(
+    conn: psycopg.Connection,
+    *,
+    openings: Mapping[Key, tuple[Finding, bool]],
+    repeats: Mapping[Key, Sequence[tuple[Finding, bool]]],
+    open_alerts: Mapping[Key, tuple[int, Severity]],
+    now: datetime,
+) -> None:
+    """Open the new alerts in their episodes (joined or started), fold the repeats, and
+    write and notify what changed per episode (alerts/episodes.py): a few statements for the
+    whole batch."""
+    touched = {p for p, _ in openings} | {p for p, _ in repeats}
+    episodes = Batch(conn, patients=sorted(touched, key=attrgetter("int")))
+    by_time = sorted(openings.items(), key=lambda item: item[1][0].measured_at)
+    assigned = {key: episodes.episode_for(key[0], finding) for key, (finding, _) in by_time}
+    units = responsible_units(
+        conn, patient_ids=sorted({e.patient_id for e in episodes.started}), at=now
+    )
+    policies = _Policies(conn)
+    routes = []
+    for episode in episodes.started:
+        unit = units.get(episode.patient_id)
+        policy = None if unit is None else policies[unit]
+        out_of_hours = policy is not None and not policy.is_open(now)
+        mine = [f for key, (f, _) in openings.items() if assigned[key] is episode]
+        worst = max((f.severity for f in mine), key=attrgetter("rank"))
+        episode.severity = worst
+        episode.first_measured_at = min(f.measured_at for f in mine)
+        episode.last_measured_at = max(f.measured_at for f in mine)
+        routes.append(
+            (
+                unit,
+                "out_of_hours" if out_of_hours else "responsible",
+                None if policy is None or out_of_hours else policy.deadline(worst, now=now),
+            )
+        )
+    episodes.do_insert_started(conn, routes=routes, now=now)
+    for key, alert_id in _open_all(conn, openings=openings, episodes=assigned, now=now):
+        finding, late = openings[key]
+        episode = assigned[key]
+        episode.take(finding, late=late, alert_id=alert_id)
+        episode.new_parts.append((finding, alert_id))
+    folded = _fold(
+        conn, repeats={open_alerts[key]: found for key, found in repeats.items()}, now=now
+    )
+    for episode_id, alert_id, worst, newest, late in folded:
+        episodes.by_id[episode_id].take(
+            replace(newest, severity=worst), late=late, alert_id=alert_id
+        )
+    changed = episodes.changed()
+    _reroute_raised([e for e in changed if e.raised], conn=conn, policies=policies, now=now)
+    _do_update_changed(conn, changed, policies=policies, now=now)
+    _do_notify_episodes(conn, episodes, policies=policies, now=now)
+
+
+class _Policies(dict[UUID, Policy]):
+    """Each unit's policy, read once per batch."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def __missing__(self, unit: UUID) -> Policy:
+        policy = self[unit] = policy_of(self.conn, organisation_id=unit)
+        return policy
+
+
+def _reroute_raised(
+    raised: Sequence[Episode], *, conn: psycopg.Connection, policies: _Policies, now: datetime
+) -> None:
+    """A worse episode is news: it starts its route again at the unit responsible now (or
+    out of hours), with the deadline of its new severity, whatever escalation it went
+    through while it was milder."""
+    if not raised:
+        return
+    units = responsible_units(conn, patient_ids=sorted({e.patient_id for e in raised}), at=now)
+    for episode in raised:
+        unit = units.get(episode.patient_id)
+        if unit is None:
+            continue
+        episode.routed_to = unit
+        episode.route = "responsible" if policies[unit].is_open(now) else "out_of_hours"
+
+
+_UPDATE_EPISODES = """
+UPDATE alert_episodes e SET
+    severity = v.severity,
+    first_measured_at = least(e.first_measured_at, v.first),
+    last_measured_at = greatest(e.last_measured_at, v.last),
+    late = e.late OR v.late,
+    updated_at = %(now)s,
+    routed_to = CASE WHEN v.raised THEN coalesce(v.unit, e.routed_to) ELSE e.routed_to END,
+    route = CASE WHEN v.raised THEN v.route ELSE e.route END,
+    escalate_at = CASE WHEN v.raised AND e.state = 'open' THEN v.escalate_at
+                       ELSE e.escalate_at END
+FROM unnest(%(id)b::bigint[], %(severity)b::text[], %(first)b::timestamptz[],
+            %(last)b::timestamptz[], %(late)b::bool[], %(raised)b::bool[],
+            %(escalate_at)b::timestamptz[], %(unit)b::uuid[], %(route)b::text[])
+     AS v(id, severity, first, last, late, raised, escalate_at, unit, route)
+WHERE e.id = v.id
+"""
+
+
+def _do_update_changed(
+    conn: psycopg.Connection, changed: Sequence[Episode], *, policies: _Policies, now: datetime
+) -> None:
+    """The episodes that took findings, in one statement; a worse one gets its new route and
+    escalation deadline."""
+    if not changed:
+        return
+    conn.execute(
+        _UPDATE_EPISODES,
+        {
+            "id": [e.id for e in changed],
+            "severity": [e.severity.value for e in changed],
+            "first": [e.first_measured_at for e in changed],
+            "last": [e.last_measured_at for e in changed],
+            "late": [e.late for e in changed],
+            "raised": [e.raised for e in changed],
+            "escalate_at": [
+                policies[e.routed_to].deadline(e.severity, now=now)
+                if e.raised and e.routed_to is not None and e.route == "responsible"
+                else None
+                for e in changed
+            ],
+            "unit": [e.routed_to for e in changed],
+            "route": [e.route for e in changed],
+            "now": now,
+        },
+    )
+
+
+def _do_notify_episodes(
+    conn: psycopg.Connection, episodes: Batch, *, policies: _Policies, now: datetime
+) -> None:
+    """One notification per episode started, and one per episode made worse, each listing
+    every rule of the episode with the values behind them."""
+    events = EventBatch()
+    recipients: Recipients = {}
+    raised = [e for e in episodes.changed() if e.raised]
+    parts_of: dict[int, list[Part]] = defaultdict(list)
+    if raised:
+        for episode_id, instance, severity, code, value, direction, details in conn.execute(
+            "SELECT episode_id, rule_id, severity, code, last_value, direction, details"
+            " FROM alerts WHERE episode_id = ANY(%b) AND state <> 'resolved' ORDER BY id",
+            ([e.id for e in raised],),
+        ):
+            parts_of[episode_id].append(Part(instance, severity, code, value, direction, details))
+    for episode in [*episodes.started, *raised]:
+        assert episode.id is not None
+        if episode.was is None:
+            lead = episode.new_parts[0][1]
+            parts = [Part.of(finding) for finding, _ in episode.new_parts]
+        else:
+            assert episode.was is not None
+            assert episode.raised_by is not None, "only a part's finding makes it worse"
+            lead = episode.raised_by
+            parts = parts_of[episode.id]
+            events.add(
+                lead,
+                "episode_raised",
+                {"episode": episode.id, "from": episode.was.value, "to": episode.severity.value},
+            )
+        if episode.routed_to is None:
+            continue
+        do_notify(
+            conn,
+            alert_id=lead,
+            severity=episode.severity,
+            policy=policies[episode.routed_to],
+            route=episode.route,
+            now=now,
+            parts=parts,
+            episode_id=episode.id,
+            events=events,
+            recipients=recipients,
+        )
+    events.write(conn, now=now)
 
 
 def _muted(finding: Finding, *, disarmed: Severity | None, snoozed: bool) -> bool:
@@ -164,17 +340,18 @@ def _arm(conn: psycopg.Connection, *, patient_id: UUID, instance: str, now: date
 _OPEN = """
 INSERT INTO alerts (patient_id, rule_id, rule_version, severity, category, code, direction,
                     first_value, last_value, first_measured_at, last_measured_at, occurrences,
-                    created_at, updated_at, late, details, routed_to, route, escalate_at)
+                    created_at, updated_at, late, details, routed_to, route, episode_id)
 SELECT v.patient_id, v.instance, v.version, v.severity, v.category, v.code, v.direction, v.value,
-       v.value, v.at, v.at, 1, %(now)s, %(now)s, v.late, v.details, v.unit, v.route,
-       v.escalate_at
+       v.value, v.at, v.at, 1, %(now)s, %(now)s, v.late, v.details, e.routed_to, e.route,
+       v.episode_id
 FROM unnest(%(patient_id)b::uuid[], %(instance)b::text[], %(version)b::int[],
             %(severity)b::text[],
             %(category)b::text[], %(code)b::text[], %(direction)b::text[], %(value)b::float8[],
-            %(at)b::timestamptz[], %(late)b::bool[], %(details)b::jsonb[], %(unit)b::uuid[],
-            %(route)b::text[], %(escalate_at)b::timestamptz[])
+            %(at)b::timestamptz[], %(late)b::bool[], %(details)b::jsonb[],
+            %(episode_id)b::bigint[])
      AS v(patient_id, instance, version, severity, category, code, direction, value, at, late,
-          details, unit, route, escalate_at)
+          details, episode_id)
+JOIN alert_episodes e ON e.id = v.episode_id
 RETURNING patient_id, rule_id, id
 """
 
@@ -183,22 +360,16 @@ def _open_all(
     conn: psycopg.Connection,
     *,
     openings: Mapping[Key, tuple[Finding, bool]],
+    episodes: Mapping[Key, Episode],
     now: datetime,
 ) -> list[tuple[Key, int]]:
-    """Open one alert per key, routed to the unit responsible now (out of hours when it is
-    closed), with its events and notifications: a few statements for the whole batch."""
+    """Open one alert per key in its episode (routed as the episode is), with its events:
+    one statement and one for the events, for the whole batch."""
     if not openings:
         return []
-    units = responsible_units(conn, patient_ids=sorted({p for p, _ in openings}), at=now)
-    policies = {unit: policy_of(conn, organisation_id=unit) for unit in set(units.values())}
-    routed: dict[Key, tuple[Policy | None, str]] = {}
     columns: dict[str, list[Any]] = defaultdict(list)
     for key, (finding, late) in openings.items():
         patient_id, instance = key
-        unit = units.get(patient_id)
-        policy = None if unit is None else policies[unit]
-        out_of_hours = policy is not None and not policy.is_open(now)
-        routed[key] = (policy, "out_of_hours" if out_of_hours else "responsible")
         for name, value in (
             ("patient_id", patient_id),
             ("instance", instance),
@@ -211,14 +382,7 @@ def _open_all(
             ("at", finding.measured_at),
             ("late", late),
             ("details", Jsonb(_json_safe(finding.details))),
-            ("unit", unit),
-            ("route", routed[key][1]),
-            (
-                "escalate_at",
-                None
-                if policy is None or out_of_hours
-                else policy.deadline(finding.severity, now=now),
-            ),
+            ("episode_id", episodes[key].id),
         ):
             columns[name].append(value)
     opened = [
@@ -226,25 +390,19 @@ def _open_all(
         for patient_id, instance, alert_id in conn.execute(_OPEN, {**columns, "now": now})
     ]
     events = EventBatch()
-    recipients: Recipients = {}
     for key, alert_id in opened:
         finding, late = openings[key]
-        policy, route = routed[key]
+        episode = episodes[key]
         events.add(
-            alert_id, "opened", {"severity": finding.severity.value, "route": route, "late": late}
+            alert_id,
+            "opened",
+            {
+                "severity": finding.severity.value,
+                "route": episode.route,
+                "late": late,
+                "episode": episode.id,
+            },
         )
-        if policy is not None:
-            do_notify(
-                conn,
-                alert_id=alert_id,
-                severity=finding.severity,
-                policy=policy,
-                route=route,
-                now=now,
-                values=finding,
-                events=events,
-                recipients=recipients,
-            )
     events.write(conn, now=now)
     return opened
 
@@ -266,7 +424,7 @@ FROM unnest(%(id)b::bigint[], %(count)b::int[], %(raised)b::bool[], %(severity)b
             %(direction)b::text[], %(details)b::jsonb[], %(late)b::bool[])
      AS v(id, count, raised, severity, at, earliest, value, direction, details, late)
 WHERE a.id = v.id
-RETURNING a.id, a.routed_to, a.route
+RETURNING a.id, a.episode_id
 """
 
 
@@ -275,11 +433,12 @@ def _fold(
     *,
     repeats: Mapping[tuple[int, Severity], Sequence[tuple[Finding, bool]]],
     now: datetime,
-) -> None:
+) -> list[tuple[int, int, Severity, Finding, bool]]:
     """Fold a batch's repeats into their open alerts in one statement; an alert whose
-    severity rose is recorded and notified as well."""
+    severity rose records it (its episode notifies, alerts/episodes.py). Returns per alert
+    (episode, alert, its severity now, the newest finding, late)."""
     if not repeats:
-        return
+        return []
     rows: dict[str, list[Any]] = {
         name: []
         for name in (
@@ -287,11 +446,12 @@ def _fold(
             "details", "late",
         )
     }  # fmt: skip
-    newest_of: dict[int, tuple[Finding, Severity, Severity]] = {}
+    newest_of: dict[int, tuple[Finding, Severity, Severity, bool]] = {}
     for (alert_id, was), findings in repeats.items():
         newest, _late = max(findings, key=lambda pair: pair[0].measured_at)
         worst = max((f.severity for f, _ in findings), key=lambda severity: severity.rank)
-        newest_of[alert_id] = (newest, was, worst)
+        late = any(late for _, late in findings)
+        newest_of[alert_id] = (newest, was, worst, late)
         for name, value in (
             ("id", alert_id),
             ("count", len(findings)),
@@ -302,59 +462,18 @@ def _fold(
             ("value", newest.value),
             ("direction", newest.direction),
             ("details", Jsonb(_json_safe(newest.details))),
-            ("late", any(late for _, late in findings)),
+            ("late", late),
         ):
             rows[name].append(value)
-    for alert_id, unit, route in conn.execute(_FOLD, {**rows, "now": now}):
-        newest, was, worst = newest_of[alert_id]
+    folded = []
+    events = EventBatch()
+    for alert_id, episode_id in conn.execute(_FOLD, {**rows, "now": now}):
+        newest, was, worst, late = newest_of[alert_id]
         if worst.rank > was.rank:
-            _raised(
-                conn,
-                alert_id=alert_id,
-                unit=unit,
-                route=route,
-                was=was,
-                worst=worst,
-                newest=newest,
-                now=now,
-            )
-
-
-def _raised(
-    conn: psycopg.Connection,
-    *,
-    alert_id: int,
-    unit: UUID | None,
-    route: str,
-    was: Severity,
-    worst: Severity,
-    newest: Finding,
-    now: datetime,
-) -> None:
-    do_record_event(
-        conn,
-        alert_id=alert_id,
-        action="severity_raised",
-        now=now,
-        details={"from": was.value, "to": worst.value},
-    )
-    if unit is None:
-        return
-    policy = policy_of(conn, organisation_id=unit)
-    conn.execute(
-        "UPDATE alerts SET escalate_at = %s WHERE id = %s AND state = 'open'"
-        " AND route IN ('responsible', 'backup')",
-        (policy.deadline(worst, now=now), alert_id),
-    )
-    do_notify(
-        conn,
-        alert_id=alert_id,
-        severity=worst,
-        policy=policy,
-        route=route,
-        now=now,
-        values=newest,
-    )
+            events.add(alert_id, "severity_raised", {"from": was.value, "to": worst.value})
+        folded.append((episode_id, alert_id, worst if worst.rank > was.rank else was, newest, late))
+    events.write(conn, now=now)
+    return folded
 
 
 def _json_safe(details: Any) -> Any:

@@ -8,6 +8,8 @@ them, so a committed change always has them and a rolled-back one has none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,8 +18,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.findings import Finding, Severity
+from alerts.library.catalogue import RULES_BY_ID
 from alerts.outbox import build_message, do_enqueue_notification, recipients_for
 from alerts.routing import Policy
+from core import catalog
 
 Recipients = dict[tuple[UUID, Severity], list[tuple[str, str]]]
 """Per (unit, severity): the subscribers' (channel, address), looked up once per batch."""
@@ -27,19 +31,23 @@ class EventBatch:
     """Alert events gathered to be written in one statement (a batch of findings)."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, str, Jsonb]] = []
+        self.rows: list[tuple[int, str, Jsonb, UUID | None]] = []
 
-    def add(self, alert_id: int, action: str, details: dict[str, Any]) -> None:
-        self.rows.append((alert_id, action, Jsonb(details)))
+    def add(
+        self, alert_id: int, action: str, details: dict[str, Any], *, actor: UUID | None = None
+    ) -> None:
+        """`actor`: the person who took the step (None: the system)."""
+        self.rows.append((alert_id, action, Jsonb(details), actor))
 
     def write(self, conn: psycopg.Connection, *, now: datetime) -> None:
         if not self.rows:
             return
-        ids, actions, details = zip(*self.rows, strict=True)
+        ids, actions, details, actors = zip(*self.rows, strict=True)
         conn.execute(
-            "INSERT INTO alert_events (alert_id, at, action, details)"
-            " SELECT a, %s, b, d FROM unnest(%s::bigint[], %s::text[], %s::jsonb[]) AS v(a, b, d)",
-            (now, list(ids), list(actions), list(details)),
+            "INSERT INTO alert_events (alert_id, at, action, details, actor)"
+            " SELECT a, %s, b, d, p"
+            " FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::uuid[]) AS v(a, b, d, p)",
+            (now, list(ids), list(actions), list(details), list(actors)),
         )
         self.rows.clear()
 
@@ -61,6 +69,62 @@ def do_record_event(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One alert of an episode as a notification lists it."""
+
+    instance: str
+    severity: str
+    code: str | None
+    value: float | None
+    direction: str | None
+    details: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, finding: Finding) -> Part:
+        return cls(
+            finding.instance,
+            finding.severity.value,
+            finding.code,
+            finding.value,
+            finding.direction,
+            finding.details,
+        )
+
+
+def reason(part: Part, *, with_values: bool) -> dict[str, Any]:
+    """What a notification says about one part: the rule in words and, when the unit's policy
+    includes values, the value behind it (a NEWS2 score with the parameters it used and
+    those missing). In English, like the rest of the message; never a raw rule id."""
+    rule_id = part.instance.partition(":")[0]
+    rule = RULES_BY_ID.get(rule_id)
+    title = rule.title["en"] if rule is not None else rule_id.replace("_", " ")
+    measurement = catalog.lookup(part.code) if part.code else None
+    text = title if measurement is None else f"{title}: {measurement.name('en')}"
+    if part.direction and measurement is not None:
+        text += f" ({part.direction})"
+    found: dict[str, Any] = {"rule": rule_id, "severity": part.severity}
+    if with_values:
+        if rule_id == "news2_partial":
+            used = part.details.get("used", {})
+            names = [_name(code) + f" {v['value']:g} ({v['score']})" for code, v in used.items()]
+            missing = [_name(code) for code in part.details.get("missing", [])]
+            text += (
+                f" {part.details.get('total')} on SpO2 scale {part.details.get('spo2_scale')},"
+                f" from {', '.join(names)}; missing {', '.join(missing)}"
+            )
+        elif part.value is not None and measurement is not None:
+            text += f" {part.value:g} {measurement.unit}"
+        found |= {"code": part.code, "value": part.value, "direction": part.direction}
+    found["text"] = text
+    return found
+
+
+def _name(code: str) -> str:
+    measurement = catalog.lookup(code)
+    return measurement.name("en") if measurement is not None else code
+
+
 def do_notify(
     conn: psycopg.Connection,
     *,
@@ -69,14 +133,17 @@ def do_notify(
     policy: Policy,
     route: str,
     now: datetime,
-    values: Finding | None,
+    parts: Sequence[Part] = (),
+    episode_id: int | None = None,
     events: EventBatch | None = None,
     recipients: Recipients | None = None,
 ) -> int:
-    """Write the outbox rows for one step of an alert's route; returns how many. A batch
-    passes `events` to write the 'notified' events with its others, and `recipients` to look
-    up each unit's subscribers once. The link to the patient's page is added when the
-    dispatcher sends (alerts/dispatch.py), from the configured public address."""
+    """Write the outbox rows for one step of an episode's route; returns how many. `parts`
+    are the episode's alerts the message lists (with their values when the unit's policy
+    includes values). A batch passes `events` to write the 'notified' events with its
+    others, and `recipients` to look up each unit's subscribers once. The link to the
+    patient's page is added when the dispatcher sends (alerts/dispatch.py), from the
+    configured public address."""
     if route == "out_of_hours":
         targets = [policy.out_of_hours] if policy.out_of_hours else []
     elif route == "on_call":
@@ -93,13 +160,23 @@ def do_notify(
         alert_id=alert_id,
         severity=severity.value,
         unit_name=policy.name,
-        values=_values(values) if policy.include_values and values is not None else None,
+        values=None,
+        reasons=[reason(part, with_values=policy.include_values) for part in parts],
+        episode_id=episode_id,
     )
     for channel, address in targets:
         do_enqueue_notification(
-            conn, alert_id=alert_id, channel=channel, address=address, message=message, now=now
+            conn,
+            alert_id=alert_id,
+            channel=channel,
+            address=address,
+            message=message,
+            now=now,
+            episode_id=episode_id,
         )
     details = {"route": route, "unit": policy.name, "recipients": len(targets)}
+    if episode_id is not None:
+        details["episode"] = episode_id
     if events is None:
         do_record_event(conn, alert_id=alert_id, action="notified", now=now, details=details)
     else:
@@ -107,5 +184,58 @@ def do_notify(
     return len(targets)
 
 
-def _values(finding: Finding) -> dict[str, Any]:
-    return {"code": finding.code, "value": finding.value, "direction": finding.direction}
+def do_notify_technical_contacts(
+    conn: psycopg.Connection,
+    *,
+    alert_id: int,
+    episode_id: int,
+    unit: UUID,
+    failed_channel: str,
+    now: datetime,
+) -> int:
+    """Tell the unit's technical contacts that a notification could not be delivered, on every
+    channel of theirs except the one that failed (the same channel would most likely fail
+    again and hide its own failure); returns how many were written."""
+    row = conn.execute("SELECT name FROM organisations WHERE id = %s", (unit,)).fetchone()
+    targets = conn.execute(
+        "SELECT channel, address FROM technical_contacts"
+        " WHERE organisation_id = %s AND channel <> %s ORDER BY channel, address",
+        (unit, failed_channel),
+    ).fetchall()
+    message = build_message(
+        alert_id=alert_id,
+        severity=Severity.RED.value,
+        unit_name="" if row is None else row[0],
+        values=None,
+        reasons=[
+            {
+                "rule": "notification_undeliverable",
+                "severity": Severity.RED.value,
+                "text": f"Notification undeliverable on the {failed_channel} channel",
+            }
+        ],
+        episode_id=episode_id,
+    )
+    for channel, address in targets:
+        do_enqueue_notification(
+            conn,
+            alert_id=alert_id,
+            channel=channel,
+            address=address,
+            message=message,
+            now=now,
+            episode_id=episode_id,
+        )
+    if targets:
+        do_record_event(
+            conn,
+            alert_id=alert_id,
+            action="notified",
+            now=now,
+            details={
+                "route": "technical_contact",
+                "recipients": len(targets),
+                "episode": episode_id,
+            },
+        )
+    return len(targets)

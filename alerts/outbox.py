@@ -44,12 +44,16 @@ def build_message(
     severity: str,
     unit_name: str,
     values: Mapping[str, Any] | None,
+    reasons: Sequence[Mapping[str, Any]] = (),
+    episode_id: int | None = None,
 ) -> dict[str, Any]:
     """The notification's content, as stored in the outbox (JSON).
 
     `values` is given only when the unit's policy includes values; otherwise nothing clinical
     is in the message, and the reader logs in through the link to see it: the dispatcher
     adds the link when it sends (`with_link`), from the configured public address.
+    `reasons` lists every rule of the episode the notification is about (alerts/notify.py
+    leaves their values out unless the policy includes values).
     """
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
@@ -63,6 +67,10 @@ def build_message(
     }
     if values is not None:
         message["values"] = {str(key): value for key, value in values.items()}
+    if episode_id is not None:
+        message["episode_id"] = episode_id
+    if reasons:
+        message["reasons"] = [dict(reason) for reason in reasons]
     return message
 
 
@@ -79,6 +87,7 @@ def do_enqueue_notification(
     address: str,
     message: dict[str, Any],
     now: datetime,
+    episode_id: int | None = None,
 ) -> UUID:
     """Write one pending notification, due at once; returns its id (the idempotency key).
 
@@ -87,8 +96,8 @@ def do_enqueue_notification(
     """
     row = conn.execute(
         "INSERT INTO notifications (alert_id, created_at, channel, address, message,"
-        " next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (alert_id, now, channel, address, Jsonb(message), now),
+        " next_attempt_at, episode_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (alert_id, now, channel, address, Jsonb(message), now, episode_id),
     ).fetchone()
     assert row is not None
     return row[0]

@@ -14,7 +14,7 @@ is the instance up to its first colon.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -61,6 +61,41 @@ class Alert:
     resolution_note: str | None
     created_at: datetime
     updated_at: datetime
+    episode_id: int
+    """The episode the alert is part of (alerts/episodes.py): what people act on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """Alerts about one patient and one problem that arrived close together: one card, one
+    acknowledgement, one notification per severity step. Its `parts` are the alerts, most
+    severe first."""
+
+    id: int
+    patient_id: UUID
+    problem: str
+    severity: str
+    state: str
+    first_measured_at: datetime
+    last_measured_at: datetime
+    late: bool
+    route: str
+    routed_to: UUID | None
+    escalation_level: int
+    escalate_at: datetime | None
+    assigned_to: UUID | None
+    acknowledged_by: UUID | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+    created_at: datetime
+    updated_at: datetime
+    parts: tuple[Alert, ...] = ()
+
+    @property
+    def lead(self) -> Alert:
+        """The part a step on the episode is addressed through (any part would do)."""
+        return self.parts[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +112,7 @@ _COLUMNS = """
     a.first_measured_at, a.last_measured_at, a.occurrences, a.late, a.details, a.route,
     a.routed_to, a.escalation_level, a.escalate_at, a.assigned_to, a.acknowledged_by,
     a.acknowledged_at, a.resolved_by, a.resolved_at, a.outcome, a.resolution_note,
-    a.created_at, a.updated_at
+    a.created_at, a.updated_at, a.episode_id
 """
 
 _STATES = {
@@ -136,6 +171,31 @@ def find_alerts(
 def unresolved_alerts(conn: psycopg.Connection, *, patient_ids: Sequence[UUID]) -> list[Alert]:
     """The patients' alerts not yet resolved, red before yellow, newest first."""
     return find_alerts(conn, patient_ids=patient_ids)
+
+
+_EPISODE_COLUMNS = """
+    e.id, e.patient_id, e.problem, e.severity, e.state, e.first_measured_at,
+    e.last_measured_at, e.late, e.route, e.routed_to, e.escalation_level, e.escalate_at,
+    e.assigned_to, e.acknowledged_by, e.acknowledged_at, e.resolved_at, e.outcome,
+    e.created_at, e.updated_at
+"""
+
+
+def unresolved_episodes(conn: psycopg.Connection, *, patient_ids: Sequence[UUID]) -> list[Episode]:
+    """The patients' episodes not yet resolved, each with its unresolved alerts: red first,
+    then the most recently changed (as `find_alerts` orders alerts)."""
+    parts: dict[int, list[Alert]] = {}
+    for alert in find_alerts(conn, patient_ids=patient_ids):
+        parts.setdefault(alert.episode_id, []).append(alert)
+    if not parts:
+        return []
+    with conn.cursor(row_factory=class_row(Episode)) as cur:
+        episodes = cur.execute(
+            f"SELECT {_EPISODE_COLUMNS} FROM alert_episodes e WHERE e.id = ANY(%s)"
+            " ORDER BY e.severity = 'red' DESC, e.updated_at DESC, e.id DESC",
+            (list(parts),),
+        ).fetchall()
+    return [replace(episode, parts=tuple(parts[episode.id])) for episode in episodes]
 
 
 def find_alert(conn: psycopg.Connection, *, alert_id: int) -> Alert | None:

@@ -92,6 +92,10 @@ class AlertOut(BaseModel):
     resolution_note: str | None
     created_at: datetime
     updated_at: datetime
+    episode_id: int = Field(
+        description="The episode the alert is part of: acknowledge, assign, resolve and snooze "
+        "act on the whole episode (docs/rules.md)"
+    )
 
 
 class AlertEventOut(BaseModel):

@@ -20,6 +20,11 @@ from core.fields import Input
 Channel = Literal["email", "webhook", "apprise"]
 
 
+class TargetIn(Input):
+    channel: Channel
+    address: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
 class EscalationPolicyIn(Input):
     red_minutes: int = Field(default=15, ge=1, le=1440)
     yellow_minutes: int = Field(default=480, ge=1, le=10080)
@@ -29,6 +34,12 @@ class EscalationPolicyIn(Input):
     out_of_hours_address: Annotated[str, StringConstraints(max_length=2000)] | None = None
     include_values: bool = Field(
         default=False, description="Put measured values in notifications (off: minimum only)"
+    )
+    technical_contacts: list[TargetIn] = Field(
+        default=[],
+        max_length=10,
+        description="Who hears of a notification that could not be delivered, on every channel "
+        "here except the one that failed",
     )
 
 
@@ -95,10 +106,18 @@ def get_policy(checked: ManageEscalation, organisation_id: UUID) -> EscalationPo
         row = cur.execute(
             "SELECT * FROM escalation_policies WHERE organisation_id = %s", (organisation_id,)
         ).fetchone()
+    contacts = [
+        TargetIn(channel=channel, address=address)
+        for channel, address in checked.conn.execute(
+            "SELECT channel, address FROM technical_contacts WHERE organisation_id = %s"
+            " ORDER BY channel, address",
+            (organisation_id,),
+        )
+    ]
     if row is None:
-        return EscalationPolicyOut(organisation_id=organisation_id)
+        return EscalationPolicyOut(organisation_id=organisation_id, technical_contacts=contacts)
     row.pop("updated_at")
-    return EscalationPolicyOut(**row)
+    return EscalationPolicyOut(**row, technical_contacts=contacts)
 
 
 @router.put("/organisations/{organisation_id}/escalation-policy")
@@ -110,7 +129,9 @@ def put_policy(
     _require_organisation(checked.conn, organisation_id)
     targets.check(body.on_call_channel, body.on_call_address)
     targets.check(body.out_of_hours_channel, body.out_of_hours_address)
-    values = body.model_dump()
+    for contact in body.technical_contacts:
+        targets.check(contact.channel, contact.address)
+    values = body.model_dump(exclude={"technical_contacts"})
     checked.conn.execute(
         """
         INSERT INTO escalation_policies (organisation_id, red_minutes, yellow_minutes,
@@ -129,7 +150,19 @@ def put_policy(
         """,
         {**values, "org": organisation_id, "now": checked.now},
     )
-    return EscalationPolicyOut(organisation_id=organisation_id, **values)
+    checked.conn.execute(
+        "DELETE FROM technical_contacts WHERE organisation_id = %s", (organisation_id,)
+    )
+    contacts = {(c.channel, c.address) for c in body.technical_contacts}
+    with checked.conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO technical_contacts (organisation_id, channel, address)"
+            " VALUES (%s, %s, %s)",
+            [(organisation_id, channel, address) for channel, address in sorted(contacts)],
+        )
+    return EscalationPolicyOut(
+        organisation_id=organisation_id, technical_contacts=body.technical_contacts, **values
+    )
 
 
 @router.get("/me/notification-subscriptions")

@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 from care.templates import TEMPLATES, CarePlanTemplate, ScheduledMeasurement
 from core import catalog
 from core.limits import Limits
+from core.rule_parameters import InvalidParameterError, checked_parameters
 
 
 class StaleVersionError(Exception):
@@ -59,6 +60,9 @@ class UnknownPatientError(LookupError):
 MAX_REASON = 2000
 MAX_SELF_MANAGEMENT = 8000
 MAX_EVERY_HOURS = 24 * 31
+HYPERCAPNIC_TARGET = (88, 92)
+"""A prescribed SpO2 target of 88-92 % is what NEWS2 scale 2 is for (clinical reference §2.1
+[R2][R4]): a plan with it scores SpO2 on scale 2 unless the clinician chose the scale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,11 @@ class CarePlan:
     thresholds: tuple[PlanLimits, ...]
     updated_at: datetime
     updated_by: UUID | None
+    spo2_target: tuple[int, int] | None = None
+    """The prescribed SpO2 target range (low, high) in %, when the plan sets one."""
+    rule_parameters: dict[str, float] | None = None
+    """The rule parameters tuned for this patient (core/rule_parameters.py); the rest have
+    their defaults."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,8 @@ def care_plan_as_json(plan: CarePlan) -> dict[str, Any]:
         "self_management": plan.self_management,
         "measurements": [asdict(m) for m in plan.measurements],
         "thresholds": [asdict(t) for t in plan.thresholds],
+        "spo2_target": None if plan.spo2_target is None else list(plan.spo2_target),
+        "rule_parameters": dict(plan.rule_parameters or {}),
         "updated_at": plan.updated_at.isoformat(),
         "updated_by": None if plan.updated_by is None else str(plan.updated_by),
     }
@@ -126,18 +137,32 @@ def do_create_care_plan(
     now: datetime,
     limits: Sequence[Limits] | None = None,
     measurements: Sequence[ScheduledMeasurement] | None = None,
+    spo2_scale: int | None = None,
+    spo2_target: tuple[int, int] | None = None,
+    rule_parameters: dict[str, float | None] | None = None,
 ) -> CarePlan:
     """Version 1 of a patient's plan, from a template, in the patient's language.
 
     `limits` or `measurements`, when given, replace the template's (a plan individual from
     the start, such as one carried over from another service); the version says so, and the
-    given limits carry that as their reason."""
+    given limits carry that as their reason. The clinician chooses the SpO2 scale when the
+    plan is made (`spo2_scale`), or it follows the prescribed target (`spo2_target`: 88-92 %
+    is scale 2), or the template's; `rule_parameters` tunes rules from the start."""
     chosen = TEMPLATES.get(template)
     if chosen is None:
         raise UnknownTemplateError(f"no care-plan template {template!r}")
     reason = f"created from template {chosen.key}"
     if limits is not None or measurements is not None:
         reason += " with individual limits or schedule"
+    if rule_parameters:
+        reason += " (rule parameters tuned)"
+    target = _checked_target(spo2_target)
+    scale = _scale(spo2_scale, target=target, otherwise=chosen.spo2_scale)
+    parameters = {
+        name: value
+        for name, value in _checked_parameters(rule_parameters or {}).items()
+        if value is not None
+    }
     own_limits = None if limits is None else _unique([_checked(change) for change in limits])
     schedule = (
         chosen.measurements
@@ -155,16 +180,20 @@ def do_create_care_plan(
         conn.execute(
             """
             INSERT INTO care_plans (patient_id, template, version, spo2_scale, self_management,
-                                    updated_at, updated_by)
-            VALUES (%s, %s, 1, %s, %s, %s, %s)
+                                    updated_at, updated_by, spo2_target_low, spo2_target_high,
+                                    rule_parameters)
+            VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s)
             """,
             (
                 patient_id,
                 chosen.key,
-                chosen.spo2_scale,
+                scale,
                 chosen.self_management.get(row[0], chosen.self_management["nb"]),
                 now,
                 author,
+                None if target is None else target[0],
+                None if target is None else target[1],
+                Jsonb(parameters),
             ),
         )
         _write_measurements(conn, patient_id=patient_id, measurements=schedule)
@@ -184,13 +213,15 @@ def do_create_care_plan(
 
 def get_care_plan(conn: psycopg.Connection, *, patient_id: UUID) -> CarePlan | None:
     row = conn.execute(
-        "SELECT template, version, spo2_scale, self_management, updated_at, updated_by"
+        "SELECT template, version, spo2_scale, self_management, updated_at, updated_by,"
+        " spo2_target_low, spo2_target_high, rule_parameters"
         " FROM care_plans WHERE patient_id = %s",
         (patient_id,),
     ).fetchone()
     if row is None:
         return None
-    template, version, spo2_scale, self_management, updated_at, updated_by = row
+    template, version, spo2_scale, self_management, updated_at, updated_by = row[:6]
+    target_low, target_high, parameters = row[6:]
     with conn.cursor(row_factory=class_row(ScheduledMeasurement)) as cur:
         measurements = cur.execute(
             "SELECT code, every_hours, grace_hours FROM care_plan_measurements"
@@ -207,6 +238,8 @@ def get_care_plan(conn: psycopg.Connection, *, patient_id: UUID) -> CarePlan | N
         thresholds=plan_limits(conn, patient_id=patient_id),
         updated_at=updated_at,
         updated_by=updated_by,
+        spo2_target=None if target_low is None else (target_low, target_high),
+        rule_parameters=parameters,
     )
 
 
@@ -234,15 +267,24 @@ def do_update_care_plan(
     measurements: Sequence[ScheduledMeasurement] | None = None,
     self_management: str | None = None,
     spo2_scale: int | None = None,
+    spo2_target: tuple[int, int] | None = None,
+    rule_parameters: dict[str, float | None] | None = None,
 ) -> CarePlan:
     """Change what is given (None: unchanged), in one new version; refused without a reason
     or against a version other than the current one.
 
     A threshold change replaces all four limits of that measurement and records `reason` as
-    the override's reason; `measurements` replaces the whole schedule."""
+    the override's reason; `measurements` replaces the whole schedule. A new `spo2_target`
+    sets the scale it implies (88-92 %: 2, else 1) unless `spo2_scale` is given too.
+    `rule_parameters` sets the named parameters (a None value: back to the default) and
+    keeps the others."""
     _check_reason(reason)
     if spo2_scale not in (None, 1, 2):
         raise InvalidChangeError("the SpO2 scale is 1 or 2")
+    target = _checked_target(spo2_target)
+    if target is not None:
+        spo2_scale = _scale(spo2_scale, target=target, otherwise=1)
+    tuned = None if rule_parameters is None else _checked_parameters(rule_parameters)
     if self_management is not None and len(self_management) > MAX_SELF_MANAGEMENT:
         raise InvalidChangeError(f"self-management text over {MAX_SELF_MANAGEMENT} characters")
     changes = _unique([_checked(change) for change in thresholds or ()])
@@ -255,12 +297,19 @@ def do_update_care_plan(
             _write_threshold(conn, patient_id=patient_id, limits=change, reason=reason, now=now)
         if schedule is not None:
             _write_measurements(conn, patient_id=patient_id, measurements=schedule)
+        parameters = None
+        if tuned is not None:
+            merged = {**old["rule_parameters"], **tuned}
+            parameters = {name: value for name, value in merged.items() if value is not None}
         updated = conn.execute(
             """
             UPDATE care_plans
                SET version = version + 1, updated_at = %(now)s, updated_by = %(author)s,
                    self_management = coalesce(%(text)s, self_management),
-                   spo2_scale = coalesce(%(scale)s, spo2_scale)
+                   spo2_scale = coalesce(%(scale)s, spo2_scale),
+                   spo2_target_low = coalesce(%(target_low)s, spo2_target_low),
+                   spo2_target_high = coalesce(%(target_high)s, spo2_target_high),
+                   rule_parameters = coalesce(%(parameters)s, rule_parameters)
              WHERE patient_id = %(patient)s AND version = %(expected)s
             """,
             {
@@ -268,6 +317,9 @@ def do_update_care_plan(
                 "author": author,
                 "text": self_management,
                 "scale": spo2_scale,
+                "target_low": None if target is None else target[0],
+                "target_high": None if target is None else target[1],
+                "parameters": None if parameters is None else Jsonb(parameters),
                 "patient": patient_id,
                 "expected": expected_version,
             },
@@ -336,6 +388,36 @@ def _locked_plan(
     plan = get_care_plan(conn, patient_id=patient_id)
     assert plan is not None
     return care_plan_as_json(plan)
+
+
+def _checked_target(target: tuple[int, int] | None) -> tuple[int, int] | None:
+    if target is None:
+        return None
+    low, high = target
+    if not 50 <= low < high <= 100:
+        raise InvalidChangeError("an SpO2 target is a range low < high within 50-100 %")
+    return (int(low), int(high))
+
+
+def _scale(chosen: int | None, *, target: tuple[int, int] | None, otherwise: int) -> int:
+    """The clinician's choice; else what the target implies; else `otherwise`."""
+    if chosen is not None:
+        if chosen not in (1, 2):
+            raise InvalidChangeError("the SpO2 scale is 1 or 2")
+        return chosen
+    if target is not None:
+        return 2 if target == HYPERCAPNIC_TARGET else 1
+    return otherwise
+
+
+def _checked_parameters(given: dict[str, float | None]) -> dict[str, float | None]:
+    """The values as the plan stores them; None (back to the default) kept to drop the name."""
+    try:
+        checked: dict[str, float | None] = dict(checked_parameters(given))
+    except InvalidParameterError as error:
+        raise InvalidChangeError(str(error)) from error
+    checked.update({name: None for name, value in given.items() if value is None})
+    return checked
 
 
 def _check_reason(reason: str) -> None:

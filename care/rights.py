@@ -76,6 +76,10 @@ EXPORT_PARTS: Final = {
         " WHERE patient_id = %(p)s ORDER BY answered_at",
     ),
     "alerts": Part("alerts", "SELECT * FROM alerts WHERE patient_id = %(p)s ORDER BY created_at"),
+    "alert_episodes": Part(
+        "alert_episodes",
+        "SELECT * FROM alert_episodes WHERE patient_id = %(p)s ORDER BY created_at, id",
+    ),
     "alert_events": Part(
         "alert_events",
         "SELECT e.alert_id, e.at, e.actor, e.action, e.details FROM alert_events e"

@@ -224,8 +224,19 @@ class ThresholdIn(Input, LimitValues):
         return Limits(**self.model_dump())
 
 
+SpO2Target = tuple[Annotated[int, Field(ge=50, le=100)], Annotated[int, Field(ge=50, le=100)]]
+RuleParameters = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], float | None], Field(max_length=20)
+]
+
+
 class CarePlanCreate(Input):
     template: Literal["copd", "copd_hypercapnic", "heart_failure"]
+    spo2_scale: Literal[1, 2] | None = Field(
+        default=None, description="NEWS2 SpO2 scale; null: from spo2_target, else the template's"
+    )
+    spo2_target: SpO2Target | None = None
+    rule_parameters: RuleParameters | None = None
 
 
 class CarePlanUpdate(Input):
@@ -234,6 +245,13 @@ class CarePlanUpdate(Input):
     measurements: list[ScheduleIn] | None = Field(default=None, max_length=50)
     self_management: Annotated[str, StringConstraints(max_length=8000)] | None = None
     spo2_scale: Literal[1, 2] | None = None
+    spo2_target: SpO2Target | None = Field(
+        default=None, description="Prescribed SpO2 target [low, high] %; 88-92 sets scale 2"
+    )
+    rule_parameters: RuleParameters | None = Field(
+        default=None,
+        description="Per-patient rule parameters (GET /api/v1/rules lists them); null: default",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -253,6 +271,8 @@ class CarePlanOut(BaseModel):
     template: str
     version: int
     spo2_scale: int
+    spo2_target: tuple[int, int] | None = None
+    rule_parameters: dict[str, float] | None = None
     self_management: str
     measurements: list[ScheduleOut]
     thresholds: list[ThresholdOut]

@@ -29,10 +29,14 @@ def do_register_device(
     kind: str,
     vendor: str | None = None,
     model: str | None = None,
+    now: datetime | None = None,
 ) -> Device:
+    """Register a device; `now` is the moment of registration (the database's clock when not
+    given), from which a device never heard from counts as silent (alerts/adherence.py)."""
     conn.execute(
-        "INSERT INTO devices (id, kind, vendor, model) VALUES (%s, %s, %s, %s)",
-        (device_id, kind, vendor, model),
+        "INSERT INTO devices (id, kind, vendor, model, created_at)"
+        " VALUES (%s, %s, %s, %s, coalesce(%s, now()))",
+        (device_id, kind, vendor, model, now),
     )
     return Device(id=device_id, kind=kind, vendor=vendor, model=model)
 

@@ -133,3 +133,22 @@ class Fault:
             return real(*args, **kwargs)
 
         return guarded
+
+
+def insert_episode(
+    conn: psycopg.Connection,
+    *,
+    patient: UUID,
+    severity: str,
+    at: datetime,
+    unit: UUID | None = None,
+) -> int:
+    """An episode for an alert a test writes by hand (every alert is part of one)."""
+    row = conn.execute(
+        "INSERT INTO alert_episodes (patient_id, problem, severity, first_measured_at,"
+        " last_measured_at, created_at, updated_at, routed_to)"
+        " VALUES (%s, 'clinical', %s, %s, %s, %s, %s, %s) RETURNING id",
+        (patient, severity, at, at, at, at, unit),
+    ).fetchone()
+    assert row is not None
+    return row[0]

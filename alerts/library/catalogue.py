@@ -15,6 +15,7 @@ from typing import Any, Final
 from alerts.findings import Category, Finding, PatientContext
 from alerts.library import news2, symptoms, threshold, trends
 from core.catalog import MEASUREMENTS
+from core.rule_parameters import TUNABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,28 @@ class Rule:
 
 def _text(nb: str, nn: str, en: str) -> Mapping[str, str]:
     return MappingProxyType({"nb": nb, "nn": nn, "en": en})
+
+
+def _tunable(rule: str, **fixed: Any) -> Mapping[str, Any]:
+    """The rule's defaults: its tunable parameters' (core/rule_parameters.py) and `fixed`."""
+    prefix = f"{rule}."
+    tuned = {
+        name.removeprefix(prefix): "from the schedule" if t.default is None else t.default
+        for name, t in TUNABLES.items()
+        if name.startswith(prefix)
+    }
+    return MappingProxyType({**tuned, **fixed})
+
+
+_PLAN_TUNING = (
+    "Per patient in the care plan's rule_parameters ({names}): PATCH "
+    "/api/v1/patients/{{id}}/care-plan with the values and a reason; versioned like limits."
+)
+
+
+def _tuning(rule: str) -> str:
+    names = ", ".join(f"`{name}`" for name in TUNABLES if name.startswith(f"{rule}."))
+    return _PLAN_TUNING.format(names=names)
 
 
 RULES: Final[tuple[Rule, ...]] = (
@@ -92,7 +115,8 @@ RULES: Final[tuple[Rule, ...]] = (
                 "yellow": "total 5-6 or any parameter 3",
             }
         ),
-        tuning="The care plan's SpO2 scale (2 for hypercapnic respiratory failure).",
+        tuning="The care plan's SpO2 scale: chosen by the clinician, or 2 when the plan's "
+        "SpO2 target is 88-92 % (hypercapnic respiratory failure), else the template's.",
         requirement="REQ-ALERT-002",
         hazard="HAZ-002: combined moderate changes in several vital signs are missed",
         evaluate=news2.evaluate,
@@ -104,18 +128,17 @@ RULES: Final[tuple[Rule, ...]] = (
         category=Category.CLINICAL,
         title=_text("Vektøkning", "Vektauke", "Weight gain"),
         explanation=_text(
-            "Vekten har økt med minst 1,5 kg siden i går eller minst 2 kg på tre dager: "
-            "tegn på væskeansamling ved hjertesvikt.",
-            "Vekta har auka med minst 1,5 kg sidan i går eller minst 2 kg på tre dagar: "
-            "teikn på væskeopphoping ved hjartesvikt.",
-            "Weight has risen by at least 1.5 kg since yesterday or 2 kg in three days: a sign "
-            "of fluid retention in heart failure.",
+            "Vekten har økt med minst 1,5 kg siden i går eller minst 2 kg på tre dager "
+            "(eller grensene behandlingsplanen setter): tegn på væskeansamling ved hjertesvikt.",
+            "Vekta har auka med minst 1,5 kg sidan i går eller minst 2 kg på tre dagar "
+            "(eller grensene behandlingsplanen set): teikn på væskeopphoping ved hjartesvikt.",
+            "Weight has risen by at least 1.5 kg since yesterday or 2 kg in three days (or the "
+            "limits the care plan sets): a sign of fluid retention in heart failure.",
         ),
         source="ESC Heart Failure Association (heartfailurematters.org); Jaarsma et al., "
         "Eur J Heart Fail 2020.",
-        defaults=MappingProxyType({"kg_in_1_day": 1.5, "kg_in_3_days": 2.0}),
-        tuning="Not per patient yet; a patient's yellow/red weight limits can be set as "
-        "thresholds in the care plan.",
+        defaults=_tunable("weight_gain"),
+        tuning=_tuning("weight_gain"),
         requirement="REQ-ALERT-003",
         hazard="HAZ-003: heart-failure decompensation is detected late",
         evaluate=trends.weight_gain,
@@ -128,16 +151,16 @@ RULES: Final[tuple[Rule, ...]] = (
         title=_text("Fall i oksygenmetning", "Fall i oksygenmetting", "SpO2 fall"),
         explanation=_text(
             "Oksygenmetningen er minst 4 prosentpoeng under pasientens egen median for de "
-            "siste 7 dagene.",
+            "siste 7 dagene (eller det behandlingsplanen setter).",
             "Oksygenmettinga er minst 4 prosentpoeng under pasienten sin eigen median for dei "
-            "siste 7 dagane.",
-            "SpO2 is at least 4 points below the patient's own median of the last 7 days.",
+            "siste 7 dagane (eller det behandlingsplanen set).",
+            "SpO2 is at least 4 points below the patient's own median of the last 7 days (or "
+            "what the care plan sets).",
         ),
         source="COPD telemonitoring studies (SpO2 fall before admission); Dovepress COPD "
         "remote monitoring review.",
-        defaults=MappingProxyType({"points": 4, "baseline_days": 7, "min_readings": 3}),
-        tuning="Not per patient yet; the SpO2 thresholds in the care plan are the per-patient "
-        "limit.",
+        defaults=_tunable("spo2_drop", min_readings=trends.BASELINE_MIN_READINGS),
+        tuning=_tuning("spo2_drop"),
         requirement="REQ-ALERT-004",
         hazard="HAZ-004: a COPD exacerbation is detected late",
         evaluate=trends.spo2_drop,
@@ -149,14 +172,19 @@ RULES: Final[tuple[Rule, ...]] = (
         category=Category.CLINICAL,
         title=_text("Fall i PEF/FEV1", "Fall i PEF/FEV1", "PEF/FEV1 fall"),
         explanation=_text(
-            "PEF eller FEV1 er under pasientens 7-dagers gjennomsnitt minus 1,645 standardavvik.",
+            "PEF eller FEV1 er under pasientens 7-dagers gjennomsnitt minus 1,645 standardavvik "
+            "(eller det behandlingsplanen setter).",
             "PEF eller FEV1 er under pasienten sitt 7-dagars gjennomsnitt minus 1,645 "
-            "standardavvik.",
-            "PEF or FEV1 is below the patient's 7-day mean minus 1.645 standard deviations.",
+            "standardavvik (eller det behandlingsplanen set).",
+            "PEF or FEV1 is below the patient's 7-day mean minus 1.645 standard deviations (or "
+            "what the care plan sets).",
         ),
         source="Statistical process control of home spirometry (one-sided 95 % limit).",
-        defaults=MappingProxyType({"z": 1.645, "days": 7, "min_readings": 5}),
-        tuning="The schedule in the care plan (daily readings give the rule its baseline).",
+        defaults=_tunable(
+            "peak_flow_drop", days=trends.BASELINE_DAYS, min_readings=trends.FLOW_MIN_READINGS
+        ),
+        tuning=_tuning("peak_flow_drop")
+        + " Daily readings in the schedule give the rule its baseline.",
         requirement="REQ-ALERT-005",
         hazard="HAZ-004: a COPD exacerbation is detected late",
         evaluate=trends.peak_flow_drop,
@@ -192,15 +220,17 @@ RULES: Final[tuple[Rule, ...]] = (
         title=_text("CAT-skår", "CAT-skår", "CAT score"),
         explanation=_text(
             "KOLS-vurderingstesten (CAT) er 21 eller mer, eller 10 eller mer og steget med "
-            "minst 2 poeng siden forrige gang.",
+            "minst 2 poeng (eller det behandlingsplanen setter) siden forrige gang.",
             "KOLS-vurderingstesten (CAT) er 21 eller meir, eller 10 eller meir og stige med "
-            "minst 2 poeng sidan førre gong.",
+            "minst 2 poeng (eller det behandlingsplanen set) sidan førre gong.",
             "The COPD Assessment Test (CAT) is 21 or more, or 10 or more and up by at least 2 "
-            "points since the previous one.",
+            "points (or what the care plan sets) since the previous one.",
         ),
         source="COPD Assessment Test (8 items, 0-5 each); GOLD report (CAT >= 10 high impact).",
-        defaults=MappingProxyType({"high": 10, "very_high": 21, "rise": 2}),
-        tuning="Not tunable per patient.",
+        defaults=_tunable(
+            "cat_score", high=symptoms.CAT_HIGH_IMPACT, very_high=symptoms.CAT_VERY_HIGH
+        ),
+        tuning=_tuning("cat_score"),
         requirement="REQ-ALERT-007",
         hazard="HAZ-004: a COPD exacerbation is detected late",
         evaluate=symptoms.cat_score,
@@ -225,17 +255,24 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="device_silent",
-        version=1,
+        version=2,
         category=Category.TECHNICAL,
         title=_text("Stille enhet", "Stille eining", "Silent device"),
         explanation=_text(
-            "Vi har ikke hørt fra en av pasientens enheter på 48 timer.",
-            "Vi har ikkje høyrt frå ei av pasienten sine einingar på 48 timar.",
-            "We have not heard from one of the patient's devices for 48 hours.",
+            "Vi har ikke hørt fra en av pasientens enheter på lenger enn måleplanen tillater "
+            "(48 timer uten plan), regnet fra siste måling eller registreringen.",
+            "Vi har ikkje høyrt frå ei av pasienten sine einingar på lenger enn måleplanen "
+            "tillèt (48 timar utan plan), rekna frå siste måling eller registreringa.",
+            "We have not heard from one of the patient's devices for longer than the "
+            "measurement schedule allows (48 hours without one), counted from its last reading "
+            "or its registration.",
         ),
         source="IEC 60601-1-8 (technical alarm conditions).",
-        defaults=MappingProxyType({"silent_after_hours": 48}),
-        tuning="Not tunable; it can be acknowledged and resolved, not switched off.",
+        defaults=_tunable("device_silent", without_schedule_hours=48),
+        tuning=_tuning("device_silent")
+        + " Unset: the longest interval plus grace of the plan's schedule (48 hours without"
+        " one), counted from the device's last reading or its registration. It can be"
+        " acknowledged and resolved, not switched off.",
         requirement="REQ-ALERT-009",
         hazard="HAZ-006: no data is mistaken for a stable patient",
         evaluate=None,

@@ -14,12 +14,12 @@ from typing import Final
 from alerts.findings import Category, Finding, PatientContext, Severity, SymptomAnswer
 
 DAILY_SYMPTOMS_VERSION: Final = 1
-CAT_SCORE_VERSION: Final = 1
+CAT_SCORE_VERSION: Final = 2
+"""2: the rise is tuned per patient (`cat_score.rise`)."""
 """Each rule's version, raised whenever its logic or defaults below change."""
 QUESTIONS: Final = ("more_breathless", "more_swelling", "more_cough")
 RECENT: Final = timedelta(hours=24)
 CAT_ITEMS: Final = 8
-CAT_RISE: Final = 2
 CAT_HIGH_IMPACT: Final = 10
 CAT_VERY_HIGH: Final = 21
 GATED: Final = {"weight_gain", "spo2_drop"}
@@ -87,8 +87,9 @@ def cat_score(context: PatientContext) -> list[Finding]:
         return []
     previous = [t for s in answered[:-1] if (t := cat_total(s)) is not None]
     rise = None if not previous else total - previous[-1]
+    limit = context.parameter("cat_score.rise")
     worse = total >= CAT_VERY_HIGH or (
-        total >= CAT_HIGH_IMPACT and rise is not None and rise >= CAT_RISE
+        total >= CAT_HIGH_IMPACT and rise is not None and rise >= limit
     )
     return [
         Finding(
@@ -99,7 +100,7 @@ def cat_score(context: PatientContext) -> list[Finding]:
             category=Category.CLINICAL,
             measured_at=newest.answered_at,
             value=float(total),
-            details={"total": total, "rise": rise},
+            details={"total": total, "rise": rise, "rise_limit": limit},
         )
     ]
 

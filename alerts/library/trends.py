@@ -13,25 +13,25 @@ from alerts.series import MICROSECOND, span
 
 WEIGHT, SPO2, PEF, FEV1 = "29463-7", "59408-5", "19935-6", "20150-9"
 
-WEIGHT_GAIN_VERSION: Final = 1
-SPO2_DROP_VERSION: Final = 1
-PEAK_FLOW_DROP_VERSION: Final = 1
-"""Each rule's version, raised whenever its logic or defaults below change."""
+WEIGHT_GAIN_VERSION: Final = 2
+SPO2_DROP_VERSION: Final = 2
+PEAK_FLOW_DROP_VERSION: Final = 2
+"""Each rule's version, raised whenever its logic or defaults below change (2: the numeric
+parameters are tuned per patient through the care plan, core/rule_parameters.py)."""
 
-WEIGHT_GAIN_1_DAY: Final = 1.5
-WEIGHT_GAIN_3_DAYS: Final = 2.0
 YESTERDAY: Final = (timedelta(hours=18), timedelta(hours=30))
-THREE_DAYS_AGO: Final = (timedelta(hours=60), timedelta(hours=84))
-"""Windows of earlier readings to compare with, as (nearest, farthest) before the new one."""
+WINDOW_SLACK: Final = timedelta(hours=12)
+"""The earlier readings compared with: yesterday's, and those (window_days * 24 ± 12) hours
+before the new one (60-84 hours for the default three days)."""
 
-SPO2_DROP: Final = 4.0
-SPO2_CLEAR: Final = 2.0
+SPO2_CLEAR_BELOW: Final = 2.0
+"""A fall this much smaller than the limit (or less) is clearly normal: it re-arms the rule."""
 BASELINE_DAYS: Final = 7
+"""The longest baseline (the engine keeps 8 days of readings)."""
 BASELINE_MIN_READINGS: Final = 3
 BASELINE_GAP: Final = timedelta(hours=12)
 """The baseline ends this long before the new reading, so a fall is not its own baseline."""
 
-FLOW_Z: Final = 1.645
 FLOW_MIN_READINGS: Final = 5
 
 
@@ -40,9 +40,14 @@ def weight_gain(context: PatientContext) -> list[Finding]:
     if current is None:
         return []
     gains = {}
+    days = timedelta(days=context.parameter("weight_gain.window_days"))
     for label, (nearest, farthest), limit in (
-        ("1_day", YESTERDAY, WEIGHT_GAIN_1_DAY),
-        ("3_days", THREE_DAYS_AGO, WEIGHT_GAIN_3_DAYS),
+        ("1_day", YESTERDAY, context.parameter("weight_gain.kg_in_1_day")),
+        (
+            f"{days.days}_days",
+            (days - WINDOW_SLACK, days + WINDOW_SLACK),
+            context.parameter("weight_gain.kg_in_window"),
+        ),
     ):
         earlier = values_between(context, WEIGHT, nearest, farthest)
         if earlier:
@@ -72,16 +77,16 @@ def spo2_drop(context: PatientContext) -> list[Finding]:
     if current is None:
         return []
     at = context.at_micros
-    found = context.history[SPO2].median(
-        at - span(timedelta(days=BASELINE_DAYS)), at - span(BASELINE_GAP)
-    )
+    days = context.parameter("spo2_drop.baseline_days")
+    found = context.history[SPO2].median(at - span(timedelta(days=days)), at - span(BASELINE_GAP))
     if found is None or found[1] < BASELINE_MIN_READINGS:
         return []
     median, count = found
     drop = round(median - current.value, 2)
-    if drop >= SPO2_DROP:
+    points = context.parameter("spo2_drop.points")
+    if drop >= points:
         severity = Severity.YELLOW
-    elif drop <= SPO2_CLEAR:
+    elif drop <= points - SPO2_CLEAR_BELOW:
         severity = Severity.GREEN
     else:
         return []
@@ -96,7 +101,13 @@ def spo2_drop(context: PatientContext) -> list[Finding]:
             code=SPO2,
             direction="low",
             value=current.value,
-            details={"baseline_median": median, "drop": drop, "baseline_readings": count},
+            details={
+                "baseline_median": median,
+                "drop": drop,
+                "limit": points,
+                "baseline_days": days,
+                "baseline_readings": count,
+            },
         )
     ]
 
@@ -111,7 +122,7 @@ def peak_flow_drop(context: PatientContext) -> list[Finding]:
         if len(values) < FLOW_MIN_READINGS:
             continue
         mean, sd = statistics.fmean(values), statistics.stdev(values)
-        limit = round(mean - FLOW_Z * sd, 3)
+        limit = round(mean - context.parameter("peak_flow_drop.z") * sd, 3)
         findings.append(
             Finding(
                 rule="peak_flow_drop",

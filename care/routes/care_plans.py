@@ -71,6 +71,9 @@ def create_care_plan(record: CreatePlan, body: CarePlanCreate, response: Respons
         template=body.template,
         author=record.principal.uuid,
         now=record.now,
+        spo2_scale=body.spo2_scale,
+        spo2_target=body.spo2_target,
+        rule_parameters=body.rule_parameters,
     )
     return _as_answer(plan, response)
 
@@ -106,6 +109,8 @@ def update_care_plan(
         else [ScheduledMeasurement(**m.model_dump()) for m in body.measurements],
         self_management=body.self_management,
         spo2_scale=body.spo2_scale,
+        spo2_target=body.spo2_target,
+        rule_parameters=body.rule_parameters,
     )
     return _as_answer(plan, response)
 

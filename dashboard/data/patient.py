@@ -1,5 +1,5 @@
-"""The patient page's data. The one action taken from it, acknowledging an alert, is
-alerts.actions.do_acknowledge_alert, the API's own."""
+"""The patient page's data. The one action taken from it, acknowledging an alert's episode,
+is alerts.actions.do_acknowledge_alert, the API's own."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from uuid import UUID
 
 import psycopg
 
-from alerts.queries import Alert, unresolved_alerts
+from alerts.queries import Episode, unresolved_episodes
 from care.access import (
     ROLES,
     AccessLogEntry,
@@ -35,7 +35,8 @@ PATIENT_RESOURCE: Final = "patient-page"
 @dataclass(frozen=True, slots=True)
 class PatientView:
     patient: Patient
-    alerts: list[Alert]
+    episodes: list[Episode]
+    """Unresolved episodes, each one card with its alerts (alerts/episodes.py)."""
     readings: list[Reading]
     limits: tuple[PlanLimits, ...]
     """The care plan's limits, yellow and red, which the trend draws."""
@@ -75,7 +76,7 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
     own = principal.kind == "patient" and principal.id == str(patient_id)
     return PatientView(
         patient=patient,
-        alerts=unresolved_alerts(conn, patient_ids=[patient_id]),
+        episodes=unresolved_episodes(conn, patient_ids=[patient_id]),
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
         limits=plan_limits(conn, patient_id=patient_id),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),

@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 
 from alerts.outbox import SentNotification, recent_notifications
-from alerts.queries import Alert, unresolved_alerts
+from alerts.queries import Alert, Episode, unresolved_alerts
 from care.access import (
     Action,
     Interface,
@@ -32,8 +32,8 @@ from dashboard.data.viewing import View, already_logged
 WORKLIST_RESOURCE: Final = "worklist"
 
 
-def severity_of(alerts: Sequence[Alert]) -> Severity:
-    """The patient's state: the worst unresolved alert, green without any."""
+def severity_of(alerts: Sequence[Alert | Episode]) -> Severity:
+    """The patient's state: the worst unresolved alert (or episode), green without any."""
     return max((Severity(a.severity) for a in alerts), key=lambda s: s.rank, default=Severity.GREEN)
 
 

@@ -10,7 +10,8 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from alerts.library.catalogue import RULES_BY_ID
-from alerts.queries import Alert
+from alerts.library.news2 import RULE as NEWS2
+from alerts.queries import Alert, Episode
 from core import catalog
 from core.i18n import Translator
 from core.limits import Severity
@@ -56,14 +57,14 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
                 else [dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back")]
             ),
             html.Div(
-                [html.H1(patient.display_name), severity_badge(severity_of(view.alerts), t)],
+                [html.H1(patient.display_name), severity_badge(severity_of(view.episodes), t)],
                 className="page-heading patient-heading",
             ),
             facts,
             html.Section(
                 [
                     html.H2(t("Unresolved alerts")),
-                    _alerts(view.alerts, now=now, t=t, can_act=view.can_act),
+                    _alerts(view.episodes, now=now, t=t, can_act=view.can_act),
                 ],
                 className="card",
             ),
@@ -125,21 +126,57 @@ def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> 
     return html.Table([html.Thead(header), html.Tbody(rows)], className="devices")
 
 
-def _alerts(alerts: list[Alert], *, now: datetime, t: Translator, can_act: bool) -> Component:
-    if not alerts:
+def _alerts(episodes: list[Episode], *, now: datetime, t: Translator, can_act: bool) -> Component:
+    if not episodes:
         return html.P(t("No unresolved alerts."), className="empty")
     return html.Ul(
-        [_alert(alert, now=now, t=t, can_act=can_act) for alert in alerts], className="alerts"
+        [_episode(episode, now=now, t=t, can_act=can_act) for episode in episodes],
+        className="alerts",
     )
 
 
-def _alert(alert: Alert, *, now: datetime, t: Translator, can_act: bool = False) -> Component:
+def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -> Component:
+    """One card per episode: its first alert's title with the episode's severity and state,
+    then every alert of it with its explanation and values; one Acknowledge button for all."""
+    lead, *others = episode.parts
+    title = [
+        severity_badge(Severity(episode.severity), t),
+        *_part_title(lead, t),
+        html.Span(alert_state_name(episode.state, t), className="state"),
+    ]
+    parts: list[Component | None] = [html.Div(title, className="alert-title")]
+    parts += _part(lead, now=now, t=t)
+    for alert in others:
+        parts.append(
+            html.Div(
+                [severity_badge(Severity(alert.severity), t), *_part_title(alert, t)],
+                className="alert-part-title",
+            )
+        )
+        parts += _part(alert, now=now, t=t)
+    parts.append(
+        html.Button(
+            t("Acknowledge"),
+            id={"type": ACKNOWLEDGE, "alert": lead.id},
+            className="acknowledge",
+        )
+        if can_act and episode.state == "open"
+        else None
+    )
+    return html.Li(parts, className=f"alert alert-{episode.severity}")
+
+
+def _part_title(alert: Alert, t: Translator) -> list[Component]:
+    """The measurement, or the rule in words where the alert has none (never its raw id)."""
     measurement = catalog.lookup(alert.code) if alert.code else None
     rule = RULES_BY_ID.get(alert.rule_id)
-    title = [
-        severity_badge(Severity(alert.severity), t),
-        html.Strong(measurement.name(t.language) if measurement else alert.instance),
-    ]
+    if measurement is not None:
+        name = measurement.name(t.language)
+    elif rule is not None:
+        name = rule.title.get(t.language) or rule.title["en"]
+    else:
+        name = alert.rule_id
+    title: list[Component] = [html.Strong(name)]
     if alert.direction:
         title.append(
             html.Span(
@@ -147,9 +184,16 @@ def _alert(alert: Alert, *, now: datetime, t: Translator, can_act: bool = False)
                 className="direction",
             )
         )
-    title.append(html.Span(alert_state_name(alert.state, t), className="state"))
-    details = [
-        (t("Last value"), _alert_value(alert, measurement, t)),
+    return title
+
+
+def _part(alert: Alert, *, now: datetime, t: Translator) -> list[Component | None]:
+    rule = RULES_BY_ID.get(alert.rule_id)
+    details: list[tuple[str, str]] = []
+    value = _alert_value(alert, t)
+    if value is not None:
+        details.append(value)
+    details += [
         (t("Occurrences"), str(alert.occurrences)),
         (t("First"), format_moment(alert.first_measured_at, t)),
         (
@@ -158,31 +202,47 @@ def _alert(alert: Alert, *, now: datetime, t: Translator, can_act: bool = False)
             f"({format_relative(alert.last_measured_at, now, t)})",
         ),
     ]
-    return html.Li(
-        [
-            html.Div(title, className="alert-title"),
-            html.P(
-                rule.explanation.get(t.language) or rule.explanation["en"], className="explanation"
-            )
-            if rule
-            else None,
-            html.Dl(
-                [part for label, value in details for part in (html.Dt(label), html.Dd(value))],
-                className="facts",
-            ),
-            html.Button(
-                t("Acknowledge"),
-                id={"type": ACKNOWLEDGE, "alert": alert.id},
-                className="acknowledge",
-            )
-            if can_act and alert.state == "open"
-            else None,
-        ],
-        className=f"alert alert-{alert.severity}",
-    )
+    return [
+        html.P(rule.explanation.get(t.language) or rule.explanation["en"], className="explanation")
+        if rule
+        else None,
+        html.Dl(
+            [part for label, text in details for part in (html.Dt(label), html.Dd(text))],
+            className="facts",
+        ),
+    ]
 
 
-def _alert_value(alert: Alert, measurement: catalog.Measurement | None, t: Translator) -> str:
+def _alert_value(alert: Alert, t: Translator) -> tuple[str, str] | None:
+    """(label, text) of what the alert's rule found, or None when it found no value: a
+    partial NEWS2 shows its score, the SpO2 scale, the parameters it used and those missing."""
+    if alert.rule_id == NEWS2:
+        used = alert.details.get("used", {})
+        scored = [
+            f"{_name(code, t)} {_value(code, float(p['value']), t)} ({p['score']})"
+            for code, p in used.items()
+        ]
+        missing = [_name(code, t) for code in alert.details.get("missing", [])]
+        text = t("{total} (partial, SpO2 scale {scale}) from {used}; missing: {missing}")
+        return t("Score"), text.format(
+            total=alert.details.get("total", NO_VALUE),
+            scale=alert.details.get("spo2_scale", NO_VALUE),
+            used=", ".join(scored) or NO_VALUE,
+            missing=", ".join(missing) or NO_VALUE,
+        )
+    measurement = catalog.lookup(alert.code) if alert.code else None
     if measurement is None or alert.last_value is None:
-        return NO_VALUE
-    return format_value(measurement, alert.last_value, t)
+        return None
+    return t("Last value"), format_value(measurement, alert.last_value, t)
+
+
+def _name(code: str, t: Translator) -> str:
+    if code == "consciousness":
+        return t("consciousness")
+    measurement = catalog.lookup(code)
+    return code if measurement is None else measurement.name(t.language)
+
+
+def _value(code: str, value: float, t: Translator) -> str:
+    measurement = catalog.lookup(code)
+    return str(value) if measurement is None else format_value(measurement, value, t)

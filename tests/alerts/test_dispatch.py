@@ -35,7 +35,7 @@ from core.clock import ManualClock
 from core.links import PublicLinks
 from core.settings import Settings
 from tests.alerts.test_channels import SECRET, SmtpServer, WebhookReceiver
-from tests.support import care_team_member
+from tests.support import care_team_member, insert_episode, scalar
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PATIENT_NAME = "Kari Nordmann"
@@ -55,9 +55,17 @@ def seed_alert(conn: psycopg.Connection, *, now: datetime = NOW) -> tuple[int, U
     row = conn.execute(
         "INSERT INTO alerts (patient_id, rule_id, rule_version, severity, code, direction,"
         " first_value, last_value, first_measured_at, last_measured_at, created_at, updated_at,"
-        " routed_to) VALUES (%s, 'threshold:59408-5:low', 1, 'red', '59408-5', 'low', 84, 84,"
-        " %s, %s, %s, %s, %s) RETURNING id",
-        (patient, now, now, now, now, unit),
+        " routed_to, episode_id) VALUES (%s, 'threshold:59408-5:low', 1, 'red', '59408-5',"
+        " 'low', 84, 84, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            patient,
+            now,
+            now,
+            now,
+            now,
+            unit,
+            insert_episode(conn, patient=patient, severity="red", at=now, unit=unit),
+        ),
     ).fetchone()
     assert row is not None
     return row[0], patient
@@ -353,6 +361,35 @@ def test_after_max_attempts_the_notification_is_dead_and_a_technical_alert_says_
     assert events == [("opened",), ("notified",)], "opened and routed like any alert"
     clock.advance(timedelta(days=1))
     assert worker.run_once() == 0  # dead stays dead
+
+
+def test_a_dead_notification_reaches_the_units_technical_contact_on_another_channel(
+    conn: psycopg.Connection, pool: ConnectionPool, clock: ManualClock, webhook: WebhookChannel
+) -> None:
+    alert_id, patient = seed_alert(conn)
+    unit = scalar(conn, "SELECT routed_to FROM alerts WHERE id = %s", (alert_id,))
+    conn.execute(
+        "INSERT INTO technical_contacts (organisation_id, channel, address) VALUES"
+        " (%s, 'email', 'drift@example.org'), (%s, 'webhook', 'https://drift.example/hook')",
+        (unit, unit),
+    )
+    key = enqueue(conn, alert_id=alert_id, patient_id=patient, channel="webhook", address="x")
+    worker = dispatcher(pool, clock, {"webhook": webhook}, max_attempts=1)
+    worker.run_once()
+    assert state(conn, key)[0] == "dead"
+    told = conn.execute(
+        "SELECT channel, address, message->'reasons'->0->>'text' FROM notifications"
+        " WHERE id <> %s AND address LIKE %s",
+        (key, "%drift%"),
+    ).fetchall()
+    assert (
+        "email",
+        "drift@example.org",
+        "Notification undeliverable on the webhook channel",
+    ) in told
+    assert not [row for row in told if row[0] == "webhook" and "webhook channel" in row[2]], (
+        "never on the channel that failed"
+    )
 
 
 def test_a_permanent_failure_is_dead_at_once_and_repeats_count_on_one_technical_alert(

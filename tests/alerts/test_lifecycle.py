@@ -3,6 +3,7 @@ after resolution, snoozes mute one direction and never a red notification."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
@@ -17,6 +18,7 @@ from alerts.actions import (
     do_resolve_alert,
     do_snooze_alert,
 )
+from alerts.episodes import GAP
 from alerts.findings import Category, Finding, Severity
 from alerts.library import threshold
 from alerts.lifecycle import do_apply_findings
@@ -86,7 +88,7 @@ def test_repeats_update_one_alert_and_severity_only_rises(
     apply(conn, patient, finding(Severity.YELLOW, at=NOW + timedelta(hours=2)))
     assert alerts(conn) == [("threshold:59408-5:low", "red", "open", 3, False)]
     actions = [r[0] for r in conn.execute("SELECT action FROM alert_events ORDER BY id")]
-    assert actions == ["opened", "notified", "severity_raised", "notified"]
+    assert actions == ["opened", "notified", "severity_raised", "episode_raised", "notified"]
 
 
 def test_after_resolution_a_value_hovering_at_the_limit_does_not_reopen_until_it_clears(
@@ -239,3 +241,68 @@ def test_every_step_on_an_alert_leaves_its_event_and_its_access_log_row(
         ("alert:acknowledge", "update", "dashboard"),
         ("alert:note", "update", "dashboard"),
     ]
+
+
+def episodes(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT e.severity, e.state, array_agg(a.rule_id ORDER BY a.rule_id),"
+        " array_agg(a.state ORDER BY a.rule_id)"
+        " FROM alert_episodes e JOIN alerts a ON a.episode_id = e.id GROUP BY e.id ORDER BY e.id"
+    ).fetchall()
+
+
+def test_findings_close_together_form_one_episode_that_people_act_on_as_one(
+    conn: psycopg.Connection, patient: UUID, nurse: Principal
+) -> None:
+    drop = replace(
+        finding(Severity.YELLOW, instance="spo2_drop:59408-5"), rule="spo2_drop", direction="low"
+    )
+    apply(conn, patient, finding(Severity.YELLOW), drop)
+    apply(conn, patient, finding(Severity.YELLOW, instance="threshold:8867-4:high", value=115,
+                                 at=NOW + timedelta(hours=30)))  # fmt: skip
+    assert episodes(conn) == [
+        (
+            "yellow",
+            "open",
+            ["spo2_drop:59408-5", "threshold:59408-5:low", "threshold:8867-4:high"],
+            ["open", "open", "open"],
+        )
+    ]
+    alert_ids = [row[0] for row in conn.execute("SELECT id FROM alerts ORDER BY id")]
+    do_acknowledge_alert(conn, alert_id=alert_ids[1], actor=nurse, interface=Interface.API, now=NOW)
+    assert episodes(conn)[0][1:] == (
+        "acknowledged",
+        ["spo2_drop:59408-5", "threshold:59408-5:low", "threshold:8867-4:high"],
+        ["acknowledged"] * 3,
+    )
+    do_resolve_alert(
+        conn,
+        alert_id=alert_ids[2],
+        actor=nurse,
+        interface=Interface.API,
+        outcome="contacted_patient",
+        note="Ringt",
+        now=NOW + timedelta(hours=31),
+    )
+    assert episodes(conn)[0][1] == "resolved"
+    assert [row[2] for row in alerts(conn)] == ["resolved"] * 3
+    disarmed = conn.execute("SELECT count(*) FROM alert_arming WHERE NOT armed").fetchone()
+    assert disarmed == (3,), "each part's instance waits for a clearly normal value"
+
+
+def test_a_red_finding_inside_a_yellow_episode_notifies_again_and_a_late_one_starts_anew(
+    conn: psycopg.Connection, patient: UUID
+) -> None:
+    apply(conn, patient, finding(Severity.YELLOW))
+    apply(conn, patient, finding(Severity.YELLOW, instance="threshold:8867-4:high", value=115,
+                                 at=NOW + timedelta(hours=1)))  # fmt: skip
+    apply(conn, patient, finding(Severity.RED, at=NOW + timedelta(hours=2)))
+    notified = conn.execute(
+        "SELECT action, details->>'to' FROM alert_events"
+        " WHERE action IN ('notified', 'episode_raised') ORDER BY id"
+    ).fetchall()
+    assert notified == [("notified", None), ("episode_raised", "red"), ("notified", None)]
+    assert [row[0] for row in episodes(conn)] == ["red"]
+    far = NOW + timedelta(hours=2) + GAP + timedelta(minutes=1)
+    apply(conn, patient, finding(Severity.YELLOW, instance="spo2_drop:59408-5", at=far))
+    assert len(episodes(conn)) == 2, "more than two days later: a new episode"

@@ -10,12 +10,14 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from alerts.notify import Part, reason
 from alerts.outbox import build_message, do_enqueue_notification, recipients_for, with_link
 from care.models import Condition, OrganisationKind
 from care.people import do_add_employment, do_create_staff, do_end_employment
 from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
 from core.links import PublicLinks
+from tests.support import insert_episode
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PATIENT = UUID("3b0f8f5e-5d0c-4a3e-9a0e-6d3f7f1d2c11")
@@ -81,9 +83,16 @@ def alert_id(conn: psycopg.Connection) -> int:
     )
     row = conn.execute(
         "INSERT INTO alerts (patient_id, rule_id, rule_version, severity, first_measured_at,"
-        " last_measured_at, created_at, updated_at) VALUES (%s, 'threshold:59408-5:low', 1,"
-        " 'red', %s, %s, %s, %s) RETURNING id",
-        (patient, NOW, NOW, NOW, NOW),
+        " last_measured_at, created_at, updated_at, episode_id) VALUES (%s,"
+        " 'threshold:59408-5:low', 1, 'red', %s, %s, %s, %s, %s) RETURNING id",
+        (
+            patient,
+            NOW,
+            NOW,
+            NOW,
+            NOW,
+            insert_episode(conn, patient=patient, severity="red", at=NOW),
+        ),
     ).fetchone()
     assert row is not None
     return row[0]
@@ -212,3 +221,35 @@ def test_recipients_are_people_employed_at_the_unit_now(conn: psycopg.Connection
     )
     with pytest.raises(ValueError, match="severity"):
         recipients_for(conn, organisation_id=unit, severity="green", now=NOW)
+
+
+NEWS2_PART = Part(
+    "news2_partial",
+    "yellow",
+    None,
+    5.0,
+    None,
+    {
+        "total": 5,
+        "spo2_scale": 1,
+        "used": {"59408-5": {"value": 91, "score": 3}, "8867-4": {"value": 115, "score": 2}},
+        "missing": ["8310-5", "9279-1", "consciousness"],
+    },
+)
+
+
+def test_a_notification_names_each_rule_in_words_and_news2_with_its_parameters() -> None:
+    with_values = reason(NEWS2_PART, with_values=True)["text"]
+    assert with_values == (
+        "NEWS2 (partial) 5 on SpO2 scale 1, from Oxygen saturation 91 (3), Pulse 115 (2);"
+        " missing Body temperature, Respiratory rate, consciousness"
+    )
+    assert reason(NEWS2_PART, with_values=False) == {
+        "rule": "news2_partial",
+        "severity": "yellow",
+        "text": "NEWS2 (partial)",
+    }
+    threshold = Part("threshold:59408-5:low", "red", "59408-5", 85.0, "low", {})
+    assert reason(threshold, with_values=True)["text"] == (
+        "Outside the limits: Oxygen saturation (low) 85 %"
+    )

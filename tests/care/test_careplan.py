@@ -559,3 +559,56 @@ def test_every_demo_patient_gets_a_plan_with_the_physicians_individual_limits(
     clock.advance(timedelta(days=1))
     assert not seed_demo(conn, clock=clock, issuer=None)
     assert conn.execute("SELECT count(*) FROM care_plan_versions").fetchone() == before
+
+
+@pytest.mark.parametrize(
+    ("chosen", "target", "scale"),
+    [(None, None, 1), (None, (88, 92), 2), (1, (88, 92), 1), (2, None, 2), (None, (92, 96), 1)],
+)
+def test_the_copd_plan_takes_the_scale_the_clinician_chooses_or_its_target_implies(
+    conn: psycopg.Connection,
+    patient: UUID,
+    chosen: int | None,
+    target: tuple[int, int] | None,
+    scale: int,
+) -> None:
+    plan = do_create_care_plan(
+        conn,
+        patient_id=patient,
+        template="copd",
+        author=None,
+        now=NOW,
+        spo2_scale=chosen,
+        spo2_target=target,
+    )
+    assert (plan.spo2_scale, plan.spo2_target) == (scale, target)
+    assert care_plan_history(conn, patient_id=patient)[0].new["spo2_target"] == (
+        None if target is None else list(target)
+    )
+
+
+def test_a_new_target_of_88_to_92_moves_the_plan_to_scale_2_in_a_new_version(
+    conn: psycopg.Connection, patient: UUID
+) -> None:
+    nurse = staff(conn, "Sykepleier", "nurse")
+    do_create_care_plan(conn, patient_id=patient, template="copd", author=None, now=NOW)
+    plan = do_update_care_plan(
+        conn,
+        patient_id=patient,
+        expected_version=1,
+        author=nurse,
+        now=LATER,
+        reason="Hypercapnic on the last blood gas: target 88-92 %",
+        spo2_target=(88, 92),
+    )
+    assert (plan.version, plan.spo2_scale, plan.spo2_target) == (2, 2, (88, 92))
+    with pytest.raises(InvalidChangeError):
+        do_update_care_plan(
+            conn,
+            patient_id=patient,
+            expected_version=2,
+            author=nurse,
+            now=LATER,
+            reason="typo",
+            spo2_target=(95, 90),
+        )

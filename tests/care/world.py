@@ -24,6 +24,7 @@ from care.service import do_create_organisation, do_create_patient
 from core.auth import LocalIssuer, StaffRole
 from devices.service import do_assign_device, do_register_device
 from devices.tokens import do_issue_token
+from tests.support import insert_episode
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 SCENARIOS = ("own", "other_team", "other_org")
@@ -188,12 +189,16 @@ def _alert(conn: psycopg.Connection, *, patient: UUID) -> int:
         """
         INSERT INTO alerts (patient_id, rule_id, rule_version, severity, code, direction,
                             first_value, last_value, first_measured_at, last_measured_at,
-                            occurrences, created_at, updated_at)
+                            occurrences, created_at, updated_at, episode_id)
         VALUES (%(p)s, 'threshold:59408-5:low', 1, 'yellow', '59408-5', 'low', 92, 92,
-                %(at)s, %(at)s, 1, %(at)s, %(at)s)
+                %(at)s, %(at)s, 1, %(at)s, %(at)s, %(episode)s)
         RETURNING id
         """,
-        {"p": patient, "at": SINCE},
+        {
+            "p": patient,
+            "at": SINCE,
+            "episode": insert_episode(conn, patient=patient, severity="yellow", at=SINCE),
+        },
     ).fetchone()
     assert row is not None
     return row[0]

@@ -35,7 +35,7 @@ from core.readings import Reading
 from dashboard import create_dashboard
 from devices.service import do_assign_device, do_register_device
 from heimvakt.auth import SESSION_COOKIE, principal_from_token
-from tests.support import ISSUER_KEY, plan_with_limits
+from tests.support import ISSUER_KEY, insert_episode, plan_with_limits
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 BASE = "/app/"
@@ -322,11 +322,12 @@ def raise_red_alert(conn: psycopg.Connection, seeded: Seeded, alias: str, value:
         """
         INSERT INTO alerts (patient_id, rule_id, rule_version, severity, code, direction,
                             first_value, last_value, first_measured_at, last_measured_at,
-                            occurrences, created_at, updated_at)
+                            occurrences, created_at, updated_at, episode_id)
         VALUES (%(patient)s, %(rule)s, 1, 'red', %(code)s, 'low', %(value)s, %(value)s,
-                %(now)s, %(now)s, 1, %(now)s, %(now)s)
+                %(now)s, %(now)s, 1, %(now)s, %(now)s, %(episode)s)
         """,
         {
+            "episode": insert_episode(conn, patient=seeded.patient_id, severity="red", at=NOW),
             "patient": seeded.patient_id,
             "rule": f"future_rule:{measurement.code}",
             "code": measurement.code,

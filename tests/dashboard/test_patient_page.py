@@ -128,6 +128,7 @@ def test_an_acknowledged_alert_still_shows_and_says_so(
     pool: ConnectionPool, conn: psycopg.Connection, kari: Seeded
 ) -> None:
     conn.execute("UPDATE alerts SET state = 'acknowledged'")
+    conn.execute("UPDATE alert_episodes SET state = 'acknowledged'")
     client, _ = dashboard_client(pool)
 
     [alert] = of_class(show(client, patient_path(kari), "?lang=nb"), "alert")
@@ -320,3 +321,24 @@ def test_the_devices_show_connection_battery_and_when_they_were_last_heard_from(
         "14 %",
         "for 3 timer siden",
     ]
+
+
+def test_one_card_per_episode_names_every_rule_and_the_partial_news2_in_words(
+    pool: ConnectionPool, conn: psycopg.Connection, kari: Seeded
+) -> None:
+    store_reading(conn, kari, "pulse", 115, NOW - timedelta(minutes=30))
+    client, _ = dashboard_client(pool)
+
+    [card] = of_class(show(client, patient_path(kari), "?lang=nb"), "alert")
+
+    shown = texts(card)
+    titles = [texts(part)[1] for part in of_class(card, "alert-title")]
+    titles += [texts(part)[1] for part in of_class(card, "alert-part-title")]
+    assert sorted(titles) == sorted(["Puls", "Oksygenmetning", "NEWS2 (delvis)"])
+    score = shown[shown.index("Skår") + 1]
+    assert score.startswith("5 (delvis, SpO2-skala 1) fra ")
+    assert f"Oksygenmetning 87{NBSP}% (3)" in score
+    assert f"Puls 115{NBSP}/min (2)" in score
+    assert score.endswith("Respirasjonsfrekvens, bevissthet")
+    assert "news2_partial" not in shown
+    assert shown.count("Kvitter") == 1, "one acknowledgement for the episode"

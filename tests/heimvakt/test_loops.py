@@ -47,7 +47,9 @@ def assert_late_then_on_time(pulse: Pulse, fault: Fault) -> None:
 def test_the_sweeper_lives_through_an_exception_and_readiness_says_when_it_is_late(
     conn: psycopg.Connection, pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    patient = seed_patient_with_device(conn)  # assigned long ago, never heard from: silent
+    patient = seed_patient_with_device(conn)  # assigned long ago, never heard from
+    # Registered three days ago: silent (no schedule, 48 hours) counting from registration.
+    conn.execute("UPDATE devices SET created_at = now() - interval '3 days' WHERE id = 'ox-1'")
     conn.execute(
         "INSERT INTO ingest_messages (device_id, msg_id, digest, received_at)"
         " VALUES ('ox-1', %s, %s, now() - interval '40 days'),"

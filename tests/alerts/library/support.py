@@ -27,6 +27,7 @@ def context(
     on_oxygen: bool = False,
     symptoms: Sequence[SymptomAnswer] = (),
     at: datetime = AT,
+    parameters: Mapping[str, float] | None = None,
 ) -> PatientContext:
     history: dict[str, Series] = {}
     for code, value, measured_at in readings:
@@ -39,6 +40,7 @@ def context(
         spo2_scale=spo2_scale,
         on_oxygen=on_oxygen,
         symptoms=tuple(symptoms),
+        parameters=parameters or {},
     )
 
 

@@ -108,3 +108,46 @@ def test_flow_drop_below_mean_minus_1645_sd(code: str) -> None:
 
 def test_flow_drop_needs_five_earlier_readings() -> None:
     assert peak_flow_drop(context(_flow(PEF, [400.0, 410.0, 390.0, 400.0], 300.0))) == []
+
+
+@pytest.mark.parametrize(
+    ("parameters", "readings", "expected"),
+    [
+        # The 1-day limit tuned to 1.0 kg: at, below and above the tuned boundary.
+        ({"weight_gain.kg_in_1_day": 1.0}, [(80.0, 24), (80.9, 0)], "green"),
+        ({"weight_gain.kg_in_1_day": 1.0}, [(80.0, 24), (81.0, 0)], "yellow"),
+        ({"weight_gain.kg_in_1_day": 2.5}, [(80.0, 24), (82.0, 0)], "green"),
+        # A 5-day window of 3 kg: a gain of 2.9 kg over five days is not one, 3.0 is.
+        ({"weight_gain.window_days": 5, "weight_gain.kg_in_window": 3.0},
+         [(80.0, 120), (82.9, 0)], "green"),
+        ({"weight_gain.window_days": 5, "weight_gain.kg_in_window": 3.0},
+         [(80.0, 120), (83.0, 0)], "yellow"),
+    ],
+)  # fmt: skip
+def test_weight_gain_follows_the_patients_tuned_parameters(
+    parameters: dict[str, float], readings: list[tuple[float, int]], expected: str
+) -> None:
+    found = weight_gain(
+        context([(WEIGHT, v, ago(hours=h)) for v, h in readings], parameters=parameters)
+    )
+    assert verdicts(found) == [(f"weight_gain:{WEIGHT}", expected)]
+
+
+@pytest.mark.parametrize(("points", "latest", "expected"), [(6, 92, "green"), (6, 90, "yellow")])
+def test_spo2_drop_follows_the_patients_tuned_points(
+    points: float, latest: float, expected: str
+) -> None:
+    baseline = [(SPO2, 96.0, ago(days=d)) for d in (1, 2, 3, 4)]
+    found = spo2_drop(
+        context([*baseline, (SPO2, latest, AT)], parameters={"spo2_drop.points": points})
+    )
+    assert verdicts(found) == [(f"spo2_drop:{SPO2}", expected)]
+
+
+def test_spo2_drop_baseline_is_the_tuned_number_of_days() -> None:
+    readings = [(SPO2, 90.0, ago(days=d)) for d in (4, 5, 6)]
+    readings += [(SPO2, 96.0, ago(days=d)) for d in (1, 2, 3)] + [(SPO2, 92.0, AT)]
+    week = spo2_drop(context(readings))
+    three_days = spo2_drop(context(readings, parameters={"spo2_drop.baseline_days": 3}))
+    assert verdicts(week) == [(f"spo2_drop:{SPO2}", "green")]  # median 93: a fall of 1
+    assert verdicts(three_days) == [(f"spo2_drop:{SPO2}", "yellow")]
