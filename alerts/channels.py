@@ -61,11 +61,6 @@ def message_text(message: Mapping[str, Any], *, idempotency_key: UUID) -> str:
         f"Severity: {message.get('severity', '')}",
         f"Unit: {message.get('unit', '')}",
     ]
-    values = message.get("values")
-    if isinstance(values, Mapping) and values:
-        lines.append(
-            "Values: " + ", ".join(f"{key}={values[key]}" for key in sorted(values, key=str))
-        )
     reasons = message.get("reasons")
     if isinstance(reasons, list) and reasons:
         lines += ["", "Why:"] + [

@@ -92,10 +92,11 @@ class Part:
         )
 
 
-def reason(part: Part, *, with_values: bool) -> dict[str, Any]:
-    """What a notification says about one part: the rule in words and, when the unit's policy
-    includes values, the value behind it (a NEWS2 score with the parameters it used and
-    those missing). In English, like the rest of the message; never a raw rule id."""
+def reason(part: Part) -> dict[str, Any]:
+    """What a notification says about one part: the rule in words and the value behind it (a
+    NEWS2 score with the parameters it used and those missing). In English, like the rest of
+    the message; never a raw rule id. Only a unit whose policy includes values gets these
+    (alerts/outbox.py: a message carries the minimum otherwise)."""
     rule_id = part.instance.partition(":")[0]
     rule = RULES_BY_ID.get(rule_id)
     title = rule.title["en"] if rule is not None else rule_id.replace("_", " ")
@@ -103,21 +104,24 @@ def reason(part: Part, *, with_values: bool) -> dict[str, Any]:
     text = title if measurement is None else f"{title}: {measurement.name('en')}"
     if part.direction and measurement is not None:
         text += f" ({part.direction})"
-    found: dict[str, Any] = {"rule": rule_id, "severity": part.severity}
-    if with_values:
-        if rule_id == "news2_partial":
-            used = part.details.get("used", {})
-            names = [_name(code) + f" {v['value']:g} ({v['score']})" for code, v in used.items()]
-            missing = [_name(code) for code in part.details.get("missing", [])]
-            text += (
-                f" {part.details.get('total')} on SpO2 scale {part.details.get('spo2_scale')},"
-                f" from {', '.join(names)}; missing {', '.join(missing)}"
-            )
-        elif part.value is not None and measurement is not None:
-            text += f" {part.value:g} {measurement.unit}"
-        found |= {"code": part.code, "value": part.value, "direction": part.direction}
-    found["text"] = text
-    return found
+    if rule_id == "news2_partial":
+        used = part.details.get("used", {})
+        names = [_name(code) + f" {v['value']:g} ({v['score']})" for code, v in used.items()]
+        missing = [_name(code) for code in part.details.get("missing", [])]
+        text += (
+            f" {part.details.get('total')} on SpO2 scale {part.details.get('spo2_scale')},"
+            f" from {', '.join(names)}; missing {', '.join(missing)}"
+        )
+    elif part.value is not None and measurement is not None:
+        text += f" {part.value:g} {measurement.unit}"
+    return {
+        "rule": rule_id,
+        "severity": part.severity,
+        "code": part.code,
+        "value": part.value,
+        "direction": part.direction,
+        "text": text,
+    }
 
 
 def _name(code: str) -> str:
@@ -139,11 +143,11 @@ def do_notify(
     recipients: Recipients | None = None,
 ) -> int:
     """Write the outbox rows for one step of an episode's route; returns how many. `parts`
-    are the episode's alerts the message lists (with their values when the unit's policy
-    includes values). A batch passes `events` to write the 'notified' events with its
-    others, and `recipients` to look up each unit's subscribers once. The link to the
-    patient's page is added when the dispatcher sends (alerts/dispatch.py), from the
-    configured public address."""
+    are the episode's alerts, which the message lists with their values when the unit's
+    policy includes values (and leaves out otherwise). A batch passes `events` to write the
+    'notified' events with its others, and `recipients` to look up each unit's subscribers
+    once. The link to the patient's page is added when the dispatcher sends
+    (alerts/dispatch.py), from the configured public address."""
     if route == "out_of_hours":
         targets = [policy.out_of_hours] if policy.out_of_hours else []
     elif route == "on_call":
@@ -160,8 +164,7 @@ def do_notify(
         alert_id=alert_id,
         severity=severity.value,
         unit_name=policy.name,
-        values=None,
-        reasons=[reason(part, with_values=policy.include_values) for part in parts],
+        reasons=[reason(part) for part in parts] if policy.include_values else [],
         episode_id=episode_id,
     )
     for channel, address in targets:
@@ -206,7 +209,6 @@ def do_notify_technical_contacts(
         alert_id=alert_id,
         severity=Severity.RED.value,
         unit_name="" if row is None else row[0],
-        values=None,
         reasons=[
             {
                 "rule": "notification_undeliverable",

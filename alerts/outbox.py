@@ -43,17 +43,16 @@ def build_message(
     alert_id: int,
     severity: str,
     unit_name: str,
-    values: Mapping[str, Any] | None,
     reasons: Sequence[Mapping[str, Any]] = (),
     episode_id: int | None = None,
 ) -> dict[str, Any]:
     """The notification's content, as stored in the outbox (JSON).
 
-    `values` is given only when the unit's policy includes values; otherwise nothing clinical
-    is in the message, and the reader logs in through the link to see it: the dispatcher
-    adds the link when it sends (`with_link`), from the configured public address.
-    `reasons` lists every rule of the episode the notification is about (alerts/notify.py
-    leaves their values out unless the policy includes values).
+    `reasons` lists every rule of the episode the notification is about, with the values
+    behind them; alerts/notify.py gives them only when the unit's policy includes values.
+    Otherwise nothing clinical is in the message, and the reader logs in through the link to
+    see it: the dispatcher adds the link when it sends (`with_link`), from the configured
+    public address.
     """
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
@@ -65,8 +64,6 @@ def build_message(
         "unit": unit,
         "title": f"Heimvakt: {severity} alert for {unit}",
     }
-    if values is not None:
-        message["values"] = {str(key): value for key, value in values.items()}
     if episode_id is not None:
         message["episode_id"] = episode_id
     if reasons:

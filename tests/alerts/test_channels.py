@@ -49,13 +49,13 @@ SECRET = "a-webhook-secret-for-tests-only"
 PATIENT = UUID("3b0f8f5e-5d0c-4a3e-9a0e-6d3f7f1d2c11")
 
 
-def a_message(**values: Any) -> dict[str, Any]:
+def a_message(*reasons: dict[str, Any]) -> dict[str, Any]:
     """A message as the dispatcher hands it to a channel: with its link."""
     message = build_message(
         alert_id=7,
         severity="red",
         unit_name="Lungeteamet, Medisinsk avdeling",
-        values=values or None,
+        reasons=reasons,
     )
     return with_link(message, link=PublicLinks("https://heimvakt.example/").patient(PATIENT))
 
@@ -269,14 +269,16 @@ def test_email_carries_the_key_and_the_minimum(smtp: SmtpServer) -> None:
     assert mail["Auto-Submitted"] == "auto-generated"
     body = mail.get_content()
     assert f"https://heimvakt.example/app/patients/{PATIENT}" in body
-    assert "Values" not in body
+    assert "Why:" not in body
 
 
 def test_values_only_when_the_unit_includes_them(smtp: SmtpServer) -> None:
     channel = EmailChannel(smtp.url, "varsel@heimvakt.example", 5.0)
-    with_values = a_message(code="59408-5", value=84.0, direction="low")
+    with_values = a_message(
+        {"rule": "threshold", "severity": "red", "text": "Outside the limits: SpO2 (low) 84 %"}
+    )
     channel.send(address="a@sykehus.example", message=with_values, idempotency_key=uuid4())
-    assert "value=84.0" in smtp.sink.messages[0][2].get_content()
+    assert "- Outside the limits: SpO2 (low) 84 %" in smtp.sink.messages[0][2].get_content()
 
 
 def test_a_refused_recipient_is_permanent_and_a_deferred_one_is_not(smtp: SmtpServer) -> None:
@@ -407,7 +409,7 @@ def test_a_webhook_is_signed_and_the_receiver_can_check_it(receiver: WebhookRece
     payload = json.loads(request.body)
     assert payload["idempotency_key"] == str(key)
     assert payload["link"] == f"https://heimvakt.example/app/patients/{PATIENT}"
-    assert "values" not in payload
+    assert "reasons" not in payload
 
     headers, now = request.headers, datetime.now(UTC)
     timestamp, signature = headers["x-heimvakt-timestamp"], headers["x-heimvakt-signature"]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ def enqueue(
     channel: str,
     address: str,
     now: datetime = NOW,
-    values: dict[str, Any] | None = None,
+    reasons: Sequence[dict[str, Any]] = (),
 ) -> UUID:
     """One notification about `patient_id`'s alert (`alert_id`): the link the dispatcher adds
     when it sends points to their page."""
@@ -87,7 +87,7 @@ def enqueue(
         alert_id=alert_id,
         severity="red",
         unit_name="Kommunen",
-        values=values,
+        reasons=reasons,
     )
     with conn.transaction():
         return do_enqueue_notification(
@@ -178,7 +178,7 @@ def test_an_email_is_delivered_exactly_once_without_the_patients_name(
         patient_id=patient,
         channel="email",
         address="b@kommune.example",
-        values={"code": "59408-5", "value": 84.0, "direction": "low"},
+        reasons=[{"rule": "threshold", "severity": "red", "text": "SpO2 (low) 84.0 %"}],
     )
     email = EmailChannel(smtp.url, "varsel@heimvakt.example", 5.0)
     worker = dispatcher(pool, clock, {"email": email})
@@ -196,9 +196,9 @@ def test_an_email_is_delivered_exactly_once_without_the_patients_name(
         assert "Nordmann" not in raw
         assert "copd" not in raw.lower()
         assert f"https://heimvakt.example/app/patients/{patient}" in mail.get_content()
-    assert "Values" not in mails["a@kommune.example"].get_content()
+    assert "Why:" not in mails["a@kommune.example"].get_content()
     assert "84.0" not in mails["a@kommune.example"].as_string()
-    assert "value=84.0" in mails["b@kommune.example"].get_content()
+    assert "- SpO2 (low) 84.0 %" in mails["b@kommune.example"].get_content()
     assert {state(conn, key)[0] for key in (plain, with_values)} == {"delivered"}
 
 

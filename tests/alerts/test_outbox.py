@@ -28,7 +28,6 @@ def test_the_message_holds_the_minimum() -> None:
         alert_id=41,
         severity="red",
         unit_name="Hjemmesykepleien Nord",
-        values=None,
     )
     assert message == {
         "version": 1,
@@ -45,14 +44,12 @@ def test_the_message_holds_the_minimum() -> None:
     }, "sent with the link to log in and see it"
 
 
-def test_values_only_when_given() -> None:
+def test_reasons_only_when_given() -> None:
+    reasons = [{"rule": "threshold", "severity": "yellow", "text": "SpO2 (low) 87 %"}]
     message = build_message(
-        alert_id=41,
-        severity="yellow",
-        unit_name="Lungeteamet",
-        values={"code": "59408-5", "value": 87.0, "direction": "low"},
+        alert_id=41, severity="yellow", unit_name="Lungeteamet", reasons=reasons
     )
-    assert message["values"] == {"code": "59408-5", "value": 87.0, "direction": "low"}
+    assert message["reasons"] == reasons
 
 
 def test_a_unit_name_cannot_break_a_header_line() -> None:
@@ -60,7 +57,6 @@ def test_a_unit_name_cannot_break_a_header_line() -> None:
         alert_id=1,
         severity="red",
         unit_name="Avdeling\r\nBcc: someone@evil.example",
-        values=None,
     )
     assert "\n" not in message["title"]
     assert "\r" not in message["unit"]
@@ -68,7 +64,7 @@ def test_a_unit_name_cannot_break_a_header_line() -> None:
 
 def test_an_unknown_severity_is_refused() -> None:
     with pytest.raises(ValueError, match="severity"):
-        build_message(alert_id=1, severity="purple", unit_name="Unit", values=None)
+        build_message(alert_id=1, severity="purple", unit_name="Unit")
 
 
 @pytest.fixture
@@ -103,7 +99,6 @@ def message() -> dict:
         alert_id=1,
         severity="red",
         unit_name="Kommunen",
-        values=None,
     )
 
 
@@ -239,17 +234,9 @@ NEWS2_PART = Part(
 
 
 def test_a_notification_names_each_rule_in_words_and_news2_with_its_parameters() -> None:
-    with_values = reason(NEWS2_PART, with_values=True)["text"]
-    assert with_values == (
+    assert reason(NEWS2_PART)["text"] == (
         "NEWS2 (partial) 5 on SpO2 scale 1, from Oxygen saturation 91 (3), Pulse 115 (2);"
         " missing Body temperature, Respiratory rate, consciousness"
     )
-    assert reason(NEWS2_PART, with_values=False) == {
-        "rule": "news2_partial",
-        "severity": "yellow",
-        "text": "NEWS2 (partial)",
-    }
     threshold = Part("threshold:59408-5:low", "red", "59408-5", 85.0, "low", {})
-    assert reason(threshold, with_values=True)["text"] == (
-        "Outside the limits: Oxygen saturation (low) 85 %"
-    )
+    assert reason(threshold)["text"] == ("Outside the limits: Oxygen saturation (low) 85 %")
