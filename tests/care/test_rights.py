@@ -205,6 +205,9 @@ def _something_in_every_table(client: TestClient, conn: psycopg.Connection, worl
         address="vakt@example.org",
         message={"subject": "Gult varsel"},
         now=now,
+        # Both keys, as the lifecycle writes them: a notification is about the patient through
+        # either one, whichever _patient_tables happens to follow.
+        episode_id=scalar(conn, "SELECT episode_id FROM alerts WHERE id = %s", (alert,)),
     )
 
 
