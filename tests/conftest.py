@@ -171,11 +171,26 @@ def database_url(
     dropper: ThreadPoolExecutor,
 ) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
+    yield from _clone(postgres_server_url, template_database[0], dropper)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(
+    postgres_server_url: str,
+    template_database: tuple[str, MigrationReport],
+    dropper: ThreadPoolExecutor,
+) -> Iterator[str]:
+    """A fresh, migrated database shared by one module's tests: for a seeded world they only
+    read."""
+    yield from _clone(postgres_server_url, template_database[0], dropper)
+
+
+def _clone(server_url: str, template: str, dropper: ThreadPoolExecutor) -> Iterator[str]:
     name = f"heimvakt_test_{uuid.uuid4().hex[:16]}"
-    with _admin(postgres_server_url) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
-    yield database_url_for(postgres_server_url, name)
-    dropper.submit(_drop, postgres_server_url, name)
+    with _admin(server_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield database_url_for(server_url, name)
+    dropper.submit(_drop, server_url, name)
 
 
 @pytest.fixture
