@@ -74,7 +74,7 @@ _RESPONSIBLE_AT: Final = """
     LEFT JOIN organisations o ON o.id = r.organisation_id
 """
 
-_ALERT_DEVIATIONS: Final = f"""
+_ALERT_DEVIATIONS: Final = """
     -- An alert escalates only when nobody acknowledged it by its deadline: its first
     -- escalation in the period is the breach; every step to on-call is one more deviation.
     SELECT 'acknowledgement_deadline_breached' AS kind, min(e.at) AS at, a.patient_id,

@@ -409,7 +409,7 @@ def _units(conn: psycopg.Connection, *facts: _Facts) -> dict[str, str]:
         "SELECT id::text, name FROM organisations WHERE id::text = ANY (%s) ORDER BY name, id",
         (ids,),
     ).fetchall()
-    return {ALL: ALL, **{unit_id: name for unit_id, name in rows}}
+    return {ALL: ALL, **dict(rows)}
 
 
 # --- Counting per cell ---------------------------------------------------------------------
@@ -464,7 +464,7 @@ def _cell_figures(
     steps = escalations["step"].value_counts()
     states = notifications["state"].value_counts()
     decided = handovers["state"].value_counts()
-    figures = {
+    return {
         "patients_followed": _count(slices["patient_id"].nunique()),
         "patients_new": _count(slices.loc[began, "patient_id"].nunique()),
         "patients_ended": _count(slices.loc[ended, "patient_id"].nunique()),
@@ -475,9 +475,7 @@ def _cell_figures(
         ),
         "alerts": _share(len(alerts), per_100, per=1.0),
         **{
-            f"alerts_{kind}": _share(
-                int((alerts[column] == kind).sum()), per_100, per=1.0
-            )
+            f"alerts_{kind}": _share(int((alerts[column] == kind).sum()), per_100, per=1.0)
             for column, kinds in (
                 ("severity", ("red", "yellow")),
                 ("category", ("clinical", "adherence", "technical")),
@@ -501,12 +499,9 @@ def _cell_figures(
         "handovers_declined": _count(int(decided.get("declined", 0))),
         "handover_accept_hours_median": _quantile(handovers["accept_hours"].astype(float), 0.5),
         "patients_per_nurse": (
-            Value(None)
-            if weekly or nurses is None
-            else _share(float(at_end), nurses, per=1.0)
+            Value(None) if weekly or nurses is None else _share(float(at_end), nurses, per=1.0)
         ),
     }
-    return figures
 
 
 _EMPTY: Final = {
@@ -555,9 +550,7 @@ def _table(
                 name: groups.get((unit_id, condition), _EMPTY[name])
                 for name, groups in grouped.items()
             }
-            figures = _cell_figures(
-                cell, float(nurses_of.get(unit_id, 0)), weekly=week is not None
-            )
+            figures = _cell_figures(cell, float(nurses_of.get(unit_id, 0)), weekly=week is not None)
             suppressed = figures["patients_followed"].numerator is not None and (
                 figures["patients_followed"].numerator < SMALL_CELL
             )

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
-
-import psycopg
 from uuid import UUID
 
+import psycopg
 from fastapi import Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel

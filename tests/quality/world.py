@@ -189,9 +189,9 @@ def _schedules_and_readings(conn: psycopg.Connection, w: World) -> None:
         (oslo(date(2026, 12, 25), 8),),
     )
     conn.execute("INSERT INTO devices (id, kind) VALUES ('oxi-p1', 'oximeter')")
-    moments = [
-        oslo(P.first + timedelta(days=d), 9) for d in range(28) if d not in (3, 10)
-    ] + [oslo(P.previous().first + timedelta(days=d), 9) for d in range(28)]
+    moments = [oslo(P.first + timedelta(days=d), 9) for d in range(28) if d not in (3, 10)] + [
+        oslo(P.previous().first + timedelta(days=d), 9) for d in range(28)
+    ]
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
@@ -231,13 +231,23 @@ def _alert(
 def _alerts(conn: psycopg.Connection, w: World) -> None:
     p = w.patients
     _alert(conn, p["p1"], "threshold_a0", "red", "clinical", oslo(date(2026, 11, 10), 10), 20, 40)
-    a1 = _alert(conn, p["p1"], "threshold_a1", "red", "clinical", oslo(date(2026, 12, 1), 10), 10, 60)
-    a2 = _alert(conn, p["p2"], "threshold_a2", "yellow", "clinical", oslo(date(2026, 12, 5), 11), 30, 120)
+    a1 = _alert(
+        conn, p["p1"], "threshold_a1", "red", "clinical", oslo(date(2026, 12, 1), 10), 10, 60
+    )
+    a2 = _alert(
+        conn, p["p2"], "threshold_a2", "yellow", "clinical", oslo(date(2026, 12, 5), 11), 30, 120
+    )
     _alert(conn, p["p3"], "missing_a3", "yellow", "adherence", oslo(date(2026, 12, 9), 20), 50, 240)
-    a4 = _alert(conn, p["p1"], "silent_a4", "yellow", "technical", oslo(date(2026, 12, 17), 9), None, None)
-    for at, step in ((oslo(date(2026, 12, 17), 17), "backup"), (oslo(date(2026, 12, 18), 1), "on_call")):
+    a4 = _alert(
+        conn, p["p1"], "silent_a4", "yellow", "technical", oslo(date(2026, 12, 17), 9), None, None
+    )
+    for at, step in (
+        (oslo(date(2026, 12, 17), 17), "backup"),
+        (oslo(date(2026, 12, 18), 1), "on_call"),
+    ):
         conn.execute(
-            "INSERT INTO alert_events (alert_id, at, action, details) VALUES (%s, %s, 'escalated', %s)",
+            "INSERT INTO alert_events (alert_id, at, action, details)"
+            " VALUES (%s, %s, 'escalated', %s)",
             (a4, at, json.dumps({"from": "responsible", "to": step})),
         )
     for alert, state, attempts in ((a1, "delivered", 1), (a2, "delivered", 3), (a4, "dead", 5)):
