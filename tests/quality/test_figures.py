@@ -20,7 +20,8 @@ from core.clock import ManualClock
 from heimvakt.app import create_app
 from quality.deviations import load_deviations
 from quality.figures import FIGURE_KEYS, Figures, load_figures
-from tests.dashboard import issuer_for, session_token
+from tests.dashboard import dashboard_client, issuer_for, session_token, show, text
+from tests.dashboard import figures as dashboard_figures
 from tests.ingest.conftest import TEST_LIMITS
 from tests.quality.world import NOW, P, World, build_world
 
@@ -276,3 +277,23 @@ def test_the_api_refuses_a_nurse_and_a_bad_period(
     backwards = _get(api, "coordinator", "/api/v1/figures?from=2026-12-27&to=2026-11-30")
     assert backwards.status_code == 422
     assert backwards.headers["content-type"] == "application/problem+json"
+
+
+def test_the_page_shows_the_figures_to_a_coordinator_and_refuses_a_nurse(seeded: Seeded) -> None:
+    w = seeded.world
+    search = f"?lang=en&from={P.first}&to={P.last}"
+    client, _clock = dashboard_client(seeded.pool, NOW, staff_id=w.staff["coordinator"])
+    page = show(client, "/app/figures", search)
+    shown = text(page)
+    assert "Figures for the health community" in shown
+    assert "Adherence (%)" in shown
+    assert "92.9" in shown
+    assert "before: 100" in shown
+    assert "Pasient m4" in shown
+    assert "Pasient p1" not in shown
+    assert "Scheduled measurements received divided by those expected" in shown
+    assert len(dashboard_figures(page)) == 8  # 3 side by side, 5 weekly trends
+    nurse, _clock = dashboard_client(seeded.pool, NOW, staff_id=w.staff["N1"])
+    refused = text(show(nurse, "/app/figures", search))
+    assert "You do not have access to this page." in refused
+    assert "92.9" not in refused
