@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -179,18 +180,12 @@ def load_figures(
     units = _units(conn, current_facts, previous_facts)
     table = pd.concat(
         [
-            _table(current_facts, units, label="current"),
-            _table(previous_facts, units, label="previous"),
+            _table(current_facts, units, label="current", weekly=False),
+            _table(previous_facts, units, label="previous", weekly=False),
         ],
         ignore_index=True,
     )
-    weekly = pd.concat(
-        [
-            _table(current_facts, units, label="current", week=n, week_start=block.first)
-            for n, block in enumerate(period.weeks())
-        ],
-        ignore_index=True,
-    )
+    weekly = _table(current_facts, units, label="current", weekly=True)
     return Figures(period=period, previous=previous, units=units, table=table, weekly=weekly)
 
 
@@ -378,7 +373,12 @@ def _frame(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> pd.Dat
         cur.execute(sql, params)
         assert cur.description is not None
         names = [column.name for column in cur.description]
-        return pd.DataFrame(cur.fetchall(), columns=names)
+        frame = pd.DataFrame(cur.fetchall(), columns=names)
+    # A column of durations may hold only NULLs, which pandas would keep as objects.
+    durations = [
+        c for c in ("acknowledge_minutes", "resolve_minutes", "accept_hours") if c in frame
+    ]
+    return frame.astype(dict.fromkeys(durations, float))
 
 
 def _into_cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -414,170 +414,188 @@ def _units(conn: psycopg.Connection, *facts: _Facts) -> dict[str, str]:
 
 # --- Counting per cell ---------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class Value:
-    value: float | None
-    numerator: float | None = None
-    denominator: float | None = None
-
-
-def _share(numerator: float, denominator: float, *, per: float = 100.0) -> Value:
-    value = None if denominator == 0 else round(numerator / denominator * per, 1)
-    return Value(value, numerator, round(denominator, 2))
+_RATES: Final = {
+    "alerts_red": ("severity", "red"),
+    "alerts_yellow": ("severity", "yellow"),
+    "alerts_clinical": ("category", "clinical"),
+    "alerts_adherence": ("category", "adherence"),
+    "alerts_technical": ("category", "technical"),
+}
 
 
-def _quantile(values: pd.Series, q: float) -> Value:
-    """Linear interpolation between the nearest values (PostgreSQL's percentile_cont)."""
-    found = values.dropna()
-    if found.empty:
-        return Value(None, 0, None)
-    return Value(round(float(found.quantile(q)), 1), len(found), None)
-
-
-def _count(n: int) -> Value:
-    return Value(float(n), float(n), None)
-
-
-def _cell_figures(
-    cell: Mapping[str, pd.DataFrame], nurses: float | None, *, weekly: bool
-) -> dict[str, Value]:
-    """Every figure of one cell, from that cell's facts (definitions: docs/figures.md)."""
-    slices, scheduled, alerts = cell["slices"], cell["scheduled"], cell["alerts"]
-    escalations, notifications, handovers = (
-        cell["escalations"],
-        cell["notifications"],
-        cell["handovers"],
+def _table(facts: _Facts, units: Mapping[str, str], *, label: str, weekly: bool) -> pd.DataFrame:
+    """The long table of one period, or of each of its weeks: a row per unit, condition (and
+    week) and figure; a small cell's values withheld. Every figure is counted for all cells
+    at once, grouped by cell (definitions: docs/figures.md)."""
+    keys = ["unit_id", "condition", *(["block"] if weekly else [])]
+    blocks = range(len(facts.period.weeks())) if weekly else [None]
+    cells = pd.MultiIndex.from_tuples(
+        [
+            (unit, condition, *([block] if weekly else []))
+            for unit in units
+            for condition in CONDITIONS
+            for block in blocks
+        ],
+        names=keys,
     )
-    patient_days = float(slices["days"].sum())
-    per_100 = patient_days / 100
-    began, ended = slices["began"].astype(bool), slices["ended"].astype(bool)
-    if not slices.empty and (slices["unit_id"] == ALL).all():
-        # Across units, a hand-over neither starts nor ends a patient's follow-up.
-        began &= ~slices["came_from_unit"].astype(bool)
-        ended &= ~slices["went_to_unit"].astype(bool)
-    received = scheduled["received"].clip(upper=scheduled["expected"]).sum()
-    answered = slices["questionnaires_answered"].clip(upper=slices["questionnaires_expected"])
-    acknowledged = alerts["acknowledge_minutes"].astype(float)
-    resolved = alerts["resolve_minutes"].astype(float)
-    at_end = slices.loc[slices["at_end"].astype(bool), "patient_id"].nunique()
-    steps = escalations["step"].value_counts()
-    states = notifications["state"].value_counts()
-    decided = handovers["state"].value_counts()
-    return {
-        "patients_followed": _count(slices["patient_id"].nunique()),
-        "patients_new": _count(slices.loc[began, "patient_id"].nunique()),
-        "patients_ended": _count(slices.loc[ended, "patient_id"].nunique()),
-        "patient_days": Value(round(patient_days, 2), round(patient_days, 2), None),
-        "adherence": _share(float(received), float(scheduled["expected"].sum())),
-        "questionnaire_completion": _share(
-            float(answered.sum()), float(slices["questionnaires_expected"].sum())
-        ),
-        "alerts": _share(len(alerts), per_100, per=1.0),
-        **{
-            f"alerts_{kind}": _share(int((alerts[column] == kind).sum()), per_100, per=1.0)
-            for column, kinds in (
-                ("severity", ("red", "yellow")),
-                ("category", ("clinical", "adherence", "technical")),
-            )
-            for kind in kinds
-        },
-        "acknowledge_minutes_median": _quantile(acknowledged, 0.5),
-        "acknowledge_minutes_p90": _quantile(acknowledged, 0.9),
-        "resolve_minutes_median": _quantile(resolved, 0.5),
-        "resolve_minutes_p90": _quantile(resolved, 0.9),
-        "alerts_outside_opening_hours": _share(
-            float(alerts["outside_hours"].astype(bool).sum()), float(len(alerts))
-        ),
-        "escalations_to_backup": _count(int(steps.get("backup", 0))),
-        "escalations_to_on_call": _count(int(steps.get("on_call", 0))),
-        "notifications_delivered": _count(int(states.get("delivered", 0))),
-        "notifications_retried": _count(int((notifications["attempts"] > 1).sum())),
-        "notifications_dead": _count(int(states.get("dead", 0))),
-        "handovers_proposed": _count(len(handovers)),
-        "handovers_accepted": _count(int(decided.get("accepted", 0))),
-        "handovers_declined": _count(int(decided.get("declined", 0))),
-        "handover_accept_hours_median": _quantile(handovers["accept_hours"].astype(float), 0.5),
-        "patients_per_nurse": (
-            Value(None) if weekly or nurses is None else _share(float(at_end), nurses, per=1.0)
-        ),
-    }
+    f = facts.frames
+    counted = _counts(f, keys).reindex(cells)
+    zero = counted.fillna(0)
+    nurses = facts.nurses.assign(unit_id=facts.nurses["unit_id"].astype(str))
+    per_unit = nurses.groupby("unit_id")["staff_id"].nunique().to_dict()
+    per_unit[ALL] = nurses["staff_id"].nunique()
+    zero["nurses"] = [float(per_unit.get(u, 0)) for u in cells.get_level_values("unit_id")]
+    figures: dict[str, tuple[pd.Series, pd.Series, pd.Series | None]] = {}
+
+    def count(key: str, series: pd.Series) -> None:
+        figures[key] = (series, series, None)
+
+    def share(key: str, numerator: pd.Series, denominator: pd.Series, per: float) -> None:
+        value = (numerator / denominator.where(denominator > 0) * per).round(1)
+        figures[key] = (value, numerator, denominator.round(2))
+
+    def quantile(key: str, column: str) -> None:
+        figures[key] = (counted[column].round(1), zero[f"{column}_n"], None)
+
+    count("patients_followed", zero["patients"])
+    count("patients_new", zero["new"])
+    count("patients_ended", zero["ended"])
+    count("patient_days", zero["days"].round(2))
+    share("adherence", zero["received"], zero["expected"], 100.0)
+    share("questionnaire_completion", zero["answered"], zero["questionnaires"], 100.0)
+    per_100 = zero["days"] / 100
+    share("alerts", zero["alerts"], per_100, 1.0)
+    for key in _RATES:
+        share(key, zero[key], per_100, 1.0)
+    for name in ("acknowledge_minutes", "resolve_minutes"):
+        quantile(f"{name}_median", f"{name}_median")
+        quantile(f"{name}_p90", f"{name}_p90")
+    share("alerts_outside_opening_hours", zero["outside"], zero["alerts"], 100.0)
+    for key in (
+        "escalations_to_backup",
+        "escalations_to_on_call",
+        "notifications_delivered",
+        "notifications_retried",
+        "notifications_dead",
+        "handovers_proposed",
+        "handovers_accepted",
+        "handovers_declined",
+    ):
+        count(key, zero[key])
+    quantile("handover_accept_hours_median", "accept_median")
+    if weekly:
+        figures["patients_per_nurse"] = (zero["nurses"] * math.nan,) * 2 + (None,)
+    else:
+        share("patients_per_nurse", zero["at_end"], zero["nurses"], 1.0)
+
+    suppressed = (zero["patients"] < SMALL_CELL).to_numpy()
+    n = len(cells)
+
+    def withheld(series: pd.Series | None) -> np.ndarray:
+        found = np.full(n, np.nan) if series is None else series.to_numpy(dtype=float)
+        return np.where(suppressed, np.nan, found)
+
+    columns = [figures[key] for key in FIGURE_KEYS]
+    table = pd.DataFrame(
+        {
+            **{
+                name: np.tile(cells.get_level_values(name).to_numpy(), len(FIGURE_KEYS))
+                for name in keys
+            },
+            "figure": np.repeat(FIGURE_KEYS, n),
+            "value": np.concatenate([withheld(value) for value, _n, _d in columns]),
+            "numerator": np.concatenate([withheld(num) for _v, num, _d in columns]),
+            "denominator": np.concatenate([withheld(den) for _v, _n, den in columns]),
+            "suppressed": np.tile(suppressed, len(FIGURE_KEYS)),
+        }
+    )
+    weeks = facts.period.weeks()
+    table["week"] = [weeks[b].first for b in table["block"]] if weekly else None
+    table["unit"] = table["unit_id"].map(units)
+    table["period"] = label
+    return table[list(COLUMNS)]
 
 
-_EMPTY: Final = {
-    "slices": pd.DataFrame(
-        columns=[
-            "unit_id", "patient_id", "condition", "block", "days", "at_end", "began", "ended",
-            "came_from_unit", "went_to_unit", "questionnaires_expected",
-            "questionnaires_answered",
-        ]
-    ),
-    "scheduled": pd.DataFrame(columns=["block", "expected", "received"]),
-    "alerts": pd.DataFrame(
-        columns=[
-            "block", "severity", "category", "acknowledge_minutes", "resolve_minutes",
-            "outside_hours",
-        ]
-    ),
-    "escalations": pd.DataFrame(columns=["block", "step"]),
-    "notifications": pd.DataFrame(columns=["block", "state", "attempts"]),
-    "handovers": pd.DataFrame(columns=["block", "state", "accept_hours"]),
-}  # fmt: skip
-"""A cell without any fact of a kind counts an empty frame of that kind's columns."""
-
-
-def _table(
-    facts: _Facts,
-    units: Mapping[str, str],
-    *,
-    label: str,
-    week: int | None = None,
-    week_start: date | None = None,
-) -> pd.DataFrame:
-    """The long table of one period (or one week of it): a row per unit, condition and
-    figure; a small cell's values withheld."""
-    grouped = {
-        name: _groups(frame if week is None else frame[frame["block"] == week])
-        for name, frame in facts.frames.items()
-    }
-    nurse_counts = facts.nurses.assign(unit_id=facts.nurses["unit_id"].astype(str))
-    nurses_of = nurse_counts.groupby("unit_id")["staff_id"].nunique().to_dict()
-    nurses_of[ALL] = nurse_counts["staff_id"].nunique()
-    rows: list[tuple[Any, ...]] = []
-    for unit_id, unit in units.items():
-        for condition in CONDITIONS:
-            cell = {
-                name: groups.get((unit_id, condition), _EMPTY[name])
-                for name, groups in grouped.items()
-            }
-            figures = _cell_figures(cell, float(nurses_of.get(unit_id, 0)), weekly=week is not None)
-            suppressed = figures["patients_followed"].numerator is not None and (
-                figures["patients_followed"].numerator < SMALL_CELL
-            )
-            for key in FIGURE_KEYS:
-                found = Value(None) if suppressed else figures[key]
-                rows.append(
-                    (
-                        label,
-                        week_start,
-                        unit_id,
-                        unit,
-                        condition,
-                        key,
-                        found.value,
-                        found.numerator,
-                        found.denominator,
-                        suppressed,
-                    )
-                )
-    return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def _groups(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
-    return {
-        (str(unit_id), str(condition)): group
-        for (unit_id, condition), group in frame.groupby(["unit_id", "condition"], sort=False)
-    }
+def _counts(f: Mapping[str, pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Per cell, every count the figures are made of, as columns: one grouping per kind of
+    fact, with a column of 0/1 (or an id or nothing) per thing counted."""
+    slices = f["slices"]
+    across = slices["unit_id"] == ALL
+    # Across units, a hand-over neither starts nor ends a patient's follow-up.
+    began = slices["began"].astype(bool) & ~(across & slices["came_from_unit"].astype(bool))
+    ended = slices["ended"].astype(bool) & ~(across & slices["went_to_unit"].astype(bool))
+    patient = slices["patient_id"]
+    followed = slices.assign(
+        new=patient.where(began),
+        ended_=patient.where(ended),
+        at_end_=patient.where(slices["at_end"].astype(bool)),
+        answered=slices["questionnaires_answered"].clip(upper=slices["questionnaires_expected"]),
+    ).groupby(keys)
+    parts = [
+        followed.agg(
+            patients=("patient_id", "nunique"),
+            new=("new", "nunique"),
+            ended=("ended_", "nunique"),
+            at_end=("at_end_", "nunique"),
+            days=("days", "sum"),
+            questionnaires=("questionnaires_expected", "sum"),
+            answered=("answered", "sum"),
+        )
+    ]
+    scheduled = f["scheduled"]
+    parts.append(
+        scheduled.assign(received=scheduled["received"].clip(upper=scheduled["expected"]))
+        .groupby(keys)
+        .agg(expected=("expected", "sum"), received=("received", "sum"))
+    )
+    alerts = f["alerts"]
+    flags = {key: (alerts[column] == kind) for key, (column, kind) in _RATES.items()}
+    by_alert = alerts.assign(outside=alerts["outside_hours"].astype(bool), **flags).groupby(keys)
+    parts.append(
+        by_alert.agg(
+            alerts=("severity", "size"),
+            outside=("outside", "sum"),
+            **{key: (key, "sum") for key in _RATES},
+        )
+    )
+    times = by_alert[["acknowledge_minutes", "resolve_minutes"]]
+    for q, suffix in ((0.5, "median"), (0.9, "p90")):
+        parts.append(times.quantile(q).add_suffix(f"_{suffix}"))
+        parts.append(times.count().add_suffix(f"_{suffix}_n"))
+    steps = f["escalations"]
+    parts.append(
+        steps.assign(
+            escalations_to_backup=steps["step"] == "backup",
+            escalations_to_on_call=steps["step"] == "on_call",
+        )
+        .groupby(keys)[["escalations_to_backup", "escalations_to_on_call"]]
+        .sum()
+    )
+    notes = f["notifications"]
+    parts.append(
+        notes.assign(
+            notifications_delivered=notes["state"] == "delivered",
+            notifications_dead=notes["state"] == "dead",
+            notifications_retried=notes["attempts"] > 1,
+        )
+        .groupby(keys)[["notifications_delivered", "notifications_dead", "notifications_retried"]]
+        .sum()
+    )
+    handovers = f["handovers"]
+    parts.append(
+        handovers.assign(
+            accepted=handovers["state"] == "accepted", declined=handovers["state"] == "declined"
+        )
+        .groupby(keys)
+        .agg(
+            handovers_proposed=("state", "size"),
+            handovers_accepted=("accepted", "sum"),
+            handovers_declined=("declined", "sum"),
+            accept_median=("accept_hours", "median"),
+            accept_median_n=("accept_hours", "count"),
+        )
+    )
+    return pd.concat(parts, axis=1).astype(float)
 
 
 # --- Outputs -------------------------------------------------------------------------------
