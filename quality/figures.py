@@ -175,37 +175,66 @@ def load_figures(
         now=now,
     )
     previous = period.previous()
-    current_facts = _facts(conn, period)
-    previous_facts = _facts(conn, previous)
-    units = _units(conn, current_facts, previous_facts)
-    table = pd.concat(
-        [
-            _table(current_facts, units, label="current", weekly=False),
-            _table(previous_facts, units, label="previous", weekly=False),
-        ],
-        ignore_index=True,
-    )
-    weekly = _table(current_facts, units, label="current", weekly=True)
+    found, nurses = _aggregates(conn, period)
+    units = _units(conn, found)
+    periods = {"current": period, "previous": previous}
+    table = _table(found, nurses, units, periods=periods, weekly=False)
+    weekly = _table(found, nurses, units, periods=periods, weekly=True)
     return Figures(period=period, previous=previous, units=units, table=table, weekly=weekly)
 
 
-# --- Facts: one row per thing counted, no names -------------------------------------------
+# --- SQL aggregates: per period (and week), unit and condition; no names ----------------
 
 _BLOCKS: Final = """
     blocks AS (
-        SELECT b.s, b.e, (b.n - 1)::int AS block
-          FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[])
-               WITH ORDINALITY AS b(s, e, n)
+        -- The weeks of the previous and the current period, in order and contiguous: block n
+        -- is width_bucket's bucket n over %(bounds)s.
+        SELECT b.n, b.s, b.e, b.period, b.week, b.period_end
+          FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[], %(periods)s::text[],
+                      %(weeks)s::int[], %(period_ends)s::timestamptz[])
+               WITH ORDINALITY AS b(s, e, period, week, period_end, n)
     )
 """
-"""The period's weeks, numbered from 0."""
 
-_SLICES: Final = f"""
-    WITH {_BLOCKS},
+_CONDITIONS: Final = """
+    -- Every fact counts under each of its patient's conditions and under 'all'.
+    CROSS JOIN LATERAL unnest(p.conditions || ARRAY['all']) AS c(condition)
+"""
+
+_CELLS: Final = """
+    -- The grouping sets add the whole period (week -1) and all units ('all').
+    GROUP BY GROUPING SETS ((b.period, b.week, {unit}, c.condition),
+                            (b.period, b.week, c.condition),
+                            (b.period, {unit}, c.condition),
+                            (b.period, c.condition))
+"""
+
+_CELL_COLUMNS: Final = """
+    b.period,
+    CASE WHEN GROUPING(b.week) = 1 THEN -1 ELSE b.week END AS week,
+    CASE WHEN GROUPING({unit}) = 1 THEN 'all' ELSE {unit}::text END AS unit_id,
+    c.condition
+"""
+
+
+def _grouped(sql: str, unit: str) -> str:
+    return sql.format(
+        columns=_CELL_COLUMNS.format(unit=unit),
+        conditions=_CONDITIONS,
+        cells=_CELLS.format(unit=unit),
+        blocks=_BLOCKS,
+    )
+
+
+_FOLLOWED_SQL: Final = _grouped(
+    """
+    WITH {blocks},
     stays AS (
-        -- Each unit's responsibility for a patient that overlaps the period. Whether the
+        -- Each unit's responsibility for a patient that overlaps the two periods; whether the
         -- patient came from (or went on to) another unit tells a hand-over from a start.
-        SELECT r.organisation_id AS unit_id, r.patient_id, r.valid_from, r.valid_to,
+        SELECT r.organisation_id AS unit_id, r.patient_id, r.valid_from,
+               coalesce(r.valid_to, 'infinity') AS valid_to,
+               coalesce(plan.since, 'infinity') AS plan_since,
                EXISTS (SELECT 1 FROM patient_responsibility q
                         WHERE q.patient_id = r.patient_id AND q.role = 'responsible'
                           AND q.valid_from < r.valid_from AND q.valid_to = r.valid_from)
@@ -214,56 +243,101 @@ _SLICES: Final = f"""
                         WHERE q.patient_id = r.patient_id AND q.role = 'responsible'
                           AND q.valid_from = r.valid_to) AS went_to_unit
           FROM patient_responsibility r
+          LEFT JOIN LATERAL (SELECT min(v.changed_at) AS since FROM care_plan_versions v
+                              WHERE v.patient_id = r.patient_id) plan ON true
          WHERE r.role = 'responsible' AND r.valid_from < %(end)s
            AND (r.valid_to IS NULL OR r.valid_to > %(start)s)
     ),
-    slices AS (
-        -- A stay cut at the week boundaries: the unit of every per-week count.
-        SELECT st.unit_id, st.patient_id, b.block,
-               greatest(st.valid_from, b.s) AS s,
-               least(coalesce(st.valid_to, 'infinity'), b.e) AS e,
-               st.valid_from >= b.s AND st.valid_from < b.e AS began,
-               coalesce(st.valid_to > b.s AND st.valid_to <= b.e, false) AS ended,
-               st.came_from_unit, st.went_to_unit
+    received AS (
+        -- Readings per stay, scheduled measurement and week: one index range scan each.
+        SELECT st.patient_id, st.valid_from, m.code, x.n, x.readings
           FROM stays st
-          JOIN blocks b ON st.valid_from < b.e AND coalesce(st.valid_to, 'infinity') > b.s
+          JOIN care_plan_measurements m ON m.patient_id = st.patient_id
+          CROSS JOIN LATERAL (
+              SELECT width_bucket(r.measured_at, %(bounds)s::timestamptz[]) AS n,
+                     count(*) AS readings
+                FROM readings r
+               WHERE r.patient_id = st.patient_id AND r.code = m.code
+                 AND r.measured_at >= greatest(st.valid_from, st.plan_since, %(start)s)
+                 AND r.measured_at < least(st.valid_to, %(end)s)
+               GROUP BY 1) x
+    ),
+    answered AS (
+        -- Days with an answered daily check, per stay and week.
+        SELECT st.patient_id, st.valid_from, x.n, x.days
+          FROM stays st
+          CROSS JOIN LATERAL (
+              SELECT width_bucket(q.answered_at, %(bounds)s::timestamptz[]) AS n,
+                     count(DISTINCT (q.answered_at AT TIME ZONE %(tz)s)::date) AS days
+                FROM questionnaire_responses q
+               WHERE q.patient_id = st.patient_id AND q.kind = 'daily_symptoms'
+                 AND q.answered_at >= greatest(st.valid_from, %(start)s)
+                 AND q.answered_at < least(st.valid_to, %(end)s)
+               GROUP BY 1) x
+    ),
+    expected AS (
+        -- One measurement expected per interval of the care plan, per stay and week, since
+        -- the plan began.
+        SELECT st.patient_id, st.valid_from, b.n, m.code,
+               floor(extract(epoch FROM least(st.valid_to, b.e)
+                             - greatest(st.valid_from, b.s, st.plan_since))
+                     / 3600 / m.every_hours) AS expected
+          FROM stays st
+          JOIN blocks b ON st.valid_from < b.e AND st.valid_to > b.s
+          JOIN care_plan_measurements m ON m.patient_id = st.patient_id
+         WHERE st.plan_since < least(st.valid_to, b.e)
+    ),
+    schedule AS (
+        -- At most as many readings count as were expected.
+        SELECT x.patient_id, x.valid_from, x.n, sum(x.expected) AS expected,
+               sum(least(x.expected, coalesce(rc.readings, 0))) AS received
+          FROM expected x
+          LEFT JOIN received rc
+            ON rc.patient_id = x.patient_id AND rc.valid_from = x.valid_from
+           AND rc.code = x.code AND rc.n = x.n
+         GROUP BY x.patient_id, x.valid_from, x.n
+    ),
+    slices AS (
+        -- A stay cut at the week boundaries, with what was expected of it and what came.
+        SELECT st.unit_id, st.patient_id, b.n,
+               extract(epoch FROM least(st.valid_to, b.e) - greatest(st.valid_from, b.s))
+                   / 86400 AS days,
+               st.valid_from >= b.s AND st.valid_from < b.e AS began,
+               st.valid_to > b.s AND st.valid_to <= b.e AS ended,
+               st.valid_to >= b.period_end AND b.e = b.period_end AS at_end,
+               st.came_from_unit, st.went_to_unit,
+               coalesce(a.days, 0) AS answered,
+               coalesce(sched.expected, 0) AS expected, coalesce(sched.received, 0) AS received
+          FROM stays st
+          JOIN blocks b ON st.valid_from < b.e AND st.valid_to > b.s
+          LEFT JOIN answered a
+            ON a.patient_id = st.patient_id AND a.valid_from = st.valid_from AND a.n = b.n
+          LEFT JOIN schedule sched
+            ON sched.patient_id = st.patient_id AND sched.valid_from = st.valid_from
+           AND sched.n = b.n
     )
-"""
-
-_SLICES_SQL: Final = f"""
-    {_SLICES}
-    SELECT sl.unit_id, sl.patient_id, p.conditions, sl.block,
-           (extract(epoch FROM sl.e - sl.s) / 86400)::float8 AS days,
-           sl.e >= %(end)s AS at_end,
-           sl.began, sl.ended, sl.came_from_unit, sl.went_to_unit,
-           -- Daily symptom check: one expected per whole day followed, one counted per day
-           -- with an answer.
-           floor(extract(epoch FROM sl.e - sl.s) / 86400)::int AS questionnaires_expected,
-           (SELECT count(DISTINCT (q.answered_at AT TIME ZONE %(tz)s)::date)
-              FROM questionnaire_responses q
-             WHERE q.patient_id = sl.patient_id AND q.kind = 'daily_symptoms'
-               AND q.answered_at >= sl.s AND q.answered_at < sl.e) AS questionnaires_answered
+    SELECT {columns},
+           count(DISTINCT sl.patient_id) AS patients,
+           count(DISTINCT sl.patient_id) FILTER (WHERE sl.began) AS new_in_unit,
+           count(DISTINCT sl.patient_id) FILTER (WHERE sl.began AND NOT sl.came_from_unit)
+               AS new_to_service,
+           count(DISTINCT sl.patient_id) FILTER (WHERE sl.ended) AS ended_in_unit,
+           count(DISTINCT sl.patient_id) FILTER (WHERE sl.ended AND NOT sl.went_to_unit)
+               AS ended_from_service,
+           count(DISTINCT sl.patient_id) FILTER (WHERE sl.at_end) AS at_end,
+           sum(sl.days) AS days,
+           sum(floor(sl.days)) AS questionnaires,
+           sum(least(sl.answered, floor(sl.days))) AS answered,
+           sum(sl.expected) AS expected,
+           sum(sl.received) AS received
       FROM slices sl
+      JOIN blocks b ON b.n = sl.n
       JOIN patients p ON p.id = sl.patient_id
-"""
-
-_SCHEDULED_SQL: Final = f"""
-    {_SLICES}
-    -- Per slice and scheduled measurement: how many the care plan asked for since it began
-    -- (one per `every_hours`), and how many readings came.
-    SELECT sl.unit_id, sl.patient_id, p.conditions, sl.block,
-           floor(extract(epoch FROM sl.e - greatest(sl.s, plan.since)) / 3600 / m.every_hours)::int
-               AS expected,
-           (SELECT count(*) FROM readings r
-             WHERE r.patient_id = sl.patient_id AND r.code = m.code
-               AND r.measured_at >= greatest(sl.s, plan.since) AND r.measured_at < sl.e)
-               AS received
-      FROM slices sl
-      JOIN patients p ON p.id = sl.patient_id
-      JOIN care_plan_measurements m ON m.patient_id = sl.patient_id
-      JOIN LATERAL (SELECT min(v.changed_at) AS since FROM care_plan_versions v
-                     WHERE v.patient_id = sl.patient_id) plan ON plan.since < sl.e
-"""
+    {conditions}
+    {cells}
+    """,
+    "sl.unit_id",
+)
 
 _ALERT_UNIT: Final = """
     -- An alert belongs to the unit responsible for the patient when it was raised.
@@ -273,99 +347,152 @@ _ALERT_UNIT: Final = """
     JOIN patients p ON p.id = a.patient_id
 """
 
-_ALERTS_SQL: Final = f"""
-    WITH {_BLOCKS}
-    SELECT r.organisation_id AS unit_id, a.patient_id, p.conditions, b.block,
-           a.severity, a.category,
-           (extract(epoch FROM a.acknowledged_at - a.created_at) / 60)::float8
-               AS acknowledge_minutes,
-           (extract(epoch FROM a.resolved_at - a.created_at) / 60)::float8 AS resolve_minutes,
+_ALERTS_SQL: Final = _grouped(
+    f"""
+    WITH {{blocks}}
+    SELECT {{columns}},
+           count(*) AS alerts,
+           count(*) FILTER (WHERE a.severity = 'red') AS alerts_red,
+           count(*) FILTER (WHERE a.severity = 'yellow') AS alerts_yellow,
+           count(*) FILTER (WHERE a.category = 'clinical') AS alerts_clinical,
+           count(*) FILTER (WHERE a.category = 'adherence') AS alerts_adherence,
+           count(*) FILTER (WHERE a.category = 'technical') AS alerts_technical,
            -- Outside the unit's opening hours, in its own time zone ([] is always open).
-           jsonb_array_length(o.opening_hours) > 0 AND NOT EXISTS (
+           count(*) FILTER (WHERE jsonb_array_length(o.opening_hours) > 0 AND NOT EXISTS (
                SELECT 1 FROM jsonb_array_elements(o.opening_hours) h
                 WHERE (h->>'weekday')::int
                           = extract(isodow FROM a.created_at AT TIME ZONE o.timezone)::int - 1
                   AND (a.created_at AT TIME ZONE o.timezone)::time >= (h->>'opens')::time
-                  AND (a.created_at AT TIME ZONE o.timezone)::time < (h->>'closes')::time
-           ) AS outside_hours
+                  AND (a.created_at AT TIME ZONE o.timezone)::time < (h->>'closes')::time))
+               AS outside,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY t.acknowledge)
+               AS acknowledge_minutes_median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY t.acknowledge) AS acknowledge_minutes_p90,
+           count(t.acknowledge) AS acknowledge_minutes_n,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY t.resolve) AS resolve_minutes_median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY t.resolve) AS resolve_minutes_p90,
+           count(t.resolve) AS resolve_minutes_n
       FROM alerts a
-      JOIN blocks b ON a.created_at >= b.s AND a.created_at < b.e
+      JOIN blocks b ON b.n = width_bucket(a.created_at, %(bounds)s::timestamptz[])
       {_ALERT_UNIT}
       JOIN organisations o ON o.id = r.organisation_id
-"""
+      CROSS JOIN LATERAL (
+          SELECT extract(epoch FROM a.acknowledged_at - a.created_at) / 60 AS acknowledge,
+                 extract(epoch FROM a.resolved_at - a.created_at) / 60 AS resolve) t
+    {{conditions}}
+     WHERE a.created_at >= %(start)s AND a.created_at < %(end)s
+    {{cells}}
+    """,
+    "r.organisation_id",
+)
 
-_ESCALATIONS_SQL: Final = f"""
-    WITH {_BLOCKS}
-    SELECT r.organisation_id AS unit_id, a.patient_id, p.conditions, b.block,
-           e.details->>'to' AS step
+_ESCALATIONS_SQL: Final = _grouped(
+    f"""
+    WITH {{blocks}}
+    SELECT {{columns}},
+           count(*) FILTER (WHERE e.details->>'to' = 'backup') AS escalations_to_backup,
+           count(*) FILTER (WHERE e.details->>'to' = 'on_call') AS escalations_to_on_call
       FROM alert_events e
-      JOIN blocks b ON e.at >= b.s AND e.at < b.e
+      JOIN blocks b ON b.n = width_bucket(e.at, %(bounds)s::timestamptz[])
       JOIN alerts a ON a.id = e.alert_id
       {_ALERT_UNIT}
-     WHERE e.action = 'escalated'
-"""
+    {{conditions}}
+     WHERE e.action = 'escalated' AND e.at >= %(start)s AND e.at < %(end)s
+    {{cells}}
+    """,
+    "r.organisation_id",
+)
 
-_NOTIFICATIONS_SQL: Final = f"""
-    WITH {_BLOCKS}
-    SELECT r.organisation_id AS unit_id, a.patient_id, p.conditions, b.block,
-           n.state, n.attempts
+_NOTIFICATIONS_SQL: Final = _grouped(
+    f"""
+    WITH {{blocks}}
+    SELECT {{columns}},
+           count(*) FILTER (WHERE n.state = 'delivered') AS notifications_delivered,
+           count(*) FILTER (WHERE n.attempts > 1) AS notifications_retried,
+           count(*) FILTER (WHERE n.state = 'dead') AS notifications_dead
       FROM notifications n
-      JOIN blocks b ON n.created_at >= b.s AND n.created_at < b.e
+      JOIN blocks b ON b.n = width_bucket(n.created_at, %(bounds)s::timestamptz[])
       JOIN alerts a ON a.id = n.alert_id
       {_ALERT_UNIT}
-"""
+    {{conditions}}
+     WHERE n.created_at >= %(start)s AND n.created_at < %(end)s
+    {{cells}}
+    """,
+    "r.organisation_id",
+)
 
-_HANDOVERS_SQL: Final = f"""
-    WITH {_BLOCKS}
+_HANDOVERS_SQL: Final = _grouped(
+    """
+    WITH {blocks}
     -- A hand-over counts for the unit asked to take the patient over.
-    SELECT h.to_organisation_id AS unit_id, h.patient_id, p.conditions, b.block, h.state,
-           CASE WHEN h.state = 'accepted'
-                THEN (extract(epoch FROM h.decided_at - h.proposed_at) / 3600)::float8
-           END AS accept_hours
+    SELECT {columns},
+           count(*) AS handovers_proposed,
+           count(*) FILTER (WHERE h.state = 'accepted') AS handovers_accepted,
+           count(*) FILTER (WHERE h.state = 'declined') AS handovers_declined,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY t.hours) AS accept_hours_median,
+           count(t.hours) AS accept_hours_n
       FROM handovers h
-      JOIN blocks b ON h.proposed_at >= b.s AND h.proposed_at < b.e
+      JOIN blocks b ON b.n = width_bucket(h.proposed_at, %(bounds)s::timestamptz[])
       JOIN patients p ON p.id = h.patient_id
-"""
+      CROSS JOIN LATERAL (
+          SELECT CASE WHEN h.state = 'accepted'
+                      THEN extract(epoch FROM h.decided_at - h.proposed_at) / 3600 END AS hours) t
+    {conditions}
+     WHERE h.proposed_at >= %(start)s AND h.proposed_at < %(end)s
+    {cells}
+    """,
+    "h.to_organisation_id",
+)
 
 _NURSES_SQL: Final = """
-    -- Nurses employed by each unit at the end of the period.
-    SELECT m.organisation_id AS unit_id, s.id AS staff_id
-      FROM staff_memberships m JOIN staff s ON s.id = m.staff_id
-     WHERE s.role = 'nurse' AND m.valid_from < %(end)s
-       AND (m.valid_to IS NULL OR m.valid_to >= %(end)s)
+    -- Nurses employed by each unit (and by any) at the end of each period.
+    SELECT e.period, CASE WHEN GROUPING(m.organisation_id) = 1 THEN 'all'
+                          ELSE m.organisation_id::text END AS unit_id,
+           count(DISTINCT s.id) AS nurses
+      FROM unnest(%(period_names)s::text[], %(period_ends)s::timestamptz[]) AS e(period, at)
+      JOIN staff_memberships m ON m.valid_from < e.at AND (m.valid_to IS NULL OR m.valid_to >= e.at)
+      JOIN staff s ON s.id = m.staff_id AND s.role = 'nurse'
+     GROUP BY GROUPING SETS ((e.period, m.organisation_id), (e.period))
 """
 
-_FACTS: Final = {
-    "slices": _SLICES_SQL,
-    "scheduled": _SCHEDULED_SQL,
-    "alerts": _ALERTS_SQL,
-    "escalations": _ESCALATIONS_SQL,
-    "notifications": _NOTIFICATIONS_SQL,
-    "handovers": _HANDOVERS_SQL,
-}
+_AGGREGATES: Final = (
+    _FOLLOWED_SQL,
+    _ALERTS_SQL,
+    _ESCALATIONS_SQL,
+    _NOTIFICATIONS_SQL,
+    _HANDOVERS_SQL,
+)
+_CELL: Final = ["period", "week", "unit_id", "condition"]
 
 
-@dataclass(frozen=True, slots=True)
-class _Facts:
-    period: Period
-    frames: dict[str, pd.DataFrame]
-    """Each fact kind, with a row per cell it counts in (unit and "all", each condition and
-    "all"): grouped by (unit_id, condition) once."""
-    nurses: pd.DataFrame
-
-
-def _facts(conn: psycopg.Connection, period: Period) -> _Facts:
-    weeks = period.weeks()
+def _aggregates(conn: psycopg.Connection, period: Period) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every count the figures are made of, a column each, per cell: period (current or
+    previous), week (-1 for the whole period), unit ("all" for every unit) and condition;
+    and the nurses per unit at the end of each period."""
+    previous = period.previous()
+    blocks = [("previous", n, w) for n, w in enumerate(previous.weeks())] + [
+        ("current", n, w) for n, w in enumerate(period.weeks())
+    ]
+    ends = {"previous": previous.end, "current": period.end}
     params = {
-        "start": period.start,
+        "start": previous.start,
         "end": period.end,
-        "starts": [w.start for w in weeks],
-        "ends": [w.end for w in weeks],
+        "starts": [w.start for _, _, w in blocks],
+        "ends": [w.end for _, _, w in blocks],
+        "periods": [label for label, _, _ in blocks],
+        "weeks": [n for _, n, _ in blocks],
+        "period_ends": [ends[label] for label, _, _ in blocks],
+        "bounds": [w.start for _, _, w in blocks] + [period.end],
         "tz": str(DISPLAY_TIMEZONE),
     }
-    frames = {name: _into_cells(_frame(conn, sql, params)) for name, sql in _FACTS.items()}
-    nurses = _frame(conn, _NURSES_SQL, params)
-    return _Facts(period=period, frames=frames, nurses=nurses)
+    frames = [_frame(conn, sql, params).set_index(_CELL) for sql in _AGGREGATES]
+    found = pd.concat(frames, axis=1).astype(float)
+    nurses = _frame(
+        conn,
+        _NURSES_SQL,
+        {"period_names": list(ends), "period_ends": list(ends.values())},
+    )
+    return found, nurses
 
 
 def _frame(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> pd.DataFrame:
@@ -373,38 +500,12 @@ def _frame(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> pd.Dat
         cur.execute(sql, params)
         assert cur.description is not None
         names = [column.name for column in cur.description]
-        frame = pd.DataFrame(cur.fetchall(), columns=names)
-    # A column of durations may hold only NULLs, which pandas would keep as objects.
-    durations = [
-        c for c in ("acknowledge_minutes", "resolve_minutes", "accept_hours") if c in frame
-    ]
-    return frame.astype(dict.fromkeys(durations, float))
+        return pd.DataFrame(cur.fetchall(), columns=names)
 
 
-def _into_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell a fact counts in: its unit and "all" units, each of its patient's
-    conditions and "all" conditions. A patient with both conditions counts in both."""
-    frame = frame.assign(unit_id=frame["unit_id"].astype(str))
-    if "conditions" not in frame:
-        frame = frame.assign(conditions=[[] for _ in range(len(frame))])
-    by_condition = frame.explode("conditions").dropna(subset=["conditions"])
-    by_condition = by_condition.rename(columns={"conditions": "condition"})
-    every = frame.drop(columns="conditions").assign(condition=ALL)
-    cells = pd.concat([every, by_condition], ignore_index=True)
-    return pd.concat([cells, cells.assign(unit_id=ALL)], ignore_index=True)
-
-
-def _units(conn: psycopg.Connection, *facts: _Facts) -> dict[str, str]:
-    """The units with any fact in either period, by name; "all" first."""
-    ids = sorted(
-        {
-            unit
-            for fact in facts
-            for frame in fact.frames.values()
-            for unit in frame["unit_id"].unique()
-            if unit != ALL
-        }
-    )
+def _units(conn: psycopg.Connection, found: pd.DataFrame) -> dict[str, str]:
+    """The units with any count in either period, by name; "all" first."""
+    ids = sorted(set(found.index.get_level_values("unit_id")) - {ALL})
     rows = conn.execute(
         "SELECT id::text, name FROM organisations WHERE id::text = ANY (%s) ORDER BY name, id",
         (ids,),
@@ -412,39 +513,46 @@ def _units(conn: psycopg.Connection, *facts: _Facts) -> dict[str, str]:
     return {ALL: ALL, **dict(rows)}
 
 
-# --- Counting per cell ---------------------------------------------------------------------
-
-_RATES: Final = {
-    "alerts_red": ("severity", "red"),
-    "alerts_yellow": ("severity", "yellow"),
-    "alerts_clinical": ("category", "clinical"),
-    "alerts_adherence": ("category", "adherence"),
-    "alerts_technical": ("category", "technical"),
-}
+# --- Figures from the aggregates (pandas) ------------------------------------------------
 
 
-def _table(facts: _Facts, units: Mapping[str, str], *, label: str, weekly: bool) -> pd.DataFrame:
-    """The long table of one period, or of each of its weeks: a row per unit, condition (and
-    week) and figure; a small cell's values withheld. Every figure is counted for all cells
-    at once, grouped by cell (definitions: docs/figures.md)."""
-    keys = ["unit_id", "condition", *(["block"] if weekly else [])]
-    blocks = range(len(facts.period.weeks())) if weekly else [None]
-    cells = pd.MultiIndex.from_tuples(
-        [
-            (unit, condition, *([block] if weekly else []))
-            for unit in units
-            for condition in CONDITIONS
-            for block in blocks
-        ],
-        names=keys,
-    )
-    f = facts.frames
-    counted = _counts(f, keys).reindex(cells)
+def _table(
+    found: pd.DataFrame,
+    nurses: pd.DataFrame,
+    units: Mapping[str, str],
+    *,
+    periods: Mapping[str, Period],
+    weekly: bool,
+) -> pd.DataFrame:
+    """The long table: a row per period (or week of the current period), unit, condition and
+    figure, computed from the aggregates; a small cell's values withheld (docs/figures.md)."""
+    wanted = [
+        (label, week, unit, condition)
+        for label, period in periods.items()
+        if not weekly or label == "current"
+        for week in (range(len(period.weeks())) if weekly else [-1])
+        for unit in units
+        for condition in CONDITIONS
+    ]
+    cells = pd.MultiIndex.from_tuples(wanted, names=_CELL)
+    counted = found.reindex(cells)
     zero = counted.fillna(0)
-    nurses = facts.nurses.assign(unit_id=facts.nurses["unit_id"].astype(str))
-    per_unit = nurses.groupby("unit_id")["staff_id"].nunique().to_dict()
-    per_unit[ALL] = nurses["staff_id"].nunique()
-    zero["nurses"] = [float(per_unit.get(u, 0)) for u in cells.get_level_values("unit_id")]
+    across = cells.get_level_values("unit_id") == ALL
+    # Across units, a hand-over neither starts nor ends a patient's follow-up.
+    zero["new"] = np.where(across, zero["new_to_service"], zero["new_in_unit"])
+    zero["ended"] = np.where(across, zero["ended_from_service"], zero["ended_in_unit"])
+    per_nurse = nurses.set_index(["period", "unit_id"])["nurses"].astype(float)
+    zero["nurses"] = (
+        per_nurse.reindex(
+            list(
+                zip(
+                    cells.get_level_values("period"), cells.get_level_values("unit_id"), strict=True
+                )
+            )
+        )
+        .fillna(0)
+        .to_numpy()
+    )
     figures: dict[str, tuple[pd.Series, pd.Series, pd.Series | None]] = {}
 
     def count(key: str, series: pd.Series) -> None:
@@ -454,8 +562,8 @@ def _table(facts: _Facts, units: Mapping[str, str], *, label: str, weekly: bool)
         value = (numerator / denominator.where(denominator > 0) * per).round(1)
         figures[key] = (value, numerator, denominator.round(2))
 
-    def quantile(key: str, column: str) -> None:
-        figures[key] = (counted[column].round(1), zero[f"{column}_n"], None)
+    def quantile(key: str, column: str, n: str) -> None:
+        figures[key] = (counted[column].round(1), zero[n], None)
 
     count("patients_followed", zero["patients"])
     count("patients_new", zero["new"])
@@ -464,25 +572,15 @@ def _table(facts: _Facts, units: Mapping[str, str], *, label: str, weekly: bool)
     share("adherence", zero["received"], zero["expected"], 100.0)
     share("questionnaire_completion", zero["answered"], zero["questionnaires"], 100.0)
     per_100 = zero["days"] / 100
-    share("alerts", zero["alerts"], per_100, 1.0)
-    for key in _RATES:
+    for key in ("alerts", *_RATES):
         share(key, zero[key], per_100, 1.0)
     for name in ("acknowledge_minutes", "resolve_minutes"):
-        quantile(f"{name}_median", f"{name}_median")
-        quantile(f"{name}_p90", f"{name}_p90")
+        quantile(f"{name}_median", f"{name}_median", f"{name}_n")
+        quantile(f"{name}_p90", f"{name}_p90", f"{name}_n")
     share("alerts_outside_opening_hours", zero["outside"], zero["alerts"], 100.0)
-    for key in (
-        "escalations_to_backup",
-        "escalations_to_on_call",
-        "notifications_delivered",
-        "notifications_retried",
-        "notifications_dead",
-        "handovers_proposed",
-        "handovers_accepted",
-        "handovers_declined",
-    ):
+    for key in _COUNTS:
         count(key, zero[key])
-    quantile("handover_accept_hours_median", "accept_median")
+    quantile("handover_accept_hours_median", "accept_hours_median", "accept_hours_n")
     if weekly:
         figures["patients_per_nurse"] = (zero["nurses"] * math.nan,) * 2 + (None,)
     else:
@@ -492,15 +590,15 @@ def _table(facts: _Facts, units: Mapping[str, str], *, label: str, weekly: bool)
     n = len(cells)
 
     def withheld(series: pd.Series | None) -> np.ndarray:
-        found = np.full(n, np.nan) if series is None else series.to_numpy(dtype=float)
-        return np.where(suppressed, np.nan, found)
+        values = np.full(n, np.nan) if series is None else series.to_numpy(dtype=float)
+        return np.where(suppressed, np.nan, values)
 
     columns = [figures[key] for key in FIGURE_KEYS]
     table = pd.DataFrame(
         {
             **{
                 name: np.tile(cells.get_level_values(name).to_numpy(), len(FIGURE_KEYS))
-                for name in keys
+                for name in _CELL
             },
             "figure": np.repeat(FIGURE_KEYS, n),
             "value": np.concatenate([withheld(value) for value, _n, _d in columns]),
@@ -509,93 +607,29 @@ def _table(facts: _Facts, units: Mapping[str, str], *, label: str, weekly: bool)
             "suppressed": np.tile(suppressed, len(FIGURE_KEYS)),
         }
     )
-    weeks = facts.period.weeks()
-    table["week"] = [weeks[b].first for b in table["block"]] if weekly else None
+    weeks = periods["current"].weeks()
+    table["week"] = [weeks[w].first for w in table["week"]] if weekly else None
     table["unit"] = table["unit_id"].map(units)
-    table["period"] = label
     return table[list(COLUMNS)]
 
 
-def _counts(f: Mapping[str, pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    """Per cell, every count the figures are made of, as columns: one grouping per kind of
-    fact, with a column of 0/1 (or an id or nothing) per thing counted."""
-    slices = f["slices"]
-    across = slices["unit_id"] == ALL
-    # Across units, a hand-over neither starts nor ends a patient's follow-up.
-    began = slices["began"].astype(bool) & ~(across & slices["came_from_unit"].astype(bool))
-    ended = slices["ended"].astype(bool) & ~(across & slices["went_to_unit"].astype(bool))
-    patient = slices["patient_id"]
-    followed = slices.assign(
-        new=patient.where(began),
-        ended_=patient.where(ended),
-        at_end_=patient.where(slices["at_end"].astype(bool)),
-        answered=slices["questionnaires_answered"].clip(upper=slices["questionnaires_expected"]),
-    ).groupby(keys)
-    parts = [
-        followed.agg(
-            patients=("patient_id", "nunique"),
-            new=("new", "nunique"),
-            ended=("ended_", "nunique"),
-            at_end=("at_end_", "nunique"),
-            days=("days", "sum"),
-            questionnaires=("questionnaires_expected", "sum"),
-            answered=("answered", "sum"),
-        )
-    ]
-    scheduled = f["scheduled"]
-    parts.append(
-        scheduled.assign(received=scheduled["received"].clip(upper=scheduled["expected"]))
-        .groupby(keys)
-        .agg(expected=("expected", "sum"), received=("received", "sum"))
-    )
-    alerts = f["alerts"]
-    flags = {key: (alerts[column] == kind) for key, (column, kind) in _RATES.items()}
-    by_alert = alerts.assign(outside=alerts["outside_hours"].astype(bool), **flags).groupby(keys)
-    parts.append(
-        by_alert.agg(
-            alerts=("severity", "size"),
-            outside=("outside", "sum"),
-            **{key: (key, "sum") for key in _RATES},
-        )
-    )
-    times = by_alert[["acknowledge_minutes", "resolve_minutes"]]
-    for q, suffix in ((0.5, "median"), (0.9, "p90")):
-        parts.append(times.quantile(q).add_suffix(f"_{suffix}"))
-        parts.append(times.count().add_suffix(f"_{suffix}_n"))
-    steps = f["escalations"]
-    parts.append(
-        steps.assign(
-            escalations_to_backup=steps["step"] == "backup",
-            escalations_to_on_call=steps["step"] == "on_call",
-        )
-        .groupby(keys)[["escalations_to_backup", "escalations_to_on_call"]]
-        .sum()
-    )
-    notes = f["notifications"]
-    parts.append(
-        notes.assign(
-            notifications_delivered=notes["state"] == "delivered",
-            notifications_dead=notes["state"] == "dead",
-            notifications_retried=notes["attempts"] > 1,
-        )
-        .groupby(keys)[["notifications_delivered", "notifications_dead", "notifications_retried"]]
-        .sum()
-    )
-    handovers = f["handovers"]
-    parts.append(
-        handovers.assign(
-            accepted=handovers["state"] == "accepted", declined=handovers["state"] == "declined"
-        )
-        .groupby(keys)
-        .agg(
-            handovers_proposed=("state", "size"),
-            handovers_accepted=("accepted", "sum"),
-            handovers_declined=("declined", "sum"),
-            accept_median=("accept_hours", "median"),
-            accept_median_n=("accept_hours", "count"),
-        )
-    )
-    return pd.concat(parts, axis=1).astype(float)
+_RATES: Final = (
+    "alerts_red",
+    "alerts_yellow",
+    "alerts_clinical",
+    "alerts_adherence",
+    "alerts_technical",
+)
+_COUNTS: Final = (
+    "escalations_to_backup",
+    "escalations_to_on_call",
+    "notifications_delivered",
+    "notifications_retried",
+    "notifications_dead",
+    "handovers_proposed",
+    "handovers_accepted",
+    "handovers_declined",
+)
 
 
 # --- Outputs -------------------------------------------------------------------------------
