@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -218,6 +219,8 @@ class Timings:
     api: list[float]
     readings: int
     alerts: int
+    load: tuple[float, float]
+    """The machine's 1-minute load average before and after the timed requests."""
 
 
 def _route_request(search: str) -> dict:
@@ -272,6 +275,7 @@ def measure(database_url: str, sizes: Sizes, checks: Checks) -> Timings:
         )
         page: list[float] = []
         api: list[float] = []
+        load_before = os.getloadavg()[0]
         with TestClient(app) as client:
             client.cookies.set(SESSION_COOKIE, token)
             for n in range(sizes.requests + 1):  # the first warms the caches, not counted
@@ -297,7 +301,13 @@ def measure(database_url: str, sizes: Sizes, checks: Checks) -> Timings:
                 )
                 if n:
                     api.append(elapsed)
-    return Timings(page=page, api=api, readings=counts[0], alerts=counts[1])
+    return Timings(
+        page=page,
+        api=api,
+        readings=counts[0],
+        alerts=counts[1],
+        load=(load_before, os.getloadavg()[0]),
+    )
 
 
 def _summary(values: Sequence[float]) -> tuple[float, float]:
@@ -322,7 +332,9 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
             " coordinator asks for the default period (the last four whole weeks, with the"
             " previous four and the weekly trend, and the deviations list) through the whole"
             f" app in the benchmark process, {sizes.requests} times after one warm-up; the"
-            " server time is from request to the last byte of the answer.",
+            " server time is from request to the last byte of the answer. The machine is"
+            f" shared: its load average was {timings.load[0]:.1f} before the requests and"
+            f" {timings.load[1]:.1f} after (2 CPUs).",
             "",
             "| Request | Median | p95 | Target (median and p95) | Met |",
             "| --- | --- | --- | --- | --- |",
