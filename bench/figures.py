@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -197,7 +198,7 @@ SELECT id, created_at, 'email', 'vakt@example.org', '{}',
 """
 
 
-def seed(conn: psycopg.Connection, sizes: Sizes) -> str:
+def seed(conn: psycopg.Connection, sizes: Sizes) -> UUID:
     """The world; returns the coordinator of the first unit."""
     start = NOW - timedelta(days=sizes.days + 2)
     # Client-side binding: one round trip for the whole script.
@@ -210,7 +211,7 @@ def seed(conn: psycopg.Connection, sizes: Sizes) -> str:
         "SELECT id FROM staff WHERE role = 'coordinator' ORDER BY display_name LIMIT 1"
     ).fetchone()
     assert row is not None
-    return str(row[0])
+    return row[0]
 
 
 @dataclass(frozen=True, slots=True)

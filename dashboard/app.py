@@ -322,9 +322,11 @@ def _figures_callbacks(
     )
     def pick_period(first: str | None, last: str | None, search: str | None) -> str | NoUpdate:
         """Two days picked on the figures page become its address; the page follows."""
+        if first is None or last is None:
+            return no_update  # one end still open
         try:
             period = Period(date.fromisoformat(first[:10]), date.fromisoformat(last[:10]))
-        except (TypeError, ValueError):
+        except ValueError:
             return no_update  # one end still open, or backwards
         links = Links(url_base, language_from_search(search))
         return "?" + links.figures(period, condition_from_search(search)).partition("?")[2]

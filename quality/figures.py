@@ -651,7 +651,7 @@ def figures_json(figures: Figures) -> dict[str, Any]:
     )
     units = {figure.key: figure.unit for figure in FIGURES}
 
-    def value(row: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
+    def value(row: Mapping[Any, Any], suffix: str = "") -> dict[str, Any]:
         return {
             "value": _number(row["value" + suffix]),
             "numerator": _number(row["numerator" + suffix]),

@@ -29,7 +29,6 @@ SIDE_BY_SIDE: Final = ("adherence", "alerts", "acknowledge_minutes_median")
 """The figures drawn as bars, one group per unit: this period beside the previous one."""
 _CURRENT_COLOUR: Final = "#2f5d7c"
 _PREVIOUS_COLOUR: Final = "#9bb7cc"
-_CHART_CONFIG: Final = {"displaylogo": False, "displayModeBar": "hover", "responsive": True}
 
 
 def figures_page(
@@ -123,8 +122,8 @@ def _picker(
                     html.Span(t("Choose days"), className="picker-label"),
                     dcc.DatePickerRange(
                         id=PERIOD_PICKER,
-                        start_date=period.first,
-                        end_date=period.last,
+                        start_date=period.first.isoformat(),
+                        end_date=period.last.isoformat(),
                         first_day_of_week=1,
                         display_format="YYYY-MM-DD",
                     ),
@@ -255,7 +254,10 @@ def _side_by_side(figures: Figures, condition: str, *, t: Translator) -> Compone
                 marker_color=colour,
             )
         graphs.append(
-            dcc.Graph(figure=_layout(figure, figure_name(key, t), t), config=_CHART_CONFIG)
+            dcc.Graph(
+                figure=_layout(figure, figure_name(key, t), t),
+                config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
+            )
         )
     return html.Section(
         [html.H2(t("Units side by side")), html.Div(graphs, className="charts")],
@@ -278,7 +280,10 @@ def _trends(figures: Figures, condition: str, *, t: Translator) -> Component:
                 mode="lines+markers",
             )
         graphs.append(
-            dcc.Graph(figure=_layout(figure, figure_name(key, t), t), config=_CHART_CONFIG)
+            dcc.Graph(
+                figure=_layout(figure, figure_name(key, t), t),
+                config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
+            )
         )
     return html.Section(
         [html.H2(t("Trend per week")), html.Div(graphs, className="charts")],

@@ -88,14 +88,15 @@ def build_world(conn: psycopg.Connection) -> World:
             (w.staff[key], w.units[unit], SINCE),
         )
     accepted_at = oslo(date(2026, 12, 1), 16)
-    for key, condition, unit, start, end in (
+    stays: tuple[tuple[str, str, str | None, datetime, datetime | None], ...] = (
         *((f"p{i}", "copd", "H", SINCE, None) for i in range(1, 6)),
         ("p6", "heart_failure", "H", SINCE, accepted_at),
         ("p7", "copd", "H", oslo(date(2026, 12, 14), 0), None),
         *((f"m{i}", "heart_failure", "M", SINCE, None) for i in range(1, 5)),
         *((f"s{i}", "copd", "S", SINCE, None) for i in range(1, 4)),
         ("x1", "copd", None, SINCE, None),
-    ):
+    )
+    for key, condition, unit, start, end in stays:
         w.patients[key] = _one(
             conn,
             "INSERT INTO patients (display_name, conditions) VALUES (%s, %s) RETURNING id",
@@ -113,11 +114,11 @@ def build_world(conn: psycopg.Connection) -> World:
     for name, (members, patients) in teams.items():
         team = _one(conn, "INSERT INTO care_teams (name) VALUES (%s) RETURNING id", (name,))
         for member in members:
-            unit = "M" if member in ("N3", "coordinator") else "H"
+            employer = "M" if member in ("N3", "coordinator") else "H"
             conn.execute(
                 "INSERT INTO care_team_members (team_id, staff_id, organisation_id, valid_from)"
                 " VALUES (%s, %s, %s, %s)",
-                (team, w.staff[member], w.units[unit], SINCE),
+                (team, w.staff[member], w.units[employer], SINCE),
             )
         for patient in patients:
             conn.execute(
