@@ -96,14 +96,14 @@ def build_world(conn: psycopg.Connection) -> World:
         *((f"s{i}", "copd", "S", SINCE, None) for i in range(1, 4)),
         ("x1", "copd", None, SINCE, None),
     )
-    for key, condition, unit, start, end in stays:
+    for key, condition, responsible, start, end in stays:
         w.patients[key] = _one(
             conn,
             "INSERT INTO patients (display_name, conditions) VALUES (%s, %s) RETURNING id",
             (f"Pasient {key}", [condition]),
         )
-        if unit is not None:
-            _responsible(conn, w.patients[key], w.units[unit], start, end)
+        if responsible is not None:
+            _responsible(conn, w.patients[key], w.units[responsible], start, end)
         if key != "m4":
             _care_plan(conn, w.patients[key], since=SINCE)
     _responsible(conn, w.patients["p6"], w.units["M"], accepted_at, None)
