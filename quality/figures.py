@@ -35,6 +35,8 @@ ALL: Final = "all"
 CONDITIONS: Final = (ALL, "copd", "heart_failure")
 MAX_DAYS: Final = 366
 FIGURES_RESOURCE: Final = "figures"
+WORK_MEM: Final = "64MB"
+"""PostgreSQL's sort memory for the figures' queries (bench/figures.py: 5,000 patients)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,14 +487,17 @@ def _aggregates(conn: psycopg.Connection, period: Period) -> tuple[pd.DataFrame,
         "bounds": [w.start for _, _, w in blocks] + [period.end],
         "tz": str(DISPLAY_TIMEZONE),
     }
-    frames = [_frame(conn, sql, params).set_index(_CELL) for sql in _AGGREGATES]
-    found = pd.concat(frames, axis=1).astype(float)
-    nurses = _frame(
-        conn,
-        _NURSES_SQL,
-        {"period_names": list(ends), "period_ends": list(ends.values())},
-    )
-    return found, nurses
+    with conn.transaction():
+        # The grouping sets sort some 100,000 rows a period; in the default 4 MB they would
+        # spill to disk. Only for this transaction.
+        conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        frames = [_frame(conn, sql, params).set_index(_CELL) for sql in _AGGREGATES]
+        nurses = _frame(
+            conn,
+            _NURSES_SQL,
+            {"period_names": list(ends), "period_ends": list(ends.values())},
+        )
+    return pd.concat(frames, axis=1).astype(float), nurses
 
 
 def _frame(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> pd.DataFrame:
