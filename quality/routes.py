@@ -35,6 +35,13 @@ From = Annotated[
     STORABLE,
 ]
 To = Annotated[date | None, Query(description="Last day, inclusive"), STORABLE]
+_OR_CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON, or with format=csv a CSV file to download",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
 Format = Annotated[Literal["json", "csv"], Query(description="json, or csv to download")]
 
 
@@ -72,7 +79,7 @@ def _csv(text: str, name: str) -> Response:
     )
 
 
-@router.get("/figures", openapi_extra=_RULE, response_model=None)
+@router.get("/figures", openapi_extra=_RULE, response_model=None, responses=_OR_CSV)
 def figures(
     request: Request,
     principal: Caller,
@@ -100,7 +107,7 @@ def figures(
     return figures_json(found)
 
 
-@router.get("/figures/deviations", openapi_extra=_RULE, response_model=None)
+@router.get("/figures/deviations", openapi_extra=_RULE, response_model=None, responses=_OR_CSV)
 def deviations(
     request: Request,
     principal: Caller,
