@@ -75,7 +75,7 @@ class Sizes:
 
 
 FULL = Sizes(patients=5000, days=365, requests=30)
-SMOKE = Sizes(patients=100, days=70, requests=2)
+SMOKE = Sizes(patients=20, days=63, requests=1)
 
 SEED = """
 -- Ten units, half of them open on weekdays only; ten nurses and a coordinator in each.

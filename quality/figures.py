@@ -320,8 +320,8 @@ _FOLLOWED_SQL: Final = _grouped(
     ),
     per_patient AS (
         -- One row per patient and cell (a week or the whole period, a unit or all units), so
-        -- that a patient with several slices in a cell counts once without count(DISTINCT)
-        -- over every slice and condition; sums are exact (numeric) in any order.
+        -- that a patient with several slices in a cell counts once, without count(DISTINCT)
+        -- over every slice and condition.
         SELECT b.period, CASE WHEN GROUPING(b.week) = 1 THEN -1 ELSE b.week END AS week,
                CASE WHEN GROUPING(sl.unit_id) = 1 THEN 'all' ELSE sl.unit_id::text END
                    AS unit_id,
@@ -330,12 +330,7 @@ _FOLLOWED_SQL: Final = _grouped(
                bool_or(sl.began AND NOT sl.came_from_unit) AS began_in_service,
                bool_or(sl.ended) AS ended,
                bool_or(sl.ended AND NOT sl.went_to_unit) AS ended_from_service,
-               bool_or(sl.at_end) AS at_end,
-               sum(sl.days) AS days,
-               sum(floor(sl.days)) AS questionnaires,
-               sum(least(sl.answered, floor(sl.days))) AS answered,
-               sum(sl.expected) AS expected,
-               sum(sl.received) AS received
+               bool_or(sl.at_end) AS at_end
           FROM slices sl
           JOIN blocks b ON b.n = sl.n
          GROUP BY GROUPING SETS ((b.period, b.week, sl.unit_id, sl.patient_id),
@@ -343,33 +338,59 @@ _FOLLOWED_SQL: Final = _grouped(
                                  (b.period, sl.unit_id, sl.patient_id),
                                  (b.period, sl.patient_id))
     ),
-    per_conditions AS (
-        -- Patients share three sets of conditions: count per set, then under each condition.
+    counted AS (
+        -- Patients share a few sets of conditions: count per set, then under each condition.
         SELECT pp.period, pp.week, pp.unit_id, p.conditions,
                count(*) AS patients,
                count(*) FILTER (WHERE pp.began) AS new_in_unit,
                count(*) FILTER (WHERE pp.began_in_service) AS new_to_service,
                count(*) FILTER (WHERE pp.ended) AS ended_in_unit,
                count(*) FILTER (WHERE pp.ended_from_service) AS ended_from_service,
-               count(*) FILTER (WHERE pp.at_end) AS at_end,
-               sum(pp.days) AS days, sum(pp.questionnaires) AS questionnaires,
-               sum(pp.answered) AS answered, sum(pp.expected) AS expected,
-               sum(pp.received) AS received
+               count(*) FILTER (WHERE pp.at_end) AS at_end
           FROM per_patient pp
           JOIN patients p ON p.id = pp.patient_id
          GROUP BY pp.period, pp.week, pp.unit_id, p.conditions
+    ),
+    weekly_sums AS (
+        -- Sums need no patient: per week, unit and set of conditions first (numeric, exact
+        -- in any order), then added up into the coarser cells below.
+        SELECT b.period, b.week, sl.unit_id, p.conditions,
+               sum(sl.days) AS days,
+               sum(floor(sl.days)) AS questionnaires,
+               sum(least(sl.answered, floor(sl.days))) AS answered,
+               sum(sl.expected) AS expected,
+               sum(sl.received) AS received
+          FROM slices sl
+          JOIN blocks b ON b.n = sl.n
+          JOIN patients p ON p.id = sl.patient_id
+         GROUP BY b.period, b.week, sl.unit_id, p.conditions
+    ),
+    summed AS (
+        SELECT s.period, CASE WHEN GROUPING(s.week) = 1 THEN -1 ELSE s.week END AS week,
+               CASE WHEN GROUPING(s.unit_id) = 1 THEN 'all' ELSE s.unit_id::text END
+                   AS unit_id,
+               s.conditions,
+               sum(s.days) AS days, sum(s.questionnaires) AS questionnaires,
+               sum(s.answered) AS answered, sum(s.expected) AS expected,
+               sum(s.received) AS received
+          FROM weekly_sums s
+         GROUP BY GROUPING SETS ((s.period, s.week, s.unit_id, s.conditions),
+                                 (s.period, s.week, s.conditions),
+                                 (s.period, s.unit_id, s.conditions),
+                                 (s.period, s.conditions))
     )
-    SELECT pc.period, pc.week, pc.unit_id, c.condition,
-           sum(pc.patients) AS patients, sum(pc.new_in_unit) AS new_in_unit,
-           sum(pc.new_to_service) AS new_to_service, sum(pc.ended_in_unit) AS ended_in_unit,
-           sum(pc.ended_from_service) AS ended_from_service, sum(pc.at_end) AS at_end,
-           sum(pc.days) AS days, sum(pc.questionnaires) AS questionnaires,
-           sum(pc.answered) AS answered, sum(pc.expected) AS expected,
-           sum(pc.received) AS received
-      FROM per_conditions pc
+    SELECT k.period, k.week, k.unit_id, c.condition,
+           sum(k.patients) AS patients, sum(k.new_in_unit) AS new_in_unit,
+           sum(k.new_to_service) AS new_to_service, sum(k.ended_in_unit) AS ended_in_unit,
+           sum(k.ended_from_service) AS ended_from_service, sum(k.at_end) AS at_end,
+           sum(s.days) AS days, sum(s.questionnaires) AS questionnaires,
+           sum(s.answered) AS answered, sum(s.expected) AS expected,
+           sum(s.received) AS received
+      FROM counted k
+      JOIN summed s USING (period, week, unit_id, conditions)
       -- Every fact counts under each of its patient's conditions and under 'all'.
-      CROSS JOIN LATERAL unnest(pc.conditions || ARRAY['all']) AS c(condition)
-     GROUP BY pc.period, pc.week, pc.unit_id, c.condition
+      CROSS JOIN LATERAL unnest(k.conditions || ARRAY['all']) AS c(condition)
+     GROUP BY k.period, k.week, k.unit_id, c.condition
     """,
     "sl.unit_id",
 )
