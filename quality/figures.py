@@ -250,20 +250,6 @@ _FOLLOWED_SQL: Final = _grouped(
          WHERE r.role = 'responsible' AND r.valid_from < %(end)s
            AND (r.valid_to IS NULL OR r.valid_to > %(start)s)
     ),
-    received AS (
-        -- Readings per stay, scheduled measurement and week: one index range scan each.
-        SELECT st.patient_id, st.valid_from, m.code, x.n, x.readings
-          FROM stays st
-          JOIN care_plan_measurements m ON m.patient_id = st.patient_id
-          CROSS JOIN LATERAL (
-              SELECT width_bucket(r.measured_at, %(bounds)s::timestamptz[]) AS n,
-                     count(*) AS readings
-                FROM readings r
-               WHERE r.patient_id = st.patient_id AND r.code = m.code
-                 AND r.measured_at >= greatest(st.valid_from, st.plan_since, %(start)s)
-                 AND r.measured_at < least(st.valid_to, %(end)s)
-               GROUP BY 1) x
-    ),
     answered AS (
         -- Days with an answered daily check, per stay and week.
         SELECT st.patient_id, st.valid_from, x.n, x.days
@@ -277,27 +263,33 @@ _FOLLOWED_SQL: Final = _grouped(
                  AND q.answered_at < least(st.valid_to, %(end)s)
                GROUP BY 1) x
     ),
-    expected AS (
-        -- One measurement expected per interval of the care plan, per stay and week, since
-        -- the plan began.
-        SELECT st.patient_id, st.valid_from, b.n, m.code,
-               floor(extract(epoch FROM least(st.valid_to, b.e)
-                             - greatest(st.valid_from, b.s, st.plan_since))
-                     / 3600 / m.every_hours) AS expected
-          FROM stays st
-          JOIN blocks b ON st.valid_from < b.e AND st.valid_to > b.s
-          JOIN care_plan_measurements m ON m.patient_id = st.patient_id
-         WHERE st.plan_since < least(st.valid_to, b.e)
-    ),
     schedule AS (
-        -- At most as many readings count as were expected.
-        SELECT x.patient_id, x.valid_from, x.n, sum(x.expected) AS expected,
-               sum(least(x.expected, coalesce(rc.readings, 0))) AS received
-          FROM expected x
-          LEFT JOIN received rc
-            ON rc.patient_id = x.patient_id AND rc.valid_from = x.valid_from
-           AND rc.code = x.code AND rc.n = x.n
-         GROUP BY x.patient_id, x.valid_from, x.n
+        -- Per stay and week: one measurement expected per interval of the care plan since
+        -- it began, and at most as many readings count as were expected. Readings are counted
+        -- per stay and scheduled measurement with one index range scan, and matched to the
+        -- weeks inside it (no join over every stay's weeks).
+        SELECT st.patient_id, st.valid_from, x.n, sum(x.expected) AS expected,
+               sum(least(x.expected, x.readings)) AS received
+          FROM stays st
+          JOIN care_plan_measurements m ON m.patient_id = st.patient_id
+          CROSS JOIN LATERAL (
+              SELECT b.n,
+                     floor(extract(epoch FROM least(st.valid_to, b.e)
+                                   - greatest(st.valid_from, b.s, st.plan_since))
+                           / 3600 / m.every_hours) AS expected,
+                     coalesce(rc.readings, 0) AS readings
+                FROM blocks b
+                LEFT JOIN (
+                    SELECT width_bucket(r.measured_at, %(bounds)s::timestamptz[]) AS n,
+                           count(*) AS readings
+                      FROM readings r
+                     WHERE r.patient_id = st.patient_id AND r.code = m.code
+                       AND r.measured_at >= greatest(st.valid_from, st.plan_since, %(start)s)
+                       AND r.measured_at < least(st.valid_to, %(end)s)
+                     GROUP BY 1) rc ON rc.n = b.n
+               WHERE st.valid_from < b.e AND st.valid_to > b.s
+                 AND st.plan_since < least(st.valid_to, b.e)) x
+         GROUP BY st.patient_id, st.valid_from, x.n
     ),
     slices AS (
         -- A stay cut at the week boundaries, with what was expected of it and what came.
