@@ -52,10 +52,10 @@ from bench.harness import (
     write_section,
 )
 from care.people import do_link_identity
-from core.migrate import migrate
 from core.auth import LocalIssuer, TokenVerifier
 from core.clock import ManualClock
 from core.links import DASHBOARD_PATH, FIGURES_SEGMENT
+from core.migrate import migrate
 from core.settings import Settings
 from heimvakt.app import create_app
 from heimvakt.auth import SESSION_COOKIE
@@ -250,15 +250,16 @@ def _route_request(search: str) -> dict:
 
 
 def seeded_template(server_url: str, name: str, sizes: Sizes) -> None:
-    """Create, migrate and seed database `name` unless it exists; it is kept, so that later
-    runs copy it (seconds) instead of seeding again (a minute). Drop it after a change to the
-    migrations or to SEED."""
+    """Create, migrate and seed database `name` unless it exists (then only migrate it); it
+    is kept, so that later runs copy it (seconds) instead of seeding again (a minute). Drop
+    it after a change to SEED."""
+    url = make_conninfo(server_url, dbname=name)
     with psycopg.connect(server_url, autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            migrate(url)
             return
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        url = make_conninfo(server_url, dbname=name)
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
             seed(conn, sizes)
