@@ -13,7 +13,8 @@ four whole weeks, its previous period and the weekly trend, plus the deviations 
 for `requests` times, as the browser asks for it after the address changes, and timed from
 request to the last byte of the answer; the same for the API's JSON. Figures go into the
 "Figures" section of docs/benchmarks.md. ``--smoke`` runs the same with small numbers, writes
-nothing, and exits 1 if an answer is not the page or not 200.
+nothing, and exits 1 if an answer is not the page or not 200. ``--keep-seeded NAME`` seeds
+database NAME once, keeps it, and measures each run on a copy of it (for profiling).
 """
 
 from __future__ import annotations
@@ -172,30 +173,44 @@ SELECT f.patient_id, 'daily_symptoms', %(start)s + d * interval '1 day' + interv
   FROM followed f CROSS JOIN generate_series(0, %(days)s - 1) d
  WHERE (f.i * 3 + d * 7) %% 10 < 7;
 
--- About one alert per 20 patient-days, mostly acknowledged and resolved.
-INSERT INTO alerts (patient_id, rule_id, rule_version, severity, state, category,
-                    first_measured_at, last_measured_at, created_at, updated_at,
-                    acknowledged_at, resolved_at)
-SELECT f.patient_id, 'rule_' || d, 1,
-       CASE WHEN d %% 3 = 0 THEN 'red' ELSE 'yellow' END,
-       CASE WHEN d %% 7 = 0 THEN 'open' ELSE 'resolved' END,
-       (ARRAY['clinical', 'adherence', 'technical'])[d %% 3 + 1],
-       t.at, t.at, t.at, t.at,
-       CASE WHEN d %% 7 <> 0 THEN t.at + (5 + (f.i + d) %% 90) * interval '1 minute' END,
+-- About one alert per 20 patient-days, mostly acknowledged and resolved; each its own episode
+-- (at most one a patient and day, so patient and time name it).
+CREATE TEMP TABLE raised AS
+SELECT f.patient_id, 'rule_' || d AS rule_id,
+       CASE WHEN d %% 3 = 0 THEN 'red' ELSE 'yellow' END AS severity,
+       CASE WHEN d %% 7 = 0 THEN 'open' ELSE 'resolved' END AS state,
+       (ARRAY['clinical', 'adherence', 'technical'])[d %% 3 + 1] AS category, t.at,
+       CASE WHEN d %% 7 <> 0 THEN t.at + (5 + (f.i + d) %% 90) * interval '1 minute' END
+           AS acknowledged_at,
        CASE WHEN d %% 7 <> 0 THEN t.at + (60 + (f.i * d) %% 600) * interval '1 minute' END
+           AS resolved_at
   FROM followed f
   CROSS JOIN generate_series(0, %(days)s - 1) d
   CROSS JOIN LATERAL (SELECT %(start)s + d * interval '1 day'
                              + ((f.i * 5 + d) %% 24) * interval '1 hour' AS at) t
  WHERE (f.i + d) %% 20 = 0;
 
+INSERT INTO alert_episodes (patient_id, problem, severity, state, first_measured_at,
+                            last_measured_at, created_at, updated_at, acknowledged_at,
+                            resolved_at)
+SELECT patient_id, category, severity, state, at, at, at, at, acknowledged_at, resolved_at
+  FROM raised;
+
+INSERT INTO alerts (patient_id, rule_id, rule_version, severity, state, category,
+                    first_measured_at, last_measured_at, created_at, updated_at,
+                    acknowledged_at, resolved_at, episode_id)
+SELECT r.patient_id, r.rule_id, 1, r.severity, r.state, r.category, r.at, r.at, r.at, r.at,
+       r.acknowledged_at, r.resolved_at, e.id
+  FROM raised r
+  JOIN alert_episodes e ON e.patient_id = r.patient_id AND e.created_at = r.at;
+
 INSERT INTO alert_events (alert_id, at, action, details)
 SELECT id, created_at + interval '15 minutes', 'escalated', '{"to": "backup"}'
   FROM alerts WHERE state = 'open' AND id %% 3 = 0;
 
-INSERT INTO notifications (alert_id, created_at, channel, address, message, state, attempts,
-                           next_attempt_at)
-SELECT id, created_at, 'email', 'vakt@example.org', '{}',
+INSERT INTO notifications (alert_id, episode_id, created_at, channel, address, message, state,
+                           attempts, next_attempt_at)
+SELECT id, episode_id, created_at, 'email', 'vakt@example.org', '{}',
        CASE WHEN id %% 50 = 0 THEN 'dead' ELSE 'delivered' END, 1 + id %% 4, created_at
   FROM alerts;
 """

@@ -38,6 +38,7 @@ import psycopg
 
 from core.clock import DISPLAY_TIMEZONE
 from quality.figures import Period
+from tests.support import insert_episode
 
 NOW = datetime(2027, 1, 5, 11, 0, tzinfo=UTC)
 P = Period(date(2026, 11, 30), date(2026, 12, 27))
@@ -219,12 +220,15 @@ def _alert(
     ack = None if acknowledged is None else created + timedelta(minutes=acknowledged)
     res = None if resolved is None else created + timedelta(minutes=resolved)
     state = "resolved" if res else "acknowledged" if ack else "open"
+    episode = insert_episode(conn, patient=patient, severity=severity, at=created)
     row = conn.execute(
         "INSERT INTO alerts (patient_id, rule_id, rule_version, severity, state, category,"
         " first_measured_at, last_measured_at, created_at, updated_at, acknowledged_at,"
-        " resolved_at) VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (patient, rule, severity, state, category, created, created, created, created, ack, res),
-    ).fetchone()
+        " resolved_at, episode_id)"
+        " VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (patient, rule, severity, state, category, created, created, created, created, ack, res,
+         episode),
+    ).fetchone()  # fmt: skip
     assert row is not None
     return int(row[0])
 
