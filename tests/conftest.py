@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psutil
@@ -164,33 +165,46 @@ def _drop(server_url: str, name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def database_url(
+CloneDatabase = Callable[..., AbstractContextManager[str]]
+"""`clone_database(template=None)`: a context giving the URL of a fresh copy of `template`
+(the migrated template by default), dropped in the background when the context ends."""
+
+
+@pytest.fixture(scope="session")
+def clone_database(
     postgres_server_url: str,
     template_database: tuple[str, MigrationReport],
     dropper: ThreadPoolExecutor,
-) -> Iterator[str]:
+) -> CloneDatabase:
+    """Every test database is made and dropped here. A drop waits for a checkpoint, which on
+    a busy server took over a minute: the test never waits for it (see DROPS_AT_ONCE)."""
+
+    @contextlib.contextmanager
+    def clone(template: str | None = None) -> Iterator[str]:
+        name = f"heimvakt_test_{uuid.uuid4().hex[:16]}"
+        with _admin(postgres_server_url) as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template or template_database[0]}"')
+        try:
+            yield database_url_for(postgres_server_url, name)
+        finally:
+            dropper.submit(_drop, postgres_server_url, name)
+
+    return clone
+
+
+@pytest.fixture
+def database_url(clone_database: CloneDatabase) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
-    yield from _clone(postgres_server_url, template_database[0], dropper)
+    with clone_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def module_database_url(
-    postgres_server_url: str,
-    template_database: tuple[str, MigrationReport],
-    dropper: ThreadPoolExecutor,
-) -> Iterator[str]:
+def module_database_url(clone_database: CloneDatabase) -> Iterator[str]:
     """A fresh, migrated database shared by one module's tests: for a seeded world they only
     read."""
-    yield from _clone(postgres_server_url, template_database[0], dropper)
-
-
-def _clone(server_url: str, template: str, dropper: ThreadPoolExecutor) -> Iterator[str]:
-    name = f"heimvakt_test_{uuid.uuid4().hex[:16]}"
-    with _admin(server_url) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield database_url_for(server_url, name)
-    dropper.submit(_drop, server_url, name)
+    with clone_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
 from core.limits import Limits
 from devices.service import do_assign_device, do_register_device
+from tests.conftest import CloneDatabase
 
 START = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)  # 08:00 in Oslo
 DAYS = 30
@@ -334,13 +335,9 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def simulated_month(
-    postgres_server_url: str, template_database: tuple
+    clone_database: CloneDatabase,
 ) -> Iterator[tuple[list[Simulated], dict[UUID, Outcome]]]:
-    name = f"heimvakt_scenarios_{uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
-    try:
-        url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
+    with clone_database() as url:
         with psycopg.connect(url, autocommit=True) as conn:
             patients = cast()
             _run(conn, patients)
@@ -361,9 +358,6 @@ def simulated_month(
             ):
                 outcome[patient].notified.append(severity)
         yield patients, outcome
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 Month = tuple[list[Simulated], dict[UUID, Outcome]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 
@@ -19,7 +18,7 @@ from core.migrate import MigrationReport
 from heimvakt.app import create_app
 from heimvakt.worker import rules
 from tests.care.world import World, build_world
-from tests.conftest import database_url_for
+from tests.conftest import CloneDatabase, database_url_for
 from tests.ingest.conftest import TEST_LIMITS
 from tests.support import ISSUER_KEY
 
@@ -81,28 +80,18 @@ WorldClient = Callable[[], AbstractContextManager[tuple[TestClient, psycopg.Conn
 
 
 @pytest.fixture(scope="session")
-def world_client(
-    postgres_server_url: str,
-    world_template: tuple[str, World],
-    dropper: ThreadPoolExecutor,
-) -> WorldClient:
+def world_client(world_template: tuple[str, World], clone_database: CloneDatabase) -> WorldClient:
     """Opens an app on a fresh copy of the world, with a connection to look inside."""
 
     @contextmanager
     def open_world() -> Iterator[tuple[TestClient, psycopg.Connection]]:
-        name = f"heimvakt_test_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{world_template[0]}"')
-        url = database_url_for(postgres_server_url, name)
-        try:
-            with (
-                ConnectionPool(url, min_size=1, max_size=4) as pool,
-                psycopg.connect(url, autocommit=True) as conn,
-                build_app(pool, local_issuer(pool)) as client,
-            ):
-                yield client, conn
-        finally:
-            dropper.submit(_drop, postgres_server_url, name)
+        with (
+            clone_database(world_template[0]) as url,
+            ConnectionPool(url, min_size=1, max_size=4) as pool,
+            psycopg.connect(url, autocommit=True) as conn,
+            build_app(pool, local_issuer(pool)) as client,
+        ):
+            yield client, conn
 
     return open_world
 
@@ -110,8 +99,3 @@ def world_client(
 @pytest.fixture
 def world(world_template: tuple[str, World]) -> World:
     return world_template[1]
-
-
-def _drop(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,7 +10,6 @@ import json
 import stat
 import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from core.clock import ManualClock
 from core.local_accounts import authenticate_local, do_create_local_account, do_set_local_password
 from core.settings import KNOWN_DEFAULT_SECRETS, Settings
 from heimvakt.demo import DEMO_PASSWORD
+from tests.conftest import CloneDatabase
 from tests.support import ISSUER_KEY, scalar
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -215,24 +215,18 @@ def test_workers_starting_together_agree_on_one_signing_key(pool: ConnectionPool
 
 
 def test_two_installations_never_share_a_signing_key(
-    pool: ConnectionPool, postgres_server_url: str, template_database: tuple
+    pool: ConnectionPool, clone_database: CloneDatabase
 ) -> None:
-    name = f"heimvakt_test_second_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database[0]}"')
-    try:
-        url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
-        with ConnectionPool(url, min_size=1, max_size=2) as other_pool:
-            clock = ManualClock(NOW)
-            mine, theirs = _issuer(pool, clock), _issuer(other_pool, clock)
-            assert mine.ensure_signing_key() != theirs.ensure_signing_key()
-            foreign = theirs.issue(subject="intruder")
-            with pytest.raises(TokenRejectedError):
-                TokenVerifier([], local=mine).verify(foreign, now=NOW)
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with (
+        clone_database() as url,
+        ConnectionPool(url, min_size=1, max_size=2) as other_pool,
+    ):
+        clock = ManualClock(NOW)
+        mine, theirs = _issuer(pool, clock), _issuer(other_pool, clock)
+        assert mine.ensure_signing_key() != theirs.ensure_signing_key()
+        foreign = theirs.issue(subject="intruder")
+        with pytest.raises(TokenRejectedError):
+            TokenVerifier([], local=mine).verify(foreign, now=NOW)
 
 
 def test_local_passwords_are_argon2_hashes_and_only_the_right_one_logs_in(
