@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # (database drops wait for a checkpoint, processes start, brokers deliver), not computing.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 1) * 3 // 2))')
 
-.PHONY: demo test lint bench-ingest bench-alerts clean
+.PHONY: demo test lint bench-ingest bench-alerts bench-figures clean
 
 # uv when it can be had (seconds), pip otherwise (minutes), from the indexes pip is configured
 # with; every step is printed as it starts (tools/bootstrap.py).
@@ -56,6 +56,9 @@ bench-ingest: $(STAMP)
 
 bench-alerts: $(STAMP)
 	$(BIN)/python -m bench.alerts
+
+bench-figures: $(STAMP)
+	$(BIN)/python -m bench.figures
 
 clean:
 	rm -rf $(VENV) .heimvakt .pytest_cache .ruff_cache .mypy_cache

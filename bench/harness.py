@@ -195,14 +195,19 @@ class IngestWorker:
 
 
 @contextlib.contextmanager
-def bench_database(server_url: str) -> Iterator[str]:
-    """A fresh, migrated database, dropped afterwards whatever happened."""
+def bench_database(server_url: str, *, template: str | None = None) -> Iterator[str]:
+    """A fresh, migrated database, dropped afterwards whatever happened; with `template`, a
+    copy of that (already migrated) database instead."""
     name = f"heimvakt_bench_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(create)
     try:
         url = make_conninfo(server_url, dbname=name)
-        migrate(url)
+        if template is None:
+            migrate(url)
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:

@@ -88,6 +88,7 @@ class Permission(StrEnum):
     REVIEW_READINGS = "readings:review"
     OPEN_EMERGENCY_ACCESS = "emergency-access:open"
     REVIEW_EMERGENCY_ACCESS = "emergency-access:review"
+    READ_FIGURES = "figures:read"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -118,6 +119,9 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     # Clinicians only: an administrator has no clinical reason to break the glass.
     Permission.OPEN_EMERGENCY_ACCESS: _CLINICAL,
     Permission.REVIEW_EMERGENCY_ACCESS: frozenset({StaffRole.COORDINATOR}),
+    # The health community's management figures and deviations (quality/): leading the
+    # service is the coordinator's job; a nurse follows her patients, not the units' figures.
+    Permission.READ_FIGURES: frozenset({StaffRole.COORDINATOR}),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 

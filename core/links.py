@@ -18,6 +18,8 @@ DASHBOARD_PATH: Final = "/app/"
 """Where the dashboard is mounted on the one app."""
 PATIENTS_SEGMENT: Final = "patients/"
 LOGIN_SEGMENT: Final = "login"
+FIGURES_SEGMENT: Final = "figures"
+"""The health community's figures and deviations (quality/)."""
 
 
 def patient_path(patient_id: UUID, *, base: str = DASHBOARD_PATH) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import fastapi
 import psycopg
@@ -15,31 +16,43 @@ from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
 from alerts.actions import AlertStateError, do_acknowledge_alert
-from care.access import ForbiddenError, Interface, NotAuthenticatedError, NotVisibleError
+from care.access import Action, ForbiddenError, Interface, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
 from core.i18n import Translator, translator
-from core.links import DASHBOARD_PATH
+from core.links import DASHBOARD_PATH, FIGURES_SEGMENT
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
+from dashboard.labels import deviation_name, figure_name
 from dashboard.links import (
     LOGIN_SEGMENT,
     PATIENTS_SEGMENT,
     Links,
     Page,
     Route,
+    condition_from_search,
     language_from_search,
     login_failed,
     login_throttled,
+    period_from_search,
     resolve,
 )
 from dashboard.middleware import CallbackRequests, ClientSideRoutes
 from dashboard.pages.login import login_page
 from dashboard.pages.not_found import not_found_page
 from dashboard.pages.patient import ACKNOWLEDGE, patient_page
+from dashboard.pages.quality import (
+    DOWNLOAD,
+    DOWNLOAD_DEVIATIONS,
+    DOWNLOAD_FIGURES,
+    PERIOD_PICKER,
+    figures_page,
+)
 from dashboard.pages.shell import SIGNED_IN, header
 from dashboard.pages.worklist import worklist_page
+from quality.deviations import deviations_csv, load_deviations
+from quality.figures import Period, figures_csv, load_figures
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +105,11 @@ def create_dashboard(
     server.add_middleware(CallbackRequests, dash=app)
     server.add_middleware(
         ClientSideRoutes,
-        prefixes=(f"{url_base}{PATIENTS_SEGMENT}", f"{url_base}{LOGIN_SEGMENT}"),
+        prefixes=(
+            f"{url_base}{PATIENTS_SEGMENT}",
+            f"{url_base}{LOGIN_SEGMENT}",
+            f"{url_base}{FIGURES_SEGMENT}",
+        ),
         index=url_base,
     )
     # At server start Dash's FastAPI backend would add a catch-all GET route that answers every
@@ -126,7 +143,9 @@ def create_dashboard(
             )
         else:
             view = View(principal=principal, now=now, refresh=refresh)
-            content = _content(route, view, pool=pool, t=t, links=links, with_outbox=demo_outbox)
+            content = _content(
+                route, view, search, pool=pool, t=t, links=links, with_outbox=demo_outbox
+            )
         page = html.Div(
             [
                 header(route, principal, now=now, t=t, links=links),
@@ -156,6 +175,9 @@ def create_dashboard(
         token = callback_context.cookies.get(session_cookie)
         triggers = callback_context.triggered_prop_ids
         refresh = bool(triggers) and all(prop.startswith("refresh.") for prop in triggers)
+        if refresh and resolve(pathname, base=url_base).page is Page.FIGURES:
+            # The figures are of whole past days: a refresh would show the same again.
+            return no_update, None
         try:
             # The database is read in a worker thread, so the event loop goes on serving others.
             return await asyncio.to_thread(render, pathname, search, token, refresh=refresh)
@@ -208,12 +230,21 @@ def create_dashboard(
             )
         return html.Div(t("Alert acknowledged."), role="status", className="status-ok")
 
+    _figures_callbacks(
+        app,
+        pool=pool,
+        clock=clock,
+        principal_of=principal_of,
+        session_cookie=session_cookie,
+        url_base=url_base,
+    )
     return app
 
 
 def _content(
     route: Route,
     view: View,
+    search: str | None,
     *,
     pool: ConnectionPool,
     t: Translator,
@@ -232,6 +263,31 @@ def _content(
                 if with_outbox:
                     outbox = demo_outbox(conn, rows)
             return worklist_page(rows, now=view.now, t=t, links=links, outbox=outbox)
+        if route.page is Page.FIGURES:
+            period = period_from_search(search) or Period.default(view.now)
+            with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+                found = load_figures(
+                    conn,
+                    principal=view.principal,
+                    period=period,
+                    now=view.now,
+                    interface=Interface.DASHBOARD,
+                )
+                deviations = load_deviations(
+                    conn,
+                    principal=view.principal,
+                    period=period,
+                    now=view.now,
+                    interface=Interface.DASHBOARD,
+                )
+            return figures_page(
+                found,
+                deviations,
+                condition=condition_from_search(search),
+                now=view.now,
+                t=t,
+                links=links,
+            )
         if route.page is Page.PATIENT and route.patient_id is not None:
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                 patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
@@ -244,6 +300,109 @@ def _content(
     if route.page is Page.PATIENT:
         return not_found_page(t("Patient not found"), t=t, links=links)
     return not_found_page(t("Page not found"), t=t, links=links)
+
+
+def _figures_callbacks(
+    app: Dash,
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    principal_of: Callable[[str | None], Principal],
+    session_cookie: str,
+    url_base: str,
+) -> None:
+    """The figures page's period picker and CSV downloads."""
+
+    @app.callback(
+        Output("url", "search"),
+        Input(PERIOD_PICKER, "start_date"),
+        Input(PERIOD_PICKER, "end_date"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    def pick_period(first: str | None, last: str | None, search: str | None) -> str | NoUpdate:
+        """Two days picked on the figures page become its address; the page follows."""
+        if first is None or last is None:
+            return no_update  # one end still open
+        try:
+            period = Period(date.fromisoformat(first[:10]), date.fromisoformat(last[:10]))
+        except ValueError:
+            return no_update  # one end still open, or backwards
+        links = Links(url_base, language_from_search(search))
+        return "?" + links.figures(period, condition_from_search(search)).partition("?")[2]
+
+    @app.callback(
+        Output(DOWNLOAD, "data"),
+        Input(DOWNLOAD_FIGURES, "n_clicks"),
+        Input(DOWNLOAD_DEVIATIONS, "n_clicks"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    async def download(
+        _figures: int | None, _deviations: int | None, search: str | None
+    ) -> dict[str, Any] | NoUpdate:
+        """The figures or the deviations of the page's period as CSV, through the same check
+        and computation as the page, logged as an export."""
+        token = callback_context.cookies.get(session_cookie)
+        which = callback_context.triggered_id
+        return await asyncio.to_thread(
+            _download_csv,
+            which,
+            token,
+            search,
+            pool=pool,
+            clock=clock,
+            principal_of=principal_of,
+        )
+
+
+def _download_csv(
+    which: Any,
+    token: str | None,
+    search: str | None,
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    principal_of: Callable[[str | None], Principal],
+) -> dict[str, Any] | NoUpdate:
+    """The figures or the deviations of the page's period as CSV, through the same check
+    and computation as the page, logged as an export."""
+    t = translator(language_from_search(search))
+    now = clock.now()
+    period = period_from_search(search) or Period.default(now)
+    try:
+        principal = principal_of(token)
+        with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+            if which == DOWNLOAD_FIGURES:
+                text = figures_csv(
+                    load_figures(
+                        conn,
+                        principal=principal,
+                        period=period,
+                        now=now,
+                        interface=Interface.DASHBOARD,
+                        action=Action.EXPORT,
+                    ),
+                    label=lambda key: figure_name(key, t),
+                )
+                name = f"figures-{period.first}-{period.last}.csv"
+            else:
+                text = deviations_csv(
+                    load_deviations(
+                        conn,
+                        principal=principal,
+                        period=period,
+                        now=now,
+                        interface=Interface.DASHBOARD,
+                        action=Action.EXPORT,
+                    ),
+                    label=lambda kind: deviation_name(kind, t),
+                )
+                name = f"deviations-{period.first}-{period.last}.csv"
+    except (NotAuthenticatedError, ForbiddenError, psycopg.Error):
+        log.info("no CSV for the figures page", exc_info=True)
+        return no_update
+    return dict(dcc.send_string(text, name, type="text/csv"))
 
 
 def _no_catch_all() -> None:

@@ -95,3 +95,51 @@ def notification_state_name(state: str, t: Translator) -> str:
 def alert_state_name(state: str, t: Translator) -> str:
     names = {"open": t("Not acknowledged"), "acknowledged": t("Acknowledged")}
     return names.get(state, state)
+
+
+def figure_name(key: str, t: Translator) -> str:
+    """The name of a figure (quality.figures.FIGURES), with its unit of measure."""
+    names = {
+        "patients_followed": t("Patients followed"),
+        "patients_new": t("New patients"),
+        "patients_ended": t("Follow-ups ended"),
+        "patient_days": t("Patient-days"),
+        "adherence": t("Adherence (%)"),
+        "questionnaire_completion": t("Daily check answered (%)"),
+        "alerts": t("Alerts per 100 patient-days"),
+        "alerts_red": t("Red alerts per 100 patient-days"),
+        "alerts_yellow": t("Yellow alerts per 100 patient-days"),
+        "alerts_clinical": t("Clinical alerts per 100 patient-days"),
+        "alerts_adherence": t("Adherence alerts per 100 patient-days"),
+        "alerts_technical": t("Technical alerts per 100 patient-days"),
+        "acknowledge_minutes_median": t("Time to acknowledge, median (min)"),
+        "acknowledge_minutes_p90": t("Time to acknowledge, 90th percentile (min)"),
+        "resolve_minutes_median": t("Time to resolve, median (min)"),
+        "resolve_minutes_p90": t("Time to resolve, 90th percentile (min)"),
+        "alerts_outside_opening_hours": t("Alerts outside opening hours (%)"),
+        "escalations_to_backup": t("Escalations to the back-up unit"),
+        "escalations_to_on_call": t("Escalations to on-call"),
+        "notifications_delivered": t("Notifications delivered"),
+        "notifications_retried": t("Notifications retried"),
+        "notifications_dead": t("Notifications failed"),
+        "handovers_proposed": t("Hand-overs proposed"),
+        "handovers_accepted": t("Hand-overs accepted"),
+        "handovers_declined": t("Hand-overs declined"),
+        "handover_accept_hours_median": t("Time to accept a hand-over, median (h)"),
+        "patients_per_nurse": t("Patients per nurse"),
+    }
+    return names.get(key, key)
+
+
+def deviation_name(kind: str, t: Translator) -> str:
+    """The name of a kind of deviation (quality.deviations.KINDS)."""
+    names = {
+        "acknowledgement_deadline_breached": t("Not acknowledged in time"),
+        "escalated_to_on_call": t("Escalated to on-call"),
+        "notification_dead": t("Notification failed"),
+        "device_silent": t("Device silent beyond its schedule"),
+        "no_care_plan": t("No care plan"),
+        "no_responsible_unit": t("No responsible unit"),
+        "handover_unanswered": t("Hand-over not answered"),
+    }
+    return names.get(kind, kind)

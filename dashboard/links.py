@@ -4,18 +4,21 @@ navigation, reloads and a link pasted to a colleague."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import Enum
 from urllib.parse import parse_qs
 from uuid import UUID
 
 from core.i18n import negotiate
-from core.links import LOGIN_SEGMENT, PATIENTS_SEGMENT, patient_path
+from core.links import FIGURES_SEGMENT, LOGIN_SEGMENT, PATIENTS_SEGMENT, patient_path
+from quality.figures import CONDITIONS, Period
 
 
 class Page(Enum):
     WORKLIST = "worklist"
     PATIENT = "patient"
     LOGIN = "login"
+    FIGURES = "figures"
     UNKNOWN = "unknown"
 
 
@@ -35,6 +38,22 @@ def login_throttled(search: str | None) -> bool:
     return parse_qs((search or "").removeprefix("?")).get("failed") == ["wait"]
 
 
+def period_from_search(search: str | None) -> Period | None:
+    """The period the figures page's address names (``from`` and ``to``, ISO dates), or None
+    for the default; a malformed or impossible period is the default too."""
+    query = parse_qs((search or "").removeprefix("?"))
+    try:
+        return Period(date.fromisoformat(query["from"][-1]), date.fromisoformat(query["to"][-1]))
+    except (KeyError, ValueError):
+        return None
+
+
+def condition_from_search(search: str | None) -> str:
+    """The condition the figures page shows; every condition for anything else."""
+    values = parse_qs((search or "").removeprefix("?")).get("condition")
+    return values[-1] if values and values[-1] in CONDITIONS else CONDITIONS[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     page: Page
@@ -50,6 +69,8 @@ def resolve(pathname: str | None, *, base: str) -> Route:
     rest = path.removeprefix(base)
     if rest.rstrip("/") == LOGIN_SEGMENT:
         return Route(Page.LOGIN)
+    if rest.rstrip("/") == FIGURES_SEGMENT:
+        return Route(Page.FIGURES)
     if rest == path or not rest.startswith(PATIENTS_SEGMENT):
         return Route(Page.UNKNOWN)
     try:
@@ -70,9 +91,19 @@ class Links:
     def patient(self, patient_id: UUID) -> str:
         return f"{patient_path(patient_id, base=self.base)}?lang={self.language}"
 
+    def figures(self, period: Period | None = None, condition: str = CONDITIONS[0]) -> str:
+        query = f"?lang={self.language}"
+        if period is not None:
+            query += f"&from={period.first}&to={period.last}"
+        if condition != CONDITIONS[0]:
+            query += f"&condition={condition}"
+        return f"{self.base}{FIGURES_SEGMENT}{query}"
+
     def in_language(self, route: Route, language: str) -> str:
         """The page `route` names, in `language`; built from the route, never from the raw path."""
         other = Links(self.base, language)
         if route.patient_id is not None:
             return other.patient(route.patient_id)
+        if route.page is Page.FIGURES:
+            return other.figures()
         return other.worklist()

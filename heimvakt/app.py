@@ -46,6 +46,7 @@ from ingest.limits import Limits
 from ingest.review import bind_review_hooks
 from ingest.review import router as review_router
 from ingest.store import AfterStore
+from quality.routes import router as quality_router
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def create_app(
     bind_review_hooks(app, after_store)
     app.include_router(care_router)
     app.include_router(alerts_router)
+    app.include_router(quality_router)
     if local_issuer is not None:
         app.include_router(
             local_issuer_router(

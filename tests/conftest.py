@@ -199,6 +199,14 @@ def database_url(clone_database: CloneDatabase) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_database_url(clone_database: CloneDatabase) -> Iterator[str]:
+    """A fresh, migrated database shared by one module's tests: for a seeded world they only
+    read."""
+    with clone_database() as url:
+        yield url
+
+
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the test's database: each statement is visible at once."""

@@ -10,6 +10,7 @@ from babel.dates import format_skeleton
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from care.access import ROLES, Permission
 from core.auth import Principal
 from core.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from dashboard.formatting import DISPLAY_TIMEZONE, babel_locale
@@ -39,11 +40,19 @@ def header(
                 className="home",
             ),
             html.Span(t("Updated {time}").format(time=updated), className="updated"),
+            *_figures_link(principal, t=t, links=links),
             html.Nav(languages, className="languages", **aria),
             *_signed_in(principal, t=t),
         ],
         className="topbar",
     )
+
+
+def _figures_link(principal: Principal, *, t: Translator, links: Links) -> list[Component]:
+    """The way to the figures, for the roles that may see them (the page checks again)."""
+    if principal.kind != "staff" or principal.role not in ROLES[Permission.READ_FIGURES]:
+        return []
+    return [dcc.Link(t("Figures"), href=links.figures(), className="nav-figures")]
 
 
 def _signed_in(principal: Principal, *, t: Translator) -> list[Component]:

@@ -1,4 +1,4 @@
-"""Both benchmarks run end to end with small numbers, so a change that breaks one fails here and
+"""The benchmarks run end to end with small numbers, so a change that breaks one fails here and
 not at the next measurement. They judge no speed target (machines are shared and noisy) but do
 check what a run must show: every reading stored once, none quarantined, every alert raised."""
 
@@ -20,6 +20,18 @@ from tests.processes import MOSQUITTO
 def test_the_benchmark_runs_in_smoke_mode(
     benchmark: str, postgres_server_url: str, repo_root: Path
 ) -> None:
+    _smoke(benchmark, postgres_server_url, repo_root)
+
+
+@pytest.mark.slow
+def test_the_figures_benchmark_runs_in_smoke_mode(
+    postgres_server_url: str, repo_root: Path
+) -> None:
+    """bench.figures needs no broker: the page is served in the benchmark's own process."""
+    _smoke("bench.figures", postgres_server_url, repo_root)
+
+
+def _smoke(benchmark: str, postgres_server_url: str, repo_root: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", benchmark, "--smoke"],
         check=False,

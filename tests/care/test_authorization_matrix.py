@@ -118,6 +118,9 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     # Break the glass: any clinician, to any patient (logged, shown to the patient, reviewed).
     ("POST", f"{P}/emergency-access"): anywhere(*TEAM_A),
     ("GET", "/api/v1/emergency-access"): anywhere("coordinator"),
+    # Figures and deviations: the coordinator's (care.access.Permission.READ_FIGURES).
+    ("GET", "/api/v1/figures"): anywhere("coordinator"),
+    ("GET", "/api/v1/figures/deviations"): anywhere("coordinator"),
 }
 
 PUBLIC = {
