@@ -167,16 +167,7 @@ def do_notify(
         reasons=[reason(part) for part in parts] if policy.include_values else [],
         episode_id=episode_id,
     )
-    for channel, address in targets:
-        do_enqueue_notification(
-            conn,
-            alert_id=alert_id,
-            channel=channel,
-            address=address,
-            message=message,
-            now=now,
-            episode_id=episode_id,
-        )
+    _enqueue_to(conn, targets, alert_id=alert_id, episode_id=episode_id, message=message, now=now)
     details = {"route": route, "unit": policy.name, "recipients": len(targets)}
     if episode_id is not None:
         details["episode"] = episode_id
@@ -218,16 +209,7 @@ def do_notify_technical_contacts(
         ],
         episode_id=episode_id,
     )
-    for channel, address in targets:
-        do_enqueue_notification(
-            conn,
-            alert_id=alert_id,
-            channel=channel,
-            address=address,
-            message=message,
-            now=now,
-            episode_id=episode_id,
-        )
+    _enqueue_to(conn, targets, alert_id=alert_id, episode_id=episode_id, message=message, now=now)
     if targets:
         do_record_event(
             conn,
@@ -241,3 +223,25 @@ def do_notify_technical_contacts(
             },
         )
     return len(targets)
+
+
+def _enqueue_to(
+    conn: psycopg.Connection,
+    targets: Sequence[tuple[str, str]],
+    *,
+    alert_id: int,
+    episode_id: int | None,
+    message: dict[str, Any],
+    now: datetime,
+) -> None:
+    """One outbox row per (channel, address), all carrying the same message."""
+    for channel, address in targets:
+        do_enqueue_notification(
+            conn,
+            alert_id=alert_id,
+            channel=channel,
+            address=address,
+            message=message,
+            now=now,
+            episode_id=episode_id,
+        )

@@ -5,13 +5,11 @@ rule."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-import psycopg
 from fastapi import Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
@@ -25,6 +23,7 @@ from quality.deviations import deviations_csv, load_deviations
 from quality.figures import Period, figures_csv, figures_json, load_figures
 
 router = guarded_router(tags=["figures"])
+T = TypeVar("T")
 
 _RULE = access(Permission.READ_FIGURES, "patients")
 """Aggregates for the coordinator's role; the deviations name only patients in her care."""
@@ -64,11 +63,32 @@ def _period(first: date | None, last: date | None, *, now: datetime) -> Period |
         return problem(422, str(error))
 
 
-@contextmanager
-def _work(request: Request) -> Iterator[tuple[psycopg.Connection, datetime]]:
+def _load(
+    request: Request,
+    *,
+    principal: Caller,
+    first: date | None,
+    last: date | None,
+    format: str,
+    load: Callable[..., T],
+) -> tuple[T, Period] | Response:
+    """What `load` finds for the caller in the period asked for (a 422 for a bad period);
+    a CSV download is logged as an export, anything else as a read."""
     context = api_context(request)
     with context.pool.connection() as conn:
-        yield conn, context.clock.now()
+        now = context.clock.now()
+        period = _period(first, last, now=now)
+        if isinstance(period, Response):
+            return period
+        found = load(
+            conn,
+            principal=principal,
+            period=period,
+            now=now,
+            interface=Interface.API,
+            action=Action.EXPORT if format == "csv" else Action.READ,
+        )
+    return found, period
 
 
 def _csv(text: str, name: str) -> Response:
@@ -90,18 +110,12 @@ def figures(
     """Figures per unit and condition for a period, with the previous period (as many days)
     beside each; cells of fewer than five patients are withheld. docs/figures.md defines
     every figure."""
-    with _work(request) as (conn, now):
-        period = _period(first, to, now=now)
-        if isinstance(period, Response):
-            return period
-        found = load_figures(
-            conn,
-            principal=principal,
-            period=period,
-            now=now,
-            interface=Interface.API,
-            action=Action.EXPORT if format == "csv" else Action.READ,
-        )
+    loaded = _load(
+        request, principal=principal, first=first, last=to, format=format, load=load_figures
+    )
+    if isinstance(loaded, Response):
+        return loaded
+    found, period = loaded
     if format == "csv":
         return _csv(figures_csv(found), f"figures-{period.first}-{period.last}.csv")
     return figures_json(found)
@@ -117,18 +131,12 @@ def deviations(
 ) -> list[DeviationOut] | Response:
     """Deviations to follow up: events of the period and states of now. The patient and the
     link to the case are given only for patients in your care."""
-    with _work(request) as (conn, now):
-        period = _period(first, to, now=now)
-        if isinstance(period, Response):
-            return period
-        found = load_deviations(
-            conn,
-            principal=principal,
-            period=period,
-            now=now,
-            interface=Interface.API,
-            action=Action.EXPORT if format == "csv" else Action.READ,
-        )
+    loaded = _load(
+        request, principal=principal, first=first, last=to, format=format, load=load_deviations
+    )
+    if isinstance(loaded, Response):
+        return loaded
+    found, period = loaded
     if format == "csv":
         return _csv(deviations_csv(found), f"deviations-{period.first}-{period.last}.csv")
     return [
