@@ -58,6 +58,7 @@ from core.clock import ManualClock
 from core.links import DASHBOARD_PATH, FIGURES_SEGMENT
 from core.migrate import migrate
 from core.settings import Settings
+from core.weeks import COUNT_ANSWERS, COUNT_READINGS
 from heimvakt.app import create_app
 from heimvakt.auth import SESSION_COOKIE
 from heimvakt.worker import ingest_limits
@@ -214,6 +215,13 @@ SELECT id, episode_id, created_at, 'email', 'vakt@example.org', '{}',
        CASE WHEN id %% 50 = 0 THEN 'dead' ELSE 'delivered' END, 1 + id %% 4, created_at
   FROM alerts;
 """
+# Counted per week as ingest and the questionnaire route count what they store (core.weeks).
+SEED += ";\n".join(
+    (
+        COUNT_READINGS.format(source="readings"),
+        COUNT_ANSWERS.format(source="questionnaire_responses"),
+    )
+)
 
 
 def seed(conn: psycopg.Connection, sizes: Sizes) -> UUID:

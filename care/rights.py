@@ -18,6 +18,8 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg.rows import dict_row
 
+from core.weeks import WEEK_ZONE, week_of
+
 
 @dataclass(frozen=True, slots=True)
 class Part:
@@ -120,6 +122,10 @@ EXPORT_PARTS: Final = {
 EXPORTED_TABLES: Final = frozenset(part.table for part in EXPORT_PARTS.values())
 
 NOT_EXPORTED: Final = {
+    "reading_weeks": "the readings counted per measurement and week for the figures: derived"
+    " from the readings, which are exported",
+    "answered_weeks": "the days with an answered questionnaire per week for the figures:"
+    " derived from the answers, which are exported",
     "reading_revisions": "the rule engine's cache bookkeeping (transaction ids and the time"
     " span of recent batches): it says nothing about the person that the readings do not",
 }
@@ -180,4 +186,33 @@ def do_apply_retention(conn: psycopg.Connection, *, now: datetime, keep: timedel
     """Delete readings measured before ``now - keep``; returns how many. With TimescaleDB the
     retention policy (drop_chunks) does this cheaper; this is the plain-PostgreSQL path, and
     deleting what a chunk drop already removed is a no-op."""
-    return conn.execute("DELETE FROM readings WHERE measured_at < %s", (now - keep,)).rowcount
+    cut = now - keep
+    deleted = conn.execute("DELETE FROM readings WHERE measured_at < %s", (cut,)).rowcount
+    conn.execute(_RECOUNT_WEEKS, {"cut": cut})
+    return deleted
+
+
+_RECOUNT_WEEKS: Final = f"""
+-- The readings' weekly counts follow (core.weeks): the weeks before the cut go, and the week it
+-- falls in is counted again.
+WITH cut AS (
+    SELECT {week_of("%(cut)s::timestamptz")} AS week
+), gone AS (
+    DELETE FROM reading_weeks w USING cut WHERE w.week < cut.week
+), recounted AS (
+    SELECT w.patient_id, w.code, w.week, count(r.*) AS readings
+      FROM reading_weeks w
+      JOIN cut ON w.week = cut.week
+      LEFT JOIN readings r
+        ON r.patient_id = w.patient_id AND r.code = w.code
+       AND r.measured_at >= (w.week::timestamp AT TIME ZONE '{WEEK_ZONE}')
+       AND r.measured_at < ((w.week + 7)::timestamp AT TIME ZONE '{WEEK_ZONE}')
+     GROUP BY w.patient_id, w.code, w.week
+), emptied AS (
+    DELETE FROM reading_weeks w USING recounted c
+     WHERE (w.patient_id, w.code, w.week) = (c.patient_id, c.code, c.week) AND c.readings = 0
+)
+UPDATE reading_weeks w SET readings = c.readings
+  FROM recounted c
+ WHERE (w.patient_id, w.code, w.week) = (c.patient_id, c.code, c.week) AND c.readings > 0
+"""

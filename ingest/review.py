@@ -23,6 +23,7 @@ from care.access import Action, NotVisibleError, Permission
 from care.guard import PatientRecord, guarded_router, patient_record
 from core.fields import Input
 from core.readings import Reading
+from core.weeks import COUNT_READINGS
 from ingest.store import AfterStore
 
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
@@ -106,6 +107,18 @@ def _decide(
     )
 
 
+_ACCEPT = f"""
+WITH stored AS (
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+                          received_at)
+    SELECT device_id, %s, %s, %s, %s, %s, msg_id, received_at FROM quarantine WHERE id = %s
+    ON CONFLICT DO NOTHING
+    RETURNING patient_id, code, measured_at, received_at
+), counted AS ({COUNT_READINGS.format(source="stored")})
+SELECT received_at FROM stored
+"""
+
+
 def do_accept(
     conn: psycopg.Connection,
     *,
@@ -120,10 +133,7 @@ def do_accept(
     rules) on it, in the caller's transaction; whether it was stored (not already there)."""
     entry = _claim(conn, entry_id=entry_id, patient_id=patient_id)
     row = conn.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) SELECT device_id, %s, %s, %s, %s, %s, msg_id, received_at"
-        " FROM quarantine WHERE id = %s ON CONFLICT DO NOTHING RETURNING received_at",
-        (entry.code, entry.measured_at, patient_id, entry.value, entry.unit, entry_id),
+        _ACCEPT, (entry.code, entry.measured_at, patient_id, entry.value, entry.unit, entry_id)
     ).fetchone()
     _decide(conn, entry_id=entry_id, decision="accepted", by=by, note=note, now=now)
     if row is None:

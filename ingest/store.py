@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import args_row, class_row
 
 from core.readings import Reading
+from core.weeks import COUNT_READINGS
 from ingest import metrics
 from ingest.decoding import Candidate
 from ingest.quarantine import QuarantineEntry
@@ -116,8 +117,12 @@ _ASSIGNED_NOW_TO_ANOTHER = """
       AND c.valid_from <= s.received_at AND (c.valid_to IS NULL OR c.valid_to > s.received_at)
 """
 
+# The readings stored are counted per patient, measurement and week in the same statement
+# (core.weeks.COUNT_READINGS, for the figures): one upsert per week of a patient's measurement
+# in the batch, not one per reading.
 _INSERT_READINGS = f"""
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+WITH stored AS (
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
                           received_at)
     SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.msg_id,
            s.received_at
@@ -128,8 +133,10 @@ INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg
      AND (a.valid_to IS NULL OR a.valid_to > s.measured_at)
     -- Only an ended assignment is checked: the current one (nearly every reading) costs nothing.
     WHERE a.valid_to IS NULL OR NOT EXISTS ({_ASSIGNED_NOW_TO_ANOTHER})
-ON CONFLICT DO NOTHING
-RETURNING patient_id, device_id, code, measured_at, value, unit, received_at
+    ON CONFLICT DO NOTHING
+    RETURNING patient_id, device_id, code, measured_at, value, unit, received_at
+), counted AS ({COUNT_READINGS.format(source="stored")})
+SELECT * FROM stored
 """
 
 # A reading of an earlier assignment that was stored before the device moved on (a redelivery)

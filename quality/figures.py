@@ -191,10 +191,12 @@ _BLOCKS: Final = """
     blocks AS (
         -- The weeks of the previous and the current period, in order and contiguous: block n
         -- is width_bucket's bucket n over %(bounds)s.
-        SELECT b.n, b.s, b.e, b.period, b.week, b.period_end
+        -- counted_week: the block's Monday when it is a whole Norwegian week (reading_weeks).
+        SELECT b.n, b.s, b.e, b.period, b.week, b.period_end, b.counted_week
           FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[], %(periods)s::text[],
-                      %(weeks)s::int[], %(period_ends)s::timestamptz[])
-               WITH ORDINALITY AS b(s, e, period, week, period_end, n)
+                      %(weeks)s::int[], %(period_ends)s::timestamptz[],
+                      %(counted_weeks)s::date[])
+               WITH ORDINALITY AS b(s, e, period, week, period_end, counted_week, n)
     )
 """
 
@@ -231,10 +233,10 @@ def _grouped(sql: str, unit: str) -> str:
 _FOLLOWED_SQL: Final = _grouped(
     """
     WITH {blocks},
-    stays AS (
+    stays AS MATERIALIZED (
         -- Each unit's responsibility for a patient that overlaps the two periods; whether the
         -- patient came from (or went on to) another unit tells a hand-over from a start.
-        SELECT r.organisation_id AS unit_id, r.patient_id, r.valid_from,
+        SELECT r.organisation_id AS unit_id, r.patient_id, p.conditions, r.valid_from,
                coalesce(r.valid_to, 'infinity') AS valid_to,
                coalesce(plan.since, 'infinity') AS plan_since,
                EXISTS (SELECT 1 FROM patient_responsibility q
@@ -243,125 +245,125 @@ _FOLLOWED_SQL: Final = _grouped(
                    AS came_from_unit,
                EXISTS (SELECT 1 FROM patient_responsibility q
                         WHERE q.patient_id = r.patient_id AND q.role = 'responsible'
-                          AND q.valid_from = r.valid_to) AS went_to_unit
+                          AND q.valid_from = r.valid_to) AS went_to_unit,
+               count(*) OVER (PARTITION BY r.patient_id) = 1 AS single
           FROM patient_responsibility r
-          LEFT JOIN LATERAL (SELECT min(v.changed_at) AS since FROM care_plan_versions v
-                              WHERE v.patient_id = r.patient_id) plan ON true
+          JOIN patients p ON p.id = r.patient_id
+          LEFT JOIN (SELECT v.patient_id, min(v.changed_at) AS since FROM care_plan_versions v
+                      GROUP BY v.patient_id) plan ON plan.patient_id = r.patient_id
          WHERE r.role = 'responsible' AND r.valid_from < %(end)s
            AND (r.valid_to IS NULL OR r.valid_to > %(start)s)
     ),
-    answered AS (
-        -- Days with an answered daily check, per stay and week.
-        SELECT st.patient_id, st.valid_from, x.n, x.days
-          FROM stays st
-          CROSS JOIN LATERAL (
-              SELECT width_bucket(q.answered_at, %(bounds)s::timestamptz[]) AS n,
-                     count(DISTINCT (q.answered_at AT TIME ZONE %(tz)s)::date) AS days
-                FROM questionnaire_responses q
-               WHERE q.patient_id = st.patient_id AND q.kind = 'daily_symptoms'
-                 AND q.answered_at >= greatest(st.valid_from, %(start)s)
-                 AND q.answered_at < least(st.valid_to, %(end)s)
-               GROUP BY 1) x
+    ranges AS MATERIALIZED (
+        -- Per stay, scheduled measurement and week: the time followed since the care plan
+        -- began, and one measurement expected per interval of the plan in it.
+        SELECT sm.patient_id, sm.valid_from, sm.code, b.n, g.lo, g.hi, b.counted_week,
+               b.counted_week IS NOT NULL AND g.lo = b.s AND g.hi = b.e AS whole_week,
+               -- In float8: exact for whole seconds, and far cheaper than numeric.
+               floor(date_part('epoch', g.hi - g.lo) / (3600 * sm.every_hours))::int
+                   AS expected
+          FROM (SELECT st.patient_id, st.valid_from, st.valid_to, st.plan_since, m.code,
+                       m.every_hours
+                  FROM stays st JOIN care_plan_measurements m ON m.patient_id = st.patient_id
+                OFFSET 0) sm
+          JOIN blocks b
+            ON sm.valid_from < b.e AND sm.valid_to > b.s
+           AND sm.plan_since < least(sm.valid_to, b.e)
+          CROSS JOIN LATERAL (SELECT greatest(sm.valid_from, b.s, sm.plan_since) AS lo,
+                                     least(sm.valid_to, b.e) AS hi) g
     ),
     schedule AS (
-        -- Per stay and week: one measurement expected per interval of the care plan since
-        -- it began, and at most as many readings count as were expected. Readings are counted
-        -- per stay and scheduled measurement with one index range scan, and matched to the
-        -- weeks inside it (no join over every stay's weeks).
-        SELECT st.patient_id, st.valid_from, x.n, sum(x.expected) AS expected,
+        -- At most as many readings count as were expected. A whole Norwegian week's readings
+        -- are one row of reading_weeks (kept at ingest); only a part of a week (a stay or
+        -- a plan beginning or ending in it, a period not starting on a Monday) counts the
+        -- readings themselves.
+        SELECT x.patient_id, x.valid_from, x.n, sum(x.expected) AS expected,
                sum(least(x.expected, x.readings)) AS received
-          FROM stays st
-          JOIN care_plan_measurements m ON m.patient_id = st.patient_id
-          CROSS JOIN LATERAL (
-              SELECT b.n,
-                     floor(extract(epoch FROM least(st.valid_to, b.e)
-                                   - greatest(st.valid_from, b.s, st.plan_since))
-                           / 3600 / m.every_hours) AS expected,
-                     coalesce(rc.readings, 0) AS readings
-                FROM blocks b
-                LEFT JOIN (
-                    SELECT width_bucket(r.measured_at, %(bounds)s::timestamptz[]) AS n,
-                           count(*) AS readings
-                      FROM readings r
-                     WHERE r.patient_id = st.patient_id AND r.code = m.code
-                       AND r.measured_at >= greatest(st.valid_from, st.plan_since, %(start)s)
-                       AND r.measured_at < least(st.valid_to, %(end)s)
-                     GROUP BY 1) rc ON rc.n = b.n
-               WHERE st.valid_from < b.e AND st.valid_to > b.s
-                 AND st.plan_since < least(st.valid_to, b.e)) x
-         GROUP BY st.patient_id, st.valid_from, x.n
+          FROM (SELECT g.patient_id, g.valid_from, g.n, g.expected,
+                       coalesce(w.readings, 0) AS readings
+                  FROM ranges g
+                  LEFT JOIN (SELECT * FROM reading_weeks
+                              WHERE week >= %(first_day)s AND week <= %(last_day)s) w
+                    ON w.patient_id = g.patient_id AND w.code = g.code
+                   AND w.week = g.counted_week
+                 WHERE g.whole_week
+                UNION ALL
+                SELECT g.patient_id, g.valid_from, g.n, g.expected,
+                       (SELECT count(*) FROM readings r
+                         WHERE r.patient_id = g.patient_id AND r.code = g.code
+                           AND r.measured_at >= g.lo AND r.measured_at < g.hi)
+                  FROM ranges g
+                 WHERE NOT g.whole_week) x
+         GROUP BY x.patient_id, x.valid_from, x.n
     ),
-    slices AS (
+    slices AS MATERIALIZED (
         -- A stay cut at the week boundaries, with what was expected of it and what came.
-        SELECT st.unit_id, st.patient_id, b.n,
+        SELECT st.unit_id, st.patient_id, st.conditions, st.single, b.period, b.week,
                extract(epoch FROM least(st.valid_to, b.e) - greatest(st.valid_from, b.s))
                    / 86400 AS days,
+               -- The stay's first week in the period.
+               b.week = 0 OR st.valid_from >= b.s AS first,
                st.valid_from >= b.s AND st.valid_from < b.e AS began,
+               st.valid_from >= b.s AND st.valid_from < b.e AND NOT st.came_from_unit
+                   AS began_in_service,
                st.valid_to > b.s AND st.valid_to <= b.e AS ended,
+               st.valid_to > b.s AND st.valid_to <= b.e AND NOT st.went_to_unit
+                   AS ended_from_service,
                st.valid_to >= b.period_end AND b.e = b.period_end AS at_end,
-               st.came_from_unit, st.went_to_unit,
-               coalesce(a.days, 0) AS answered,
+               coalesce(bit_count(a.days::bit(7)), q.days) AS answered,
                coalesce(sched.expected, 0) AS expected, coalesce(sched.received, 0) AS received
           FROM stays st
           JOIN blocks b ON st.valid_from < b.e AND st.valid_to > b.s
-          LEFT JOIN answered a
-            ON a.patient_id = st.patient_id AND a.valid_from = st.valid_from AND a.n = b.n
+          CROSS JOIN LATERAL (SELECT b.counted_week IS NOT NULL AND st.valid_from <= b.s
+                                     AND st.valid_to >= b.e AS whole_week) g
+          -- Days with an answered daily check: a whole Norwegian week's are one row of
+          -- answered_weeks; only a part of a week looks at the answers themselves.
+          LEFT JOIN (SELECT * FROM answered_weeks
+                      WHERE kind = 'daily_symptoms'
+                        AND week >= %(first_day)s AND week <= %(last_day)s) a
+            ON g.whole_week AND a.patient_id = st.patient_id AND a.week = b.counted_week
+          CROSS JOIN LATERAL (
+              SELECT count(DISTINCT (q.answered_at AT TIME ZONE %(tz)s)::date) AS days
+                FROM questionnaire_responses q
+               WHERE NOT g.whole_week AND q.patient_id = st.patient_id
+                 AND q.kind = 'daily_symptoms'
+                 AND q.answered_at >= greatest(st.valid_from, b.s)
+                 AND q.answered_at < least(st.valid_to, b.e)) q
           LEFT JOIN schedule sched
             ON sched.patient_id = st.patient_id AND sched.valid_from = st.valid_from
            AND sched.n = b.n
     ),
-    per_patient AS (
-        -- One row per patient and cell (a week or the whole period, a unit or all units), so
-        -- that a patient with several slices in a cell counts once, without count(DISTINCT)
-        -- over every slice and condition.
-        SELECT b.period, CASE WHEN GROUPING(b.week) = 1 THEN -1 ELSE b.week END AS week,
-               CASE WHEN GROUPING(sl.unit_id) = 1 THEN 'all' ELSE sl.unit_id::text END
-                   AS unit_id,
-               sl.patient_id,
-               bool_or(sl.began) AS began,
-               bool_or(sl.began AND NOT sl.came_from_unit) AS began_in_service,
-               bool_or(sl.ended) AS ended,
-               bool_or(sl.ended AND NOT sl.went_to_unit) AS ended_from_service,
-               bool_or(sl.at_end) AS at_end
-          FROM slices sl
-          JOIN blocks b ON b.n = sl.n
-         GROUP BY GROUPING SETS ((b.period, b.week, sl.unit_id, sl.patient_id),
-                                 (b.period, b.week, sl.patient_id),
-                                 (b.period, sl.unit_id, sl.patient_id),
-                                 (b.period, sl.patient_id))
-    ),
-    counted AS (
-        -- Patients share a few sets of conditions: count per set, then under each condition.
-        SELECT pp.period, pp.week, pp.unit_id, p.conditions,
-               count(*) AS patients,
-               count(*) FILTER (WHERE pp.began) AS new_in_unit,
-               count(*) FILTER (WHERE pp.began_in_service) AS new_to_service,
-               count(*) FILTER (WHERE pp.ended) AS ended_in_unit,
-               count(*) FILTER (WHERE pp.ended_from_service) AS ended_from_service,
-               count(*) FILTER (WHERE pp.at_end) AS at_end
-          FROM per_patient pp
-          JOIN patients p ON p.id = pp.patient_id
-         GROUP BY pp.period, pp.week, pp.unit_id, p.conditions
-    ),
     weekly_sums AS (
-        -- Sums need no patient: per week, unit and set of conditions first (numeric, exact
-        -- in any order), then added up into the coarser cells below.
-        SELECT b.period, b.week, sl.unit_id, p.conditions,
+        -- Per week, unit and set of conditions first (numeric, exact in any order), then
+        -- added up into the coarser cells below. A patient with one stay in the two periods
+        -- (nearly all) has one slice per week, begins, ends and is there at the end at most
+        -- once a period, so counting their slices counts them.
+        SELECT sl.period, sl.week, sl.unit_id, sl.conditions,
+               count(*) FILTER (WHERE sl.single) AS patients_in_week,
+               count(*) FILTER (WHERE sl.single AND sl.first) AS patients_in_period,
+               count(*) FILTER (WHERE sl.single AND sl.began) AS new_in_unit,
+               count(*) FILTER (WHERE sl.single AND sl.began_in_service) AS new_to_service,
+               count(*) FILTER (WHERE sl.single AND sl.ended) AS ended_in_unit,
+               count(*) FILTER (WHERE sl.single AND sl.ended_from_service)
+                   AS ended_from_service,
+               count(*) FILTER (WHERE sl.single AND sl.at_end) AS at_end,
                sum(sl.days) AS days,
                sum(floor(sl.days)) AS questionnaires,
                sum(least(sl.answered, floor(sl.days))) AS answered,
                sum(sl.expected) AS expected,
                sum(sl.received) AS received
           FROM slices sl
-          JOIN blocks b ON b.n = sl.n
-          JOIN patients p ON p.id = sl.patient_id
-         GROUP BY b.period, b.week, sl.unit_id, p.conditions
+         GROUP BY sl.period, sl.week, sl.unit_id, sl.conditions
     ),
     summed AS (
+        -- The grouping sets add the whole period (week -1) and all units (NULL).
         SELECT s.period, CASE WHEN GROUPING(s.week) = 1 THEN -1 ELSE s.week END AS week,
-               CASE WHEN GROUPING(s.unit_id) = 1 THEN 'all' ELSE s.unit_id::text END
-                   AS unit_id,
-               s.conditions,
+               s.unit_id, s.conditions,
+               CASE WHEN GROUPING(s.week) = 1 THEN sum(s.patients_in_period)
+                    ELSE sum(s.patients_in_week) END AS patients,
+               sum(s.new_in_unit) AS new_in_unit, sum(s.new_to_service) AS new_to_service,
+               sum(s.ended_in_unit) AS ended_in_unit,
+               sum(s.ended_from_service) AS ended_from_service, sum(s.at_end) AS at_end,
                sum(s.days) AS days, sum(s.questionnaires) AS questionnaires,
                sum(s.answered) AS answered, sum(s.expected) AS expected,
                sum(s.received) AS received
@@ -370,19 +372,53 @@ _FOLLOWED_SQL: Final = _grouped(
                                  (s.period, s.week, s.conditions),
                                  (s.period, s.unit_id, s.conditions),
                                  (s.period, s.conditions))
+    ),
+    per_patient AS (
+        -- A patient with several stays (a hand-over, a new start) counts once per cell: one
+        -- row per such patient and cell.
+        SELECT sl.period, CASE WHEN GROUPING(sl.week) = 1 THEN -1 ELSE sl.week END AS week,
+               sl.unit_id, sl.conditions,
+               bool_or(sl.began) AS began,
+               bool_or(sl.began_in_service) AS began_in_service,
+               bool_or(sl.ended) AS ended,
+               bool_or(sl.ended_from_service) AS ended_from_service,
+               bool_or(sl.at_end) AS at_end
+          FROM slices sl
+         WHERE NOT sl.single
+         GROUP BY GROUPING SETS ((sl.period, sl.week, sl.unit_id, sl.patient_id, sl.conditions),
+                                 (sl.period, sl.week, sl.patient_id, sl.conditions),
+                                 (sl.period, sl.unit_id, sl.patient_id, sl.conditions),
+                                 (sl.period, sl.patient_id, sl.conditions))
+    ),
+    counted AS (
+        SELECT pp.period, pp.week, pp.unit_id, pp.conditions,
+               count(*) AS patients,
+               count(*) FILTER (WHERE pp.began) AS new_in_unit,
+               count(*) FILTER (WHERE pp.began_in_service) AS new_to_service,
+               count(*) FILTER (WHERE pp.ended) AS ended_in_unit,
+               count(*) FILTER (WHERE pp.ended_from_service) AS ended_from_service,
+               count(*) FILTER (WHERE pp.at_end) AS at_end
+          FROM per_patient pp
+         GROUP BY pp.period, pp.week, pp.unit_id, pp.conditions
     )
-    SELECT k.period, k.week, k.unit_id, c.condition,
-           sum(k.patients) AS patients, sum(k.new_in_unit) AS new_in_unit,
-           sum(k.new_to_service) AS new_to_service, sum(k.ended_in_unit) AS ended_in_unit,
-           sum(k.ended_from_service) AS ended_from_service, sum(k.at_end) AS at_end,
+    SELECT s.period, s.week, coalesce(s.unit_id::text, 'all') AS unit_id, c.condition,
+           sum(s.patients + coalesce(k.patients, 0)) AS patients,
+           sum(s.new_in_unit + coalesce(k.new_in_unit, 0)) AS new_in_unit,
+           sum(s.new_to_service + coalesce(k.new_to_service, 0)) AS new_to_service,
+           sum(s.ended_in_unit + coalesce(k.ended_in_unit, 0)) AS ended_in_unit,
+           sum(s.ended_from_service + coalesce(k.ended_from_service, 0)) AS ended_from_service,
+           sum(s.at_end + coalesce(k.at_end, 0)) AS at_end,
            sum(s.days) AS days, sum(s.questionnaires) AS questionnaires,
            sum(s.answered) AS answered, sum(s.expected) AS expected,
            sum(s.received) AS received
-      FROM counted k
-      JOIN summed s USING (period, week, unit_id, conditions)
+      FROM summed s
+      -- A unit of NULL is all units, on both sides.
+      LEFT JOIN counted k
+        ON k.period = s.period AND k.week = s.week AND k.conditions = s.conditions
+       AND k.unit_id IS NOT DISTINCT FROM s.unit_id
       -- Every fact counts under each of its patient's conditions and under 'all'.
-      CROSS JOIN LATERAL unnest(k.conditions || ARRAY['all']) AS c(condition)
-     GROUP BY k.period, k.week, k.unit_id, c.condition
+      CROSS JOIN LATERAL unnest(s.conditions || ARRAY['all']) AS c(condition)
+     GROUP BY s.period, s.week, s.unit_id, c.condition
     """,
     "sl.unit_id",
 )
@@ -537,6 +573,11 @@ def _aggregates(conn: psycopg.Connection, period: Period) -> tuple[pd.DataFrame,
         "weeks": [n for _, n, _ in blocks],
         "period_ends": [ends[label] for label, _, _ in blocks],
         "bounds": [w.start for _, _, w in blocks] + [period.end],
+        "counted_weeks": [
+            w.first if w.first.weekday() == 0 and w.days == 7 else None for _, _, w in blocks
+        ],
+        "first_day": previous.first,
+        "last_day": period.last,
         "tz": str(DISPLAY_TIMEZONE),
     }
     with conn.transaction():

@@ -16,15 +16,18 @@ from care.rights import (
     NOT_EXPORTED,
     do_apply_retention,
 )
+from core.weeks import COUNT_READINGS, week_of
 from tests.care.conftest import WorldClient
 from tests.care.world import World
 from tests.support import scalar
 
 
 def _store(conn: psycopg.Connection, world: World, *, at: datetime) -> None:
+    """A reading, counted in its week as ingest counts it."""
     conn.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', gen_random_uuid(), %s)",
+        "WITH stored AS (INSERT INTO readings (device_id, code, measured_at, patient_id, value,"
+        " unit, msg_id, received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', gen_random_uuid(),"
+        f" %s) RETURNING patient_id, code, measured_at) {COUNT_READINGS.format(source='stored')}",
         (world.scenarios["own"].device, at, world.patients["own"], at),
     )
 
@@ -87,11 +90,18 @@ def test_retention_deletes_only_readings_older_than_the_setting(
     world_client: WorldClient, world: World
 ) -> None:
     now = datetime.now(UTC)
+    cut = now - timedelta(days=365)
     with world_client() as (_client, conn):
-        _store(conn, world, at=now - timedelta(days=400))
-        _store(conn, world, at=now - timedelta(days=10))
-        assert do_apply_retention(conn, now=now, keep=timedelta(days=365)) == 1
-        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+        for at in (now - timedelta(days=400), cut - timedelta(minutes=1), cut, now):
+            _store(conn, world, at=at)
+        assert do_apply_retention(conn, now=now, keep=timedelta(days=365)) == 2
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)
+        # The weekly counts follow: the week cut through is counted again.
+        counted = conn.execute("SELECT week, readings FROM reading_weeks ORDER BY week")
+        recounted = conn.execute(
+            f"SELECT {week_of('measured_at')}, count(*)::int FROM readings GROUP BY 1 ORDER BY 1"
+        )
+        assert counted.fetchall() == recounted.fetchall()
 
 
 # --- every table about a patient is exported and erased, or excluded with a reason -------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -160,6 +160,16 @@ def test_a_replayed_reading_is_a_duplicate_not_a_second_row(conn: psycopg.Connec
     assert (first.stored_count, first.duplicates) == (1, 1)
     assert (again.stored_count, again.duplicates) == (0, 1)
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+
+
+def test_the_readings_stored_are_counted_per_week_once(conn: psycopg.Connection) -> None:
+    seed_patient_with_device(conn)
+    sunday = candidate(minutes_ago=1)  # Sunday 22 November, Norwegian time
+    messages = [[sunday], [candidate(minutes_ago=2)], [candidate(minutes_ago=7 * 24 * 60)]]
+    store_batch(conn, channel="mqtt", messages=messages, quarantined=[])
+    store_batch(conn, channel="mqtt", messages=[[sunday]], quarantined=[])  # a replay
+    weeks = conn.execute("SELECT week, readings FROM reading_weeks ORDER BY week").fetchall()
+    assert weeks == [(date(2026, 11, 9), 1), (date(2026, 11, 16), 2)]
 
 
 def test_unknown_and_unassigned_devices_are_quarantined_with_their_reason(

@@ -8,6 +8,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from core.auth import Principal, TokenVerifier
 from core.clock import ManualClock
 from heimvakt.app import create_app
 from quality.deviations import load_deviations
-from quality.figures import FIGURE_KEYS, Figures, load_figures
+from quality.figures import FIGURE_KEYS, Figures, Period, load_figures
 from tests.dashboard import dashboard_client, issuer_for, session_token, show, text
 from tests.dashboard import figures as dashboard_figures
 from tests.ingest.conftest import TEST_LIMITS
@@ -138,6 +139,27 @@ def test_the_previous_period_stands_beside(seeded: Seeded) -> None:
     assert values["resolve_minutes_median"] == 40.0
     assert values["alerts"] == 0.6  # 1 per 168 patient-days
     assert values["patient_days"] == 168.0
+
+
+def test_a_period_from_a_wednesday_counts_the_same_readings_and_answers(seeded: Seeded) -> None:
+    # Weeks from a Wednesday are no Norwegian weeks: the readings and answers themselves are
+    # counted, not their weekly counts.
+    with seeded.pool.connection() as conn:
+        found = load_figures(
+            conn,
+            principal=_coordinator(seeded.world),
+            period=Period(date(2026, 12, 2), date(2026, 12, 29)),
+            now=NOW,
+            interface=Interface.DASHBOARD,
+        )
+    h = str(seeded.world.units["H"])
+    t = found.table
+    cell = t[(t.period == "current") & (t.unit_id == h) & (t.condition == "all")]
+    values = {r.figure: (r.value, r.numerator, r.denominator) for r in cell.itertuples()}
+    # p1: Dec 2-27 but Dec 3 and 10 of 28 expected; p3's plan from Dec 28 09:00: one expected.
+    assert values["adherence"] == (82.8, 24.0, 29.0)
+    # p1 answered Dec 2-19; whole days followed: p1-p5 28 each, p7 16 (from Dec 14).
+    assert values["questionnaire_completion"] == (11.5, 18.0, 156.0)
 
 
 def test_cells_of_fewer_than_five_patients_are_withheld(seeded: Seeded) -> None:

@@ -37,6 +37,7 @@ from uuid import UUID
 import psycopg
 
 from core.clock import DISPLAY_TIMEZONE
+from core.weeks import COUNT_ANSWERS, COUNT_READINGS
 from quality.figures import Period
 from tests.support import insert_episode
 
@@ -205,6 +206,9 @@ def _schedules_and_readings(conn: psycopg.Connection, w: World) -> None:
             " received_at) VALUES (%s, 'daily_symptoms', %s, '{}', %s)",
             [(p1, oslo(P.first + timedelta(days=d), 8), NOW) for d in range(20)],
         )
+        # Counted per week as ingest and the questionnaire route count what they store.
+        cur.execute(COUNT_READINGS.format(source="readings"))
+        cur.execute(COUNT_ANSWERS.format(source="questionnaire_responses"))
 
 
 def _alert(
