@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
+from babel import Locale
 from babel.dates import format_skeleton
 from babel.numbers import format_decimal
 
@@ -13,8 +14,12 @@ from core.catalog import Measurement
 from core.clock import DISPLAY_TIMEZONE
 from core.i18n import Translator
 
-# English in a Norwegian service keeps the 24-hour clock and day-first dates.
-_BABEL_LOCALES: Final = {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}
+# English in a Norwegian service keeps the 24-hour clock and day-first dates. Parsed once: Babel
+# parses a locale given by name on every call, which was most of formatting a long table.
+_BABEL_LOCALES: Final = {
+    language: Locale.parse(name)
+    for language, name in {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}.items()
+}
 
 # UCUM is for machines; these are the symbols printed on the devices and in the patient's notes.
 _UNIT_SYMBOLS: Final = {"mm[Hg]": "mmHg", "Cel": "°C"}
@@ -22,7 +27,7 @@ _UNIT_SYMBOLS: Final = {"mm[Hg]": "mmHg", "Cel": "°C"}
 NO_VALUE: Final = "\u2013"  # an en dash: nothing measured
 
 
-def babel_locale(t: Translator) -> str:
+def babel_locale(t: Translator) -> Locale:
     return _BABEL_LOCALES[t.language]
 
 

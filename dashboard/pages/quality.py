@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import pandas as pd
-import plotly.graph_objects as go
 from babel.dates import format_date
 from dash import dcc, html
 from dash.development.base_component import Component
@@ -222,43 +221,54 @@ def _table(figures: Figures, condition: str, *, t: Translator) -> Component:
     )
 
 
-def _layout(figure: go.Figure, title: str, t: Translator) -> go.Figure:
-    figure.update_layout(
-        title=title,
-        height=280,
-        margin={"l": 48, "r": 16, "t": 48, "b": 40},
-        separators=",\u00a0" if t.language in ("nb", "nn") else ".,",
-        legend={"orientation": "h"},
-        plot_bgcolor="white",
-    )
-    return figure
+_GRAPH_CONFIG: Final = {"displaylogo": False, "displayModeBar": "hover", "responsive": True}
+
+
+def _graph(title: str, traces: list[dict[str, Any]], t: Translator) -> Component:
+    """A chart as plain plotly JSON: building the traces through plotly's validating classes
+    cost the page more than all its tables together (bench/figures.py)."""
+    layout = {
+        "title": {"text": title},
+        "height": 280,
+        "margin": {"l": 48, "r": 16, "t": 48, "b": 40},
+        "separators": ",\u00a0" if t.language in ("nb", "nn") else ".,",
+        "legend": {"orientation": "h"},
+        "plot_bgcolor": "white",
+    }
+    return dcc.Graph(figure={"data": traces, "layout": layout}, config=_GRAPH_CONFIG)
+
+
+def _values(values: pd.Series) -> list[float | None]:
+    """NaN (nothing to divide by, or withheld) is a gap in the chart."""
+    return [None if math.isnan(v) else v for v in values.astype(float)]
 
 
 def _side_by_side(figures: Figures, condition: str, *, t: Translator) -> Component:
     table = figures.table[
         (figures.table["condition"] == condition) & (figures.table["unit_id"] != ALL)
     ]
-    graphs = []
-    for key in SIDE_BY_SIDE:
-        rows = table[table["figure"] == key]
-        figure = go.Figure()
-        for period, label, colour in (
-            ("current", t("This period"), _CURRENT_COLOUR),
-            ("previous", t("Previous period"), _PREVIOUS_COLOUR),
-        ):
-            part = rows[rows["period"] == period]
-            figure.add_bar(
-                x=[figures.units[u] for u in part["unit_id"]],
-                y=part["value"].astype(float),
-                name=label,
-                marker_color=colour,
-            )
-        graphs.append(
-            dcc.Graph(
-                figure=_layout(figure, figure_name(key, t), t),
-                config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
-            )
+    parts = dict(list(table.groupby(["figure", "period"], sort=False)))
+    graphs = [
+        _graph(
+            figure_name(key, t),
+            [
+                {
+                    "type": "bar",
+                    "name": label,
+                    "x": [figures.units[u] for u in parts[(key, period)]["unit_id"]],
+                    "y": _values(parts[(key, period)]["value"]),
+                    "marker": {"color": colour},
+                }
+                for period, label, colour in (
+                    ("current", t("This period"), _CURRENT_COLOUR),
+                    ("previous", t("Previous period"), _PREVIOUS_COLOUR),
+                )
+                if (key, period) in parts
+            ],
+            t,
         )
+        for key in SIDE_BY_SIDE
+    ]
     return html.Section(
         [html.H2(t("Units side by side")), html.Div(graphs, className="charts")],
         className="card",
@@ -267,24 +277,25 @@ def _side_by_side(figures: Figures, condition: str, *, t: Translator) -> Compone
 
 def _trends(figures: Figures, condition: str, *, t: Translator) -> Component:
     weekly = figures.weekly[figures.weekly["condition"] == condition]
-    graphs = []
-    for key in WEEKLY_FIGURES:
-        rows = weekly[weekly["figure"] == key]
-        figure = go.Figure()
-        for unit_id, name in figures.units.items():
-            part = rows[rows["unit_id"] == unit_id]
-            figure.add_scatter(
-                x=pd.to_datetime(part["week"]),
-                y=part["value"].astype(float),
-                name=_unit_name(unit_id, name, t),
-                mode="lines+markers",
-            )
-        graphs.append(
-            dcc.Graph(
-                figure=_layout(figure, figure_name(key, t), t),
-                config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
-            )
+    parts = dict(list(weekly.groupby(["figure", "unit_id"], sort=False)))
+    graphs = [
+        _graph(
+            figure_name(key, t),
+            [
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": _unit_name(unit_id, name, t),
+                    "x": [week.isoformat() for week in parts[(key, unit_id)]["week"]],
+                    "y": _values(parts[(key, unit_id)]["value"]),
+                }
+                for unit_id, name in figures.units.items()
+                if (key, unit_id) in parts
+            ],
+            t,
         )
+        for key in WEEKLY_FIGURES
+    ]
     return html.Section(
         [html.H2(t("Trend per week")), html.Div(graphs, className="charts")],
         className="card",
