@@ -130,7 +130,7 @@ NOT_EXPORTED: Final = {
     " span of recent batches): it says nothing about the person that the readings do not",
 }
 """Tables that refer to a patient but are left out of the export, and why. Erasure still
-removes their rows (they cascade from the patient)."""
+removes their rows (they cascade from the patient, or it deletes them)."""
 
 KEPT_ON_ERASURE: Final = {
     "access_log": "the law requires the log of who accessed the record to outlive it",
@@ -159,6 +159,9 @@ def do_forget_patient(conn: psycopg.Connection, *, patient_id: UUID, anonymise: 
             count = conn.execute(
                 "DELETE FROM readings WHERE patient_id = %s", (patient_id,)
             ).rowcount
+        # The weekly counts (core.weeks) have no foreign key, to spare ingest its check.
+        conn.execute("DELETE FROM reading_weeks WHERE patient_id = %s", (patient_id,))
+        conn.execute("DELETE FROM answered_weeks WHERE patient_id = %s", (patient_id,))
         # Everything else refers to the patient with ON DELETE CASCADE.
         conn.execute("DELETE FROM patients WHERE id = %s", (patient_id,))
     return count

@@ -4,7 +4,7 @@ and the days with an answered questionnaire (`answered_weeks`). A week of a pati
 there instead of one index entry per reading or answer. Whoever writes the rows counts them in
 the same statement, one upsert per patient and week written, never one per row: ingest per
 batch and a quarantine entry accepted (readings), the questionnaire route (answers);
-retention counts again what it cut (care/rights.py), and erasure cascades from the patient.
+retention counts again what it cut, and erasure deletes them (care/rights.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ INSERT INTO reading_weeks AS w (patient_id, code, week, readings)
 SELECT patient_id, code, {week_of("measured_at")}, count(*)
   FROM {{source}}
  GROUP BY 1, 2, 3
- -- In key order: two batches lock their rows in one order, so they cannot deadlock.
+ -- In one order: two batches lock their rows in one order, so they cannot deadlock.
  ORDER BY 1, 2, 3
-ON CONFLICT (patient_id, code, week) DO UPDATE SET readings = w.readings + EXCLUDED.readings
+ON CONFLICT (week, patient_id, code) DO UPDATE SET readings = w.readings + EXCLUDED.readings
 """
 """Adds the readings of `{source}` (a relation with patient_id, code and measured_at: those
 just stored, e.g. a data-modifying CTE's RETURNING) to their weeks' counts."""
@@ -40,7 +40,7 @@ SELECT patient_id, kind, {week_of("answered_at")},
   FROM {{source}}
  GROUP BY 1, 2, 3
  ORDER BY 1, 2, 3
-ON CONFLICT (patient_id, kind, week) DO UPDATE SET days = w.days | EXCLUDED.days
+ON CONFLICT (week, patient_id, kind) DO UPDATE SET days = w.days | EXCLUDED.days
 """
 """Marks the days of the answers in `{source}` (patient_id, kind and answered_at) answered:
 `days` has bit 0 for Monday to bit 6 for Sunday, so an answer given again changes nothing."""

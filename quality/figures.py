@@ -296,6 +296,22 @@ _FOLLOWED_SQL: Final = _grouped(
                  WHERE NOT g.whole_week) x
          GROUP BY x.patient_id, x.valid_from, x.n
     ),
+    answered_in_part AS (
+        -- Days with an answered daily check in the part of a week a stay covers, where it
+        -- is not a whole Norwegian week (a stay beginning or ending in it, a period not
+        -- starting on a Monday): the answers themselves.
+        SELECT st.patient_id, st.valid_from, b.n,
+               count(DISTINCT (q.answered_at AT TIME ZONE %(tz)s)::date) AS days
+          FROM stays st
+          JOIN blocks b
+            ON st.valid_from < b.e AND st.valid_to > b.s
+           AND NOT (b.counted_week IS NOT NULL AND st.valid_from <= b.s AND st.valid_to >= b.e)
+          JOIN questionnaire_responses q
+            ON q.patient_id = st.patient_id AND q.kind = 'daily_symptoms'
+           AND q.answered_at >= greatest(st.valid_from, b.s)
+           AND q.answered_at < least(st.valid_to, b.e)
+         GROUP BY st.patient_id, st.valid_from, b.n
+    ),
     slices AS MATERIALIZED (
         -- A stay cut at the week boundaries, with what was expected of it and what came.
         SELECT st.unit_id, st.patient_id, st.conditions, st.single, b.period, b.week,
@@ -310,25 +326,21 @@ _FOLLOWED_SQL: Final = _grouped(
                st.valid_to > b.s AND st.valid_to <= b.e AND NOT st.went_to_unit
                    AS ended_from_service,
                st.valid_to >= b.period_end AND b.e = b.period_end AS at_end,
-               coalesce(bit_count(a.days::bit(7)), q.days) AS answered,
+               coalesce(bit_count(a.days::bit(7)), q.days, 0) AS answered,
                coalesce(sched.expected, 0) AS expected, coalesce(sched.received, 0) AS received
           FROM stays st
           JOIN blocks b ON st.valid_from < b.e AND st.valid_to > b.s
           CROSS JOIN LATERAL (SELECT b.counted_week IS NOT NULL AND st.valid_from <= b.s
                                      AND st.valid_to >= b.e AS whole_week) g
           -- Days with an answered daily check: a whole Norwegian week's are one row of
-          -- answered_weeks; only a part of a week looks at the answers themselves.
+          -- answered_weeks.
           LEFT JOIN (SELECT * FROM answered_weeks
                       WHERE kind = 'daily_symptoms'
                         AND week >= %(first_day)s AND week <= %(last_day)s) a
             ON g.whole_week AND a.patient_id = st.patient_id AND a.week = b.counted_week
-          CROSS JOIN LATERAL (
-              SELECT count(DISTINCT (q.answered_at AT TIME ZONE %(tz)s)::date) AS days
-                FROM questionnaire_responses q
-               WHERE NOT g.whole_week AND q.patient_id = st.patient_id
-                 AND q.kind = 'daily_symptoms'
-                 AND q.answered_at >= greatest(st.valid_from, b.s)
-                 AND q.answered_at < least(st.valid_to, b.e)) q
+          LEFT JOIN answered_in_part q
+            ON NOT g.whole_week AND q.patient_id = st.patient_id
+           AND q.valid_from = st.valid_from AND q.n = b.n
           LEFT JOIN schedule sched
             ON sched.patient_id = st.patient_id AND sched.valid_from = st.valid_from
            AND sched.n = b.n
@@ -495,20 +507,31 @@ _ESCALATIONS_SQL: Final = _grouped(
 
 _NOTIFICATIONS_SQL: Final = _grouped(
     f"""
-    WITH {{blocks}}
+    WITH {{blocks}},
+    written AS (
+        -- Counted per week, unit and set of conditions first: a few hundred rows, not one
+        -- per notification, go under each condition and into the cells.
+        SELECT width_bucket(n.created_at, %(bounds)s::timestamptz[]) AS n,
+               r.organisation_id, p.conditions,
+               count(*) FILTER (WHERE n.state = 'delivered') AS delivered,
+               count(*) FILTER (WHERE n.attempts > 1) AS retried,
+               count(*) FILTER (WHERE n.state = 'dead') AS dead
+          FROM notifications n
+          JOIN alerts a ON a.id = n.alert_id
+          {_ALERT_UNIT}
+         WHERE n.created_at >= %(start)s AND n.created_at < %(end)s
+         GROUP BY 1, 2, 3
+    )
     SELECT {{columns}},
-           count(*) FILTER (WHERE n.state = 'delivered') AS notifications_delivered,
-           count(*) FILTER (WHERE n.attempts > 1) AS notifications_retried,
-           count(*) FILTER (WHERE n.state = 'dead') AS notifications_dead
-      FROM notifications n
-      JOIN blocks b ON b.n = width_bucket(n.created_at, %(bounds)s::timestamptz[])
-      JOIN alerts a ON a.id = n.alert_id
-      {_ALERT_UNIT}
+           sum(p.delivered) AS notifications_delivered,
+           sum(p.retried) AS notifications_retried,
+           sum(p.dead) AS notifications_dead
+      FROM written p
+      JOIN blocks b ON b.n = p.n
     {{conditions}}
-     WHERE n.created_at >= %(start)s AND n.created_at < %(end)s
     {{cells}}
     """,
-    "r.organisation_id",
+    "p.organisation_id",
 )
 
 _HANDOVERS_SQL: Final = _grouped(

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from care.access import Action, Interface, Permission
@@ -118,7 +118,8 @@ def figures(
     found, period = loaded
     if format == "csv":
         return _csv(figures_csv(found), f"figures-{period.first}-{period.last}.csv")
-    return figures_json(found)
+    # Plain JSON values already: FastAPI's own encoding would walk every one of them again.
+    return JSONResponse(figures_json(found))
 
 
 @router.get("/figures/deviations", openapi_extra=_RULE, response_model=None, responses=_OR_CSV)

@@ -221,9 +221,6 @@ def _table(figures: Figures, condition: str, *, t: Translator) -> Component:
     )
 
 
-_GRAPH_CONFIG: Final = {"displaylogo": False, "displayModeBar": "hover", "responsive": True}
-
-
 def _graph(title: str, traces: list[dict[str, Any]], t: Translator) -> Component:
     """A chart as plain plotly JSON: building the traces through plotly's validating classes
     cost the page more than all its tables together (bench/figures.py)."""
@@ -235,7 +232,10 @@ def _graph(title: str, traces: list[dict[str, Any]], t: Translator) -> Component
         "legend": {"orientation": "h"},
         "plot_bgcolor": "white",
     }
-    return dcc.Graph(figure={"data": traces, "layout": layout}, config=_GRAPH_CONFIG)
+    return dcc.Graph(
+        figure={"data": traces, "layout": layout},
+        config={"displaylogo": False, "displayModeBar": "hover", "responsive": True},
+    )
 
 
 def _values(values: pd.Series) -> list[float | None]:
