@@ -8,16 +8,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Response
+from fastapi import Request, Response
 from pydantic import BaseModel, Field
 
-from care.access import Action, Permission
-from care.guard import Checked, PatientRecord, allowed, guarded_router, patient_record
-from core.api import Limit, Offset, Page, page
+from care.access import Action, Interface, Permission
+from care.guard import Caller, Checked, PatientRecord, allowed, guarded_router, patient_record
+from core.api import Limit, Offset, Page, access, api_context, page
 from core.fields import Input
-from core.problems import conflict, problem
+from core.problems import conflict, problem, problem_response
 from devices import service
 from devices.schemas import DeviceId, DeviceIn
+from devices.staff import read_status_as
 
 router = guarded_router(tags=["devices"])
 
@@ -119,6 +120,43 @@ def register_device(checked: Manage, body: DeviceIn) -> ProvisionedOut:
         ),
         broker_login=_login(device.id, provisioned.broker_password),
     )
+
+
+class DeviceStatusOut(BaseModel):
+    """Every field is empty until the device has reported it."""
+
+    device_id: str
+    online: bool | None = None
+    battery_pct: float | None = None
+    firmware: str | None = None
+    signal_dbm: float | None = None
+    backlog: int | None = Field(
+        default=None, description="Measurements the gateway holds, not yet sent"
+    )
+    reported_at: datetime | None = None
+    last_seen_at: datetime | None = None
+
+
+@router.get(
+    "/devices/{device_id}/status",
+    openapi_extra=access(Permission.READ_PATIENT, "patient"),
+    responses={404: problem_response("No such device, or its patient is not in your care")},
+)
+def device_status(request: Request, principal: Caller, device_id: str) -> DeviceStatusOut:
+    """What the device last reported (status topic, last will) and when it was last heard
+    from: read as its patient's data, so only those who may read the patient see it."""
+    context = api_context(request)
+    with context.pool.connection() as conn:
+        found = read_status_as(
+            conn,
+            principal=principal,
+            now=context.clock.now(),
+            interface=Interface.API,
+            device_id=device_id,
+        )
+    if found is None:
+        return DeviceStatusOut(device_id=device_id)
+    return DeviceStatusOut.model_validate(found, from_attributes=True)
 
 
 @router.post("/devices/{device_id}/revoke", status_code=204)

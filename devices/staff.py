@@ -12,6 +12,7 @@ import psycopg
 from care.access import (
     Action,
     Interface,
+    NotVisibleError,
     Permission,
     Reason,
     authorize,
@@ -27,7 +28,9 @@ from devices.service import (
     do_assign_device,
     do_provision_device,
     list_devices,
+    patient_of_device,
 )
+from devices.status import DeviceStatus, status_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +99,34 @@ def do_hand_out_as(
             now=now,
         )
         do_assign_device(conn, device_id=device_id, patient_id=patient_id, valid_from=now)
+
+
+def read_status_as(
+    conn: psycopg.Connection,
+    *,
+    principal: Principal,
+    now: datetime,
+    interface: Interface,
+    device_id: str,
+) -> DeviceStatus | None:
+    """What a device last reported, for those who may read its patient's record now (logged
+    as a read of the patient's data); a device with no patient, for those who keep the
+    registry. Raises NotVisibleError for an unknown device, as for a patient not in your care."""
+    with conn.transaction():
+        patient_id = patient_of_device(conn, device_id=device_id, at=now)
+        if patient_id is None:
+            authorize(conn, principal=principal, permission=Permission.MANAGE_DEVICES, now=now)
+            if not conn.execute("SELECT 1 FROM devices WHERE id = %s", (device_id,)).fetchone():
+                raise NotVisibleError
+        else:
+            do_access_patient(
+                conn,
+                principal=principal,
+                permission=Permission.READ_PATIENT,
+                patient_id=patient_id,
+                resource="device-status",
+                action=Action.READ,
+                interface=interface,
+                now=now,
+            )
+        return status_of(conn, device_id=device_id)
