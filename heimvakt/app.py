@@ -26,6 +26,7 @@ from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
 from core.settings import HTTP_MAX_BODY_BYTES
 from dashboard.app import create_dashboard
+from devices.routes import router as devices_router
 from heimvakt.auth import (
     SESSION_COOKIE,
     BearerAuthenticator,
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(care_router)
     app.include_router(alerts_router)
     app.include_router(quality_router)
+    app.include_router(devices_router)
     if local_issuer is not None:
         app.include_router(
             local_issuer_router(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from core.logs import configure_logging
 from core.settings import Settings
+from heimvakt.cli_common import emit_broker_config
+from heimvakt.cli_common import settings_or_exit as _settings
+from heimvakt.devices_cli import devices as devices_group
 
 EXAMPLES = """\b
 Examples:
@@ -40,15 +42,6 @@ app = typer.Typer(
 
 _DEFAULT_HOST = Settings.model_fields["http_host"].default
 _DEFAULT_PORT = Settings.model_fields["http_port"].default
-
-
-def _settings(**overrides: Any) -> Settings:  # values for Settings' fields, which checks them
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as error:
-        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        typer.echo(f"Refusing to start: {reasons}", err=True)
-        raise typer.Exit(2) from error
 
 
 @app.callback()
@@ -143,6 +136,166 @@ def ingest(
     run_ingest(settings, metrics_port=metrics_port)
 
 
+@app.command()
+def gateway(  # noqa: PLR0917  # typer takes the options as parameters
+    device: Annotated[
+        str, typer.Argument(metavar="DEVICE_ID", help="The device it speaks for (its login).")
+    ],
+    outbox: Annotated[
+        Path, typer.Argument(metavar="OUTBOX", help="The SQLite outbox file (made if missing).")
+    ],
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            show_default=False,
+            help="mqtt://ID:PASSWORD@HOST:PORT (mqtts:// for TLS) with the device's own login."
+            " Default: HEIMVAKT_GATEWAY_BROKER_URL, which keeps the password off the command"
+            " line.",
+        ),
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--input", metavar="FILE", help="Native JSON lines to send; - reads standard input."
+        ),
+    ] = "-",
+    capacity: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Measurements the outbox keeps at most.")
+    ] = 100_000,
+    battery: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=100,
+            metavar="PERCENT",
+            show_default=False,
+            help="Battery charge to report. Default: none reported.",
+        ),
+    ] = None,
+    exit_when_empty: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-empty",
+            help="Exit once the input has ended and everything is delivered."
+            " Default: run until stopped.",
+        ),
+    ] = False,
+) -> None:
+    """Run the reference home gateway: every measurement is on disk before it is sent, and is
+    sent again after any outage or restart until the broker acknowledges it (docs/devices.md).
+
+    Input lines: {"measured_at": "2026-11-30T08:00:00+01:00", "readings": [{"code": "spo2",
+    "value": 95, "unit": "%"}]}; without measured_at the gateway's clock stamps the measurement.
+    """
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from core.mqtt import BrokerAddress  # noqa: PLC0415
+    from devices.gateway import Gateway, Outbox, run_gateway  # noqa: PLC0415
+    from heimvakt.worker import until_signalled  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        address = BrokerAddress.parse(broker or os.environ.get("HEIMVAKT_GATEWAY_BROKER_URL", ""))
+    except ValueError as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from error
+    kept = Outbox(outbox, capacity=capacity)
+    runner = Gateway(
+        broker=address,
+        device_id=device,
+        topic_prefix=settings.mqtt_topic_prefix,
+        outbox=kept,
+        clock=SystemClock(),
+        battery=battery,
+    )
+    stop = threading.Event()
+    runner.start()
+    try:
+        with until_signalled(stop):
+            if source == "-":  # never closed: the input thread may be blocked reading it
+                bad = run_gateway(runner, sys.stdin, stop=stop, exit_when_empty=exit_when_empty)
+            else:
+                with Path(source).open(encoding="utf-8") as lines:
+                    bad = run_gateway(runner, lines, stop=stop, exit_when_empty=exit_when_empty)
+    finally:
+        runner.stop()
+        kept.close()
+    raise typer.Exit(1 if bad or runner.refused else 0)
+
+
+@app.command()
+def simulate(
+    days: Annotated[
+        int, typer.Option(min=1, max=30, metavar="DAYS", help="Past days to send, up to today.")
+    ] = 30,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="The same seed gives the same readings.")
+    ] = 1,
+    copies: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Patients enrolled per scenario.")
+    ] = 1,
+) -> None:
+    """Enrol the scenario patients (stable and deteriorating COPD and heart failure, one who
+    stops measuring, ...) in a running installation and send their past days through the real
+    ingest, each device with its own broker login. Needs HEIMVAKT_DATABASE_URL and
+    HEIMVAKT_MQTT_URL; the expected alerts are listed at the end (docs/devices.md)."""
+    import uuid  # noqa: PLC0415
+    from datetime import timedelta  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from core.mqtt import BrokerAddress  # noqa: PLC0415
+    from devices.scenarios import SCENARIOS, mornings  # noqa: PLC0415
+    from heimvakt.simulate import (  # noqa: PLC0415
+        DevicePublishers,
+        do_enrol,
+        first_morning,
+        send_mornings,
+    )
+
+    settings = _settings()
+    if not settings.database_url or not settings.mqtt_url:
+        typer.echo(
+            "Refusing: set HEIMVAKT_DATABASE_URL and HEIMVAKT_MQTT_URL to a running installation",
+            err=True,
+        )
+        raise typer.Exit(2)
+    clock = SystemClock()
+    start = first_morning(clock.now(), days)
+    scenarios = [s for s in SCENARIOS for _ in range(copies)]
+    tag = f"{seed}-{uuid.uuid4().hex[:4]}"
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with conn.transaction():
+            enrolled = do_enrol(
+                conn, scenarios=scenarios, tag=tag, since=start - timedelta(days=1),
+                now=clock.now(),
+            )  # fmt: skip
+        publishers = DevicePublishers(
+            BrokerAddress.parse(settings.mqtt_url),
+            topic_prefix=settings.mqtt_topic_prefix,
+            passwords={d: p for e in enrolled for d, p in e.passwords.items()},
+        )
+        try:
+            planned = list(mornings(scenarios, seed=seed, days=days, start=start))
+            with typer.progressbar(planned, label="Sending") as progress:
+                sent = send_mornings(conn, enrolled, progress, publishers=publishers, now=clock.now)
+            acknowledged = publishers.wait_acknowledged()
+        finally:
+            publishers.close()
+    typer.echo(f"{len(enrolled)} patients, {sent} messages ({tag})")
+    for one in enrolled:
+        expected = ", ".join(sorted(one.scenario.expected)) or "none"
+        typer.echo(f"  {one.scenario.name}: expected alerts {expected}")
+    if not acknowledged:
+        typer.echo("Not every message was acknowledged by the broker", err=True)
+        raise typer.Exit(1)
+
+
 @app.command(
     "mosquitto-security", short_help="Mosquitto's dynamic-security JSON from a password file."
 )
@@ -176,8 +329,6 @@ def mosquitto_security(
     Every login but the platform's is a device: it must connect with its device id as client id,
     may publish only on its own topics under HEIMVAKT_MQTT_TOPIC_PREFIX, and subscribes to nothing.
     """
-    import json  # noqa: PLC0415
-    import os  # noqa: PLC0415
 
     from heimvakt.mosquitto import INGEST_USER, PasswordFileError, dynamic_security_config  # noqa: PLC0415
 
@@ -190,15 +341,10 @@ def mosquitto_security(
     except PasswordFileError as error:
         typer.echo(f"Refusing: {error}", err=True)
         raise typer.Exit(1) from error
-    text = json.dumps(config, indent=2) + "\n"
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    typer.echo(f"{output}: {len(config['clients'])} logins", err=True)
+    emit_broker_config(config, output)
 
+
+app.add_typer(devices_group, name="devices")
 
 tokens = typer.Typer(help="Issue and revoke device tokens for HTTP ingest.")
 app.add_typer(tokens, name="device-token")

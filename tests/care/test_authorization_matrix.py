@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from tests.care.conftest import WorldClient, build_app, local_issuer
-from tests.care.world import ROLES, SCENARIOS, Scenario, World
+from tests.care.world import ROLES, SCENARIOS, SPARE_DEVICE, Scenario, World
 from tests.support import scalar
 
 Expectation = Callable[[str, str], bool]
@@ -46,6 +46,7 @@ def either(*expectations: Expectation) -> Expectation:
 
 
 P = "/api/v1/patients/{patient_id}"
+DEVICE_KEEPERS = ("administrator", "coordinator", "hospital_nurse", "municipal_nurse")
 EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/api/v1/me"): anywhere("patient", *ALL_STAFF),
     ("GET", "/api/v1/me/access-log"): anywhere("patient"),
@@ -121,6 +122,18 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     # Figures and deviations: the coordinator's (care.access.Permission.READ_FIGURES).
     ("GET", "/api/v1/figures"): anywhere("coordinator"),
     ("GET", "/api/v1/figures/deviations"): anywhere("coordinator"),
+    # The device registry: administrators, coordinators and nurses (Permission.MANAGE_DEVICES);
+    # handing a device to a patient, or taking it back, is work on the patient's record.
+    ("GET", "/api/v1/devices"): anywhere(*DEVICE_KEEPERS),
+    # A device's status is its patient's data: read as the patient's record is.
+    ("GET", "/api/v1/devices/{device_id}/status"): own("patient", *TEAM_A),
+    ("POST", "/api/v1/devices"): anywhere(*DEVICE_KEEPERS),
+    ("POST", "/api/v1/devices/{device_id}/revoke"): anywhere(*DEVICE_KEEPERS),
+    ("POST", "/api/v1/devices/{device_id}/broker-password"): anywhere(*DEVICE_KEEPERS),
+    ("POST", f"{P}/devices"): own("coordinator", "hospital_nurse", "municipal_nurse"),
+    ("DELETE", f"{P}/devices/{{device_id}}"): own(
+        "coordinator", "hospital_nurse", "municipal_nurse"
+    ),
 }
 
 PUBLIC = {
@@ -133,6 +146,12 @@ PUBLIC = {
 
 Body = Callable[[World, Scenario], Any]
 BODIES: dict[tuple[str, str], Body] = {
+    ("POST", "/api/v1/devices"): lambda w, s: {
+        "id": f"ox-{uuid.uuid4().hex[:8]}",
+        "kind": "pulse_oximeter",
+        "measurements": ["spo2", "pulse"],
+    },
+    ("POST", f"{P}/devices"): lambda w, s: {"device_id": SPARE_DEVICE},
     ("POST", "/api/v1/organisations"): lambda w, s: {"name": "Legekontoret", "kind": "gp_office"},
     ("POST", "/api/v1/staff"): lambda w, s: {"display_name": "Ny Ansatt", "role": "nurse"},
     ("POST", "/api/v1/staff/{staff_id}/employments"): lambda w, s: {

@@ -27,6 +27,8 @@ from devices.tokens import do_issue_token
 from tests.support import insert_episode
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+SPARE_DEVICE = "ox-spare"
+"""Registered and given to no one: a device to hand out."""
 SCENARIOS = ("own", "other_team", "other_org")
 STAFF_ROLES = {
     "hospital_nurse": (StaffRole.NURSE, "H"),
@@ -153,6 +155,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
         devices[key] = f"ox-{key}"
         do_register_device(conn, device_id=devices[key], kind="pulse_oximeter")
         do_assign_device(conn, device_id=devices[key], patient_id=patients[key], valid_from=SINCE)
+    do_register_device(conn, device_id=SPARE_DEVICE, kind="pulse_oximeter")
 
     colleagues = {"own": "a_colleague", "other_team": "b_nurse", "other_org": "c_nurse"}
     subscriber = {"own": "hospital_nurse", "other_team": "b_nurse", "other_org": "c_nurse"}
