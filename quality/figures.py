@@ -262,6 +262,8 @@ _FOLLOWED_SQL: Final = _grouped(
                -- In float8: exact for whole seconds, and far cheaper than numeric.
                floor(date_part('epoch', g.hi - g.lo) / (3600 * sm.every_hours))::int
                    AS expected
+          -- OFFSET 0 keeps the stays joined to their measurements (a hash join) before the
+          -- weeks, instead of one index lookup per stay and week.
           FROM (SELECT st.patient_id, st.valid_from, st.valid_to, st.plan_since, m.code,
                        m.every_hours
                   FROM stays st JOIN care_plan_measurements m ON m.patient_id = st.patient_id
