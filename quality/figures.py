@@ -466,26 +466,51 @@ _ALERTS_SQL: Final = _grouped(
           {_ALERT_UNIT}
           JOIN organisations o ON o.id = r.organisation_id
          WHERE a.created_at >= %(start)s AND a.created_at < %(end)s
+    ),
+    counts AS (
+        -- The counts per week, unit and set of conditions first: a few hundred rows, not
+        -- one per alert, go under each condition and into the cells.
+        SELECT a.n, a.organisation_id, a.conditions,
+               count(*) AS alerts,
+               count(*) FILTER (WHERE a.severity = 'red') AS alerts_red,
+               count(*) FILTER (WHERE a.severity = 'yellow') AS alerts_yellow,
+               count(*) FILTER (WHERE a.category = 'clinical') AS alerts_clinical,
+               count(*) FILTER (WHERE a.category = 'adherence') AS alerts_adherence,
+               count(*) FILTER (WHERE a.category = 'technical') AS alerts_technical,
+               count(*) FILTER (WHERE a.outside) AS outside,
+               count(a.acknowledge) AS acknowledge_minutes_n,
+               count(a.resolve) AS resolve_minutes_n
+          FROM raised a
+         GROUP BY a.n, a.organisation_id, a.conditions
+    ),
+    counted AS (
+        SELECT {{columns}},
+               sum(a.alerts) AS alerts, sum(a.alerts_red) AS alerts_red,
+               sum(a.alerts_yellow) AS alerts_yellow, sum(a.alerts_clinical) AS alerts_clinical,
+               sum(a.alerts_adherence) AS alerts_adherence,
+               sum(a.alerts_technical) AS alerts_technical, sum(a.outside) AS outside,
+               sum(a.acknowledge_minutes_n) AS acknowledge_minutes_n,
+               sum(a.resolve_minutes_n) AS resolve_minutes_n
+          FROM counts a
+          JOIN blocks b ON b.n = a.n
+          CROSS JOIN LATERAL unnest(a.conditions || ARRAY['all']) AS c(condition)
+        {{cells}}
+    ),
+    timed AS (
+        -- The quantiles need every alert's times, sorted per cell.
+        SELECT {{columns}},
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY a.acknowledge)
+                   AS acknowledge_minutes_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY a.acknowledge)
+                   AS acknowledge_minutes_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY a.resolve) AS resolve_minutes_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY a.resolve) AS resolve_minutes_p90
+          FROM raised a
+          JOIN blocks b ON b.n = a.n
+          CROSS JOIN LATERAL unnest(a.conditions || ARRAY['all']) AS c(condition)
+        {{cells}}
     )
-    SELECT {{columns}},
-           count(*) AS alerts,
-           count(*) FILTER (WHERE a.severity = 'red') AS alerts_red,
-           count(*) FILTER (WHERE a.severity = 'yellow') AS alerts_yellow,
-           count(*) FILTER (WHERE a.category = 'clinical') AS alerts_clinical,
-           count(*) FILTER (WHERE a.category = 'adherence') AS alerts_adherence,
-           count(*) FILTER (WHERE a.category = 'technical') AS alerts_technical,
-           count(*) FILTER (WHERE a.outside) AS outside,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY a.acknowledge)
-               AS acknowledge_minutes_median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY a.acknowledge) AS acknowledge_minutes_p90,
-           count(a.acknowledge) AS acknowledge_minutes_n,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY a.resolve) AS resolve_minutes_median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY a.resolve) AS resolve_minutes_p90,
-           count(a.resolve) AS resolve_minutes_n
-      FROM raised a
-      JOIN blocks b ON b.n = a.n
-      CROSS JOIN LATERAL unnest(a.conditions || ARRAY['all']) AS c(condition)
-    {{cells}}
+    SELECT * FROM counted JOIN timed USING (period, week, unit_id, condition)
     """,
     "a.organisation_id",
 )
