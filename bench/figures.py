@@ -7,7 +7,9 @@ a coordinator per unit, 5,000 patients (COPD, heart failure or both) followed fo
 in ten handed over to another unit mid-year, a daily measurement per condition in every care
 plan (about 90 % of them received), the daily symptom check on about 70 % of days, about one
 alert per 20 patient-days (acknowledged and resolved after a few minutes to hours, one in
-twenty escalated) with one notification each. The whole app (``heimvakt.app.create_app``)
+twenty escalated) with one notification each; readings and answers are counted per week as
+ingest and the questionnaire route count them (core/weeks.py). The whole app
+(``heimvakt.app.create_app``), with the garbage collector set as ``heimvakt up`` sets it,
 then serves a coordinator in this process: the figures page for the default period (the last
 four whole weeks, its previous period and the weekly trend, plus the deviations list) is asked
 for `requests` times, as the browser asks for it after the address changes, and timed from
