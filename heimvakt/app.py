@@ -26,6 +26,9 @@ from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
 from core.settings import HTTP_MAX_BODY_BYTES
 from dashboard.app import create_dashboard
+from fhir_facade.routes import bind_fhir_base
+from fhir_facade.routes import public_router as fhir_public_router
+from fhir_facade.routes import router as fhir_router
 from heimvakt.auth import (
     SESSION_COOKIE,
     BearerAuthenticator,
@@ -97,6 +100,9 @@ def create_app(
     app.include_router(care_router)
     app.include_router(alerts_router)
     app.include_router(quality_router)
+    bind_fhir_base(app, public_url)
+    app.include_router(fhir_public_router)
+    app.include_router(fhir_router)
     if local_issuer is not None:
         app.include_router(
             local_issuer_router(

@@ -21,8 +21,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
+from fhir_facade.resources import ObservationKey, device_resource_id
 from tests.care.conftest import WorldClient, build_app, local_issuer
-from tests.care.world import ROLES, SCENARIOS, Scenario, World
+from tests.care.world import MEASURED, ROLES, SCENARIOS, Scenario, World
 from tests.support import scalar
 
 Expectation = Callable[[str, str], bool]
@@ -121,6 +122,14 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     # Figures and deviations: the coordinator's (care.access.Permission.READ_FIGURES).
     ("GET", "/api/v1/figures"): anywhere("coordinator"),
     ("GET", "/api/v1/figures/deviations"): anywhere("coordinator"),
+    # FHIR: searches answer 200 with what the caller may see (tests/fhir checks the content);
+    # reads of one patient's data, as the REST API's.
+    ("GET", "/fhir/Patient"): anywhere("patient", *ALL_STAFF),
+    ("GET", "/fhir/Patient/{patient_id}"): own("patient", *TEAM_A),
+    ("GET", "/fhir/Patient/{patient_id}/$everything"): own("patient", *TEAM_A),
+    ("GET", "/fhir/Observation"): anywhere("patient", *ALL_STAFF),
+    ("GET", "/fhir/Observation/{observation_id}"): own("patient", *TEAM_A),
+    ("GET", "/fhir/Device/{device_resource_id}"): own("patient", *TEAM_A),
 }
 
 PUBLIC = {
@@ -128,6 +137,7 @@ PUBLIC = {
     ("GET", "/readyz"),
     ("POST", "/auth/token"),
     ("GET", "/.well-known/jwks.json"),
+    ("GET", "/fhir/metadata"),
 }
 """Routes that touch no one's data and are open to anyone."""
 
@@ -252,6 +262,8 @@ def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
         alert_id=ids.alert,
         subscription_id=ids.subscription,
         entry_id=ids.quarantined,
+        observation_id=ObservationKey(device_resource_id(ids.device), "85354-9", MEASURED).id,
+        device_resource_id=device_resource_id(ids.device),
     )
 
 

@@ -1,0 +1,269 @@
+"""The FHIR R4 facade on the shared-care world: what it returns validates against the R4
+models of fhir.resources (its R4B package), searches page without losing or repeating a
+reading while new ones arrive, and nobody sees a patient outside their care, however asked."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from fastapi.testclient import TestClient
+from fhir.resources.R4B import get_fhir_model_class
+
+from core.catalog import MEASUREMENTS
+from fhir_facade.resources import device_resource_id
+from tests.care.conftest import WorldClient
+from tests.care.world import MEASURED, World
+
+FHIR_JSON = "application/fhir+json"
+VALUES = {"%": 94.0, "/min": 72.0, "mm[Hg]": 120.0, "kg": 81.5, "Cel": 37.1, "L": 2.4, "L/min": 380}
+
+
+def _headers(world: World, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.tokens[role]}"}
+
+
+def _get(client: TestClient, url: str, world: World, role: str = "hospital_nurse") -> Any:
+    response = client.get(url, headers=_headers(world, role))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == FHIR_JSON
+    return _valid(response.json())
+
+
+def _valid(resource: dict[str, Any]) -> dict[str, Any]:
+    """Validated by the library, contained resources included (a Bundle validates its entries)."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    return resource
+
+
+def _store(
+    conn: psycopg.Connection, device: str, patient: uuid.UUID, readings: list[tuple]
+) -> None:
+    """Readings as ingest stores them: (code, value, unit, measured_at, received_at)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
+            " received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+            [(device, c, at, patient, v, u, received) for c, v, u, at, received in readings],
+        )
+
+
+def _pages(
+    client: TestClient, url: str, world: World, role: str = "hospital_nurse"
+) -> Iterator[dict]:
+    while url:
+        bundle = _get(client, url, world, role)
+        yield bundle
+        links = {link["relation"]: link["url"] for link in bundle["link"]}
+        next_url = links.get("next")
+        url = "" if next_url is None else _path(next_url)
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def _resources(bundle: dict, kind: str) -> list[dict]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+def test_every_resource_validates_and_blood_pressure_has_the_bp_shape(
+    world_client: WorldClient, world: World
+) -> None:
+    own = world.scenarios["own"]
+    at = MEASURED + timedelta(hours=1)
+    every = [(m.code, VALUES[m.unit], m.unit, at, at) for m in MEASUREMENTS]
+    with world_client() as (client, conn):
+        _store(conn, own.device, own.patient, every)
+        metadata = _get(client, "/fhir/metadata", world)
+        patient = _get(client, f"/fhir/Patient/{own.patient}", world)
+        found = _get(
+            client, f"/fhir/Observation?patient={own.patient}&_include=Observation:device", world
+        )
+        everything = _get(client, f"/fhir/Patient/{own.patient}/$everything", world)
+        observations = _resources(found, "Observation")
+        read = [_get(client, f"/fhir/Observation/{o['id']}", world) for o in observations]
+        device = _get(client, f"/fhir/Device/{device_resource_id(own.device)}", world)
+    assert metadata["fhirVersion"] == "4.0.1"
+    assert patient["name"] == [{"text": "Pasient own"}]
+    # Every catalog measurement, with systolic and diastolic as one panel, twice (the world's
+    # own reading and these).
+    assert len(observations) == len(MEASUREMENTS) - 1 + 2
+    assert read == observations
+    assert _resources(found, "Device") == [device]
+    assert device["patient"] == {"reference": f"Patient/{own.patient}"}
+    assert [r["resourceType"] for r in _resources(everything, "Patient")] == ["Patient"]
+    assert len(_resources(everything, "Observation")) == len(observations)
+    [bp, *_] = [o for o in observations if o["code"]["coding"][0]["code"] == "85354-9"]
+    assert "http://hl7.org/fhir/StructureDefinition/bp" in bp["meta"]["profile"]
+    assert bp["category"][0]["coding"][0]["code"] == "vital-signs"
+    assert "valueQuantity" not in bp
+    assert [
+        (c["code"]["coding"][0]["code"], c["valueQuantity"]["system"], c["valueQuantity"]["code"])
+        for c in bp["component"]
+    ] == [
+        ("8480-6", "http://unitsofmeasure.org", "mm[Hg]"),
+        ("8462-4", "http://unitsofmeasure.org", "mm[Hg]"),
+    ]
+    [spo2, *_] = [o for o in observations if o["code"]["coding"][0]["code"] == "59408-5"]
+    codings = {(c["system"], c["code"]) for c in spo2["code"]["coding"]}
+    assert {("http://loinc.org", "2708-6"), ("urn:iso:std:iso:11073:10101", "150456")} <= codings
+    assert spo2["valueQuantity"]["code"] == "%"
+    assert spo2["device"] == {"reference": f"Device/{device['id']}"}
+
+
+def test_search_by_date_range_and_code(world_client: WorldClient, world: World) -> None:
+    own = world.scenarios["own"]
+    days = [MEASURED + timedelta(days=d) for d in range(1, 6)]
+    with world_client() as (client, conn):
+        _store(conn, own.device, own.patient, [("8867-4", 70, "/min", d, MEASURED) for d in days])
+        base = f"/fhir/Observation?patient=Patient/{own.patient}"
+        pulse = _get(client, f"{base}&code=http://loinc.org|8867-4", world)
+        ranged = _get(
+            client,
+            f"{base}&code=8867-4&date=ge{days[1].isoformat().replace('+00:00', 'Z')}"
+            f"&date=lt{days[3].isoformat().replace('+00:00', 'Z')}",
+            world,
+        )
+        # A date alone is a whole day in Norway; gt a day means from the next day on.
+        by_day = _get(client, f"{base}&code=8867-4&date=gt{days[2].date()}", world)
+        mdc = _get(client, f"{base}&code=urn:iso:std:iso:11073:10101|150456", world)
+        oldest_first = _get(client, f"{base}&_sort=date", world)
+        refused = client.get(f"{base}&status=final", headers=_headers(world, "hospital_nurse"))
+        bad_date = client.get(
+            f"{base}&date=eq2026-01-01", headers=_headers(world, "hospital_nurse")
+        )
+    moments = [o["effectiveDateTime"] for o in _resources(pulse, "Observation")]
+    assert len(moments) == 5
+    assert moments == sorted(moments, reverse=True)
+    assert len(_resources(ranged, "Observation")) == 2
+    assert len(_resources(by_day, "Observation")) == 2
+    assert [o["code"]["coding"][0]["code"] for o in _resources(mdc, "Observation")] == ["59408-5"]
+    oldest = [o["effectiveDateTime"] for o in _resources(oldest_first, "Observation")]
+    assert oldest == sorted(oldest)
+    for response in (refused, bad_date):
+        assert response.status_code == 400
+        assert response.headers["content-type"] == FHIR_JSON
+        outcome = _valid(response.json())
+        assert outcome["issue"][0]["code"] == "not-supported"
+
+
+def test_paging_loses_and_repeats_nothing_while_readings_arrive(
+    world_client: WorldClient, world: World
+) -> None:
+    own = world.scenarios["own"]
+    start = MEASURED + timedelta(days=1)
+    history = [
+        ("59408-5", 90 + i % 8, "%", start + timedelta(hours=i), start + timedelta(hours=i))
+        for i in range(25)
+    ]
+    with world_client() as (client, conn):
+        _store(conn, own.device, own.patient, history)
+        expected = {
+            o["id"]
+            for o in _resources(
+                _get(client, f"/fhir/Observation?patient={own.patient}&_count=1000", world),
+                "Observation",
+            )
+        }
+        seen: list[str] = []
+        pages = 0
+        for bundle in _pages(client, f"/fhir/Observation?patient={own.patient}&_count=7", world):
+            pages += 1
+            seen += [o["id"] for o in _resources(bundle, "Observation")]
+            # New readings arrive between pages: newer ones, and a late upload of an old one
+            # that lands among the pages already read and among those still to come.
+            now = datetime.now(UTC)
+            _store(
+                conn,
+                own.device,
+                own.patient,
+                [
+                    ("8867-4", 70, "/min", now + timedelta(seconds=pages), now),
+                    ("8867-4", 71, "/min", start + timedelta(hours=pages * 3, minutes=1), now),
+                ],
+            )
+    assert pages == 4
+    assert len(seen) == len(set(seen)) == len(expected) == 25 + 2
+    assert set(seen) == expected
+
+
+def test_another_team_sees_nothing_however_asked(world_client: WorldClient, world: World) -> None:
+    other = world.scenarios["other_team"]
+    own = world.scenarios["own"]
+    other_device = device_resource_id(other.device)
+    with world_client() as (client, conn):
+        nurse = _headers(world, "hospital_nurse")
+        searched = _get(
+            client, f"/fhir/Observation?patient={other.patient}&_include=Observation:device", world
+        )
+        everything = client.get(f"/fhir/Patient/{other.patient}/$everything", headers=nurse)
+        device = client.get(f"/fhir/Device/{other_device}", headers=nurse)
+        # The other team's Observation, read by its id.
+        other_id = _resources(
+            _get(client, f"/fhir/Observation?patient={other.patient}", world, "b_nurse"),
+            "Observation",
+        )[0]["id"]
+        read = client.get(f"/fhir/Observation/{other_id}", headers=nurse)
+        # A next link taken from the other team's nurse leads nowhere for this one.
+        link = next(
+            _get(client, f"/fhir/Observation?patient={other.patient}&_count=1", world, "b_nurse")[
+                "link"
+            ][i]["url"]
+            for i in (1,)
+        )
+        followed = _get(client, _path(link), world)
+        # Everything this nurse can find without naming a patient is her own team's.
+        unnamed = _get(client, "/fhir/Observation?_include=Observation:device&_count=1000", world)
+        patients = _get(client, "/fhir/Patient", world)
+        # The own device moves to the other team's patient: an include of the old reading
+        # shows the device, but not whom it measures now.
+        conn.execute(
+            "UPDATE device_assignments SET valid_to = %s WHERE device_id = %s",
+            (MEASURED + timedelta(days=1), own.device),
+        )
+        conn.execute(
+            "INSERT INTO device_assignments (device_id, patient_id, valid_from)"
+            " VALUES (%s, %s, %s)",
+            (own.device, other.patient, MEASURED + timedelta(days=1)),
+        )
+        moved = _get(
+            client, f"/fhir/Observation?patient={own.patient}&_include=Observation:device", world
+        )
+        patient_view = _get(client, "/fhir/Observation?_count=1000", world, "patient")
+    assert searched["entry"] == []
+    for refused in (everything, device, read):
+        assert refused.status_code == 404
+        assert refused.headers["content-type"] == FHIR_JSON
+        assert _valid(refused.json())["issue"][0]["code"] == "not-found"
+    assert followed["entry"] == []
+    subjects = {o["subject"]["reference"] for o in _resources(unnamed, "Observation")}
+    assert subjects == {f"Patient/{own.patient}"}
+    assert {d["id"] for d in _resources(unnamed, "Device")} == {device_resource_id(own.device)}
+    assert str(other.patient) not in str(patients)
+    [moved_device] = _resources(moved, "Device")
+    assert "patient" not in moved_device
+    assert str(other.patient) not in str(moved)
+    assert {o["subject"]["reference"] for o in _resources(patient_view, "Observation")} == {
+        f"Patient/{own.patient}"
+    }
+
+
+def test_every_page_leaves_one_access_log_row_naming_what_it_shows(
+    world_client: WorldClient, world: World
+) -> None:
+    own = world.scenarios["own"]
+    with world_client() as (client, conn):
+        before = conn.execute("SELECT max(id) FROM access_log").fetchone()
+        pages = list(_pages(client, f"/fhir/Patient/{own.patient}/$everything?_count=1", world))
+        rows = conn.execute(
+            "SELECT patient_ids, resource, interface FROM access_log WHERE id > coalesce(%s, 0)",
+            before,
+        ).fetchall()
+    assert len(pages) == 2
+    assert rows == [([own.patient], "fhir:Patient/$everything", "fhir")] * 2
