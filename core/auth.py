@@ -40,7 +40,8 @@ class StaffRole(StrEnum):
     ADMINISTRATOR = "administrator"
 
 
-PrincipalKind = Literal["anonymous", "staff", "patient", "device"]
+PrincipalKind = Literal["anonymous", "staff", "patient", "device", "system"]
+"""``system``: an operator's command on the server (``heimvakt export``), which no token gives."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 from uuid import UUID
 
+import psycopg
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -36,9 +38,10 @@ from care.access import (
 )
 from care.guard import Caller, Checked, GuardedRoute, PatientRecord, allowed, patient_record
 from core.api import access, api_context
-from fhir_facade import capability, queries, resources, search
+from fhir_facade import capability, queries, resources, search, transaction
 from fhir_facade.resources import FHIR_JSON
 from fhir_facade.search import SearchError
+from ingest.decoding import Envelope, MalformedJsonError, load_json
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +132,12 @@ public_router = APIRouter(prefix=FHIR_PATH, tags=_TAGS, default_response_class=F
 """The CapabilityStatement: open to anyone, as FHIR clients read it before they log in."""
 
 
-def bind_fhir_base(app: FastAPI, public_url: str) -> None:
+def bind_fhir(app: FastAPI, *, public_url: str, ingest: transaction.FhirIngest) -> None:
     """Absolute links (Bundle.link, entry.fullUrl) are built from the configured public
-    address, never from the request's Host header."""
+    address, never from the request's Host header; Bundles posted by gateways go through
+    `ingest`."""
     app.state.fhir_base = public_url.rstrip("/") + FHIR_PATH
+    app.state.fhir_ingest = ingest
 
 
 def _base(request: Request) -> str:
@@ -404,3 +409,80 @@ def everything(request: Request, record: PatientEverything) -> FhirResponse:
             next_url=page.next_url,
         )
     )
+
+
+_BUNDLE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    status: {
+        "description": description,
+        "content": {FHIR_JSON: {"schema": {"type": "object", "title": "OperationOutcome"}}},
+    }
+    for status, description in (
+        (413, "The Bundle is larger than the ingest's limit"),
+        (415, "The body is not FHIR JSON"),
+        (422, "Nothing stored: the Bundle's readings were refused (and quarantined)"),
+        (503, "The database is unavailable; send the Bundle again later"),
+    )
+}
+
+
+@router.post(
+    "",
+    summary="A gateway's transaction or batch Bundle of Observations",
+    responses=_BUNDLE_RESPONSES,
+    openapi_extra={
+        # A device writes its own readings only: the token names the device (ingest/http.py).
+        **access("device:ingest", "none"),
+        "requestBody": {
+            "required": True,
+            "content": {FHIR_JSON: {"schema": {"type": "object", "title": "Bundle"}}},
+        },
+    },
+)
+async def post_bundle(request: Request, principal: Caller) -> FhirResponse:
+    """Observations from the gateway whose device token is sent, through the ingest's
+    pipeline (validation, quarantine, dedupe, the rules); answered per entry."""
+    if principal.kind != "device":
+        raise ForbiddenError
+    ingest = request.app.state.fhir_ingest
+    assert isinstance(ingest, transaction.FhirIngest), "the app factory binds the FHIR ingest"
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media not in ("application/fhir+json", "application/json"):
+        return _outcome(415, "not-supported", "send the Bundle as application/fhir+json")
+    body = await request.body()
+    if len(body) > ingest.limits.max_payload_bytes:
+        limit = ingest.limits.max_payload_bytes
+        return _outcome(413, "too-costly", f"the Bundle is larger than {limit} bytes")
+    try:
+        parsed = load_json(body)
+    except MalformedJsonError as error:
+        raise SearchError("invalid", str(error)) from None
+    kind, found = transaction.entries(parsed)
+    context = api_context(request)
+    limits = ingest.limits
+    envelope = Envelope(
+        channel=transaction.CHANNEL,
+        topic=None,
+        device_id=principal.id,
+        received_at=context.clock.now(),
+        max_future=limits.max_future,
+        max_age=limits.max_age,
+        max_readings=limits.max_readings,
+    )
+
+    def work() -> tuple[int, dict[str, Any]]:
+        with context.pool.connection() as conn:
+            return transaction.process(
+                conn, ingest, kind=kind, found=found, body=body, envelope=envelope
+            )
+
+    try:
+        status, answer = await run_in_threadpool(work)
+    except psycopg.OperationalError as error:
+        log.warning("FHIR Bundle: database unavailable (%s)", error)
+        return _outcome(
+            503,
+            "transient",
+            "the database is unavailable; send the Bundle again later",
+            **{"Retry-After": "5"},
+        )
+    return FhirResponse(answer, status_code=status)

@@ -130,6 +130,8 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/fhir/Observation"): anywhere("patient", *ALL_STAFF),
     ("GET", "/fhir/Observation/{observation_id}"): own("patient", *TEAM_A),
     ("GET", "/fhir/Device/{device_resource_id}"): own("patient", *TEAM_A),
+    # A gateway's Bundle: its token names the device, so no scenario reaches another's.
+    ("POST", "/fhir"): anywhere("device"),
 }
 
 PUBLIC = {
@@ -207,6 +209,26 @@ BODIES: dict[tuple[str, str], Body] = {
         "more_breathless": False,
         "more_swelling": False,
         "more_cough": True,
+    },
+    ("POST", "/fhir"): lambda w, s: {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+                    "effectiveDateTime": datetime.now(UTC).isoformat(),
+                    "valueQuantity": {
+                        "value": 95,
+                        "system": "http://unitsofmeasure.org",
+                        "code": "%",
+                    },
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            }
+        ],
     },
     ("POST", "/api/v1/devices/{device_id}/readings"): lambda w, s: {
         "msg_id": str(uuid.uuid4()),

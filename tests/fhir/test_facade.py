@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,10 +15,14 @@ import psycopg
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 
+from core.auth import Principal
 from core.catalog import MEASUREMENTS
+from fhir_facade.export import export_ndjson
+from fhir_facade.queries import count_observations
 from fhir_facade.resources import device_resource_id
 from tests.care.conftest import WorldClient
 from tests.care.world import MEASURED, World
+from tests.support import scalar
 
 FHIR_JSON = "application/fhir+json"
 VALUES = {"%": 94.0, "/min": 72.0, "mm[Hg]": 120.0, "kg": 81.5, "Cel": 37.1, "L": 2.4, "L/min": 380}
@@ -267,3 +272,120 @@ def test_every_page_leaves_one_access_log_row_naming_what_it_shows(
         ).fetchall()
     assert len(pages) == 2
     assert rows == [([own.patient], "fhir:Patient/$everything", "fhir")] * 2
+
+
+def _bundle(kind: str, moments: list[datetime], *, code: str = "59408-5") -> dict[str, Any]:
+    def observation(at: datetime, index: int) -> dict[str, Any]:
+        return {
+            "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{at}{index}')}",
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                "code": "vital-signs",
+                            }
+                        ]
+                    }
+                ],
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "effectiveDateTime": at.isoformat(),
+                "valueQuantity": {"value": 96, "system": "http://unitsofmeasure.org", "code": "%"},
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        }
+
+    return {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [observation(at, i) for i, at in enumerate(moments)],
+    }
+
+
+def test_a_transaction_posted_twice_stores_its_readings_once(
+    world_client: WorldClient, world: World
+) -> None:
+    own = world.scenarios["own"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    moments = [now - timedelta(minutes=m) for m in (1, 2, 3)]
+    bundle = _bundle("transaction", moments)
+    device = {**_headers(world, "device"), "Content-Type": FHIR_JSON}
+    with world_client() as (client, conn):
+        before = scalar(conn, "SELECT count(*) FROM readings")
+        first = client.post("/fhir", json=bundle, headers=device)
+        second = client.post("/fhir", json=bundle, headers=device)
+        after = scalar(conn, "SELECT count(*) FROM readings")
+        stored = _get(client, f"/fhir/Observation?patient={own.patient}&code=59408-5", world)
+        # One bad entry refuses a transaction whole; a batch stores the others.
+        bad = _bundle("transaction", [now - timedelta(minutes=5)], code="0000-0")
+        mixed = {**bad, "entry": [*_bundle("transaction", [now])["entry"], *bad["entry"]]}
+        refused = client.post("/fhir", json=mixed, headers=device)
+        batch = client.post("/fhir", json={**mixed, "type": "batch"}, headers=device)
+        by_staff = client.post("/fhir", json=bundle, headers=_headers(world, "hospital_nurse"))
+    assert first.status_code == second.status_code == 200, first.text
+    assert [e["response"]["status"] for e in _valid(first.json())["entry"]] == ["201 Created"] * 3
+    assert [e["response"]["status"] for e in _valid(second.json())["entry"]] == ["200 OK"] * 3
+    assert first.json()["type"] == "transaction-response"
+    assert after == before + 3
+    locations = {e["response"]["location"] for e in first.json()["entry"]}
+    assert locations <= {f"Observation/{o['id']}" for o in _resources(stored, "Observation")}
+    assert refused.status_code == 422
+    assert _valid(refused.json())["resourceType"] == "OperationOutcome"
+    assert batch.status_code == 200
+    assert [e["response"]["status"][:3] for e in _valid(batch.json())["entry"]] == ["201", "422"]
+    assert by_staff.status_code == 403
+
+
+def test_the_ndjson_export_reads_back_with_counts_matching_the_database(
+    world_client: WorldClient, world: World, tmp_path: Path
+) -> None:
+    patients = [world.scenarios["own"].patient, world.scenarios["other_org"].patient]
+    own = world.scenarios["own"]
+    with world_client() as (_client, conn):
+        _store(
+            conn,
+            own.device,
+            own.patient,
+            [
+                ("8867-4", 60 + i, "/min", MEASURED - timedelta(minutes=i), MEASURED)
+                for i in range(30)
+            ],
+        )
+        seen: list[int] = []
+        operator = Principal(kind="system", id="ops", name="ops", role="operator")
+        counts = export_ndjson(
+            conn,
+            patient_ids=patients,
+            directory=tmp_path,
+            principal=operator,
+            now=datetime.now(UTC),
+            progress=seen.append,
+            page_size=7,
+        )
+        expected = {
+            "Patient": 2,
+            "Device": scalar(
+                conn,
+                "SELECT count(DISTINCT device_id) FROM device_assignments"
+                " WHERE patient_id = ANY (%s)",
+                (patients,),
+            ),
+            "Observation": count_observations(conn, patient_ids=patients),
+        }
+        logged = conn.execute(
+            "SELECT patient_ids, action, interface, actor_kind FROM access_log"
+            " WHERE resource = 'fhir:export'"
+        ).fetchall()
+    read_back = {}
+    for kind in expected:
+        lines = (tmp_path / f"{kind}.ndjson").read_text(encoding="utf-8").splitlines()
+        model = get_fhir_model_class(kind)
+        read_back[kind] = len([model.model_validate_json(line) for line in lines])
+    assert read_back == counts == expected
+    assert expected["Observation"] == 2 * 2 + 30
+    assert sum(seen) == expected["Observation"]
+    assert len(seen) > 2
+    assert logged == [(sorted(patients), "export", "cli", "system")]
