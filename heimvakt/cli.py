@@ -458,13 +458,16 @@ app.add_typer(export, name="export")
 def export_fhir(
     output: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Folder for the NDJSON files.")
-    ],
+    ] = Path("fhir-export"),
     patient: Annotated[
         list[str] | None,
-        typer.Option(metavar="PATIENT_ID", help="A patient to export (repeat for more)."),
+        typer.Option(
+            metavar="PATIENT_ID", help="A patient to export (repeat for more; default: none)."
+        ),
     ] = None,
     everyone: Annotated[
-        bool, typer.Option("--all", help="Export every patient of the installation.")
+        bool,
+        typer.Option("--all", help="Export every patient of the installation. Off by default."),
     ] = False,
 ) -> None:
     """Write FHIR R4 NDJSON bulk files (Patient, Device, Observation) for the patients.
