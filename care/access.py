@@ -89,6 +89,7 @@ class Permission(StrEnum):
     OPEN_EMERGENCY_ACCESS = "emergency-access:open"
     REVIEW_EMERGENCY_ACCESS = "emergency-access:review"
     READ_FIGURES = "figures:read"
+    MANAGE_DEVICES = "devices:manage"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -122,6 +123,10 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     # The health community's management figures and deviations (quality/): leading the
     # service is the coordinator's job; a nurse follows her patients, not the units' figures.
     Permission.READ_FIGURES: frozenset({StaffRole.COORDINATOR}),
+    # Nurses hand devices out and take them back; coordinators also run the registry.
+    Permission.MANAGE_DEVICES: frozenset(
+        {StaffRole.ADMINISTRATOR, StaffRole.COORDINATOR, StaffRole.NURSE}
+    ),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 

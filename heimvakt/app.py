@@ -26,6 +26,7 @@ from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
 from core.settings import HTTP_MAX_BODY_BYTES
 from dashboard.app import create_dashboard
+from devices.routes import router as devices_router
 from fhir_facade.routes import bind_fhir
 from fhir_facade.routes import public_router as fhir_public_router
 from fhir_facade.routes import router as fhir_router
@@ -110,6 +111,7 @@ def create_app(
     )
     app.include_router(fhir_public_router)
     app.include_router(fhir_router)
+    app.include_router(devices_router)
     if local_issuer is not None:
         app.include_router(
             local_issuer_router(

@@ -143,6 +143,86 @@ def ingest(
     run_ingest(settings, metrics_port=metrics_port)
 
 
+@app.command()
+def gateway(  # noqa: PLR0917  # typer takes the options as parameters
+    device: Annotated[
+        str, typer.Option(metavar="ID", help="The device this gateway speaks for (its login).")
+    ],
+    broker: Annotated[
+        str,
+        typer.Option(
+            metavar="URL",
+            envvar="HEIMVAKT_GATEWAY_BROKER_URL",
+            help="mqtt://ID:PASSWORD@HOST:PORT (mqtts:// for TLS) with the device's own login.",
+        ),
+    ],
+    outbox: Annotated[
+        Path, typer.Option(metavar="FILE", help="The SQLite outbox (created if missing).")
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--input", metavar="FILE", help="Native JSON lines to send; - reads standard input."
+        ),
+    ] = "-",
+    capacity: Annotated[
+        int, typer.Option(min=1, help="Measurements the outbox keeps at most.")
+    ] = 100_000,
+    battery: Annotated[
+        float | None,
+        typer.Option(min=0, max=100, help="Battery charge (%) to report. Default: none."),
+    ] = None,
+    exit_when_empty: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-empty", help="Exit once the input has ended and everything is delivered."
+        ),
+    ] = False,
+) -> None:
+    """Run the reference home gateway: every measurement is on disk before it is sent, and is
+    sent again after any outage or restart until the broker acknowledges it (docs/devices.md).
+
+    Input lines: {"measured_at": "2026-11-30T08:00:00+01:00", "readings": [{"code": "spo2",
+    "value": 95, "unit": "%"}]}; without measured_at the gateway's clock stamps the measurement.
+    """
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from core.mqtt import BrokerAddress  # noqa: PLC0415
+    from devices.gateway import Gateway, Outbox, run_gateway  # noqa: PLC0415
+    from heimvakt.worker import until_signalled  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        address = BrokerAddress.parse(broker)
+    except ValueError as error:
+        typer.echo(f"Refusing to start: {error}", err=True)
+        raise typer.Exit(2) from error
+    kept = Outbox(outbox, capacity=capacity)
+    runner = Gateway(
+        broker=address,
+        device_id=device,
+        topic_prefix=settings.mqtt_topic_prefix,
+        outbox=kept,
+        clock=SystemClock(),
+        battery=battery,
+    )
+    stop = threading.Event()
+    runner.start()
+    try:
+        with until_signalled(stop):
+            if source == "-":  # never closed: the input thread may be blocked reading it
+                bad = run_gateway(runner, sys.stdin, stop=stop, exit_when_empty=exit_when_empty)
+            else:
+                with Path(source).open(encoding="utf-8") as lines:
+                    bad = run_gateway(runner, lines, stop=stop, exit_when_empty=exit_when_empty)
+    finally:
+        runner.stop()
+        kept.close()
+    raise typer.Exit(1 if bad or runner.refused else 0)
+
+
 @app.command(
     "mosquitto-security", short_help="Mosquitto's dynamic-security JSON from a password file."
 )

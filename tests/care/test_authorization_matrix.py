@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from fhir_facade.resources import ObservationKey, device_resource_id
 from tests.care.conftest import WorldClient, build_app, local_issuer
-from tests.care.world import MEASURED, ROLES, SCENARIOS, Scenario, World
+from tests.care.world import MEASURED, ROLES, SCENARIOS, SPARE_DEVICE, Scenario, World
 from tests.support import scalar
 
 Expectation = Callable[[str, str], bool]
@@ -47,6 +47,7 @@ def either(*expectations: Expectation) -> Expectation:
 
 
 P = "/api/v1/patients/{patient_id}"
+DEVICE_KEEPERS = ("administrator", "coordinator", "hospital_nurse", "municipal_nurse")
 EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/api/v1/me"): anywhere("patient", *ALL_STAFF),
     ("GET", "/api/v1/me/access-log"): anywhere("patient"),
@@ -132,6 +133,16 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/fhir/Device/{device_resource_id}"): own("patient", *TEAM_A),
     # A gateway's Bundle: its token names the device, so no scenario reaches another's.
     ("POST", "/fhir"): anywhere("device"),
+    # The device registry: administrators, coordinators and nurses (Permission.MANAGE_DEVICES);
+    # handing a device to a patient, or taking it back, is work on the patient's record.
+    ("GET", "/api/v1/devices"): anywhere(*DEVICE_KEEPERS),
+    ("POST", "/api/v1/devices"): anywhere(*DEVICE_KEEPERS),
+    ("POST", "/api/v1/devices/{device_id}/revoke"): anywhere(*DEVICE_KEEPERS),
+    ("POST", "/api/v1/devices/{device_id}/broker-password"): anywhere(*DEVICE_KEEPERS),
+    ("POST", f"{P}/devices"): own("coordinator", "hospital_nurse", "municipal_nurse"),
+    ("DELETE", f"{P}/devices/{{device_id}}"): own(
+        "coordinator", "hospital_nurse", "municipal_nurse"
+    ),
 }
 
 PUBLIC = {
@@ -145,6 +156,12 @@ PUBLIC = {
 
 Body = Callable[[World, Scenario], Any]
 BODIES: dict[tuple[str, str], Body] = {
+    ("POST", "/api/v1/devices"): lambda w, s: {
+        "id": f"ox-{uuid.uuid4().hex[:8]}",
+        "kind": "pulse_oximeter",
+        "measurements": ["spo2", "pulse"],
+    },
+    ("POST", f"{P}/devices"): lambda w, s: {"device_id": SPARE_DEVICE},
     ("POST", "/api/v1/organisations"): lambda w, s: {"name": "Legekontoret", "kind": "gp_office"},
     ("POST", "/api/v1/staff"): lambda w, s: {"display_name": "Ny Ansatt", "role": "nurse"},
     ("POST", "/api/v1/staff/{staff_id}/employments"): lambda w, s: {

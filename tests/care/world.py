@@ -32,6 +32,8 @@ MEASURED = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timede
 no retention period ever removes them."""
 READINGS = (("59408-5", 95.0, "%"), ("8480-6", 128.0, "mm[Hg]"), ("8462-4", 82.0, "mm[Hg]"))
 """Each scenario patient's stored readings: an SpO2 and a blood pressure."""
+SPARE_DEVICE = "ox-spare"
+"""Registered and given to no one: a device to hand out."""
 SCENARIOS = ("own", "other_team", "other_org")
 STAFF_ROLES = {
     "hospital_nurse": (StaffRole.NURSE, "H"),
@@ -164,6 +166,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
                 " msg_id, received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
                 (devices[key], code, MEASURED, patients[key], value, unit, MEASURED),
             )
+    do_register_device(conn, device_id=SPARE_DEVICE, kind="pulse_oximeter")
 
     colleagues = {"own": "a_colleague", "other_team": "b_nurse", "other_org": "c_nurse"}
     subscriber = {"own": "hospital_nurse", "other_team": "b_nurse", "other_org": "c_nurse"}
