@@ -46,6 +46,11 @@ def problem(
     )
 
 
+def conflict(error: object) -> HTTPException:
+    """A 409 to raise: the change conflicts with the current state, which `error` names."""
+    return HTTPException(409, str(error))
+
+
 def problem_response(description: str) -> dict[str, Any]:
     """An error answer for a route's OpenAPI ``responses``, as problem+json."""
     return {

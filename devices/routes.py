@@ -14,11 +14,10 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from care.access import Action, Permission
 from care.guard import Checked, PatientRecord, allowed, guarded_router, patient_record
-from care.routes.problems import conflict
 from core import catalog
 from core.api import Limit, Offset, Page, page
 from core.fields import Input
-from core.problems import problem
+from core.problems import conflict, problem
 from devices import service
 
 router = guarded_router(tags=["devices"])

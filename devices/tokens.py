@@ -48,7 +48,8 @@ def do_issue_token(conn: psycopg.Connection, *, device_id: str, now: datetime) -
     row = conn.execute(
         """
         INSERT INTO device_tokens (device_id, token_hash, prefix, created_at)
-        SELECT id, %(hash)s, %(prefix)s, %(now)s FROM devices WHERE id = %(device)s
+        SELECT id, %(hash)s, %(prefix)s, %(now)s FROM devices
+        WHERE id = %(device)s AND revoked_at IS NULL
         RETURNING id
         """,
         {"device": device_id, "hash": token_hash(token), "prefix": token_prefix(token), "now": now},

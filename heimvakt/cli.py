@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from core.logs import configure_logging
 from core.settings import Settings
+from heimvakt.cli_common import emit_broker_config
+from heimvakt.cli_common import settings_or_exit as _settings
+from heimvakt.devices_cli import devices as devices_group
 
 EXAMPLES = """\b
 Examples:
@@ -40,15 +42,6 @@ app = typer.Typer(
 
 _DEFAULT_HOST = Settings.model_fields["http_host"].default
 _DEFAULT_PORT = Settings.model_fields["http_port"].default
-
-
-def _settings(**overrides: Any) -> Settings:  # values for Settings' fields, which checks them
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as error:
-        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        typer.echo(f"Refusing to start: {reasons}", err=True)
-        raise typer.Exit(2) from error
 
 
 @app.callback()
@@ -146,19 +139,21 @@ def ingest(
 @app.command()
 def gateway(  # noqa: PLR0917  # typer takes the options as parameters
     device: Annotated[
-        str, typer.Option(metavar="ID", help="The device this gateway speaks for (its login).")
-    ],
-    broker: Annotated[
-        str,
-        typer.Option(
-            metavar="URL",
-            envvar="HEIMVAKT_GATEWAY_BROKER_URL",
-            help="mqtt://ID:PASSWORD@HOST:PORT (mqtts:// for TLS) with the device's own login.",
-        ),
+        str, typer.Argument(metavar="DEVICE_ID", help="The device it speaks for (its login).")
     ],
     outbox: Annotated[
-        Path, typer.Option(metavar="FILE", help="The SQLite outbox (created if missing).")
+        Path, typer.Argument(metavar="OUTBOX", help="The SQLite outbox file (made if missing).")
     ],
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            show_default=False,
+            help="mqtt://ID:PASSWORD@HOST:PORT (mqtts:// for TLS) with the device's own login."
+            " Default: HEIMVAKT_GATEWAY_BROKER_URL, which keeps the password off the command"
+            " line.",
+        ),
+    ] = None,
     source: Annotated[
         str,
         typer.Option(
@@ -166,16 +161,24 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
         ),
     ] = "-",
     capacity: Annotated[
-        int, typer.Option(min=1, help="Measurements the outbox keeps at most.")
+        int, typer.Option(min=1, metavar="N", help="Measurements the outbox keeps at most.")
     ] = 100_000,
     battery: Annotated[
         float | None,
-        typer.Option(min=0, max=100, help="Battery charge (%) to report. Default: none."),
+        typer.Option(
+            min=0,
+            max=100,
+            metavar="PERCENT",
+            show_default=False,
+            help="Battery charge to report. Default: none reported.",
+        ),
     ] = None,
     exit_when_empty: Annotated[
         bool,
         typer.Option(
-            "--exit-when-empty", help="Exit once the input has ended and everything is delivered."
+            "--exit-when-empty",
+            help="Exit once the input has ended and everything is delivered."
+            " Default: run until stopped.",
         ),
     ] = False,
 ) -> None:
@@ -185,6 +188,7 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
     Input lines: {"measured_at": "2026-11-30T08:00:00+01:00", "readings": [{"code": "spo2",
     "value": 95, "unit": "%"}]}; without measured_at the gateway's clock stamps the measurement.
     """
+    import os  # noqa: PLC0415
     import sys  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
@@ -195,7 +199,7 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
 
     settings = _settings()
     try:
-        address = BrokerAddress.parse(broker)
+        address = BrokerAddress.parse(broker or os.environ.get("HEIMVAKT_GATEWAY_BROKER_URL", ""))
     except ValueError as error:
         typer.echo(f"Refusing to start: {error}", err=True)
         raise typer.Exit(2) from error
@@ -256,8 +260,6 @@ def mosquitto_security(
     Every login but the platform's is a device: it must connect with its device id as client id,
     may publish only on its own topics under HEIMVAKT_MQTT_TOPIC_PREFIX, and subscribes to nothing.
     """
-    import json  # noqa: PLC0415
-    import os  # noqa: PLC0415
 
     from heimvakt.mosquitto import INGEST_USER, PasswordFileError, dynamic_security_config  # noqa: PLC0415
 
@@ -270,15 +272,10 @@ def mosquitto_security(
     except PasswordFileError as error:
         typer.echo(f"Refusing: {error}", err=True)
         raise typer.Exit(1) from error
-    text = json.dumps(config, indent=2) + "\n"
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    typer.echo(f"{output}: {len(config['clients'])} logins", err=True)
+    emit_broker_config(config, output)
 
+
+app.add_typer(devices_group, name="devices")
 
 tokens = typer.Typer(help="Issue and revoke device tokens for HTTP ingest.")
 app.add_typer(tokens, name="device-token")

@@ -91,6 +91,19 @@ def dynamic_security_config(
     }
 
 
+def with_registry(passwd: str, *, registry: str, revoked: Collection[str]) -> str:
+    """The operator's password file with the device registry's logins in it (`registry`, lines
+    of ``id:$7$...``): for a login in both the registry's line counts, and a revoked device's
+    line is dropped, so a device revoked in the registry can no longer connect."""
+    registered = {line.partition(":")[0] for line in registry.splitlines() if line}
+    kept = [
+        line
+        for line in passwd.splitlines()
+        if line.partition(":")[0] not in registered | set(revoked)
+    ]
+    return "".join(f"{line}\n" for line in kept) + registry
+
+
 def _platform_role(prefix: str) -> dict[str, Any]:
     acls = []
     for kind in TOPIC_KINDS:

@@ -8,9 +8,9 @@ import psycopg
 from care import service
 from care.access import NotVisibleError, Permission
 from care.guard import Checked, allowed, guarded_router
-from care.routes.problems import conflict
 from care.schemas import OrganisationIn, OrganisationOut
 from core.api import Limit, Offset, Page, page
+from core.problems import conflict
 
 router = guarded_router(tags=["organisations"])
 

@@ -9,7 +9,6 @@ from fastapi import Query, Response
 from care import people, service
 from care.access import Action, NotVisibleError, Permission, Reason, visible_patients_filter
 from care.guard import Checked, PatientRecord, allowed, guarded_router, patient_record
-from care.routes.problems import conflict
 from care.schemas import (
     CareTeamOut,
     PatientIn,
@@ -20,6 +19,7 @@ from care.schemas import (
 )
 from core.api import Limit, Offset, Page, page
 from core.fields import STORABLE, Moment
+from core.problems import conflict
 from core.readings import readings_for_patient
 
 router = guarded_router(tags=["patients"])

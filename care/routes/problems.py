@@ -1,6 +1,6 @@
 """How the shared-care API answers refusals and conflicts, as problem+json."""
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from care import careplan, handover, people
@@ -14,11 +14,6 @@ from care.emergency import EmergencyAccessOpenError
 from core.problems import problem
 
 CHALLENGE = 'Bearer realm="heimvakt"'
-
-
-def conflict(error: object) -> HTTPException:
-    """A 409: the change conflicts with the current state, which `error` names."""
-    return HTTPException(409, str(error))
 
 
 def not_visible() -> JSONResponse:

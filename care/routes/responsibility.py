@@ -8,8 +8,8 @@ from fastapi import Response
 from care import careplan, handover, service
 from care.access import Action, ForbiddenError, Permission, works_at
 from care.guard import PatientRecord, guarded_router, patient_record
-from care.routes.problems import conflict
 from care.schemas import BackupUnitIn, HandoverIn, HandoverOut, ResponsibilityPeriodOut
+from core.problems import conflict
 
 router = guarded_router(tags=["responsibility"])
 

@@ -9,9 +9,9 @@ from fastapi import Response
 from care import people
 from care.access import Action, NotVisibleError, Permission, refuse_self_grant
 from care.guard import Checked, allowed, guarded_router
-from care.routes.problems import conflict
 from care.schemas import IdentityIn, MembershipIn, MembershipOut, StaffIn, StaffOut
 from core.api import Limit, Offset, Page, page
+from core.problems import conflict
 
 router = guarded_router(tags=["staff"])
 

@@ -7,9 +7,9 @@ from uuid import UUID
 from care import people
 from care.access import Action, NotVisibleError, Permission, refuse_self_grant
 from care.guard import Checked, allowed, guarded_router, team_member
-from care.routes.problems import conflict
 from care.schemas import CareTeamDetail, CareTeamIn, CareTeamOut, MembershipOut, TeamMemberIn
 from core.api import Limit, Offset, Page, page
+from core.problems import conflict
 
 router = guarded_router(tags=["care teams"])
 

@@ -15,15 +15,8 @@ arrive.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
-import os
-import pwd
 import queue
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,27 +33,14 @@ from core.mqtt import BrokerAddress
 from devices.simulator import SimulatedDevice, Simulator, Vital, history_times
 from heimvakt.cli import app
 from heimvakt.mosquitto import PasswordFileError, dynamic_security_config
-
-MOSQUITTO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-_SBIN_PATH = os.pathsep.join(
-    [os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin"]
+from tests.broker_security import (
+    DYNAMIC_SECURITY,
+    MOSQUITTO,
+    MOSQUITTO_PASSWD,
+    WAIT_SECONDS,
+    SecuredMosquitto,
+    make_password_file,
 )
-MOSQUITTO = shutil.which("mosquitto", path=_SBIN_PATH)
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd", path=_SBIN_PATH)
-DYNAMIC_SECURITY = next(
-    (
-        path
-        for pattern in (
-            "/usr/lib/*/mosquitto_dynamic_security.so",  # Debian, Ubuntu
-            "/usr/lib/mosquitto_dynamic_security.so",  # the eclipse-mosquitto image
-            "/usr/local/lib/mosquitto_dynamic_security.so",
-            "/opt/homebrew/lib/mosquitto_dynamic_security.so",
-        )
-        for path in sorted(glob.glob(pattern))
-    ),
-    None,
-)
-
 
 DEVICES = "heimvakt/v1/devices"
 DEVICE_TOPIC_KINDS = ("readings", "senml", "fhir", "status")
@@ -79,7 +59,6 @@ PASSWORDS = {
 }
 DEVICE_LOGINS = {DEV_A, DEV_B, *SIMULATED}
 
-WAIT_SECONDS = 5.0  # upper bound for anything that should happen
 QUIET_SECONDS = 1.5  # how long "nothing arrives" is watched for, after a control message
 
 
@@ -139,57 +118,6 @@ class Session:
 Connect = Callable[..., Session]
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _config_for_test(project_config: str, overrides: dict[str, str]) -> str:
-    """The project's mosquitto.conf with each overridden setting's value replaced.
-
-    Every overridden setting must appear in the project's file, so the test notices when, say,
-    the password file or the ACL file is no longer configured.
-    """
-    lines: list[str] = []
-    replaced: set[str] = set()
-    for line in project_config.splitlines():
-        key = line.split(maxsplit=1)[0] if line.strip() and not line.startswith("#") else ""
-        if key in overrides:
-            lines.append(f"{key} {overrides[key]}")
-            replaced.add(key)
-        else:
-            lines.append(line)
-    missing = overrides.keys() - replaced
-    assert not missing, f"mosquitto.conf does not set {sorted(missing)}"
-    return "\n".join(lines) + "\n"
-
-
-def _make_password_file(path: Path, passwords: dict[str, str]) -> None:
-    assert MOSQUITTO_PASSWD is not None
-    for index, (username, password) in enumerate(passwords.items()):
-        create = ["-c"] if index == 0 else []
-        subprocess.run(
-            [MOSQUITTO_PASSWD, *create, "-b", str(path), username, password],
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
-
-
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mosquitto exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"mosquitto did not listen on port {port} within {WAIT_SECONDS} s")
-
-
 def _export_dynamic_security(passwd: Path, output: Path) -> None:
     """What the operator runs: `heimvakt mosquitto-security passwd -o dynamic-security.json`."""
     result = CliRunner().invoke(
@@ -226,42 +154,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
             "(Debian: apt-get install mosquitto)"
         )
     workdir = tmp_path_factory.mktemp("mosquitto")
-    _make_password_file(workdir / "passwd", PASSWORDS)
+    make_password_file(workdir / "passwd", PASSWORDS)
     dynamic_security = workdir / "dynamic-security.json"
     _export_dynamic_security(workdir / "passwd", dynamic_security)
     _add_observer(dynamic_security)
-    port = _free_loopback_port()
-    config = workdir / "mosquitto.conf"
-    config.write_text(
-        _config_for_test(
-            (MOSQUITTO_DIR / "mosquitto.conf").read_text(),
-            {
-                "listener": f"{port} 127.0.0.1",
-                "plugin": str(DYNAMIC_SECURITY),
-                "plugin_opt_config_file": str(dynamic_security),
-                "persistence_location": f"{workdir}/",
-                "log_dest": "stdout",
-            },
-        )
-        # Run as whoever runs the tests: as root, Mosquitto would otherwise switch to the
-        # "mosquitto" user, who cannot read the temp directory.
-        + f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-    )
-    log = workdir / "mosquitto.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(config)], stdout=output, stderr=subprocess.STDOUT
-        )
+    mosquitto = SecuredMosquitto(workdir, config_file=dynamic_security)
+    mosquitto.start()
     try:
-        _wait_until_listening(process, port, log)
-        yield Broker(host="127.0.0.1", port=port, log=log)
+        yield Broker(host="127.0.0.1", port=mosquitto.port, log=mosquitto.log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        mosquitto.stop()
 
 
 @pytest.fixture

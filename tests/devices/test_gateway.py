@@ -41,8 +41,8 @@ class GatewayProcess:
     def __init__(self, outbox: Path, *, broker: Mosquitto, prefix: str) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "heimvakt", "gateway", "--device", DEVICE,
-                "--broker", broker.url(DEVICE), "--outbox", str(outbox),
+                sys.executable, "-m", "heimvakt", "gateway", DEVICE, str(outbox),
+                "--broker", broker.url(DEVICE),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -165,8 +165,9 @@ def test_what_the_outbox_holds_survives_reopening_and_is_sent_in_order(tmp_path:
 
 def test_bad_lines_are_named_and_the_good_ones_kept() -> None:
     good = line(datetime(2026, 11, 30, 8, tzinfo=UTC), 95)
-    items = list(read_measurements([good, "", "{not json", '{"readings": []}']))
-    assert isinstance(items[0], Measurement)
-    assert items[1].startswith("line 3:")
-    assert items[2].startswith("line 4: readings:")
-    assert len(items) == 3
+    first, second, third = read_measurements([good, "", "{not json", '{"readings": []}'])
+    assert isinstance(first, Measurement)
+    assert isinstance(second, str)
+    assert second.startswith("line 3:")
+    assert isinstance(third, str)
+    assert third.startswith("line 4: readings:")
