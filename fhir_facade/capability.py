@@ -80,8 +80,9 @@ def statement(base: str) -> dict[str, Any]:
                             ]
                         }
                     ],
-                    "description": "OpenID Connect bearer tokens (HelseID, ID-porten); "
-                    "a gateway posts with its device token.",
+                    "description": "OpenID Connect bearer tokens (HelseID, ID-porten); SMART "
+                    "on FHIR scopes in a token (user/, patient/; v1 and v2) narrow what it "
+                    "reads. A gateway posts with its device token.",
                 },
                 "resource": [
                     {

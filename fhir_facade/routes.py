@@ -38,7 +38,8 @@ from care.access import (
 )
 from care.guard import Caller, Checked, GuardedRoute, PatientRecord, allowed, patient_record
 from core.api import access, api_context
-from fhir_facade import capability, queries, resources, search, transaction
+from core.auth import Principal
+from fhir_facade import capability, queries, resources, scopes, search, transaction
 from fhir_facade.resources import FHIR_JSON
 from fhir_facade.search import SearchError
 from ingest.decoding import Envelope, MalformedJsonError, load_json
@@ -68,8 +69,20 @@ _REFUSALS: Final[dict[type[Exception], tuple[int, str, str]]] = {
 """The access check's refusals, as the REST API answers them (care/routes/problems.py)."""
 
 
+class ScopeError(ForbiddenError):
+    """The token's SMART scopes do not cover the interaction (fhir_facade/scopes.py)."""
+
+
+def _require(principal: Principal, resource_type: str, interaction: scopes.Interaction) -> None:
+    if not scopes.permits(principal, resource_type, interaction):
+        verb = "read" if interaction == "r" else "search"
+        raise ScopeError(f"the token's SMART scopes do not allow to {verb} {resource_type}")
+
+
 def _refusal(error: Exception) -> FhirResponse | None:
     """The OperationOutcome for an exception a request may end in, or None for a bug."""
+    if isinstance(error, ScopeError):
+        return _outcome(403, "forbidden", str(error))
     for kind, (status, code, detail) in _REFUSALS.items():
         if isinstance(error, kind):
             challenge = {"WWW-Authenticate": _CHALLENGE} if status == 401 else {}
@@ -193,6 +206,7 @@ PatientEverything = Annotated[
 def search_patients(request: Request, checked: SearchPatients) -> FhirResponse:
     """Parameters: ``_id``, ``identifier`` (national identity number), ``_count``, and the
     ``_cursor`` of a ``next`` link."""
+    _require(checked.principal, "Patient", "s")
     params = _params(request)
     search.only(params, capability.PATIENT_PARAMETERS)
     limit = search.count(params)
@@ -234,6 +248,7 @@ def _next_link(request: Request, params: list[tuple[str, str]], cursor: str) -> 
 
 @router.get("/Patient/{patient_id}", summary="Read a Patient")
 def read_patient(record: ReadPatient) -> FhirResponse:
+    _require(record.principal, "Patient", "r")
     visible = ("p.id = %(one)s", {"one": record.patient_id})
     [row] = queries.patients(record.conn, visible=visible, now=record.now)
     return _fhir(resources.patient(row))
@@ -243,7 +258,9 @@ def read_patient(record: ReadPatient) -> FhirResponse:
 def search_observations(request: Request, checked: SearchPatients) -> FhirResponse:
     """Parameters: ``patient`` (or ``subject``), ``code``, ``category``, ``date`` and
     ``_lastUpdated`` with ge, gt, le or lt, ``_sort`` (``date`` or ``-date``, the default),
-    ``_count``, ``_include=Observation:device``, and the ``_cursor`` of a ``next`` link."""
+    ``_count``, ``_include=Observation:device``, and the ``_cursor`` of a ``next`` link.
+    Devices are included when the token may read them."""
+    _require(checked.principal, "Observation", "s")
     params = _params(request)
     search.only(params, capability.OBSERVATION_PARAMETERS)
     subject = [v for n, v in params if n in ("patient", "subject")]
@@ -271,7 +288,7 @@ def search_observations(request: Request, checked: SearchPatients) -> FhirRespon
     )
     patients = {r.patient_id for r in page.rows}
     included = []
-    if includes and page.rows:
+    if includes and page.rows and scopes.permits(checked.principal, "Device", "r"):
         for device, _seen in queries.devices(
             checked.conn,
             visible=visible,
@@ -344,6 +361,7 @@ def _observations(
     openapi_extra=access(Permission.READ_PATIENT, "patient"),
 )
 def read_observation(request: Request, observation_id: str, principal: Caller) -> FhirResponse:
+    _require(principal, "Observation", "r")
     key = resources.parse_observation_id(observation_id)
     context = api_context(request)
     with context.pool.connection() as conn:
@@ -367,6 +385,7 @@ def read_observation(request: Request, observation_id: str, principal: Caller) -
 def read_device(device_resource_id: str, checked: SearchPatients) -> FhirResponse:
     """A device ever assigned to a patient in your care; its current patient is shown only
     when that patient is in your care too."""
+    _require(checked.principal, "Device", "r")
     found = queries.devices(
         checked.conn,
         visible=_visible(checked),
@@ -384,7 +403,10 @@ def read_device(device_resource_id: str, checked: SearchPatients) -> FhirRespons
 def everything(request: Request, record: PatientEverything) -> FhirResponse:
     """The Patient and the Devices assigned to them on the first page, then every Observation
     (newest first), paged by ``_count`` through ``next`` links. The guard has checked the
-    patient and logged the request; every read below stays within that one patient."""
+    patient and logged the request; every read below stays within that one patient. A
+    token's SMART scopes leave out the Devices or Observations it may not read."""
+    principal = record.principal
+    _require(principal, "Patient", "r")
     params = _params(request)
     search.only(params, ("_count", "_cursor"))
     only_this = ("p.id = %(one)s", {"one": record.patient_id})
@@ -394,13 +416,16 @@ def everything(request: Request, record: PatientEverything) -> FhirResponse:
             resources.patient(p)
             for p in queries.patients(record.conn, visible=only_this, now=record.now)
         ]
-        first += [
-            resources.device(d)
-            for d, _seen in queries.devices(
-                record.conn, visible=only_this, now=record.now, patient_id=record.patient_id
-            )
-        ]
-    page = _observations(request, record, params, only_this, patient_id=record.patient_id)
+        if scopes.permits(principal, "Device", "r"):
+            first += [
+                resources.device(d)
+                for d, _seen in queries.devices(
+                    record.conn, visible=only_this, now=record.now, patient_id=record.patient_id
+                )
+            ]
+    page = _Page([], None)
+    if scopes.permits(principal, "Observation", "r"):
+        page = _observations(request, record, params, only_this, patient_id=record.patient_id)
     return _fhir(
         resources.searchset(
             _base(request),

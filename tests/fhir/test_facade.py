@@ -14,13 +14,15 @@ from urllib.parse import urlsplit
 import psycopg
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
+from psycopg_pool import ConnectionPool
 
+from care.people import do_link_identity
 from core.auth import Principal
 from core.catalog import MEASUREMENTS
 from fhir_facade.export import export_ndjson
 from fhir_facade.queries import count_observations
 from fhir_facade.resources import device_resource_id
-from tests.care.conftest import WorldClient
+from tests.care.conftest import WorldClient, local_issuer
 from tests.care.world import MEASURED, World
 from tests.support import scalar
 
@@ -389,3 +391,42 @@ def test_the_ndjson_export_reads_back_with_counts_matching_the_database(
     assert sum(seen) == expected["Observation"]
     assert len(seen) > 2
     assert logged == [(sorted(patients), "export", "cli", "system")]
+
+
+def test_smart_scopes_narrow_what_a_token_reads(world_client: WorldClient, world: World) -> None:
+    own = world.scenarios["own"]
+    with world_client() as (client, conn), ConnectionPool(conn.info.dsn, min_size=1) as pool:
+        issuer = local_issuer(pool)
+
+        def token(scope: str, **person: uuid.UUID) -> dict[str, str]:
+            subject = str(uuid.uuid4())
+            do_link_identity(conn, issuer=issuer.config.issuer, subject=subject, **person)
+            return {
+                "Authorization": f"Bearer {issuer.issue(subject=subject, claims={'scope': scope})}"
+            }
+
+        nurse = world.staff["hospital_nurse"]
+        observations_only = token("openid user/Observation.rs", staff_id=nurse)
+        v1_everything = token("user/*.read", staff_id=nurse)
+        launch_less = token("patient/*.rs", staff_id=nurse)
+        patient_own = token("patient/Observation.read", patient_id=own.patient)
+        url = f"/fhir/Observation?patient={own.patient}&_include=Observation:device"
+        narrowed = client.get(url, headers=observations_only)
+        device_read = client.get(
+            f"/fhir/Device/{device_resource_id(own.device)}", headers=observations_only
+        )
+        whole = client.get(url, headers=v1_everything)
+        everything = client.get(
+            f"/fhir/Patient/{own.patient}/$everything", headers=observations_only
+        )
+        staff_patient_scope = client.get(url, headers=launch_less)
+        patient_reads = client.get(url, headers=patient_own)
+        patient_record = client.get(f"/fhir/Patient/{own.patient}", headers=patient_own)
+    assert narrowed.status_code == whole.status_code == patient_reads.status_code == 200
+    assert _resources(narrowed.json(), "Device") == []
+    assert len(_resources(narrowed.json(), "Observation")) == 2
+    assert len(_resources(whole.json(), "Device")) == 1
+    for refused in (device_read, everything, staff_patient_scope, patient_record):
+        assert refused.status_code == 403
+        assert _valid(refused.json())["issue"][0]["code"] == "forbidden"
+    assert len(_resources(patient_reads.json(), "Observation")) == 2
