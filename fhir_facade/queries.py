@@ -181,26 +181,35 @@ def observations(
         beyond = "<" if newest_first else ">"
         keyset = f"WHERE (measured_at, device_id, code) {beyond} (%(m)s, %(d)s, %(c)s)"
         values.update(m=after.measured_at, d=after.device_id, c=after.code)
+    # An Observation is one or two rows (a blood-pressure pair), next to each other in this
+    # order: 2 * (limit + 1) rows hold the first limit + 1 Observations, and all of the first
+    # `limit`, so the database sorts a bounded top of the rows instead of grouping them all.
+    values.update(rows=2 * (limit + 1), groups=limit + 1)
+    order = f"measured_at {direction}, device_id {direction}, code {direction}"
     rows = conn.execute(
         f"""
         WITH r AS (
-            SELECT r.patient_id, r.device_id, r.measured_at, r.received_at, r.code AS reading_code,
-                   r.value, r.unit,
-                   CASE WHEN r.code IN ('{BP_COMPONENTS[0]}', '{BP_COMPONENTS[1]}')
-                        THEN '{BP_PANEL}' ELSE r.code END AS code
-              FROM readings r
-             WHERE {" AND ".join(where)}
+            SELECT * FROM (
+                SELECT r.patient_id, r.device_id, r.measured_at, r.received_at,
+                       r.code AS reading_code, r.value, r.unit,
+                       CASE WHEN r.code IN ('{BP_COMPONENTS[0]}', '{BP_COMPONENTS[1]}')
+                            THEN '{BP_PANEL}' ELSE r.code END AS code
+                  FROM readings r
+                 WHERE {" AND ".join(where)}
+            ) candidates {keyset}
+             ORDER BY {order}
+             LIMIT %(rows)s
         )
         SELECT patient_id, device_id, code, measured_at, max(received_at),
                array_agg(reading_code), array_agg(value), array_agg(unit)
-          FROM r {keyset}
+          FROM r
          GROUP BY measured_at, device_id, code, patient_id
-         ORDER BY measured_at {direction}, device_id {direction}, code {direction}
-         LIMIT %(limit)s
+         ORDER BY {order}
+         LIMIT %(groups)s
         """,
         values,
     ).fetchall()
-    return [_observation_row(row) for row in rows]
+    return [_observation_row(row) for row in rows[:limit]]
 
 
 def observation(conn: psycopg.Connection, *, key: ObservationKey) -> ObservationRow | None:

@@ -4,6 +4,7 @@ reading while new ones arrive, and nobody sees a patient outside their care, how
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -165,9 +166,16 @@ def test_paging_loses_and_repeats_nothing_while_readings_arrive(
 ) -> None:
     own = world.scenarios["own"]
     start = MEASURED + timedelta(days=1)
+    # SpO2 readings and blood-pressure pairs (two readings, one Observation) in turn, so that
+    # page boundaries fall next to pairs.
     history = [
-        ("59408-5", 90 + i % 8, "%", start + timedelta(hours=i), start + timedelta(hours=i))
+        (code, value, unit, start + timedelta(hours=i), start + timedelta(hours=i))
         for i in range(25)
+        for code, value, unit in (
+            [("59408-5", 90 + i % 8, "%")]
+            if i % 2
+            else [("8480-6", 130, "mm[Hg]"), ("8462-4", 80, "mm[Hg]")]
+        )
     ]
     with world_client() as (client, conn):
         _store(conn, own.device, own.patient, history)
@@ -179,10 +187,14 @@ def test_paging_loses_and_repeats_nothing_while_readings_arrive(
             )
         }
         seen: list[str] = []
+        pairs: list[int] = []
         pages = 0
         for bundle in _pages(client, f"/fhir/Observation?patient={own.patient}&_count=7", world):
             pages += 1
             seen += [o["id"] for o in _resources(bundle, "Observation")]
+            pairs += [
+                len(o["component"]) for o in _resources(bundle, "Observation") if "component" in o
+            ]
             # New readings arrive between pages: newer ones, and a late upload of an old one
             # that lands among the pages already read and among those still to come.
             now = datetime.now(UTC)
@@ -198,6 +210,7 @@ def test_paging_loses_and_repeats_nothing_while_readings_arrive(
     assert pages == 4
     assert len(seen) == len(set(seen)) == len(expected) == 25 + 2
     assert set(seen) == expected
+    assert pairs == [2] * (13 + 1)
 
 
 def test_another_team_sees_nothing_however_asked(world_client: WorldClient, world: World) -> None:
@@ -387,6 +400,12 @@ def test_the_ndjson_export_reads_back_with_counts_matching_the_database(
         model = get_fhir_model_class(kind)
         read_back[kind] = len([model.model_validate_json(line) for line in lines])
     assert read_back == counts == expected
+    panels = [
+        o
+        for o in map(json.loads, (tmp_path / "Observation.ndjson").read_text().splitlines())
+        if "component" in o
+    ]
+    assert [len(o["component"]) for o in panels] == [2, 2]
     assert expected["Observation"] == 2 * 2 + 30
     assert sum(seen) == expected["Observation"]
     assert len(seen) > 2
