@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import psycopg
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
@@ -48,16 +47,11 @@ from bench.harness import (
     run_main,
     write_section,
 )
-from care.people import do_link_identity
-from core.auth import LocalIssuer, TokenVerifier
+from bench.served import served_app
 from core.clock import ManualClock
-from core.settings import Settings
 from fhir_facade.queries import count_observations
-from heimvakt.app import create_app
-from heimvakt.worker import ingest_limits
 
 NOW = datetime(2027, 1, 5, 11, 0, tzinfo=UTC)
-ISSUER = "http://bench/auth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,30 +125,8 @@ def measure(database_url: str, sizes: Sizes, checks: Checks) -> Timings:
         readings = conn.execute("SELECT count(*) FROM readings").fetchone()
         assert readings is not None
     with ConnectionPool(database_url, min_size=2, max_size=4) as pool:
-        clock = ManualClock(NOW)
-        issuer = LocalIssuer(
-            pool,
-            issuer=ISSUER,
-            audience="heimvakt",
-            clock=clock,
-            token_lifetime=timedelta(hours=8),
-            issuer_key=AESGCM.generate_key(bit_length=256),
-        )
-        issuer.ensure_signing_key()
-        with pool.connection() as conn:
-            do_link_identity(conn, issuer=ISSUER, subject="bench", staff_id=nurse)
-        headers = {"Authorization": f"Bearer {issuer.issue(subject='bench')}"}
-        app = create_app(
-            pool=pool,
-            clock=clock,
-            broker_connected=lambda: True,
-            after_store=[],
-            limits=ingest_limits(Settings()),
-            verifier=TokenVerifier([], local=issuer),
-            public_url="http://testserver",
-            local_issuer=issuer,
-            secure_cookie=False,
-        )
+        app, token = served_app(pool, ManualClock(NOW), staff_id=nurse)
+        headers = {"Authorization": f"Bearer {token}"}
         timed: list[float] = []
         pages_per_round = 0
         load_before = os.getloadavg()[0]

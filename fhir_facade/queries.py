@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from care.service import PATIENT_COLUMNS
 from fhir_facade.resources import (
     BP_COMPONENTS,
     BP_PANEL,
@@ -29,14 +30,6 @@ from fhir_facade.resources import (
 
 Visible = tuple[str, dict[str, Any]]
 """care.access.visible_patients_filter's condition on ``p.id`` and its parameters."""
-
-_PATIENT_COLUMNS = """
-    p.id, p.display_name, p.birth_date, p.preferred_language, p.national_id, p.phone,
-    (SELECT o.name FROM patient_responsibility r JOIN organisations o ON o.id = r.organisation_id
-      WHERE r.patient_id = p.id AND r.role = 'responsible'
-        AND r.valid_from <= %(now)s AND (r.valid_to IS NULL OR r.valid_to > %(now)s)
-      ORDER BY r.valid_from DESC LIMIT 1) AS responsible_unit
-"""
 
 
 def patients(
@@ -54,7 +47,7 @@ def patients(
     with conn.cursor(row_factory=class_row(PatientRow)) as cur:
         return cur.execute(
             f"""
-            SELECT {_PATIENT_COLUMNS} FROM patients p
+            SELECT {PATIENT_COLUMNS}, p.national_id, p.phone FROM patients p
              WHERE ({condition})
                AND (%(ids)s::uuid[] IS NULL OR p.id = ANY (%(ids)s::uuid[]))
                AND (%(national_id)s::text IS NULL OR p.national_id = %(national_id)s)

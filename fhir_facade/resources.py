@@ -221,13 +221,16 @@ def observation(row: ObservationRow) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class PatientRow:
+    """care.models.Patient's columns (care.service.PATIENT_COLUMNS), then what FHIR adds."""
+
     id: UUID
     display_name: str
     birth_date: date | None
+    conditions: list[str]
     preferred_language: str
+    responsible_unit: str | None
     national_id: str | None
     phone: str | None
-    responsible_unit: str | None
 
 
 def patient(row: PatientRow) -> dict[str, Any]:
