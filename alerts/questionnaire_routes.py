@@ -5,10 +5,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
-from alerts.engine import do_evaluate
+from alerts.answers import do_record_answers
 from care.access import Action, Permission
 from care.guard import PatientRecord, guarded_router, patient_record
 from core.fields import Input
@@ -59,13 +58,13 @@ def submit_questionnaire(
     else:
         answers = body.model_dump(include={"more_breathless", "more_swelling", "more_cough"})
         total = None
-    row = record.conn.execute(
-        "INSERT INTO questionnaire_responses (patient_id, kind, answered_at, answers,"
-        " total, received_at) VALUES (%s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (patient_id, kind, answered_at) DO UPDATE"
-        " SET answers = EXCLUDED.answers, total = EXCLUDED.total RETURNING id",
-        (record.patient_id, body.kind, body.answered_at, Jsonb(answers), total, now),
-    ).fetchone()
-    do_evaluate(record.conn, moments={record.patient_id: [body.answered_at]}, now=now)
-    assert row is not None
-    return QuestionnaireOut(id=row[0], kind=body.kind, answered_at=body.answered_at, total=total)
+    answer_id = do_record_answers(
+        record.conn,
+        patient_id=record.patient_id,
+        kind=body.kind,
+        answered_at=body.answered_at,
+        answers=answers,
+        total=total,
+        now=now,
+    )
+    return QuestionnaireOut(id=answer_id, kind=body.kind, answered_at=body.answered_at, total=total)

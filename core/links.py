@@ -19,6 +19,7 @@ DASHBOARD_PATH: Final = "/app/"
 PATIENTS_SEGMENT: Final = "patients/"
 LOGIN_SEGMENT: Final = "login"
 FIGURES_SEGMENT: Final = "figures"
+DEVICES_SEGMENT: Final = "devices"
 """The health community's figures and deviations (quality/)."""
 
 

@@ -8,19 +8,21 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
+from uuid import UUID
 
 import fastapi
 import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, callback_context, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
+from pydantic import ValidationError
 
 from alerts.actions import AlertStateError, do_acknowledge_alert
 from care.access import Action, ForbiddenError, Interface, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
 from core.i18n import Translator, translator
-from core.links import DASHBOARD_PATH, FIGURES_SEGMENT
+from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
@@ -39,6 +41,16 @@ from dashboard.links import (
     resolve,
 )
 from dashboard.middleware import CallbackRequests, ClientSideRoutes
+from dashboard.pages.devices import (
+    HAND_OUT,
+    HAND_OUT_PATIENT,
+    NEW_ID,
+    NEW_KIND,
+    NEW_SERIAL,
+    REGISTER,
+    devices_page,
+    registered_notice,
+)
 from dashboard.pages.login import login_page
 from dashboard.pages.not_found import not_found_page
 from dashboard.pages.patient import ACKNOWLEDGE, patient_page
@@ -51,6 +63,9 @@ from dashboard.pages.quality import (
 )
 from dashboard.pages.shell import SIGNED_IN, header
 from dashboard.pages.worklist import worklist_page
+from devices.schemas import DeviceIn
+from devices.service import AssignmentConflictError, DeviceExistsError
+from devices.staff import do_hand_out_as, do_register_as, load_registry
 from quality.deviations import deviations_csv, load_deviations
 from quality.figures import Period, figures_csv, load_figures
 
@@ -109,6 +124,7 @@ def create_dashboard(
             f"{url_base}{PATIENTS_SEGMENT}",
             f"{url_base}{LOGIN_SEGMENT}",
             f"{url_base}{FIGURES_SEGMENT}",
+            f"{url_base}{DEVICES_SEGMENT}",
         ),
         index=url_base,
     )
@@ -175,8 +191,10 @@ def create_dashboard(
         token = callback_context.cookies.get(session_cookie)
         triggers = callback_context.triggered_prop_ids
         refresh = bool(triggers) and all(prop.startswith("refresh.") for prop in triggers)
-        if refresh and resolve(pathname, base=url_base).page is Page.FIGURES:
-            # The figures are of whole past days: a refresh would show the same again.
+        if refresh and resolve(pathname, base=url_base).page in (Page.FIGURES, Page.DEVICES):
+            # The figures are of whole past days: a refresh would show the same again. The
+            # registry changes by the user's own actions, which redraw it; a refresh would wipe
+            # a choice half made.
             return no_update, None
         try:
             # The database is read in a worker thread, so the event loop goes on serving others.
@@ -230,6 +248,14 @@ def create_dashboard(
             )
         return html.Div(t("Alert acknowledged."), role="status", className="status-ok")
 
+    _devices_callbacks(
+        app,
+        pool=pool,
+        clock=clock,
+        principal_of=principal_of,
+        session_cookie=session_cookie,
+        render=render,
+    )
     _figures_callbacks(
         app,
         pool=pool,
@@ -288,6 +314,8 @@ def _content(
                 t=t,
                 links=links,
             )
+        if route.page is Page.DEVICES:
+            return _devices_content(view, pool=pool, t=t)
         if route.page is Page.PATIENT and route.patient_id is not None:
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                 patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
@@ -297,9 +325,143 @@ def _content(
         pass  # the same answer as for a patient who does not exist
     except ForbiddenError:
         return not_found_page(t("You do not have access to this page."), t=t, links=links)
-    if route.page is Page.PATIENT:
-        return not_found_page(t("Patient not found"), t=t, links=links)
-    return not_found_page(t("Page not found"), t=t, links=links)
+    missing = t("Patient not found") if route.page is Page.PATIENT else t("Page not found")
+    return not_found_page(missing, t=t, links=links)
+
+
+def _devices_content(view: View, *, pool: ConnectionPool, t: Translator) -> Component:
+    with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+        registry = load_registry(
+            conn, principal=view.principal, now=view.now, interface=Interface.DASHBOARD
+        )
+    return devices_page(registry, t=t)
+
+
+def _devices_callbacks(
+    app: Dash,
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    principal_of: Callable[[str | None], Principal],
+    session_cookie: str,
+    render: Callable[..., tuple[Component, None]],
+) -> None:
+    """The registry page's two actions; each redraws the page, which shows what changed."""
+
+    @app.callback(
+        Output("action-status", "children", allow_duplicate=True),
+        Output("page", "children", allow_duplicate=True),
+        Input(REGISTER, "n_clicks"),
+        State(NEW_ID, "value"),
+        State(NEW_KIND, "value"),
+        State(NEW_SERIAL, "value"),
+        State("url", "pathname"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    async def register(  # noqa: PLR0917  # Dash passes inputs and states by position
+        clicks: int | None,
+        device_id: str | None,
+        kind: str | None,
+        serial: str | None,
+        pathname: str | None,
+        search: str | None,
+    ) -> tuple[Component | NoUpdate, Component | NoUpdate]:
+        if not clicks:
+            return no_update, no_update
+        token = callback_context.cookies.get(session_cookie)
+
+        def act() -> tuple[Component, Component | NoUpdate]:
+            t = translator(language_from_search(search))
+            try:
+                body = DeviceIn(
+                    id=(device_id or "").strip(), kind=kind or "", serial=serial or None
+                )
+                with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+                    provisioned = do_register_as(
+                        conn,
+                        principal=principal_of(token),
+                        now=clock.now(),
+                        device_id=body.id,
+                        kind=body.kind,
+                        serial=body.serial,
+                    )
+            except ValidationError:
+                return _warning(
+                    t("Give an id of letters, digits, dots, dashes or underscores.")
+                ), no_update
+            except DeviceExistsError:
+                return _warning(t("A device with that id is already registered.")), no_update
+            except (NotAuthenticatedError, ForbiddenError, psycopg.Error):
+                log.info("no device registered from the dashboard", exc_info=True)
+                return _warning(t("The device could not be registered.")), no_update
+            page, _ = render(pathname, search, token, refresh=False)
+            return registered_notice(provisioned, t=t), page
+
+        return await asyncio.to_thread(act)
+
+    @app.callback(
+        Output("action-status", "children", allow_duplicate=True),
+        Output("page", "children", allow_duplicate=True),
+        Input({"type": HAND_OUT, "device": ALL}, "n_clicks"),
+        State({"type": HAND_OUT_PATIENT, "device": ALL}, "value"),
+        State({"type": HAND_OUT_PATIENT, "device": ALL}, "id"),
+        State("url", "pathname"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    async def hand_out(
+        clicks: list[int | None],
+        chosen: list[str | None],
+        pickers: list[dict[str, str]],
+        pathname: str | None,
+        search: str | None,
+    ) -> tuple[Component | NoUpdate, Component | NoUpdate]:
+        triggered = callback_context.triggered_id
+        if not isinstance(triggered, dict) or not any(clicks):
+            return no_update, no_update
+        device_id = str(triggered["device"])
+        patient = dict(zip((p["device"] for p in pickers), chosen, strict=True)).get(device_id)
+        token = callback_context.cookies.get(session_cookie)
+
+        def act() -> tuple[Component, Component | NoUpdate]:
+            t = translator(language_from_search(search))
+            if not patient:
+                return _warning(t("Choose the patient first.")), no_update
+            try:
+                with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+                    do_hand_out_as(
+                        conn,
+                        principal=principal_of(token),
+                        now=clock.now(),
+                        interface=Interface.DASHBOARD,
+                        device_id=device_id,
+                        patient_id=UUID(patient),
+                    )
+            except (
+                NotAuthenticatedError,
+                ForbiddenError,
+                NotVisibleError,
+                LookupError,
+                AssignmentConflictError,
+                ValueError,
+                psycopg.Error,
+            ):
+                log.info("device %s was not handed out", device_id, exc_info=True)
+                return _warning(t("The device could not be handed out.")), no_update
+            page, _ = render(pathname, search, token, refresh=False)
+            done = html.Div(
+                t("{device} now measures for the patient.").format(device=device_id),
+                role="status",
+                className="status-ok",
+            )
+            return done, page
+
+        return await asyncio.to_thread(act)
+
+
+def _warning(text: str) -> Component:
+    return html.Div(text, role="status", className="status-warning")
 
 
 def _figures_callbacks(

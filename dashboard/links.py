@@ -10,7 +10,13 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 from core.i18n import negotiate
-from core.links import FIGURES_SEGMENT, LOGIN_SEGMENT, PATIENTS_SEGMENT, patient_path
+from core.links import (
+    DEVICES_SEGMENT,
+    FIGURES_SEGMENT,
+    LOGIN_SEGMENT,
+    PATIENTS_SEGMENT,
+    patient_path,
+)
 from quality.figures import CONDITIONS, Period
 
 
@@ -19,6 +25,7 @@ class Page(Enum):
     PATIENT = "patient"
     LOGIN = "login"
     FIGURES = "figures"
+    DEVICES = "devices"
     UNKNOWN = "unknown"
 
 
@@ -61,16 +68,22 @@ class Route:
     """Set on the patient page when the address holds a well-formed id."""
 
 
+_NAMED_PAGES = {
+    LOGIN_SEGMENT: Page.LOGIN,
+    FIGURES_SEGMENT: Page.FIGURES,
+    DEVICES_SEGMENT: Page.DEVICES,
+}
+
+
 def resolve(pathname: str | None, *, base: str) -> Route:
     """The page an address shows; a malformed patient id is still the patient page (not found)."""
     path = pathname or base
     if path in {base, base.rstrip("/")}:
         return Route(Page.WORKLIST)
     rest = path.removeprefix(base)
-    if rest.rstrip("/") == LOGIN_SEGMENT:
-        return Route(Page.LOGIN)
-    if rest.rstrip("/") == FIGURES_SEGMENT:
-        return Route(Page.FIGURES)
+    named = _NAMED_PAGES.get(rest.rstrip("/"))
+    if named is not None:
+        return Route(named)
     if rest == path or not rest.startswith(PATIENTS_SEGMENT):
         return Route(Page.UNKNOWN)
     try:
@@ -99,6 +112,9 @@ class Links:
             query += f"&condition={condition}"
         return f"{self.base}{FIGURES_SEGMENT}{query}"
 
+    def devices(self) -> str:
+        return f"{self.base}{DEVICES_SEGMENT}?lang={self.language}"
+
     def in_language(self, route: Route, language: str) -> str:
         """The page `route` names, in `language`; built from the route, never from the raw path."""
         other = Links(self.base, language)
@@ -106,4 +122,6 @@ class Links:
             return other.patient(route.patient_id)
         if route.page is Page.FIGURES:
             return other.figures()
+        if route.page is Page.DEVICES:
+            return other.devices()
         return other.worklist()

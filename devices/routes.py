@@ -5,20 +5,20 @@ export-broker` (docs/devices.md)."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Response
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from fastapi import Request, Response
+from pydantic import BaseModel, Field
 
-from care.access import Action, Permission
-from care.guard import Checked, PatientRecord, allowed, guarded_router, patient_record
-from core import catalog
-from core.api import Limit, Offset, Page, page
+from care.access import Action, Interface, Permission
+from care.guard import Caller, Checked, PatientRecord, allowed, guarded_router, patient_record
+from core.api import Limit, Offset, Page, access, api_context, page
 from core.fields import Input
-from core.problems import conflict, problem
+from core.problems import conflict, problem, problem_response
 from devices import service
+from devices.schemas import DeviceId, DeviceIn
+from devices.staff import read_status_as
 
 router = guarded_router(tags=["devices"])
 
@@ -27,39 +27,6 @@ HandOut = Annotated[
     PatientRecord,
     patient_record(Permission.MANAGE_DEVICES, resource="devices", action=Action.UPDATE),
 ]
-
-DEVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-"""As the broker needs a login to be (deploy/mosquitto/README.md): a topic level, no colon."""
-
-
-def _device_id(value: str) -> str:
-    if DEVICE_ID.match(value) is None or value.startswith("heimvakt-"):
-        raise ValueError("1 to 64 of A-Z a-z 0-9 . _ -, not starting with heimvakt-")
-    return value
-
-
-def _measurement(value: str) -> str:
-    found = catalog.lookup(value)
-    if found is None:
-        raise ValueError(f"{value!r} is not a measurement of the catalog (LOINC code or alias)")
-    return found.code
-
-
-DeviceId = Annotated[str, AfterValidator(_device_id)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-
-
-class DeviceIn(Input):
-    id: DeviceId = Field(description="The device's id: its broker login and client id")
-    kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = Field(
-        description="pulse_oximeter, blood_pressure_monitor, scale, thermometer, ..."
-    )
-    vendor: Text | None = None
-    model: Text | None = None
-    serial: Text | None = None
-    measurements: list[Annotated[str, AfterValidator(_measurement)]] = Field(
-        default_factory=list, max_length=10, description="LOINC codes or catalog aliases"
-    )
 
 
 class DeviceOut(BaseModel):
@@ -153,6 +120,43 @@ def register_device(checked: Manage, body: DeviceIn) -> ProvisionedOut:
         ),
         broker_login=_login(device.id, provisioned.broker_password),
     )
+
+
+class DeviceStatusOut(BaseModel):
+    """Every field is empty until the device has reported it."""
+
+    device_id: str
+    online: bool | None = None
+    battery_pct: float | None = None
+    firmware: str | None = None
+    signal_dbm: float | None = None
+    backlog: int | None = Field(
+        default=None, description="Measurements the gateway holds, not yet sent"
+    )
+    reported_at: datetime | None = None
+    last_seen_at: datetime | None = None
+
+
+@router.get(
+    "/devices/{device_id}/status",
+    openapi_extra=access(Permission.READ_PATIENT, "patient"),
+    responses={404: problem_response("No such device, or its patient is not in your care")},
+)
+def device_status(request: Request, principal: Caller, device_id: str) -> DeviceStatusOut:
+    """What the device last reported (status topic, last will) and when it was last heard
+    from: read as its patient's data, so only those who may read the patient see it."""
+    context = api_context(request)
+    with context.pool.connection() as conn:
+        found = read_status_as(
+            conn,
+            principal=principal,
+            now=context.clock.now(),
+            interface=Interface.API,
+            device_id=device_id,
+        )
+    if found is None:
+        return DeviceStatusOut(device_id=device_id)
+    return DeviceStatusOut.model_validate(found, from_attributes=True)
 
 
 @router.post("/devices/{device_id}/revoke", status_code=204)

@@ -263,3 +263,13 @@ def list_devices(
             """,
             {"now": now, "limit": limit, "offset": offset},
         ).fetchall()
+
+
+def patient_of_device(conn: psycopg.Connection, *, device_id: str, at: datetime) -> UUID | None:
+    """Whom the device measures for at `at`, if anyone."""
+    row = conn.execute(
+        "SELECT patient_id FROM device_assignments WHERE device_id = %s AND valid_from <= %s"
+        " AND (valid_to IS NULL OR valid_to > %s)",
+        (device_id, at, at),
+    ).fetchone()
+    return None if row is None else row[0]

@@ -227,6 +227,75 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
     raise typer.Exit(1 if bad or runner.refused else 0)
 
 
+@app.command()
+def simulate(
+    days: Annotated[
+        int, typer.Option(min=1, max=30, metavar="DAYS", help="Past days to send, up to today.")
+    ] = 30,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="The same seed gives the same readings.")
+    ] = 1,
+    copies: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Patients enrolled per scenario.")
+    ] = 1,
+) -> None:
+    """Enrol the scenario patients (stable and deteriorating COPD and heart failure, one who
+    stops measuring, ...) in a running installation and send their past days through the real
+    ingest, each device with its own broker login. Needs HEIMVAKT_DATABASE_URL and
+    HEIMVAKT_MQTT_URL; the expected alerts are listed at the end (docs/devices.md)."""
+    import uuid  # noqa: PLC0415
+    from datetime import timedelta  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from core.clock import SystemClock  # noqa: PLC0415
+    from core.mqtt import BrokerAddress  # noqa: PLC0415
+    from devices.scenarios import SCENARIOS, mornings  # noqa: PLC0415
+    from heimvakt.simulate import (  # noqa: PLC0415
+        DevicePublishers,
+        do_enrol,
+        first_morning,
+        send_mornings,
+    )
+
+    settings = _settings()
+    if not settings.database_url or not settings.mqtt_url:
+        typer.echo(
+            "Refusing: set HEIMVAKT_DATABASE_URL and HEIMVAKT_MQTT_URL to a running installation",
+            err=True,
+        )
+        raise typer.Exit(2)
+    clock = SystemClock()
+    start = first_morning(clock.now(), days)
+    scenarios = [s for s in SCENARIOS for _ in range(copies)]
+    tag = f"{seed}-{uuid.uuid4().hex[:4]}"
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with conn.transaction():
+            enrolled = do_enrol(
+                conn, scenarios=scenarios, tag=tag, since=start - timedelta(days=1),
+                now=clock.now(),
+            )  # fmt: skip
+        publishers = DevicePublishers(
+            BrokerAddress.parse(settings.mqtt_url),
+            topic_prefix=settings.mqtt_topic_prefix,
+            passwords={d: p for e in enrolled for d, p in e.passwords.items()},
+        )
+        try:
+            planned = list(mornings(scenarios, seed=seed, days=days, start=start))
+            with typer.progressbar(planned, label="Sending") as progress:
+                sent = send_mornings(conn, enrolled, progress, publishers=publishers, now=clock.now)
+            acknowledged = publishers.wait_acknowledged()
+        finally:
+            publishers.close()
+    typer.echo(f"{len(enrolled)} patients, {sent} messages ({tag})")
+    for one in enrolled:
+        expected = ", ".join(sorted(one.scenario.expected)) or "none"
+        typer.echo(f"  {one.scenario.name}: expected alerts {expected}")
+    if not acknowledged:
+        typer.echo("Not every message was acknowledged by the broker", err=True)
+        raise typer.Exit(1)
+
+
 @app.command(
     "mosquitto-security", short_help="Mosquitto's dynamic-security JSON from a password file."
 )

@@ -21,7 +21,7 @@ from heimvakt.cli_common import emit_broker_config, settings_or_exit, write_priv
 if TYPE_CHECKING:
     import psycopg
 
-    from devices.routes import DeviceIn
+    from devices.schemas import DeviceIn
     from devices.service import Provisioned
 
 # The registry's modules (FastAPI, psycopg, the care component) are imported by each command,
@@ -93,7 +93,7 @@ def register(  # noqa: PLR0917  # typer takes the options as parameters
     ] = None,
 ) -> None:
     """Register a device and print its broker password: shown once, stored only as a hash."""
-    from devices.routes import DeviceIn  # noqa: PLC0415
+    from devices.schemas import DeviceIn  # noqa: PLC0415
     from devices.service import DeviceExistsError  # noqa: PLC0415
 
     try:
@@ -135,7 +135,7 @@ def import_devices(
     row is reported by line and the others are kept. Exit status 1 if any row was refused."""
     import psycopg  # noqa: PLC0415
 
-    from devices.routes import DeviceIn  # noqa: PLC0415
+    from devices.schemas import DeviceIn  # noqa: PLC0415
     from devices.service import do_assign_device  # noqa: PLC0415
 
     rows = list(csv.DictReader(source))

@@ -41,6 +41,7 @@ def header(
             ),
             html.Span(t("Updated {time}").format(time=updated), className="updated"),
             *_figures_link(principal, t=t, links=links),
+            *_devices_link(principal, t=t, links=links),
             html.Nav(languages, className="languages", **aria),
             *_signed_in(principal, t=t),
         ],
@@ -53,6 +54,13 @@ def _figures_link(principal: Principal, *, t: Translator, links: Links) -> list[
     if principal.kind != "staff" or principal.role not in ROLES[Permission.READ_FIGURES]:
         return []
     return [dcc.Link(t("Figures"), href=links.figures(), className="nav-figures")]
+
+
+def _devices_link(principal: Principal, *, t: Translator, links: Links) -> list[Component]:
+    """The way to the device registry, for the roles that keep it (the page checks again)."""
+    if principal.kind != "staff" or principal.role not in ROLES[Permission.MANAGE_DEVICES]:
+        return []
+    return [dcc.Link(t("Devices"), href=links.devices(), className="nav-devices")]
 
 
 def _signed_in(principal: Principal, *, t: Translator) -> list[Component]:

@@ -10,12 +10,10 @@ every yellow and red episode, so the outbox counts the notifications each deteri
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
@@ -28,171 +26,44 @@ from care.models import Condition, OrganisationKind
 from care.people import do_add_employment, do_create_staff
 from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
-from core.limits import Limits
+from devices.scenarios import (
+    DIASTOLIC,
+    NEW_DEVICE_DAY,
+    PEF,
+    PULSE,
+    SCENARIOS,
+    SPO2,
+    SYSTOLIC,
+    WEIGHT,
+    Scenario,
+    mornings,
+)
 from devices.service import do_assign_device, do_register_device
 from tests.conftest import CloneDatabase
 
 START = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)  # 08:00 in Oslo
 DAYS = 30
+SEED = 20261122
 URL = "https://heimvakt.example"
-SPO2, PULSE, PEF = "59408-5", "8867-4", "19935-6"
-WEIGHT, SYSTOLIC, DIASTOLIC = "29463-7", "8480-6", "8462-4"
-
-Day = Callable[[int, random.Random], dict[str, float] | None]
-"""A patient's morning readings on a day (LOINC code -> value), or None: nothing measured."""
-
-
-def stable_copd(day: int, rng: random.Random) -> dict[str, float]:
-    readings: dict[str, float] = {
-        SPO2: rng.choice([95, 95, 96, 96, 97]),
-        PULSE: rng.randint(68, 82),
-    }
-    if day % 7 == 0:
-        readings[PEF] = rng.randint(340, 360)
-    return readings
-
-
-def copd_exacerbation(day: int, rng: random.Random) -> dict[str, float]:
-    readings = stable_copd(day, rng)
-    if day >= 20:
-        worse = day - 19
-        readings[SPO2] = 96 - worse
-        readings[PULSE] = 76 + 3 * worse
-    return readings
-
-
-def stable_heart_failure(day: int, rng: random.Random) -> dict[str, float]:
-    return {
-        WEIGHT: round(82.0 + rng.uniform(-0.3, 0.3), 1),
-        SYSTOLIC: rng.randint(122, 136),
-        DIASTOLIC: rng.randint(72, 84),
-        PULSE: rng.randint(62, 76),
-    }
-
-
-def heart_failure_weight_gain(day: int, rng: random.Random) -> dict[str, float]:
-    readings = stable_heart_failure(day, rng)
-    if day >= 25:
-        readings[WEIGHT] = round(82.0 + 0.8 * (day - 24), 1)
-    return readings
-
-
-def stops_measuring(day: int, rng: random.Random) -> dict[str, float] | None:
-    return stable_copd(day, rng) if day < 15 else None
-
-
-def stable_hypoxaemic_copd(day: int, rng: random.Random) -> dict[str, float]:
-    """Chronic hypoxaemia at the prescribed 88-92 %: on NEWS2 scale 1, 91 % scores 3 alone."""
-    readings: dict[str, float] = {
-        SPO2: rng.choice([89, 90, 90, 91, 91, 92]),
-        PULSE: rng.randint(70, 84),
-    }
-    if day % 7 == 0:
-        readings[PEF] = rng.randint(240, 260)
-    return readings
-
-
-def oximeter_only(day: int, rng: random.Random) -> dict[str, float]:
-    """Measures with the oximeter; the peak-flow meter it was given stays in its box."""
-    readings = stable_copd(day, rng)
-    readings.pop(PEF, None)
-    return readings
-
-
-NEW_DEVICE_DAY = 10
-"""The day the backdated peak-flow meter is registered (its assignment says day -1)."""
 
 
 @dataclass
 class Simulated:
-    name: str
-    template: str
-    days: Day
-    devices: dict[str, str]
-    """Device kind -> the codes it measures, e.g. {"pulse_oximeter": "59408-5 8867-4"}."""
-    symptoms: Callable[[int], dict[str, bool]] | None = None
-    expected: set[str] = field(default_factory=set)
+    """One scenario patient as seeded for this run."""
+
+    scenario: Scenario
     patient: UUID | None = None
-    plan: dict[str, Any] = field(default_factory=dict)
-    """What the clinician set when making the plan (do_create_care_plan's keywords)."""
-    new_devices: frozenset[str] = frozenset()
-    """Device kinds registered on NEW_DEVICE_DAY with an assignment dated back to the start,
-    never heard from."""
     devices_by_kind: dict[str, str] = field(default_factory=dict)
+    expected: set[str] = field(default_factory=set)
+    """The scenario's expected alerts, with the device ids of this run."""
 
-
-def no_symptoms(day: int) -> dict[str, bool]:
-    return {"more_breathless": False, "more_swelling": False, "more_cough": False}
-
-
-def swelling_from_day_27(day: int) -> dict[str, bool]:
-    return {**no_symptoms(day), "more_swelling": day >= 27}
-
-
-COPD_DEVICES = {"pulse_oximeter": f"{SPO2} {PULSE}", "peak_flow_meter": PEF}
-HF_DEVICES = {"scale": WEIGHT, "blood_pressure_monitor": f"{SYSTOLIC} {DIASTOLIC} {PULSE}"}
+    @property
+    def name(self) -> str:
+        return self.scenario.name
 
 
 def cast() -> list[Simulated]:
-    return [
-        Simulated("Stabil KOLS", "copd", stable_copd, COPD_DEVICES),
-        Simulated(
-            "KOLS-forverring",
-            "copd",
-            copd_exacerbation,
-            COPD_DEVICES,
-            expected={"threshold:59408-5:low", "spo2_drop:59408-5", "news2_partial"},
-        ),
-        Simulated(
-            "Stabil hjertesvikt",
-            "heart_failure",
-            stable_heart_failure,
-            HF_DEVICES,
-            symptoms=no_symptoms,
-        ),
-        Simulated(
-            "Hjertesvikt med vektøkning",
-            "heart_failure",
-            heart_failure_weight_gain,
-            HF_DEVICES,
-            symptoms=swelling_from_day_27,
-            expected={"weight_gain:29463-7", "daily_symptoms"},
-        ),
-        Simulated(
-            "Slutter å måle",
-            "copd",
-            stops_measuring,
-            COPD_DEVICES,
-            expected={
-                "missing_measurement:59408-5",
-                "missing_measurement:8867-4",
-                "missing_measurement:19935-6",
-                "device_silent:{pulse_oximeter}",
-                "device_silent:{peak_flow_meter}",
-            },
-        ),
-        Simulated(
-            "Stabil hypoksemisk KOLS",
-            "copd",
-            stable_hypoxaemic_copd,
-            COPD_DEVICES,
-            plan={
-                "spo2_target": (88, 92),
-                "limits": [
-                    Limits(SPO2, low=88, red_low=86),
-                    Limits(PULSE, low=51, high=110, red_low=41, red_high=130),
-                ],
-            },
-        ),
-        Simulated(
-            "Ny måler, tilbakedatert",
-            "copd",
-            oximeter_only,
-            COPD_DEVICES,
-            new_devices=frozenset({"peak_flow_meter"}),
-            expected={"missing_measurement:19935-6", "device_silent:{peak_flow_meter}"},
-        ),
-    ]
+    return [Simulated(s, expected=set(s.expected)) for s in SCENARIOS]
 
 
 def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dict[str, str]]:
@@ -206,7 +77,8 @@ def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dic
     )
     devices_of: dict[UUID, dict[str, str]] = {}
     for simulated in patients:
-        condition = Condition.COPD if simulated.template == "copd" else Condition.HEART_FAILURE
+        scenario = simulated.scenario
+        condition = Condition.COPD if scenario.template == "copd" else Condition.HEART_FAILURE
         simulated.patient = do_create_patient(
             conn,
             display_name=simulated.name,
@@ -217,16 +89,16 @@ def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dic
         do_create_care_plan(
             conn,
             patient_id=simulated.patient,
-            template=simulated.template,
+            template=scenario.template,
             author=None,
             now=START - timedelta(days=1),
-            **simulated.plan,
+            **scenario.plan,
         )
         codes_to_device = {}
-        for kind, codes in simulated.devices.items():
+        for kind, codes in scenario.devices.items():
             device = f"{kind}-{uuid4().hex[:6]}"
             registered = START + timedelta(
-                days=NEW_DEVICE_DAY if kind in simulated.new_devices else -1
+                days=NEW_DEVICE_DAY if kind in scenario.new_devices else -1
             )
             do_register_device(conn, device_id=device, kind=kind, now=registered)
             do_assign_device(
@@ -237,55 +109,37 @@ def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dic
             )
             simulated.devices_by_kind[kind] = device
             simulated.expected = {e.replace(f"{{{kind}}}", device) for e in simulated.expected}
-            for code in codes.split():
+            for code in codes:
                 codes_to_device[code] = device
         devices_of[simulated.patient] = codes_to_device
     return devices_of
 
 
-def _moments() -> Iterator[tuple[int, datetime]]:
-    for day in range(DAYS):
-        yield day, START + timedelta(days=day)
-
-
 def _run(conn: psycopg.Connection, patients: list[Simulated]) -> None:
     devices_of = _seed(conn, patients)
-    rng = random.Random(20261122)
     next_sweep = START
-    for day, morning in _moments():
-        while next_sweep <= morning:
+    scenarios = [p.scenario for p in patients]
+    for morning in mornings(scenarios, seed=SEED, days=DAYS, start=START):
+        while next_sweep <= START + timedelta(days=morning.day):
             do_sweep(conn, now=next_sweep)
             next_sweep += timedelta(hours=6)
-        for simulated in patients:
-            assert simulated.patient is not None
-            at = morning + timedelta(minutes=rng.randint(0, 45))
-            readings = simulated.days(day, rng)
-            if readings is None:
-                continue
-            with conn.transaction():
-                quiet = {simulated.devices_by_kind[kind] for kind in simulated.new_devices}
-                for device in set(devices_of[simulated.patient].values()) - quiet:
-                    _heard_from(conn, device, at)
-                for code, value in readings.items():
-                    _store(
-                        conn,
-                        simulated.patient,
-                        devices_of[simulated.patient][code],
-                        code,
-                        value,
-                        at,
-                    )
-                if simulated.symptoms is not None:
-                    conn.execute(
-                        "INSERT INTO questionnaire_responses (patient_id, kind, answered_at,"
-                        " answers, received_at) VALUES (%s, 'daily_symptoms', %s, %s, %s)",
-                        (simulated.patient, at, Jsonb(simulated.symptoms(day)), at),
-                    )
-                do_evaluate(
-                    conn,
-                    moments={simulated.patient: [at]},
-                    now=at + timedelta(seconds=2),
+        simulated, at = patients[morning.patient], morning.at
+        assert simulated.patient is not None
+        with conn.transaction():
+            quiet = {simulated.devices_by_kind[kind] for kind in simulated.scenario.new_devices}
+            for device in set(devices_of[simulated.patient].values()) - quiet:
+                _heard_from(conn, device, at)
+            for code, value in morning.readings.items():
+                _store(
+                    conn, simulated.patient, devices_of[simulated.patient][code], code, value, at
                 )
+            if morning.symptoms is not None:
+                conn.execute(
+                    "INSERT INTO questionnaire_responses (patient_id, kind, answered_at,"
+                    " answers, received_at) VALUES (%s, 'daily_symptoms', %s, %s, %s)",
+                    (simulated.patient, at, Jsonb(dict(morning.symptoms)), at),
+                )
+            do_evaluate(conn, moments={simulated.patient: [at]}, now=at + timedelta(seconds=2))
     end = START + timedelta(days=DAYS)
     while next_sweep <= end:
         do_sweep(conn, now=next_sweep)

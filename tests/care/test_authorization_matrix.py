@@ -136,6 +136,8 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     # The device registry: administrators, coordinators and nurses (Permission.MANAGE_DEVICES);
     # handing a device to a patient, or taking it back, is work on the patient's record.
     ("GET", "/api/v1/devices"): anywhere(*DEVICE_KEEPERS),
+    # A device's status is its patient's data: read as the patient's record is.
+    ("GET", "/api/v1/devices/{device_id}/status"): own("patient", *TEAM_A),
     ("POST", "/api/v1/devices"): anywhere(*DEVICE_KEEPERS),
     ("POST", "/api/v1/devices/{device_id}/revoke"): anywhere(*DEVICE_KEEPERS),
     ("POST", "/api/v1/devices/{device_id}/broker-password"): anywhere(*DEVICE_KEEPERS),

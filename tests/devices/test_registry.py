@@ -208,3 +208,28 @@ def test_a_delivery_is_imported_from_csv_with_a_report_per_row(
         "SELECT patient_id FROM device_assignments WHERE device_id = 'ox-100'"
     ).fetchone()
     assert assigned == (patient,)
+
+
+def test_a_devices_status_is_read_as_its_patients_data(
+    world: World, world_client: WorldClient
+) -> None:
+    device = world.scenarios["own"].device
+    with world_client() as (client, conn):
+        conn.execute(
+            "INSERT INTO device_status (device_id, online, battery_pct, backlog, reported_at,"
+            " last_seen_at) VALUES (%s, true, 15, 3, now(), now())",
+            (device,),
+        )
+        before = conn.execute("SELECT count(*) FROM access_log").fetchone()
+        answer = client.get(f"/api/v1/devices/{device}/status", headers=as_coordinator(world))
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["battery_pct"], answer.json()["backlog"]) == (15, 3)
+        logged = conn.execute(
+            "SELECT resource, patient_ids FROM access_log ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert logged == ("device-status", [world.patients["own"]])
+        after = conn.execute("SELECT count(*) FROM access_log").fetchone()
+        assert before is not None
+        assert after == (before[0] + 1,), "exactly one access-log row per read"
+        unknown = client.get("/api/v1/devices/nope/status", headers=as_coordinator(world))
+        assert unknown.status_code == 404
