@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 PATIENT_PARAMETERS: Final = ("_id", "identifier", "_count", "_cursor")
+FLAG_PARAMETERS: Final = ("patient", "subject")
 OBSERVATION_PARAMETERS: Final = (
     "patient",
     "subject",
@@ -116,6 +117,14 @@ def statement(base: str) -> dict[str, Any]:
                         "searchParam": _search_params(OBSERVATION_PARAMETERS),
                     },
                     {"type": "Device", "interaction": [{"code": "read"}]},
+                    {
+                        "type": "Flag",
+                        "documentation": "An alert as a Flag (active while unresolved), with "
+                        "the flag-priority extension: high for red, medium for yellow. A "
+                        "search returns the active Flags, all on one page.",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": _search_params(FLAG_PARAMETERS),
+                    },
                 ],
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }

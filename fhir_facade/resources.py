@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
+from alerts.queries import Alert
 from core import catalog
 from ingest import mappings
 
@@ -286,6 +287,49 @@ def device(row: DeviceRow) -> dict[str, Any]:
         resource["deviceName"] = [{"name": row.model, "type": "model-name"}]
     if row.patient_id is not None:
         resource["patient"] = reference("Patient", row.patient_id)
+    return resource
+
+
+FLAG_CATEGORY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/flag-category"
+FLAG_PRIORITY: Final = "http://hl7.org/fhir/StructureDefinition/flag-priority"
+RULE_SYSTEM: Final = "urn:heimvakt:rule"
+"""An alert's rule instance (``threshold:59408-5:low``), as the rule catalogue names it."""
+_FLAG_CATEGORIES: Final = {"clinical": "clinical", "adherence": "behavioral", "technical": "admin"}
+"""Heimvakt's alert categories as HL7's flag categories: missed measurements are about what the
+patient does; a silent device or an undeliverable notification is an administrative matter."""
+_FLAG_PRIORITIES: Final = {"red": ("PH", "High priority"), "yellow": ("PM", "Medium priority")}
+
+
+def flag(alert: Alert) -> dict[str, Any]:
+    """An open (unresolved) alert as a Flag on the patient's record, with its priority."""
+    priority, priority_name = _FLAG_PRIORITIES.get(alert.severity, ("PL", "Low priority"))
+    category = _FLAG_CATEGORIES.get(alert.category, "clinical")
+    resource: dict[str, Any] = {
+        "resourceType": "Flag",
+        "id": str(alert.id),
+        "meta": {"lastUpdated": instant(alert.updated_at)},
+        "extension": [
+            {
+                "url": FLAG_PRIORITY,
+                "valueCodeableConcept": {
+                    "coding": [
+                        {
+                            "system": "http://hl7.org/fhir/flag-priority-code",
+                            "code": priority,
+                            "display": priority_name,
+                        }
+                    ]
+                },
+            }
+        ],
+        "status": "inactive" if alert.state == "resolved" else "active",
+        "category": [{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": category}]}],
+        "code": {"coding": [{"system": RULE_SYSTEM, "code": alert.instance}]},
+        "subject": reference("Patient", alert.patient_id),
+        "period": {"start": instant(alert.first_measured_at)},
+    }
+    if alert.resolved_at is not None:
+        resource["period"]["end"] = instant(alert.resolved_at)
     return resource
 
 

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from alerts.queries import find_alert, find_alerts
 from care.access import (
     Action,
     ForbiddenError,
@@ -399,12 +400,65 @@ def read_device(device_resource_id: str, checked: SearchPatients) -> FhirRespons
     return _fhir(resources.device(device))
 
 
+@router.get("/Flag", summary="Search the open alerts, as Flags")
+def search_flags(request: Request, checked: SearchPatients) -> FhirResponse:
+    """Parameters: ``patient`` (or ``subject``). Every active Flag matching is on the one page:
+    a patient's unresolved alerts are few."""
+    _require(checked.principal, "Flag", "s")
+    params = _params(request)
+    search.only(params, capability.FLAG_PARAMETERS)
+    subject = [v for n, v in params if n in ("patient", "subject")]
+    if len(subject) > 1:
+        raise SearchError("invalid", "give patient (or subject) once")
+    alerts = find_alerts(
+        checked.conn,
+        visible=_visible(checked),
+        patient_ids=[search.patient_reference(subject[0])] if subject else None,
+    )
+    checked.log_patients(
+        sorted({a.patient_id for a in alerts}), resource="fhir:Flag", reason=_reason(checked)
+    )
+    return _fhir(
+        resources.searchset(
+            _base(request),
+            [resources.flag(a) for a in alerts],
+            self_url=_link(request, params),
+            next_url=None,
+        )
+    )
+
+
+@router.get(
+    "/Flag/{alert_id}",
+    summary="Read an alert as a Flag",
+    openapi_extra=access(Permission.READ_PATIENT, "alert"),
+)
+def read_flag(request: Request, alert_id: int, principal: Caller) -> FhirResponse:
+    _require(principal, "Flag", "r")
+    context = api_context(request)
+    with context.pool.connection() as conn:
+        alert = find_alert(conn, alert_id=alert_id)
+        if alert is None:
+            raise NotVisibleError
+        do_access_patient(
+            conn,
+            principal=principal,
+            permission=Permission.READ_PATIENT,
+            patient_id=alert.patient_id,
+            resource="fhir:Flag",
+            action=Action.READ,
+            interface=Interface.FHIR,
+            now=context.clock.now(),
+        )
+        return _fhir(resources.flag(alert))
+
+
 @router.get("/Patient/{patient_id}/$everything", summary="Everything about a patient, paged")
 def everything(request: Request, record: PatientEverything) -> FhirResponse:
-    """The Patient and the Devices assigned to them on the first page, then every Observation
-    (newest first), paged by ``_count`` through ``next`` links. The guard has checked the
-    patient and logged the request; every read below stays within that one patient. A
-    token's SMART scopes leave out the Devices or Observations it may not read."""
+    """The Patient, their open alerts as Flags and the Devices assigned to them on the first
+    page, then every Observation (newest first), paged by ``_count`` through ``next`` links.
+    The guard has checked the patient and logged the request; every read below stays within
+    that one patient. A token's SMART scopes leave out the types it may not read."""
     principal = record.principal
     _require(principal, "Patient", "r")
     params = _params(request)
@@ -416,6 +470,9 @@ def everything(request: Request, record: PatientEverything) -> FhirResponse:
             resources.patient(p)
             for p in queries.patients(record.conn, visible=only_this, now=record.now)
         ]
+        if scopes.permits(principal, "Flag", "r"):
+            alerts = find_alerts(record.conn, patient_ids=[record.patient_id])
+            first += [resources.flag(a) for a in alerts]
         if scopes.permits(principal, "Device", "r"):
             first += [
                 resources.device(d)

@@ -131,6 +131,8 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/fhir/Observation"): anywhere("patient", *ALL_STAFF),
     ("GET", "/fhir/Observation/{observation_id}"): own("patient", *TEAM_A),
     ("GET", "/fhir/Device/{device_resource_id}"): own("patient", *TEAM_A),
+    ("GET", "/fhir/Flag"): anywhere("patient", *ALL_STAFF),
+    ("GET", "/fhir/Flag/{alert_id}"): own("patient", *TEAM_A),
     # A gateway's Bundle: its token names the device, so no scenario reaches another's.
     ("POST", "/fhir"): anywhere("device"),
     # The device registry: administrators, coordinators and nurses (Permission.MANAGE_DEVICES);

@@ -97,7 +97,13 @@ def test_every_resource_validates_and_blood_pressure_has_the_bp_shape(
         observations = _resources(found, "Observation")
         read = [_get(client, f"/fhir/Observation/{o['id']}", world) for o in observations]
         device = _get(client, f"/fhir/Device/{device_resource_id(own.device)}", world)
+        flags = _get(client, f"/fhir/Flag?patient={own.patient}", world)
+        flag = _get(client, f"/fhir/Flag/{own.alert}", world)
     assert metadata["fhirVersion"] == "4.0.1"
+    assert _resources(flags, "Flag") == [flag] == _resources(everything, "Flag")
+    assert flag["status"] == "active"
+    assert flag["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "PM"
+    assert flag["code"]["coding"][0]["code"] == "threshold:59408-5:low"
     assert patient["name"] == [{"text": "Pasient own"}]
     # Every catalog measurement, with systolic and diastolic as one panel, twice (the world's
     # own reading and these).
@@ -230,6 +236,8 @@ def test_another_team_sees_nothing_however_asked(world_client: WorldClient, worl
             "Observation",
         )[0]["id"]
         read = client.get(f"/fhir/Observation/{other_id}", headers=nurse)
+        flag = client.get(f"/fhir/Flag/{other.alert}", headers=nurse)
+        flags = _get(client, f"/fhir/Flag?patient={other.patient}", world)
         # A next link taken from the other team's nurse leads nowhere for this one.
         link = next(
             _get(client, f"/fhir/Observation?patient={other.patient}&_count=1", world, "b_nurse")[
@@ -257,7 +265,8 @@ def test_another_team_sees_nothing_however_asked(world_client: WorldClient, worl
         )
         patient_view = _get(client, "/fhir/Observation?_count=1000", world, "patient")
     assert searched["entry"] == []
-    for refused in (everything, device, read):
+    assert flags["entry"] == []
+    for refused in (everything, device, read, flag):
         assert refused.status_code == 404
         assert refused.headers["content-type"] == FHIR_JSON
         assert _valid(refused.json())["issue"][0]["code"] == "not-found"
