@@ -118,6 +118,13 @@ def statement(base: str) -> dict[str, Any]:
                     },
                     {"type": "Device", "interaction": [{"code": "read"}]},
                     {
+                        "type": "Organization",
+                        "documentation": "The units; a search takes no parameters and "
+                        "returns them all.",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    },
+                    {"type": "Practitioner", "interaction": [{"code": "read"}]},
+                    {
                         "type": "Flag",
                         "documentation": "An alert as a Flag (active while unresolved), with "
                         "the flag-priority extension: high for red, medium for yellow. A "

@@ -24,6 +24,8 @@ from typing import Any, Final
 from uuid import UUID
 
 from alerts.queries import Alert
+from care.models import Organisation
+from care.people import Staff
 from core import catalog
 from ingest import mappings
 
@@ -330,6 +332,50 @@ def flag(alert: Alert) -> dict[str, Any]:
     }
     if alert.resolved_at is not None:
         resource["period"]["end"] = instant(alert.resolved_at)
+    return resource
+
+
+ORGANISATION_NUMBER_SYSTEM: Final = "urn:oid:2.16.578.1.12.4.1.4.101"
+"""The Norwegian organisation number (Enhetsregisteret), as HL7 Norway's no-basis names it."""
+HPR_SYSTEM: Final = "urn:oid:2.16.578.1.12.4.1.4.4"
+"""The Norwegian health personnel register number (HPR), as HL7 Norway's no-basis names it."""
+
+
+def organization(unit: Organisation) -> dict[str, Any]:
+    """A unit (hospital department, municipal service, GP office) as an Organization."""
+    resource: dict[str, Any] = {
+        "resourceType": "Organization",
+        "id": str(unit.id),
+        "active": True,
+        "type": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/organization-type",
+                        "code": "prov",
+                        "display": "Healthcare Provider",
+                    }
+                ],
+                "text": str(unit.kind),
+            }
+        ],
+        "name": unit.name,
+    }
+    if unit.org_number is not None:
+        resource["identifier"] = [{"system": ORGANISATION_NUMBER_SYSTEM, "value": unit.org_number}]
+    return resource
+
+
+def practitioner(person: Staff) -> dict[str, Any]:
+    """A staff member as a Practitioner, known by the HPR number where there is one."""
+    resource: dict[str, Any] = {
+        "resourceType": "Practitioner",
+        "id": str(person.id),
+        "active": True,
+        "name": [{"text": person.display_name}],
+    }
+    if person.hpr_number is not None:
+        resource["identifier"] = [{"system": HPR_SYSTEM, "value": person.hpr_number}]
     return resource
 
 

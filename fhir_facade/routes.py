@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from alerts.queries import find_alert, find_alerts
+from care import people, service
 from care.access import (
     Action,
     ForbiddenError,
@@ -398,6 +399,46 @@ def read_device(device_resource_id: str, checked: SearchPatients) -> FhirRespons
     [(device, seen)] = found
     checked.log_patients(sorted(set(seen)), resource="fhir:Device", reason=_reason(checked))
     return _fhir(resources.device(device))
+
+
+ReadDirectory = Annotated[Checked, allowed(Permission.READ_DIRECTORY, interface=Interface.FHIR)]
+ReadStaff = Annotated[Checked, allowed(Permission.READ_STAFF, interface=Interface.FHIR)]
+
+
+@router.get("/Organization", summary="Search the units (the directory)")
+def search_organizations(request: Request, checked: ReadDirectory) -> FhirResponse:
+    """No parameters: every unit, on one page (a health community has a few dozen)."""
+    _require(checked.principal, "Organization", "s")
+    params = _params(request)
+    search.only(params, ())
+    units = service.list_organisations(checked.conn)
+    return _fhir(
+        resources.searchset(
+            _base(request),
+            [resources.organization(u) for u in units],
+            self_url=_link(request, params),
+            next_url=None,
+        )
+    )
+
+
+@router.get("/Organization/{organisation_id}", summary="Read a unit")
+def read_organization(organisation_id: UUID, checked: ReadDirectory) -> FhirResponse:
+    _require(checked.principal, "Organization", "r")
+    unit = service.get_organisation(checked.conn, organisation_id=organisation_id)
+    if unit is None:
+        raise NotVisibleError
+    return _fhir(resources.organization(unit))
+
+
+@router.get("/Practitioner/{staff_id}", summary="Read a staff member")
+def read_practitioner(staff_id: UUID, checked: ReadStaff) -> FhirResponse:
+    """For administrators and coordinators, as the staff list of the REST API."""
+    _require(checked.principal, "Practitioner", "r")
+    person = people.get_staff(checked.conn, staff_id=staff_id)
+    if person is None:
+        raise NotVisibleError
+    return _fhir(resources.practitioner(person))
 
 
 @router.get("/Flag", summary="Search the open alerts, as Flags")

@@ -132,6 +132,9 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/fhir/Observation/{observation_id}"): own("patient", *TEAM_A),
     ("GET", "/fhir/Device/{device_resource_id}"): own("patient", *TEAM_A),
     ("GET", "/fhir/Flag"): anywhere("patient", *ALL_STAFF),
+    ("GET", "/fhir/Organization"): anywhere(*ALL_STAFF),
+    ("GET", "/fhir/Organization/{organisation_id}"): anywhere(*ALL_STAFF),
+    ("GET", "/fhir/Practitioner/{staff_id}"): anywhere("administrator", "coordinator"),
     ("GET", "/fhir/Flag/{alert_id}"): own("patient", *TEAM_A),
     # A gateway's Bundle: its token names the device, so no scenario reaches another's.
     ("POST", "/fhir"): anywhere("device"),

@@ -99,7 +99,15 @@ def test_every_resource_validates_and_blood_pressure_has_the_bp_shape(
         device = _get(client, f"/fhir/Device/{device_resource_id(own.device)}", world)
         flags = _get(client, f"/fhir/Flag?patient={own.patient}", world)
         flag = _get(client, f"/fhir/Flag/{own.alert}", world)
+        units = _get(client, "/fhir/Organization", world)
+        unit = _get(client, f"/fhir/Organization/{own.organisation}", world)
+        colleague = _get(client, f"/fhir/Practitioner/{own.staff}", world, "coordinator")
     assert metadata["fhirVersion"] == "4.0.1"
+    assert unit in _resources(units, "Organization")
+    assert unit["name"] == "Sykehuset"
+    assert colleague["identifier"] == [
+        {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "1234567"}
+    ]
     assert _resources(flags, "Flag") == [flag] == _resources(everything, "Flag")
     assert flag["status"] == "active"
     assert flag["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "PM"
