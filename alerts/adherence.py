@@ -1,6 +1,8 @@
 """Time-based findings, evaluated by the sweep rather than on ingest: a scheduled measurement
-that has not come (adherence) and a device that has gone silent (technical). Both are kept
-apart from clinical findings, and neither can be switched off: only acknowledged and resolved.
+that has not come (adherence), and a device that has gone silent, whose battery is running out,
+or whose gateway holds readings it has not sent (technical: the data's quality, not the
+patient's state). All are kept apart from clinical findings, and none can be switched off: only
+acknowledged and resolved.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from uuid import UUID
 import psycopg
 
 from alerts.findings import Category, Finding, Severity
-from alerts.library.catalogue import RULES_BY_ID
+from alerts.library.catalogue import RULES_BY_ID, Rule
 
 DEVICE_SILENT_WITHOUT_SCHEDULE: Final = timedelta(hours=48)
 """The silent-device limit of a patient whose plan has no schedule and sets no limit."""
 MISSING_MEASUREMENT_VERSION: Final = RULES_BY_ID["missing_measurement"].version
 DEVICE_SILENT_VERSION: Final = RULES_BY_ID["device_silent"].version
+BATTERY_LOW: Final = RULES_BY_ID["battery_low"]
+GATEWAY_BACKLOG: Final = RULES_BY_ID["gateway_backlog"]
 
 
 def adherence_findings(
@@ -26,6 +30,7 @@ def adherence_findings(
 ) -> Iterator[tuple[UUID, Finding]]:
     yield from _missing_measurements(conn, now=now)
     yield from _silent_devices(conn, now=now)
+    yield from _device_health(conn, now=now)
 
 
 def _missing_measurements(
@@ -116,3 +121,54 @@ def _silent_devices(conn: psycopg.Connection, *, now: datetime) -> Iterator[tupl
                 },
             ),
         )
+
+
+def _device_health(conn: psycopg.Connection, *, now: datetime) -> Iterator[tuple[UUID, Finding]]:
+    """From each assigned device's last status report: a battery below 20 % and a gateway
+    holding 50 readings or more are yellow; 30 % or more, and 10 or fewer, are clearly normal
+    and re-arm; in between, nothing changes (so a value hovering at a limit cannot flap)."""
+    rows = conn.execute(
+        """
+        SELECT a.patient_id, s.device_id, s.battery_pct, s.backlog, s.reported_at
+          FROM device_assignments a
+          JOIN device_status s ON s.device_id = a.device_id
+         WHERE a.valid_from <= %(now)s AND (a.valid_to IS NULL OR a.valid_to > %(now)s)
+           AND (s.battery_pct IS NOT NULL OR s.backlog IS NOT NULL)
+        """,
+        {"now": now},
+    ).fetchall()
+    battery, backlog = BATTERY_LOW.defaults, GATEWAY_BACKLOG.defaults
+    for patient_id, device_id, battery_pct, waiting, reported_at in rows:
+        details = {"device_id": device_id, "reported_at": reported_at}
+        if battery_pct is not None:
+            low = battery_pct < battery["below_percent"]
+            if low or battery_pct >= battery["clearly_normal_percent"]:
+                yield (
+                    patient_id,
+                    _technical(
+                        BATTERY_LOW, device_id, low, now, {**details, "battery_pct": battery_pct}
+                    ),
+                )
+        if waiting is not None:
+            behind = waiting >= backlog["waiting_at_least"]
+            if behind or waiting <= backlog["clearly_normal_at_most"]:
+                yield (
+                    patient_id,
+                    _technical(
+                        GATEWAY_BACKLOG, device_id, behind, now, {**details, "backlog": waiting}
+                    ),
+                )
+
+
+def _technical(
+    rule: Rule, device_id: str, found: bool, now: datetime, details: dict[str, object]
+) -> Finding:
+    return Finding(
+        rule=rule.id,
+        rule_version=rule.version,
+        instance=f"{rule.id}:{device_id}",
+        severity=Severity.YELLOW if found else Severity.GREEN,
+        category=Category.TECHNICAL,
+        measured_at=now,
+        details=details,
+    )

@@ -379,12 +379,7 @@ def _devices_callbacks(
                 )
                 with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                     provisioned = do_register_as(
-                        conn,
-                        principal=principal_of(token),
-                        now=clock.now(),
-                        device_id=body.id,
-                        kind=body.kind,
-                        serial=body.serial,
+                        conn, principal=principal_of(token), now=clock.now(), device=body
                     )
             except ValidationError:
                 return _warning(

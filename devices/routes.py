@@ -61,6 +61,26 @@ class HandOutIn(Input):
     )
 
 
+def _out(
+    device: service.Device | service.RegistryEntry,
+    *,
+    created_at: datetime,
+    revoked_at: datetime | None,
+    assigned: bool,
+) -> DeviceOut:
+    return DeviceOut(
+        id=device.id,
+        kind=device.kind,
+        vendor=device.vendor,
+        model=device.model,
+        serial=device.serial,
+        measurements=list(device.measurements),
+        created_at=created_at,
+        revoked_at=revoked_at,
+        assigned=assigned,
+    )
+
+
 def _login(device_id: str, password: str) -> BrokerLoginOut:
     return BrokerLoginOut(username=device_id, client_id=device_id, password=password)
 
@@ -71,17 +91,7 @@ def list_devices(checked: Manage, limit: Limit = 50, offset: Offset = 0) -> Page
     entries = service.list_devices(checked.conn, now=checked.now, limit=limit, offset=offset)
     return page(
         [
-            DeviceOut(
-                id=e.id,
-                kind=e.kind,
-                vendor=e.vendor,
-                model=e.model,
-                serial=e.serial,
-                measurements=list(e.measurements),
-                created_at=e.created_at,
-                revoked_at=e.revoked_at,
-                assigned=e.patient_id is not None,
-            )
+            _out(e, created_at=e.created_at, revoked_at=e.revoked_at, assigned=bool(e.patient_id))
             for e in entries
         ],
         limit=limit,
@@ -94,30 +104,13 @@ def register_device(checked: Manage, body: DeviceIn) -> ProvisionedOut:
     """Register a device with a broker login of its own; the password is in this answer only."""
     try:
         provisioned = service.do_provision_device(
-            checked.conn,
-            device_id=body.id,
-            kind=body.kind,
-            vendor=body.vendor,
-            model=body.model,
-            serial=body.serial,
-            measurements=body.measurements,
-            now=checked.now,
+            checked.conn, now=checked.now, **body.registration()
         )
     except service.DeviceExistsError as error:
         raise conflict(error) from error
     device = provisioned.device
     return ProvisionedOut(
-        device=DeviceOut(
-            id=device.id,
-            kind=device.kind,
-            vendor=device.vendor,
-            model=device.model,
-            serial=device.serial,
-            measurements=list(device.measurements),
-            created_at=checked.now,
-            revoked_at=None,
-            assigned=False,
-        ),
+        device=_out(device, created_at=checked.now, revoked_at=None, assigned=False),
         broker_login=_login(device.id, provisioned.broker_password),
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -42,3 +42,14 @@ class DeviceIn(Input):
     measurements: list[Annotated[str, AfterValidator(_measurement)]] = Field(
         default_factory=list, max_length=10, description="LOINC codes or catalog aliases"
     )
+
+    def registration(self) -> dict[str, Any]:
+        """The keywords of devices.service.do_provision_device."""
+        return {
+            "device_id": self.id,
+            "kind": self.kind,
+            "vendor": self.vendor,
+            "model": self.model,
+            "serial": self.serial,
+            "measurements": self.measurements,
+        }

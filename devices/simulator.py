@@ -9,6 +9,7 @@ client id, so the broker's rules (deploy/mosquitto/) let it publish on its own t
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -37,9 +38,21 @@ class Vital:
     change_per_day: float = 0.0
     """How fast the value has moved over the past days; 0 for a stable patient."""
     decimals: int = 0
+    trend_days: float = 7.0
+    """Over how many days it has moved; before that it was steady."""
+    live_change_per_minute: float = 0.0
+    """How fast it moves once the simulator plays the present: the demo's story, a patient
+    who deteriorates while the nurse watches. 0 for everyone else."""
+    live_limit: float | None = None
+    """Where that movement stops."""
 
-    def value(self, *, days_ago: float, rng: random.Random) -> float:
-        centre = self.now - self.change_per_day * days_ago
+    def value(self, *, days_ago: float, rng: random.Random, live_minutes: float = 0.0) -> float:
+        centre = self.now - self.change_per_day * min(days_ago, self.trend_days)
+        if self.live_change_per_minute:
+            centre += self.live_change_per_minute * live_minutes
+            if self.live_limit is not None:
+                past = (centre - self.live_limit) * self.live_change_per_minute > 0
+                centre = self.live_limit if past else centre
         return round(rng.gauss(centre, self.spread), self.decimals)
 
 
@@ -50,16 +63,32 @@ class SimulatedDevice:
     vitals: tuple[Vital, ...]
     """Measured together and sent as one message (a cuff sends systolic and diastolic)."""
 
-    def payload(self, *, measured_at: datetime, now: datetime) -> bytes:
+    @property
+    def moving(self) -> bool:
+        """Whether its values move while the present plays (the demo's story)."""
+        return any(v.live_change_per_minute for v in self.vitals)
+
+    def payload(
+        self, *, measured_at: datetime, now: datetime, live_since: datetime | None = None
+    ) -> bytes:
+        """The message measured at `measured_at`; with `live_since`, the present has been
+        playing since then and a moving vital has moved on."""
         rng = random.Random(f"{self.device_id}|{measured_at.isoformat()}")  # noqa: S311  # not crypto
         days_ago = (now - measured_at) / timedelta(days=1)
+        live_minutes = 0.0
+        if live_since is not None and measured_at > live_since:
+            live_minutes = (measured_at - live_since) / timedelta(minutes=1)
         message = {
             "msg_id": str(
                 uuid.uuid5(uuid.NAMESPACE_URL, f"{self.device_id}/{measured_at.isoformat()}")
             ),
             "measured_at": measured_at.isoformat(),
             "readings": [
-                {"code": v.alias, "value": v.value(days_ago=days_ago, rng=rng), "unit": v.unit}
+                {
+                    "code": v.alias,
+                    "value": v.value(days_ago=days_ago, rng=rng, live_minutes=live_minutes),
+                    "unit": v.unit,
+                }
                 for v in self.vitals
             ],
         }
@@ -121,9 +150,15 @@ class Simulator:
             client.disconnect()
             client.loop_stop()
 
-    def _publish(self, device: SimulatedDevice, measured_at: datetime, now: datetime) -> None:
+    def _publish(
+        self,
+        device: SimulatedDevice,
+        measured_at: datetime,
+        now: datetime,
+        live_since: datetime | None = None,
+    ) -> None:
         topic = f"{self._prefix}/devices/{device.device_id}/readings"
-        payload = device.payload(measured_at=measured_at, now=now)
+        payload = device.payload(measured_at=measured_at, now=now, live_since=live_since)
         self._clients[device.device_id].publish(topic, payload, qos=1)
 
     def _run(self) -> None:
@@ -132,9 +167,24 @@ class Simulator:
             for device in self._devices:
                 self._publish(device, moment, now)
         log.info("simulator published %d days of history", self._history_days)
-        turn = 0
-        while not self._stopping.wait(self._interval):
-            device = self._devices[turn % len(self._devices)]
+        live_since = self._clock.now().replace(microsecond=0)
+        for device in live_order(self._devices):
+            if self._stopping.wait(self._interval):
+                return
             now = self._clock.now().replace(microsecond=0)
-            self._publish(device, now, now)
-            turn += 1
+            self._publish(device, now, now, live_since)
+
+
+def live_order(devices: list[SimulatedDevice]) -> Iterator[SimulatedDevice]:
+    """The devices in turn, without end; a moving one (the story) every other turn, so the
+    watcher sees it move within a couple of minutes whatever the number of devices."""
+    moving = itertools.cycle([d for d in devices if d.moving])
+    others = itertools.cycle([d for d in devices if not d.moving])
+    if not any(d.moving for d in devices):
+        yield from others
+        return
+    if all(d.moving for d in devices):
+        yield from moving
+        return
+    for pair in zip(moving, others, strict=False):
+        yield from pair

@@ -22,6 +22,7 @@ from care.access import (
 )
 from care.service import list_patients
 from core.auth import Principal
+from devices.schemas import DeviceIn
 from devices.service import (
     Provisioned,
     RegistryEntry,
@@ -65,16 +66,10 @@ def load_registry(
 
 
 def do_register_as(
-    conn: psycopg.Connection,
-    *,
-    principal: Principal,
-    now: datetime,
-    device_id: str,
-    kind: str,
-    serial: str | None = None,
+    conn: psycopg.Connection, *, principal: Principal, now: datetime, device: DeviceIn
 ) -> Provisioned:
     authorize(conn, principal=principal, permission=Permission.MANAGE_DEVICES, now=now)
-    return do_provision_device(conn, device_id=device_id, kind=kind, serial=serial, now=now)
+    return do_provision_device(conn, now=now, **device.registration())
 
 
 def do_hand_out_as(

@@ -14,7 +14,7 @@ import typer
 
 from core.logs import configure_logging
 from core.settings import Settings
-from heimvakt.cli_common import emit_broker_config
+from heimvakt.cli_common import SecretOutput, emit_broker_config
 from heimvakt.cli_common import settings_or_exit as _settings
 from heimvakt.devices_cli import devices as devices_group
 
@@ -304,16 +304,7 @@ def mosquitto_security(
         typer.FileText,
         typer.Argument(metavar="PASSWORD_FILE", help="A mosquitto_passwd file, or - for stdin."),
     ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            show_default=False,
-            help="Write the JSON to this file (mode 600). Default: standard output.",
-        ),
-    ] = None,
+    output: SecretOutput = None,
     platform_user: Annotated[
         list[str] | None,
         typer.Option(

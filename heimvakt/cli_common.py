@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from core.settings import Settings
+
+SecretOutput = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="PATH",
+        show_default=False,
+        help="Write the JSON to this file (mode 600). Default: standard output.",
+    ),
+]
+"""Where a command writes a file with secrets in it (password hashes)."""
 
 
 def settings_or_exit(**overrides: Any) -> Settings:

@@ -65,6 +65,19 @@ def _oximeter(key: str, spo2: float, pulse: float, spo2_change: float = 0.0) -> 
     )
 
 
+def _deteriorating_oximeter(key: str, *, spo2: float, pulse: float) -> SimulatedDevice:
+    """Steady in the history; once the present plays, SpO2 falls 6 points a minute to 83 %
+    and the pulse climbs 12 beats a minute to 122."""
+    return SimulatedDevice(
+        device_id=f"demo-ox-{key}",
+        kind="pulse_oximeter",
+        vitals=(
+            Vital("spo2", "%", spo2, 0.6, live_change_per_minute=-6.0, live_limit=83),
+            Vital("pulse", "/min", pulse, 3.0, live_change_per_minute=12.0, live_limit=122),
+        ),
+    )
+
+
 def _cuff(key: str, systolic: float, diastolic: float) -> SimulatedDevice:
     return SimulatedDevice(
         device_id=f"demo-bp-{key}",
@@ -147,6 +160,8 @@ PATIENTS: tuple[DemoPatient, ...] = (
         _COPD_LIMITS + _HF_LIMITS[:1],
         (_oximeter("05", 93, 84), _cuff("05", 134, 80)),
     ),
+    # The story: stable for a month, then, while the nurse watches, his saturation falls and
+    # his pulse climbs: yellow within a minute, red within two (docs/devices.md).
     DemoPatient(
         "06",
         "Frode Syntetisk",
@@ -154,7 +169,7 @@ PATIENTS: tuple[DemoPatient, ...] = (
         (Condition.COPD,),
         False,
         _COPD_LIMITS,
-        (_oximeter("06", 95, 72), _peak_flow("06", 380)),
+        (_deteriorating_oximeter("06", spo2=94, pulse=76), _peak_flow("06", 380)),
     ),
     DemoPatient(
         "07",

@@ -16,7 +16,12 @@ import typer
 from pydantic import ValidationError
 
 from core.clock import SystemClock
-from heimvakt.cli_common import emit_broker_config, settings_or_exit, write_private
+from heimvakt.cli_common import (
+    SecretOutput,
+    emit_broker_config,
+    settings_or_exit,
+    write_private,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -232,16 +237,7 @@ def export_broker(
             help="The platform's logins (a mosquitto_passwd file); devices come from the registry.",
         ),
     ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="PATH",
-            show_default=False,
-            help="Write the JSON to this file (mode 600). Default: standard output.",
-        ),
-    ] = None,
+    output: SecretOutput = None,
 ) -> None:
     """Write Mosquitto's dynamic-security JSON for the platform's logins and every device in
     service. Run it after every change, then restart the broker (the ingest reconnects by
@@ -272,16 +268,7 @@ def export_broker(
 def _provision(conn: psycopg.Connection, body: DeviceIn) -> Provisioned:
     from devices.service import do_provision_device  # noqa: PLC0415
 
-    return do_provision_device(
-        conn,
-        device_id=body.id,
-        kind=body.kind,
-        vendor=body.vendor,
-        model=body.model,
-        serial=body.serial,
-        measurements=body.measurements,
-        now=SystemClock().now(),
-    )
+    return do_provision_device(conn, now=SystemClock().now(), **body.registration())
 
 
 def _first_error(error: ValidationError) -> str:

@@ -53,7 +53,7 @@ from heimvakt.worker import (
 log = logging.getLogger(__name__)
 
 DEMO_INTERVAL_SECONDS = 2.0
-DEMO_HISTORY_DAYS = 7
+DEMO_HISTORY_DAYS = 30
 
 
 @contextlib.contextmanager

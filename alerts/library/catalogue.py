@@ -278,6 +278,46 @@ RULES: Final[tuple[Rule, ...]] = (
         evaluate=None,
     ),
     Rule(
+        id="battery_low",
+        version=1,
+        category=Category.TECHNICAL,
+        title=_text("Lavt batteri", "Lågt batteri", "Battery low"),
+        explanation=_text(
+            "En av pasientens enheter melder under 20 % batteri: den kan snart slutte å måle. "
+            "Be pasienten lade eller bytte batteri.",
+            "Ei av pasienten sine einingar melder under 20 % batteri: ho kan snart slutte å "
+            "måle. Be pasienten lade eller byte batteri.",
+            "One of the patient's devices reports less than 20 % battery: it may soon stop "
+            "measuring. Ask the patient to charge it or change the battery.",
+        ),
+        source="IEC 60601-1-8 (technical alarm conditions: a power supply about to fail).",
+        defaults=MappingProxyType({"below_percent": 20, "clearly_normal_percent": 30}),
+        tuning="Not tunable: from the device's status report (docs/mqtt.md).",
+        requirement="REQ-ALERT-012",
+        hazard="HAZ-006: no data is mistaken for a stable patient",
+        evaluate=None,
+    ),
+    Rule(
+        id="gateway_backlog",
+        version=1,
+        category=Category.TECHNICAL,
+        title=_text("Målinger venter", "Målingar ventar", "Readings waiting"),
+        explanation=_text(
+            "Pasientens gateway melder at 50 eller flere målinger venter på å bli sendt: det vi "
+            "ser er ikke det siste pasienten har målt.",
+            "Pasienten sin gateway melder at 50 eller fleire målingar ventar på å bli sende: "
+            "det vi ser, er ikkje det siste pasienten har målt.",
+            "The patient's gateway reports 50 or more readings waiting to be sent: what we see "
+            "is not the latest the patient has measured.",
+        ),
+        source="IEC 60601-1-8 (technical alarm conditions); docs/devices.md (the gateway).",
+        defaults=MappingProxyType({"waiting_at_least": 50, "clearly_normal_at_most": 10}),
+        tuning="Not tunable: from the gateway's status report (docs/mqtt.md).",
+        requirement="REQ-ALERT-013",
+        hazard="HAZ-006: no data is mistaken for a stable patient",
+        evaluate=None,
+    ),
+    Rule(
         id="notification_undeliverable",
         version=1,
         category=Category.TECHNICAL,

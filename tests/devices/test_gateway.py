@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,14 +80,6 @@ def status(conn: psycopg.Connection) -> tuple[bool, int] | None:
     return conn.execute(
         "SELECT online, backlog FROM device_status WHERE device_id = %s", (DEVICE,)
     ).fetchone()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 @pytest.mark.slow

@@ -4,9 +4,7 @@ it through a real broker and the real ingest, each device with its own login."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -30,14 +28,6 @@ def test_the_same_seed_gives_the_same_month_and_another_seed_another() -> None:
     assert [m.readings for m in first] != [m.readings for m in other]
     stopped = [m for m in first if SCENARIOS[m.patient].name == "Slutter å måle"]
     assert max(m.day for m in stopped) == 14, "the patient who stops measuring stops on day 15"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path)
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 @pytest.mark.slow

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
-from devices.simulator import SimulatedDevice, Vital, history_times
+from devices.simulator import SimulatedDevice, Vital, history_times, live_order
+from heimvakt.demo import PATIENTS
 from ingest.decoding import Envelope
 from ingest.native import decode_native
 
@@ -44,3 +47,29 @@ def test_history_is_mornings_and_evenings_within_the_window() -> None:
     assert times[-1] <= NOW
     assert {t.hour for t in times} == {8, 20}
     assert times == sorted(times)
+
+
+def test_the_demo_story_turns_yellow_within_a_minute_and_red_within_two() -> None:
+    """Frode's oximeter against his plan's limits (SpO2 yellow below 90, red below 86)."""
+    [frode] = [p for p in PATIENTS if p.key == "06"]
+    oximeter = next(d for d in frode.devices if d.kind == "pulse_oximeter")
+    start = NOW
+
+    def spo2(seconds: int) -> float:
+        at = start + timedelta(seconds=seconds)
+        message = json.loads(oximeter.payload(measured_at=at, now=at, live_since=start))
+        return float(next(r["value"] for r in message["readings"] if r["code"] == "spo2"))
+
+    assert spo2(0) >= 92, "green when the demo starts"
+    assert 86 <= spo2(60) < 90, "yellow within a minute"
+    assert spo2(120) < 86, "red within two"
+    assert spo2(600) >= 80, "and then it stays there, plausible"
+    history = json.loads(oximeter.payload(measured_at=start - timedelta(days=20), now=start))
+    assert history["readings"][0]["value"] >= 92, "a stable month before"
+
+
+def test_the_story_device_takes_every_other_turn() -> None:
+    devices = [d for p in PATIENTS for d in p.devices]
+    turns = [d.device_id for d in itertools.islice(live_order(devices), 20)]
+    assert turns[::2] == ["demo-ox-06"] * 10
+    assert len(set(turns[1::2])) == 10, "the others take turns"

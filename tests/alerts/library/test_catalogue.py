@@ -47,6 +47,8 @@ def test_sweep_rules_are_the_adherence_and_technical_ones() -> None:
     assert swept == {
         "missing_measurement",
         "device_silent",
+        "battery_low",
+        "gateway_backlog",
         "notification_undeliverable",
         "rule_failed",
     }
