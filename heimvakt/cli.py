@@ -587,6 +587,68 @@ def retention() -> None:
     typer.echo(f"deleted {deleted} readings older than {settings.readings_retention_days} days")
 
 
+export = typer.Typer(help="Export patients' data in standard formats.")
+app.add_typer(export, name="export")
+
+
+@export.command("fhir")
+def export_fhir(
+    output: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the NDJSON files.")
+    ] = Path("fhir-export"),
+    patient: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PATIENT_ID", help="A patient to export (repeat for more; default: none)."
+        ),
+    ] = None,
+    everyone: Annotated[
+        bool,
+        typer.Option("--all", help="Export every patient of the installation. Off by default."),
+    ] = False,
+) -> None:
+    """Write FHIR R4 NDJSON bulk files (Patient, Device, Observation) for the patients.
+
+    The export is recorded in the access log, as the operator running it.
+    """
+    import getpass  # noqa: PLC0415
+    from uuid import UUID  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from core.auth import Principal  # noqa: PLC0415
+    from core.clock import SystemClock  # noqa: PLC0415
+    from fhir_facade.export import all_patients, export_ndjson  # noqa: PLC0415
+    from fhir_facade.queries import count_observations  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+
+    if everyone == bool(patient):
+        typer.echo("Give either --patient (one or more) or --all", err=True)
+        raise typer.Exit(2)
+    try:
+        chosen = [UUID(p) for p in patient or []]
+    except ValueError as error:
+        typer.echo(f"Not a patient id: {error}", err=True)
+        raise typer.Exit(2) from error
+    operator = getpass.getuser()
+    principal = Principal(kind="system", id=operator, name=operator, role="operator")
+    with database_service(_settings()) as (url, _), psycopg.connect(url) as conn:
+        if everyone:
+            chosen = all_patients(conn)
+        total = count_observations(conn, patient_ids=chosen)
+        with typer.progressbar(length=total, label="Observations", file=None) as bar:
+            counts = export_ndjson(
+                conn,
+                patient_ids=chosen,
+                directory=output,
+                principal=principal,
+                now=SystemClock().now(),
+                progress=bar.update,
+            )
+    for kind, count in counts.items():
+        typer.echo(f"{output / f'{kind}.ndjson'}: {count}")
+
+
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply pending database migrations and exit."""
