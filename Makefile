@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # 2 CPUs, from a fresh clone: 4 workers 285 s, 3 workers 289 s with 22 fewer tests.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 1) * 2))')
 
-.PHONY: demo test lint bench-ingest bench-alerts bench-figures clean
+.PHONY: demo test lint bench-ingest bench-alerts bench-figures bench-fhir clean
 
 # uv when it can be had (seconds), pip otherwise (minutes), from the indexes pip is configured
 # with; every step is printed as it starts (tools/bootstrap.py).
@@ -50,7 +50,7 @@ lint: $(STAMP)
 
 # Ingest throughput, latency, CPU and memory against a Mosquitto it starts and a database it
 # creates on the machine's PostgreSQL (HEIMVAKT_BENCH_DATABASE_URL); updates docs/benchmarks.md.
-# `make test` runs both benchmarks with --smoke (tests/bench/test_smoke.py: small numbers, no
+# `make test` runs the benchmarks with --smoke (tests/bench/test_smoke.py: small numbers, no
 # targets, nothing written) so a change that breaks them fails there, not at the next measurement.
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest
@@ -60,6 +60,9 @@ bench-alerts: $(STAMP)
 
 bench-figures: $(STAMP)
 	$(BIN)/python -m bench.figures
+
+bench-fhir: $(STAMP)
+	$(BIN)/python -m bench.fhir
 
 clean:
 	rm -rf $(VENV) .heimvakt .pytest_cache .ruff_cache .mypy_cache

@@ -34,7 +34,6 @@ from pathlib import Path
 from uuid import UUID
 
 import psycopg
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi.testclient import TestClient
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -54,21 +53,17 @@ from bench.harness import (
     run_main,
     write_section,
 )
-from care.people import do_link_identity
-from core.auth import LocalIssuer, TokenVerifier
+from bench.served import served_app
 from core.clock import ManualClock
 from core.links import DASHBOARD_PATH, FIGURES_SEGMENT
 from core.migrate import migrate
-from core.settings import Settings
 from core.weeks import COUNT_ANSWERS, COUNT_READINGS
-from heimvakt.app import create_app
 from heimvakt.auth import SESSION_COOKIE
-from heimvakt.worker import freeze_startup_objects, ingest_limits
+from heimvakt.worker import freeze_startup_objects
 
 TARGET_SECONDS = 1.0
 """The page's server time, median and p95."""
 NOW = datetime(2027, 1, 5, 11, 0, tzinfo=UTC)
-ISSUER = "http://bench/auth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,30 +299,7 @@ def measure(database_url: str, sizes: Sizes, checks: Checks, *, seeded: bool) ->
         ).fetchone()
         assert counts is not None
     with ConnectionPool(database_url, min_size=2, max_size=4) as pool:
-        clock = ManualClock(NOW)
-        issuer = LocalIssuer(
-            pool,
-            issuer=ISSUER,
-            audience="heimvakt",
-            clock=clock,
-            token_lifetime=timedelta(hours=8),
-            issuer_key=AESGCM.generate_key(bit_length=256),
-        )
-        issuer.ensure_signing_key()
-        with pool.connection() as conn:
-            do_link_identity(conn, issuer=ISSUER, subject="bench", staff_id=coordinator)
-        token = issuer.issue(subject="bench")
-        app = create_app(
-            pool=pool,
-            clock=clock,
-            broker_connected=lambda: True,
-            after_store=[],
-            limits=ingest_limits(Settings()),
-            verifier=TokenVerifier([], local=issuer),
-            public_url="http://testserver",
-            local_issuer=issuer,
-            secure_cookie=False,
-        )
+        app, token = served_app(pool, ManualClock(NOW), staff_id=coordinator)
         # As `heimvakt up` does before it serves (heimvakt/platform.py): the start-up's
         # objects out of the collector's sight, and its thresholds.
         freeze_startup_objects()

@@ -127,6 +127,7 @@ class Checked:
     principal: Principal
     permission: Permission
     now: datetime
+    interface: Interface
 
     def require_team(self, team_id: UUID) -> None:
         """The work also changes that care team: the caller must belong to it (unless
@@ -149,7 +150,7 @@ class Checked:
             staff_id=staff_id,
             resource=resource,
             action=action,
-            interface=Interface.API,
+            interface=self.interface,
             now=self.now,
         ):
             yield
@@ -169,7 +170,7 @@ class Checked:
             patient_ids=patient_ids,
             resource=resource,
             action=action,
-            interface=Interface.API,
+            interface=self.interface,
             reason=reason,
             now=self.now,
         )
@@ -185,22 +186,29 @@ class PatientRecord(Checked):
 
 @contextmanager
 def _checked(
-    request: Request, principal: Principal, permission: Permission, **scope: UUID
+    request: Request,
+    principal: Principal,
+    permission: Permission,
+    interface: Interface = Interface.API,
+    **scope: UUID,
 ) -> Iterator[Checked]:
     context = api_context(request)
     with context.pool.connection() as conn:
         now = context.clock.now()
         authorize(conn, principal=principal, permission=permission, now=now, **scope)
-        yield Checked(conn=conn, principal=principal, permission=permission, now=now)
+        yield Checked(
+            conn=conn, principal=principal, permission=permission, now=now, interface=interface
+        )
 
 
 class _Allowed(AccessGuard):
-    def __init__(self, permission: Permission, scope: AccessScope) -> None:
+    def __init__(self, permission: Permission, scope: AccessScope, interface: Interface) -> None:
         self.permission = permission
+        self.interface = interface
         self.access_rule = AccessRule(permission, scope)
 
     def __call__(self, request: Request, principal: Caller) -> Iterator[Checked]:
-        with _checked(request, principal, self.permission) as checked:
+        with _checked(request, principal, self.permission, self.interface) as checked:
             yield checked
 
 
@@ -237,6 +245,7 @@ def open_patient_record(
     permission: Permission,
     resource: str,
     action: Action,
+    interface: Interface = Interface.API,
 ) -> Iterator[PatientRecord]:
     """The patient's record, checked and the access logged in the work's transaction: for a
     guard that finds the patient through something else the path names (an alert)."""
@@ -250,7 +259,7 @@ def open_patient_record(
             patient_id=patient_id,
             resource=resource,
             action=action,
-            interface=Interface.API,
+            interface=interface,
             now=now,
         )
         yield PatientRecord(
@@ -258,16 +267,20 @@ def open_patient_record(
             principal=principal,
             permission=permission,
             now=now,
+            interface=interface,
             patient_id=patient_id,
             reason=reason,
         )
 
 
 class _PatientRecord(AccessGuard):
-    def __init__(self, permission: Permission, resource: str, action: Action) -> None:
+    def __init__(
+        self, permission: Permission, resource: str, action: Action, interface: Interface
+    ) -> None:
         self.permission = permission
         self.resource = resource
         self.action = action
+        self.interface = interface
         self.access_rule = AccessRule(permission, "patient")
 
     def __call__(
@@ -280,14 +293,17 @@ class _PatientRecord(AccessGuard):
             permission=self.permission,
             resource=self.resource,
             action=self.action,
+            interface=self.interface,
         ) as record:
             yield record
 
 
-def allowed(permission: Permission, scope: AccessScope = "none") -> DependsParam:
+def allowed(
+    permission: Permission, scope: AccessScope = "none", *, interface: Interface = Interface.API
+) -> DependsParam:
     """The dependency for work that opens no single patient's record: a connection after the
     role check. A route on a list of patients logs them (`Checked.log_patients`)."""
-    return Depends(_Allowed(permission, scope), scope="function")
+    return Depends(_Allowed(permission, scope, interface), scope="function")
 
 
 def team_member(permission: Permission) -> DependsParam:
@@ -303,8 +319,12 @@ def organisation_member(permission: Permission) -> DependsParam:
 
 
 def patient_record(
-    permission: Permission, *, resource: str, action: Action = Action.READ
+    permission: Permission,
+    *,
+    resource: str,
+    action: Action = Action.READ,
+    interface: Interface = Interface.API,
 ) -> DependsParam:
     """The dependency for work on the patient named by the path's ``patient_id``: checked,
-    and logged as `action` on `resource`."""
-    return Depends(_PatientRecord(permission, resource, action), scope="function")
+    and logged as `action` on `resource` through `interface`."""
+    return Depends(_PatientRecord(permission, resource, action, interface), scope="function")

@@ -15,13 +15,15 @@ from psycopg.types.json import Jsonb
 
 from care.models import Condition, Organisation, OrganisationKind, Patient
 
-_PATIENT_COLUMNS = """
+PATIENT_COLUMNS = """
     p.id, p.display_name, p.birth_date, p.conditions, p.preferred_language,
     (SELECT o.name FROM patient_responsibility r JOIN organisations o ON o.id = r.organisation_id
       WHERE r.patient_id = p.id AND r.role = 'responsible'
         AND r.valid_from <= %(now)s AND (r.valid_to IS NULL OR r.valid_to > %(now)s)
       ORDER BY r.valid_from DESC LIMIT 1) AS responsible_unit
 """
+"""A `Patient`'s columns, of a `patients` row aliased ``p`` (``%(now)s``: the moment whose
+responsible unit is named); the FHIR facade's patient query adds its own after them."""
 
 
 def do_create_organisation(
@@ -109,7 +111,7 @@ def list_patients(
     condition, parameters = visible
     with conn.cursor(row_factory=class_row(Patient)) as cur:
         return cur.execute(
-            f"SELECT {_PATIENT_COLUMNS} FROM patients p WHERE {condition}"
+            f"SELECT {PATIENT_COLUMNS} FROM patients p WHERE {condition}"
             " ORDER BY p.display_name, p.id LIMIT %(limit)s OFFSET %(offset)s",
             {"now": now, "limit": limit, "offset": offset, **parameters},
         ).fetchall()
@@ -138,6 +140,6 @@ def do_update_patient(
 def get_patient(conn: psycopg.Connection, *, patient_id: UUID, now: datetime) -> Patient | None:
     with conn.cursor(row_factory=class_row(Patient)) as cur:
         return cur.execute(
-            f"SELECT {_PATIENT_COLUMNS} FROM patients p WHERE p.id = %(id)s",
+            f"SELECT {PATIENT_COLUMNS} FROM patients p WHERE p.id = %(id)s",
             {"now": now, "id": patient_id},
         ).fetchone()

@@ -40,7 +40,8 @@ class StaffRole(StrEnum):
     ADMINISTRATOR = "administrator"
 
 
-PrincipalKind = Literal["anonymous", "staff", "patient", "device"]
+PrincipalKind = Literal["anonymous", "staff", "patient", "device", "system"]
+"""``system``: an operator's command on the server (``heimvakt export``), which no token gives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +57,27 @@ class Principal:
     hpr_number: str | None = None
     organisation_id: UUID | None = None
     organisation_name: str | None = None
+    smart_scopes: frozenset[str] | None = None
+    """The SMART on FHIR resource scopes its token was granted (``patient/…``, ``user/…``,
+    ``system/…`` in its ``scope`` claim), which narrow what the FHIR interface serves it; None
+    when the token has none (a HelseID or ID-porten log-in): the person's own rights, as in
+    the API and the dashboard."""
 
     @property
     def uuid(self) -> UUID:
         return UUID(self.id)
+
+
+_SMART_CONTEXTS: Final = ("patient/", "user/", "system/")
+
+
+def smart_scopes(claims: Mapping[str, Any]) -> frozenset[str] | None:
+    """The SMART resource scopes in a token's ``scope`` claim (space-separated), or None when
+    it holds none."""
+    scope = claims.get("scope")
+    words = scope.split() if isinstance(scope, str) else []
+    found = frozenset(w for w in words if w.startswith(_SMART_CONTEXTS))
+    return found or None
 
 
 ANONYMOUS = Principal(kind="anonymous", id="", name="anonymous", role="anonymous")

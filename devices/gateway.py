@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.clock import Clock
 from core.mqtt import BrokerAddress
+from devices.simulator import TYPICAL
 
 log = logging.getLogger(__name__)
 
@@ -295,19 +297,41 @@ def read_measurements(lines: Iterable[str]) -> Iterable[Measurement | str]:
             yield f"line {number}: {where}: {first['msg']}"
 
 
+def simulated_measurements(
+    kind: str, *, every: float, stop: threading.Event
+) -> Iterator[Measurement]:
+    """A simulated device of `kind` attached to the gateway: a measurement now and every
+    `every` seconds (devices/simulator.py's typical values, with noise) until `stop`."""
+    vitals = TYPICAL[kind]
+    rng = random.Random()  # noqa: S311  # simulated values, not secrets
+    while True:
+        readings = [
+            GatewayReading(code=v.alias, value=v.value(days_ago=0, rng=rng), unit=v.unit)
+            for v in vitals
+        ]
+        yield Measurement(readings=readings)
+        if stop.wait(every):
+            return
+
+
 def run_gateway(
-    gateway: Gateway, lines: Iterable[str], *, stop: threading.Event, exit_when_empty: bool
+    gateway: Gateway,
+    measurements: Iterable[Measurement | str],
+    *,
+    stop: threading.Event,
+    exit_when_empty: bool,
 ) -> int:
-    """Feed `lines` to a started gateway and deliver until `stop` (or, with `exit_when_empty`,
-    until the input has ended and the outbox is empty); returns how many lines were bad. A bad
-    line is logged and skipped: it never stops the measurements after it. The input is read on
-    a thread of its own, so a signal stops the gateway while it waits for input."""
+    """Feed `measurements` (or, as strings, why an input line was none) to a started gateway
+    and deliver until `stop` (or, with `exit_when_empty`, until the input has ended and the
+    outbox is empty); returns how many were bad. A bad line is logged and skipped: it never
+    stops the measurements after it. The input is read on a thread of its own, so a signal
+    stops the gateway while it waits for input."""
     bad = 0
     ended = threading.Event()
 
     def feed() -> None:
         nonlocal bad
-        for item in read_measurements(lines):
+        for item in measurements:
             if isinstance(item, str):
                 bad += 1
                 log.warning("measurement skipped: %s", item)

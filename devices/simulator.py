@@ -18,11 +18,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Final
 
 from core.clock import Clock
 from core.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
+
 
 _HISTORY_HOURS = (8, 20)
 """Home measurements happen morning and evening."""
@@ -93,6 +96,22 @@ class SimulatedDevice:
             ],
         }
         return json.dumps(message).encode()
+
+
+TYPICAL: Final = MappingProxyType(
+    {
+        "pulse_oximeter": (Vital("spo2", "%", 95, 1.0), Vital("pulse", "/min", 76, 4.0)),
+        "blood_pressure_monitor": (
+            Vital("sys", "mm[Hg]", 132, 6.0),
+            Vital("dia", "mm[Hg]", 80, 4.0),
+            Vital("pulse", "/min", 72, 4.0),
+        ),
+        "scale": (Vital("weight", "kg", 78.0, 0.3, decimals=1),),
+        "thermometer": (Vital("temp", "Cel", 36.8, 0.2, decimals=1),),
+        "peak_flow_meter": (Vital("pef", "L/min", 320, 15.0),),
+    }
+)
+"""A home patient's typical values per kind of device, for a simulated device with no story."""
 
 
 def history_times(*, now: datetime, days: int) -> Iterator[datetime]:

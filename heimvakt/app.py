@@ -27,6 +27,10 @@ from core.problems import install_problem_handlers, problem
 from core.settings import HTTP_MAX_BODY_BYTES
 from dashboard.app import create_dashboard
 from devices.routes import router as devices_router
+from fhir_facade.routes import bind_fhir
+from fhir_facade.routes import public_router as fhir_public_router
+from fhir_facade.routes import router as fhir_router
+from fhir_facade.transaction import FhirIngest
 from heimvakt.auth import (
     SESSION_COOKIE,
     BearerAuthenticator,
@@ -43,7 +47,7 @@ from heimvakt.web import (
     docs_router,
 )
 from ingest.http import ingest_router
-from ingest.limits import Limits
+from ingest.limits import Limits, RateLimiter
 from ingest.review import bind_review_hooks
 from ingest.review import router as review_router
 from ingest.store import AfterStore
@@ -98,6 +102,15 @@ def create_app(
     app.include_router(care_router)
     app.include_router(alerts_router)
     app.include_router(quality_router)
+    # One rate per device, whichever route it sends to.
+    device_rate = RateLimiter(rate=limits.device_rate, burst=limits.device_burst)
+    bind_fhir(
+        app,
+        public_url=public_url,
+        ingest=FhirIngest(after_store=tuple(after_store), limits=limits, limiter=device_rate),
+    )
+    app.include_router(fhir_public_router)
+    app.include_router(fhir_router)
     app.include_router(devices_router)
     if local_issuer is not None:
         app.include_router(
@@ -111,7 +124,9 @@ def create_app(
             )
         )
     app.include_router(
-        ingest_router(pool=pool, clock=clock, after_store=after_store, limits=limits)
+        ingest_router(
+            pool=pool, clock=clock, after_store=after_store, limits=limits, limiter=device_rate
+        )
     )
     app.include_router(review_router)
 

@@ -14,6 +14,7 @@ password checks, and `CrossSiteGuard`, which refuses a browser's cross-site stat
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ from core.auth import (
     TokenVerifier,
     do_end_session,
     session_is_open,
+    smart_scopes,
 )
 from core.clock import Clock
 from core.local_accounts import LoginAttempt, LoginThrottle, do_log_in_local
@@ -78,7 +80,7 @@ def principal_from_token(
         )
     if principal is None:
         raise NotAuthenticatedError
-    return principal
+    return replace(principal, smart_scopes=smart_scopes(verified.claims))
 
 
 _PRINCIPAL_KEY: Final = "heimvakt.principal"

@@ -160,6 +160,19 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
             "--input", metavar="FILE", help="Native JSON lines to send; - reads standard input."
         ),
     ] = "-",
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND",
+            show_default=False,
+            help="Instead of input lines, a simulated device of this kind (pulse_oximeter,"
+            " blood_pressure_monitor, scale, thermometer, peak_flow_meter) measures every"
+            " --every seconds. Default: none.",
+        ),
+    ] = None,
+    every: Annotated[
+        float, typer.Option(min=1, metavar="SECONDS", help="How often --simulate measures.")
+    ] = 60.0,
     capacity: Annotated[
         int, typer.Option(min=1, metavar="N", help="Measurements the outbox keeps at most.")
     ] = 100_000,
@@ -194,10 +207,20 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
 
     from core.clock import SystemClock  # noqa: PLC0415
     from core.mqtt import BrokerAddress  # noqa: PLC0415
-    from devices.gateway import Gateway, Outbox, run_gateway  # noqa: PLC0415
+    from devices.gateway import (  # noqa: PLC0415
+        Gateway,
+        Outbox,
+        read_measurements,
+        run_gateway,
+        simulated_measurements,
+    )
+    from devices.simulator import TYPICAL  # noqa: PLC0415
     from heimvakt.worker import until_signalled  # noqa: PLC0415
 
     settings = _settings()
+    if simulate is not None and simulate not in TYPICAL:
+        typer.echo(f"Refusing to start: no simulated {simulate!r} ({', '.join(TYPICAL)})", err=True)
+        raise typer.Exit(2)
     try:
         address = BrokerAddress.parse(broker or os.environ.get("HEIMVAKT_GATEWAY_BROKER_URL", ""))
     except ValueError as error:
@@ -216,11 +239,18 @@ def gateway(  # noqa: PLR0917  # typer takes the options as parameters
     runner.start()
     try:
         with until_signalled(stop):
-            if source == "-":  # never closed: the input thread may be blocked reading it
-                bad = run_gateway(runner, sys.stdin, stop=stop, exit_when_empty=exit_when_empty)
+            if simulate is not None:
+                measured = simulated_measurements(simulate, every=every, stop=stop)
+                bad = run_gateway(runner, measured, stop=stop, exit_when_empty=exit_when_empty)
+            elif source == "-":  # never closed: the input thread may be blocked reading it
+                bad = run_gateway(
+                    runner, read_measurements(sys.stdin), stop=stop, exit_when_empty=exit_when_empty
+                )
             else:
                 with Path(source).open(encoding="utf-8") as lines:
-                    bad = run_gateway(runner, lines, stop=stop, exit_when_empty=exit_when_empty)
+                    bad = run_gateway(
+                        runner, read_measurements(lines), stop=stop, exit_when_empty=exit_when_empty
+                    )
     finally:
         runner.stop()
         kept.close()
@@ -585,6 +615,68 @@ def retention() -> None:
     with database_service(settings) as (url, _), psycopg.connect(url) as conn:
         deleted = do_apply_retention(conn, now=SystemClock().now(), keep=keep)
     typer.echo(f"deleted {deleted} readings older than {settings.readings_retention_days} days")
+
+
+export = typer.Typer(help="Export patients' data in standard formats.")
+app.add_typer(export, name="export")
+
+
+@export.command("fhir")
+def export_fhir(
+    output: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the NDJSON files.")
+    ] = Path("fhir-export"),
+    patient: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PATIENT_ID", help="A patient to export (repeat for more; default: none)."
+        ),
+    ] = None,
+    everyone: Annotated[
+        bool,
+        typer.Option("--all", help="Export every patient of the installation. Off by default."),
+    ] = False,
+) -> None:
+    """Write FHIR R4 NDJSON bulk files (Patient, Device, Observation) for the patients.
+
+    The export is recorded in the access log, as the operator running it.
+    """
+    import getpass  # noqa: PLC0415
+    from uuid import UUID  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+
+    from core.auth import Principal  # noqa: PLC0415
+    from core.clock import SystemClock  # noqa: PLC0415
+    from fhir_facade.export import all_patients, export_ndjson  # noqa: PLC0415
+    from fhir_facade.queries import count_observations  # noqa: PLC0415
+    from heimvakt.platform import database_service  # noqa: PLC0415
+
+    if everyone == bool(patient):
+        typer.echo("Give either --patient (one or more) or --all", err=True)
+        raise typer.Exit(2)
+    try:
+        chosen = [UUID(p) for p in patient or []]
+    except ValueError as error:
+        typer.echo(f"Not a patient id: {error}", err=True)
+        raise typer.Exit(2) from error
+    operator = getpass.getuser()
+    principal = Principal(kind="system", id=operator, name=operator, role="operator")
+    with database_service(_settings()) as (url, _), psycopg.connect(url) as conn:
+        if everyone:
+            chosen = all_patients(conn)
+        total = count_observations(conn, patient_ids=chosen)
+        with typer.progressbar(length=total, label="Observations", file=None) as bar:
+            counts = export_ndjson(
+                conn,
+                patient_ids=chosen,
+                directory=output,
+                principal=principal,
+                now=SystemClock().now(),
+                progress=bar.update,
+            )
+    for kind, count in counts.items():
+        typer.echo(f"{output / f'{kind}.ndjson'}: {count}")
 
 
 @app.command("migrate")

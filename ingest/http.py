@@ -37,11 +37,11 @@ from core.clock import Clock
 from core.problems import PROBLEM_JSON, Problem, problem
 from devices.tokens import device_for_token, token_prefix
 from ingest import formats, metrics
-from ingest.decoding import Candidate, Decoded, Envelope, as_storage_error
+from ingest.decoding import Candidate, Decoded, Envelope
 from ingest.formats import PayloadFormat
 from ingest.limits import Limits, RateLimiter, limit_rate
 from ingest.quarantine import QuarantineEntry
-from ingest.store import AfterStore, BatchOutcome, Refused, store_batch
+from ingest.store import AfterStore, BatchOutcome, Refused, store_message
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +117,18 @@ def ingest_router(
     clock: Clock,
     after_store: Sequence[AfterStore],
     limits: Limits,
+    limiter: RateLimiter | None = None,
 ) -> APIRouter:
-    """The HTTP ingest endpoint; the formats accepted are those registered in ingest/formats.py."""
+    """The HTTP ingest endpoint; the formats accepted are those registered in ingest/formats.py.
+    `limiter`: the per-device rate, shared with the other routes a device sends to (FHIR)."""
     router = APIRouter(tags=["ingest"])
     hooks = tuple(after_store)
-    limiter = RateLimiter(rate=limits.device_rate, burst=limits.device_burst)
+    if limiter is None:
+        limiter = RateLimiter(rate=limits.device_rate, burst=limits.device_burst)
 
     def authenticate(token: str, device_id: str) -> bool:
         with pool.connection() as conn:
             return device_for_token(conn, token=token, device_id=device_id)
-
-    def store(decoded: Decoded) -> BatchOutcome:
-        with pool.connection() as conn:
-            return store_batch(
-                conn,
-                channel=CHANNEL,
-                messages=[decoded.candidates],
-                quarantined=decoded.quarantined,
-                after_store=hooks,
-            )
 
     def process(body: bytes, payload_format: PayloadFormat, envelope: Envelope) -> _Processed:
         """Decode and store in one worker thread: both block, and the event loop must not."""
@@ -147,22 +140,11 @@ def ingest_router(
             payload=body,
         )
         refused_whole = not decoded.candidates
-        try:
-            return _Processed(decoded, store(decoded), refused_whole)
-        except psycopg.OperationalError:
-            raise
-        except Exception as error:  # kept in quarantine, never lost
-            # As on MQTT: storing failed otherwise (the database refused it, input nobody
-            # anticipated, a bug in the code run on it), so its readings are kept in
-            # quarantine rather than lost, and the gateway does not retry in vain.
-            log.warning(
-                "storing an HTTP message from %r failed: %r",
-                envelope.device_id,
-                error,
-                exc_info=not isinstance(error, psycopg.Error),
+        with pool.connection() as conn:
+            decoded, outcome = store_message(
+                conn, decoded, channel=CHANNEL, sender=envelope.device_id, after_store=hooks
             )
-            decoded = as_storage_error(decoded, error, channel=CHANNEL)
-            return _Processed(decoded, store(decoded), refused_whole)
+        return _Processed(decoded, outcome, refused_whole)
 
     @router.post(
         READINGS_PATH,

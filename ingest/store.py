@@ -11,6 +11,7 @@ content goes to quarantine. Everything a batch causes (readings, quarantine rows
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,8 +24,10 @@ from psycopg.rows import args_row, class_row
 from core.readings import Reading
 from core.weeks import COUNT_READINGS
 from ingest import metrics
-from ingest.decoding import Candidate
+from ingest.decoding import Candidate, Decoded, as_storage_error
 from ingest.quarantine import QuarantineEntry
+
+log = logging.getLogger(__name__)
 
 AfterStore = Callable[[psycopg.Connection, Sequence[Reading]], None]
 """Runs inside the batch's transaction with the readings it stored (none twice)."""
@@ -229,6 +232,50 @@ def store_batch(
             metrics.add_stage_cpu("rules", time.thread_time() - started)
     _count(outcome)
     return outcome
+
+
+def store_message(
+    conn: psycopg.Connection,
+    decoded: Decoded,
+    *,
+    channel: str,
+    sender: str,
+    after_store: Sequence[AfterStore] = (),
+) -> tuple[Decoded, BatchOutcome]:
+    """Store one message a sender waits on (HTTP ingest, a FHIR Bundle); returns what was
+    stored and what the message became. If storing fails for any reason but the database
+    being away, its readings are kept in quarantine (``storage_error``) rather than lost, as
+    the MQTT writers do, and the sender does not retry in vain."""
+    try:
+        return decoded, _store_one(conn, decoded, channel=channel, after_store=after_store)
+    except psycopg.OperationalError:
+        raise
+    except Exception as error:  # kept in quarantine, never lost
+        log.warning(
+            "storing a message from %r over %s failed: %r",
+            sender,
+            channel,
+            error,
+            exc_info=not isinstance(error, psycopg.Error),
+        )
+        decoded = as_storage_error(decoded, error, channel=channel)
+        return decoded, _store_one(conn, decoded, channel=channel, after_store=after_store)
+
+
+def _store_one(
+    conn: psycopg.Connection,
+    decoded: Decoded,
+    *,
+    channel: str,
+    after_store: Sequence[AfterStore],
+) -> BatchOutcome:
+    return store_batch(
+        conn,
+        channel=channel,
+        messages=[decoded.candidates],
+        quarantined=decoded.quarantined,
+        after_store=after_store,
+    )
 
 
 def _copy_staging(conn: psycopg.Connection, messages: Sequence[Sequence[Candidate]]) -> None:

@@ -75,7 +75,12 @@ class _Handover(AccessGuard):
                 now=now,
             )
             yield HandoverRecord(
-                conn=conn, principal=principal, permission=permission, now=now, handover=found
+                conn=conn,
+                principal=principal,
+                permission=permission,
+                now=now,
+                interface=Interface.API,
+                handover=found,
             )
 
 

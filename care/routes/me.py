@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from care.access import ForbiddenError, Permission, access_log
+from care.access import ForbiddenError, Interface, Permission, access_log
 from care.guard import AccessGuard, Caller, Checked, guarded_router
 from care.schemas import AccessLogEntryOut, MeOut
 from core.api import AccessRule, Limit, Offset, Page, api_context, page
@@ -40,6 +40,7 @@ class _OwnRecord(AccessGuard):
                 principal=principal,
                 permission=Permission.READ_PATIENT,
                 now=context.clock.now(),
+                interface=Interface.API,
             )
 
 

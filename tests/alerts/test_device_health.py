@@ -14,8 +14,11 @@ from tests.support import seed_patient_with_device
 NOW = datetime(2026, 11, 30, 8, tzinfo=UTC)
 
 
-def report(conn: psycopg.Connection, at: datetime, **fields: float) -> None:
-    assert do_record_status(conn, device_id="ox-1", report=StatusReport(**fields), received_at=at)
+def report(
+    conn: psycopg.Connection, at: datetime, *, battery: float, backlog: int | None = None
+) -> None:
+    status = StatusReport(battery=battery, backlog=backlog)
+    assert do_record_status(conn, device_id="ox-1", report=status, received_at=at)
     do_sweep(conn, now=at + timedelta(seconds=30))
 
 

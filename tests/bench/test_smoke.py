@@ -24,11 +24,13 @@ def test_the_benchmark_runs_in_smoke_mode(
 
 
 @pytest.mark.slow
-def test_the_figures_benchmark_runs_in_smoke_mode(
-    postgres_server_url: str, repo_root: Path
+@pytest.mark.parametrize("benchmark", ["bench.figures", "bench.fhir"])
+def test_the_in_process_benchmarks_run_in_smoke_mode(
+    benchmark: str, postgres_server_url: str, repo_root: Path
 ) -> None:
-    """bench.figures needs no broker: the page is served in the benchmark's own process."""
-    _smoke("bench.figures", postgres_server_url, repo_root)
+    """bench.figures and bench.fhir need no broker: the app serves in the benchmark's own
+    process."""
+    _smoke(benchmark, postgres_server_url, repo_root)
 
 
 def _smoke(benchmark: str, postgres_server_url: str, repo_root: Path) -> None:

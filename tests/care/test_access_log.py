@@ -50,7 +50,11 @@ def test_a_request_on_patient_data_leaves_exactly_one_row(
         rows = _log_rows(conn)[len(before) :]
     assert len(rows) == 1, rows
     actor_kind, logged_role, patient_ids, _resource, _action, interface, reason = rows[0]
-    assert (actor_kind, interface) == ("patient" if role == "patient" else "staff", "api")
+    expected_interface = "fhir" if operation[1].startswith("/fhir/") else "api"
+    assert (actor_kind, interface) == (
+        "patient" if role == "patient" else "staff",
+        expected_interface,
+    )
     assert logged_role == ("patient" if role == "patient" else world_role(role))
     assert reason in {"care_team", "own_data", "handover", "administration", "emergency"}
     if "{patient_id}" in operation[1]:
@@ -77,7 +81,9 @@ def test_without_a_writable_log_the_route_fails_and_returns_no_data(
         response = _send(client, operation, world, role, "own")
         assert conn.execute("SELECT count(*) FROM patients").fetchone() == before
     assert response.status_code >= 500
-    assert response.headers["content-type"] == "application/problem+json"
+    fhir = operation[1].startswith("/fhir/")
+    expected = "application/fhir+json" if fhir else "application/problem+json"
+    assert response.headers["content-type"] == expected
     assert "Pasient" not in response.text
 
 

@@ -27,6 +27,11 @@ from devices.tokens import do_issue_token
 from tests.support import insert_episode
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+MEASURED = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+"""When each scenario's device measured its patient's readings (`READINGS`): recent, so that
+no retention period ever removes them."""
+READINGS = (("59408-5", 95.0, "%"), ("8480-6", 128.0, "mm[Hg]"), ("8462-4", 82.0, "mm[Hg]"))
+"""Each scenario patient's stored readings: an SpO2 and a blood pressure."""
 SPARE_DEVICE = "ox-spare"
 """Registered and given to no one: a device to hand out."""
 SCENARIOS = ("own", "other_team", "other_org")
@@ -155,6 +160,12 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
         devices[key] = f"ox-{key}"
         do_register_device(conn, device_id=devices[key], kind="pulse_oximeter")
         do_assign_device(conn, device_id=devices[key], patient_id=patients[key], valid_from=SINCE)
+        for code, value, unit in READINGS:
+            conn.execute(
+                "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+                " msg_id, received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+                (devices[key], code, MEASURED, patients[key], value, unit, MEASURED),
+            )
     do_register_device(conn, device_id=SPARE_DEVICE, kind="pulse_oximeter")
 
     colleagues = {"own": "a_colleague", "other_team": "b_nurse", "other_org": "c_nurse"}

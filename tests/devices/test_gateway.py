@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from devices.gateway import Measurement, Outbox, read_measurements
+from core import catalog
+from devices.gateway import Measurement, Outbox, read_measurements, simulated_measurements
+from devices.simulator import TYPICAL
 from tests.ingest.conftest import make_ingest
 from tests.processes import MOSQUITTO, Mosquitto
 from tests.support import eventually, seed_patient_with_device
@@ -162,3 +165,20 @@ def test_bad_lines_are_named_and_the_good_ones_kept() -> None:
     assert second.startswith("line 3:")
     assert isinstance(third, str)
     assert third.startswith("line 4: readings:")
+
+
+@pytest.mark.parametrize("kind", sorted(TYPICAL))
+def test_a_simulated_attached_device_measures_what_the_catalog_accepts(kind: str) -> None:
+    stop = threading.Event()
+    measurements = simulated_measurements(kind, every=0.01, stop=stop)
+    first, second = next(measurements), next(measurements)
+    stop.set()
+    assert list(measurements) == [], "it stops when told"
+    for reading in (*first.readings, *second.readings):
+        measurement = catalog.lookup(reading.code)
+        assert measurement is not None
+        accepted = catalog.accepted(reading.code, reading.unit)
+        assert accepted is not None, (reading.code, reading.unit)
+        assert measurement.is_plausible(
+            catalog.to_canonical(measurement, reading.value, reading.unit)
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -286,3 +287,35 @@ def test_doctor_treats_a_timescaledb_only_migration_on_plain_postgresql_as_infor
     assert migrate.exit_code == 0, migrate.output
     assert "0005_readings_hypertable: Readings become a hypertable" in migrate.output
     assert "skipped" not in migrate.output
+
+
+@pytest.mark.usefixtures("configured")
+def test_export_fhir_writes_ndjson_per_resource_type(
+    conn_for_cli: psycopg.Connection, tmp_path: Path
+) -> None:
+    patient = conn_for_cli.execute("SELECT id FROM patients").fetchone()
+    assert patient is not None
+    conn_for_cli.execute(
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
+        " received_at) VALUES ('ox-1', '59408-5', %s, %s, 95, '%%', gen_random_uuid(), %s)",
+        (datetime(2026, 1, 2, tzinfo=UTC), patient[0], datetime(2026, 1, 2, tzinfo=UTC)),
+    )
+    conn_for_cli.commit()
+
+    result = runner.invoke(
+        app, ["export", "fhir", "--patient", str(patient[0]), "--out", str(tmp_path)]
+    )
+    refused = runner.invoke(app, ["export", "fhir", "--out", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    lines = {
+        kind: (tmp_path / f"{kind}.ndjson").read_text().splitlines()
+        for kind in ("Patient", "Device", "Observation")
+    }
+    assert {kind: len(found) for kind, found in lines.items()} == {
+        "Patient": 1,
+        "Device": 1,
+        "Observation": 1,
+    }
+    assert "Observation.ndjson: 1" in result.output
+    assert refused.exit_code == 2
