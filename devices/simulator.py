@@ -65,6 +65,14 @@ class SimulatedDevice:
     kind: str
     vitals: tuple[Vital, ...]
     """Measured together and sent as one message (a cuff sends systolic and diastolic)."""
+    every_days: int = 1
+    """1: measured morning and evening; more: one morning every so many days (peak flow is
+    measured weekly), as the care plan schedules it."""
+
+    def measures_at(self, moment: datetime) -> bool:
+        return self.every_days == 1 or (
+            moment.hour == _HISTORY_HOURS[0] and moment.toordinal() % self.every_days == 0
+        )
 
     @property
     def moving(self) -> bool:
@@ -184,7 +192,8 @@ class Simulator:
         now = self._clock.now()
         for moment in history_times(now=now, days=self._history_days):
             for device in self._devices:
-                self._publish(device, moment, now)
+                if device.measures_at(moment):
+                    self._publish(device, moment, now)
         log.info("simulator published %d days of history", self._history_days)
         live_since = self._clock.now().replace(microsecond=0)
         for device in live_order(self._devices):
@@ -195,8 +204,10 @@ class Simulator:
 
 
 def live_order(devices: list[SimulatedDevice]) -> Iterator[SimulatedDevice]:
-    """The devices in turn, without end; a moving one (the story) every other turn, so the
-    watcher sees it move within a couple of minutes whatever the number of devices."""
+    """The devices measured daily in turn, without end (one measured weekly does not measure
+    again in a demo's minutes); a moving one (the story) every other turn, so the watcher sees
+    it move within a couple of minutes whatever the number of devices."""
+    devices = [d for d in devices if d.every_days == 1]
     moving = itertools.cycle([d for d in devices if d.moving])
     others = itertools.cycle([d for d in devices if not d.moving])
     if not any(d.moving for d in devices):

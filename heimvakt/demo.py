@@ -99,6 +99,7 @@ def _peak_flow(key: str, pef: float) -> SimulatedDevice:
         device_id=f"demo-pef-{key}",
         kind="peak_flow_meter",
         vitals=(Vital("pef", "L/min", pef, 15.0),),
+        every_days=7,  # as the COPD template schedules it
     )
 
 

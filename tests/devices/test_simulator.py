@@ -73,3 +73,12 @@ def test_the_story_device_takes_every_other_turn() -> None:
     turns = [d.device_id for d in itertools.islice(live_order(devices), 20)]
     assert turns[::2] == ["demo-ox-06"] * 10
     assert len(set(turns[1::2])) == 10, "the others take turns"
+
+
+def test_a_weekly_device_measures_one_morning_a_week_and_not_while_the_present_plays() -> None:
+    weekly = SimulatedDevice("pef-1", "peak_flow_meter", (Vital("pef", "L/min", 300, 5),), 7)
+    moments = [m for m in history_times(now=NOW, days=28) if weekly.measures_at(m)]
+    assert len(moments) == 4
+    assert {m.hour for m in moments} == {8}
+    daily = CUFF
+    assert list(itertools.islice(live_order([weekly, daily]), 3)) == [daily] * 3
