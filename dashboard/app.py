@@ -524,42 +524,38 @@ def _download_csv(
 ) -> dict[str, Any] | NoUpdate:
     """The figures or the deviations of the page's period as CSV, through the same check
     and computation as the page, logged as an export."""
+    if which not in _CSV_EXPORTS:
+        return no_update
     t = translator(language_from_search(search))
     now = clock.now()
     period = period_from_search(search) or Period.default(now)
     try:
         principal = principal_of(token)
         with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-            if which == DOWNLOAD_FIGURES:
-                text = figures_csv(
-                    load_figures(
-                        conn,
-                        principal=principal,
-                        period=period,
-                        now=now,
-                        interface=Interface.DASHBOARD,
-                        action=Action.EXPORT,
-                    ),
-                    label=lambda key: figure_name(key, t),
-                )
-                name = f"figures-{period.first}-{period.last}.csv"
-            else:
-                text = deviations_csv(
-                    load_deviations(
-                        conn,
-                        principal=principal,
-                        period=period,
-                        now=now,
-                        interface=Interface.DASHBOARD,
-                        action=Action.EXPORT,
-                    ),
-                    label=lambda kind: deviation_name(kind, t),
-                )
-                name = f"deviations-{period.first}-{period.last}.csv"
+            load, to_csv, label, stem = _CSV_EXPORTS[which]
+            found = load(
+                conn,
+                principal=principal,
+                period=period,
+                now=now,
+                interface=Interface.DASHBOARD,
+                action=Action.EXPORT,
+            )
+            text = to_csv(found, label=lambda key: label(key, t))
+            name = f"{stem}-{period.first}-{period.last}.csv"
     except (NotAuthenticatedError, ForbiddenError, psycopg.Error):
         log.info("no CSV for the figures page", exc_info=True)
         return no_update
     return dict(dcc.send_string(text, name, type="text/csv"))
+
+
+_CSV_EXPORTS: Final[
+    dict[str, tuple[Callable[..., Any], Callable[..., str], Callable[[str, Translator], str], str]]
+] = {
+    DOWNLOAD_FIGURES: (load_figures, figures_csv, figure_name, "figures"),
+    DOWNLOAD_DEVIATIONS: (load_deviations, deviations_csv, deviation_name, "deviations"),
+}
+"""Per download button: what it loads, how it becomes CSV, the words for its codes, its name."""
 
 
 def _no_catch_all() -> None:

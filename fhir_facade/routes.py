@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -363,24 +363,51 @@ def _observations(
     openapi_extra=access(Permission.READ_PATIENT, "patient"),
 )
 def read_observation(request: Request, observation_id: str, principal: Caller) -> FhirResponse:
-    _require(principal, "Observation", "r")
     key = resources.parse_observation_id(observation_id)
+    return _read_of_patient(
+        request,
+        principal,
+        "Observation",
+        find=lambda conn: None if key is None else queries.observation(conn, key=key),
+        build=resources.observation,
+    )
+
+
+class _OfPatient(Protocol):
+    @property
+    def patient_id(self) -> UUID: ...
+
+
+_Found = TypeVar("_Found", bound=_OfPatient)
+
+
+def _read_of_patient(
+    request: Request,
+    principal: Principal,
+    resource_type: str,
+    *,
+    find: Callable[[psycopg.Connection], _Found | None],
+    build: Callable[[_Found], dict[str, Any]],
+) -> FhirResponse:
+    """One resource of a patient's record, by id: found, then checked and logged as a read of
+    that patient's data; NotVisibleError (404) if it does not exist or is not yours to see."""
+    _require(principal, resource_type, "r")
     context = api_context(request)
     with context.pool.connection() as conn:
-        row = None if key is None else queries.observation(conn, key=key)
-        if row is None:
+        found = find(conn)
+        if found is None:
             raise NotVisibleError
         do_access_patient(
             conn,
             principal=principal,
             permission=Permission.READ_PATIENT,
-            patient_id=row.patient_id,
-            resource="fhir:Observation",
+            patient_id=found.patient_id,
+            resource=f"fhir:{resource_type}",
             action=Action.READ,
             interface=Interface.FHIR,
             now=context.clock.now(),
         )
-        return _fhir(resources.observation(row))
+        return _fhir(build(found))
 
 
 @router.get("/Device/{device_resource_id}", summary="Read a Device")
@@ -475,23 +502,13 @@ def search_flags(request: Request, checked: SearchPatients) -> FhirResponse:
     openapi_extra=access(Permission.READ_PATIENT, "alert"),
 )
 def read_flag(request: Request, alert_id: int, principal: Caller) -> FhirResponse:
-    _require(principal, "Flag", "r")
-    context = api_context(request)
-    with context.pool.connection() as conn:
-        alert = find_alert(conn, alert_id=alert_id)
-        if alert is None:
-            raise NotVisibleError
-        do_access_patient(
-            conn,
-            principal=principal,
-            permission=Permission.READ_PATIENT,
-            patient_id=alert.patient_id,
-            resource="fhir:Flag",
-            action=Action.READ,
-            interface=Interface.FHIR,
-            now=context.clock.now(),
-        )
-        return _fhir(resources.flag(alert))
+    return _read_of_patient(
+        request,
+        principal,
+        "Flag",
+        find=lambda conn: find_alert(conn, alert_id=alert_id),
+        build=resources.flag,
+    )
 
 
 @router.get("/Patient/{patient_id}/$everything", summary="Everything about a patient, paged")
