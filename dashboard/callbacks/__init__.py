@@ -1,0 +1,1 @@
+"""Each page's actions: a module per page, each with `register(app, context)`."""
