@@ -126,6 +126,10 @@ NOT_EXPORTED: Final = {
     " from the readings, which are exported",
     "answered_weeks": "the days with an answered questionnaire per week for the figures:"
     " derived from the answers, which are exported",
+    "reading_days": "the readings summed up per measurement and day for the patient page's long"
+    " ranges: derived from the readings, which are exported",
+    "reading_day_weeks": "how many readings of a week those daily sums saw: bookkeeping derived"
+    " from the readings",
     "reading_revisions": "the rule engine's cache bookkeeping (transaction ids and the time"
     " span of recent batches): it says nothing about the person that the readings do not",
 }
@@ -192,6 +196,16 @@ def do_apply_retention(conn: psycopg.Connection, *, now: datetime, keep: timedel
     cut = now - keep
     deleted = conn.execute("DELETE FROM readings WHERE measured_at < %s", (cut,)).rowcount
     conn.execute(_RECOUNT_WEEKS, {"cut": cut})
+    # The patient page's daily sums (dashboard/data/trend_days.py) of the days cut go too; the
+    # week the cut falls in is summed again on its next read, its count having changed.
+    conn.execute(
+        f"DELETE FROM reading_days WHERE day < ({week_of('%(cut)s::timestamptz')})",
+        {"cut": cut},
+    )
+    conn.execute(
+        f"DELETE FROM reading_day_weeks WHERE week < ({week_of('%(cut)s::timestamptz')})",
+        {"cut": cut},
+    )
     return deleted
 
 

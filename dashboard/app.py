@@ -22,6 +22,7 @@ from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
+from dashboard.callbacks import trend as trend_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
@@ -51,6 +52,7 @@ from dashboard.pages.quality import (
 )
 from dashboard.pages.shell import SIGNED_IN, header
 from dashboard.pages.worklist import worklist_page
+from dashboard.ranges import trend_range_from_search
 from devices.staff import load_registry
 from quality.deviations import load_deviations
 from quality.figures import Period, load_figures
@@ -197,7 +199,7 @@ def create_dashboard(
         url_base=url_base,
         render=render,
     )
-    for page_callbacks in (alert_callbacks, device_callbacks, figure_callbacks):
+    for page_callbacks in (alert_callbacks, device_callbacks, figure_callbacks, trend_callbacks):
         page_callbacks.register(app, context)
     return app
 
@@ -253,7 +255,12 @@ def _content(
             return _devices_content(view, pool=pool, t=t)
         if route.page is Page.PATIENT and route.patient_id is not None:
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-                patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
+                patient_view = load_patient(
+                    conn,
+                    patient_id=route.patient_id,
+                    view=view,
+                    trend_range=trend_range_from_search(search),
+                )
             if patient_view is not None:
                 return patient_page(patient_view, now=view.now, t=t, links=links)
     except NotVisibleError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
@@ -56,6 +56,13 @@ def format_moment(moment: datetime, t: Translator) -> str:
         date=format_skeleton("yMMMd", moment, tzinfo=DISPLAY_TIMEZONE, locale=locale),
         time=format_skeleton("Hm", moment, tzinfo=DISPLAY_TIMEZONE, locale=locale),
     )
+
+
+def format_date(day: date | None, t: Translator) -> str:
+    """``5. jan. 2025``: a calendar day, in the locale."""
+    if day is None:
+        return NO_VALUE
+    return format_skeleton("yMMMd", day, locale=babel_locale(t))
 
 
 def format_relative(moment: datetime, now: datetime, t: Translator) -> str:

@@ -17,6 +17,7 @@ from core.links import (
     PATIENTS_SEGMENT,
     patient_path,
 )
+from dashboard.ranges import TrendRange
 from quality.figures import CONDITIONS, Period
 
 
@@ -101,8 +102,11 @@ class Links:
     def worklist(self) -> str:
         return f"{self.base}?lang={self.language}"
 
-    def patient(self, patient_id: UUID) -> str:
-        return f"{patient_path(patient_id, base=self.base)}?lang={self.language}"
+    def patient(self, patient_id: UUID, trend_range: TrendRange | None = None) -> str:
+        """The patient's page; with the trend's range when it is not the default."""
+        query = "" if trend_range is None else trend_range.query()
+        path = patient_path(patient_id, base=self.base)
+        return f"{path}?lang={self.language}" + (f"&{query}" if query else "")
 
     def figures(self, period: Period | None = None, condition: str = CONDITIONS[0]) -> str:
         query = f"?lang={self.language}"

@@ -101,6 +101,8 @@ class DeviceOverview:
     online: bool | None
     battery_pct: float | None
     last_seen_at: datetime | None
+    firmware: str | None = None
+    """As the device last reported it: its own text, shown escaped."""
 
 
 def devices_with_status(
@@ -109,7 +111,7 @@ def devices_with_status(
     with conn.cursor(row_factory=class_row(DeviceOverview)) as cur:
         return cur.execute(
             """
-            SELECT d.id AS device_id, d.kind, s.online, s.battery_pct, s.last_seen_at
+            SELECT d.id AS device_id, d.kind, s.online, s.battery_pct, s.last_seen_at, s.firmware
             FROM devices d
             JOIN device_assignments a ON a.device_id = d.id
             LEFT JOIN device_status s ON s.device_id = d.id

@@ -4,7 +4,7 @@ is alerts.actions.do_acknowledge_alert, the API's own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Final
 from uuid import UUID
 
@@ -21,14 +21,14 @@ from care.access import (
     authorize,
     do_access_patient,
 )
-from care.careplan import PlanLimits, plan_limits
 from care.models import Patient
 from care.service import get_patient
-from core.readings import Reading, readings_for_patient
+from core.auth import Principal
+from dashboard.data.trend import Trend, load_trend
 from dashboard.data.viewing import View, already_logged
+from dashboard.ranges import TrendRange
 from devices.status import DeviceOverview, devices_with_status
 
-TREND_WINDOW: Final = timedelta(days=7)
 PATIENT_RESOURCE: Final = "patient-page"
 
 
@@ -37,9 +37,8 @@ class PatientView:
     patient: Patient
     episodes: list[Episode]
     """Unresolved episodes, each one card with its alerts (alerts/episodes.py)."""
-    readings: list[Reading]
-    limits: tuple[PlanLimits, ...]
-    """The care plan's limits, yellow and red, which the trend draws."""
+    trend: Trend
+    """The readings of the range shown, with the care plan's limits as they were."""
     devices: list[DeviceOverview]
     looked_at_by: list[AccessLogEntry] | None
     """For a patient looking at their own page: who has looked at their data."""
@@ -47,7 +46,13 @@ class PatientView:
     """The viewer may acknowledge alerts (a clinical role with the patient in their care)."""
 
 
-def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
+def load_patient(
+    conn: psycopg.Connection,
+    *,
+    patient_id: UUID,
+    view: View,
+    trend_range: TrendRange | None = None,
+) -> PatientView | None:
     """The patient page's data, after the one access check (NotVisibleError if refused) and
     with its access-log row, in the transaction that reads it."""
     now, principal = view.now, view.principal
@@ -77,9 +82,37 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
     return PatientView(
         patient=patient,
         episodes=unresolved_episodes(conn, patient_ids=[patient_id]),
-        readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
-        limits=plan_limits(conn, patient_id=patient_id),
+        trend=load_trend(
+            conn, patient_id=patient_id, trend_range=trend_range or TrendRange(), now=now
+        ),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),
         looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
         can_act=principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT],
     )
+
+
+TREND_RESOURCE: Final = "patient-trend"
+
+
+def load_patient_trend(
+    conn: psycopg.Connection,
+    *,
+    principal: Principal,
+    patient_id: UUID,
+    trend_range: TrendRange,
+    now: datetime,
+    action: Action,
+) -> Trend:
+    """The trend of the patient page, for its table view (`action` read) or CSV download
+    (export): checked and logged like every read of a patient's data."""
+    do_access_patient(
+        conn,
+        principal=principal,
+        permission=Permission.READ_PATIENT,
+        patient_id=patient_id,
+        resource=TREND_RESOURCE,
+        action=action,
+        interface=Interface.DASHBOARD,
+        now=now,
+    )
+    return load_trend(conn, patient_id=patient_id, trend_range=trend_range, now=now)

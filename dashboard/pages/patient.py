@@ -3,8 +3,8 @@ against the care plan's limits, the devices, and for the patient themself who ha
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Final
+from datetime import date, datetime, timedelta
+from typing import Any, Final
 
 from dash import dcc, html
 from dash.development.base_component import Component
@@ -15,10 +15,17 @@ from alerts.queries import Alert, Episode
 from core import catalog
 from core.i18n import Translator
 from core.limits import Severity
-from dashboard.data.patient import TREND_WINDOW, PatientView
+from dashboard.data.patient import PatientView
 from dashboard.data.worklist import severity_of
 from dashboard.figures import trend_figure
-from dashboard.formatting import NO_VALUE, format_moment, format_relative, format_value
+from dashboard.formatting import (
+    DISPLAY_TIMEZONE,
+    NO_VALUE,
+    format_date,
+    format_moment,
+    format_relative,
+    format_value,
+)
 from dashboard.labels import (
     alert_state_name,
     condition_names,
@@ -30,6 +37,7 @@ from dashboard.labels import (
 from dashboard.links import Links
 from dashboard.pages.access_log import looked_at_by_section
 from dashboard.pages.badges import severity_badge
+from dashboard.ranges import PRESET_DAYS, TrendRange
 from devices.status import DeviceOverview
 
 ACKNOWLEDGE: Final = "acknowledge"
@@ -68,7 +76,7 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
                 ],
                 className="card",
             ),
-            html.Section([html.H2(t("Last 7 days")), _trend(view, now=now, t=t)], className="card"),
+            _trend_section(view, t=t, links=links),
             html.Section(
                 [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
             ),
@@ -77,17 +85,85 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
     )
 
 
-def _trend(view: PatientView, *, now: datetime, t: Translator) -> Component:
-    figure = trend_figure(
-        view.readings,
-        view.limits,
-        since=now - TREND_WINDOW,
-        until=now,
-        t=t,
-        revision=str(view.patient.id),
+RANGE_PICKER: Final = "trend-range-picker"
+SHOW_TABLE: Final = "trend-show-table"
+TREND_TABLE: Final = "trend-table"
+DOWNLOAD_TREND: Final = "trend-download-csv"
+TREND_DOWNLOAD: Final = "trend-download"
+
+
+def _trend_section(view: PatientView, *, t: Translator, links: Links) -> Component:
+    """The range choices, the charts, and the same data as a table or CSV on request."""
+    trend = view.trend
+    return html.Section(
+        [
+            html.H2(trend_heading(trend.range, t)),
+            _range_choices(view, t=t, links=links),
+            _trend(view, t=t),
+            html.Div(
+                [
+                    html.Button(t("Show as table"), id=SHOW_TABLE, className="download"),
+                    html.Button(t("Download (CSV)"), id=DOWNLOAD_TREND, className="download"),
+                    dcc.Download(id=TREND_DOWNLOAD),
+                ],
+                className="trend-actions",
+            ),
+            dcc.Loading(html.Div(id=TREND_TABLE, className="scroll")),
+        ],
+        className="card",
     )
+
+
+def trend_heading(trend_range: TrendRange, t: Translator) -> str:
+    if trend_range.days is None:
+        return t("{first} to {last}").format(
+            first=format_date(trend_range.first, t), last=format_date(trend_range.last, t)
+        )
+    return t("Last {days} days").format(days=trend_range.days)
+
+
+def _range_choices(view: PatientView, *, t: Translator, links: Links) -> Component:
+    """7, 30, 90 and 365 days as links (the range is in the address), and any whole days."""
+    chosen = view.trend.range
+    since, until = view.trend.since, view.trend.until
+    current: dict[str, Any] = {"aria-current": "true"}  # no Python keyword has a hyphen
+    nav: dict[str, Any] = {"aria-label": t("Range")}
+    presets = [
+        html.Span(t("{days} days").format(days=days), className="current", **current)
+        if chosen.days == days
+        else dcc.Link(
+            t("{days} days").format(days=days),
+            href=links.patient(view.patient.id, TrendRange(days)),
+        )
+        for days in PRESET_DAYS
+    ]
+    picker = html.Label(
+        [
+            html.Span(t("Choose days"), className="picker-label"),
+            dcc.DatePickerRange(
+                id=RANGE_PICKER,
+                start_date=_local_day(since).isoformat(),
+                end_date=_local_day(until - timedelta(microseconds=1)).isoformat(),
+                first_day_of_week=1,
+                display_format="YYYY-MM-DD",
+            ),
+        ],
+        className="period-picker",
+    )
+    return html.Div(
+        [html.Nav(presets, className="choices", **nav), picker],
+        className="range-choices",
+    )
+
+
+def _local_day(moment: datetime) -> date:
+    return moment.astimezone(DISPLAY_TIMEZONE).date()
+
+
+def _trend(view: PatientView, *, t: Translator) -> Component:
+    figure = trend_figure(view.trend, t=t, revision=str(view.patient.id))
     if figure is None:
-        return html.P(t("No readings in the last 7 days."), className="empty")
+        return html.P(t("No readings in this range."), className="empty")
     return dcc.Graph(
         id="trend",
         figure=figure,
@@ -95,21 +171,40 @@ def _trend(view: PatientView, *, now: datetime, t: Translator) -> Component:
     )
 
 
+def trend_table(header: list[str], rows: list[list[str]], *, t: Translator) -> Component:
+    """What the charts show, as text: every reading, or each day's summary."""
+    if not rows:
+        return html.P(t("No readings in this range."), className="empty")
+    return html.Table(
+        [
+            html.Thead(html.Tr([html.Th(label, scope="col") for label in header])),
+            html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows]),
+        ],
+        className="trend-table",
+    )
+
+
 def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> Component:
-    """Each device with its connection, battery and when it was last heard from: a silent
-    device explains missing readings before anyone phones the patient."""
+    """Each device with its connection, battery, firmware and when it was last heard from: a
+    silent device explains missing readings before anyone phones the patient."""
     if not devices:
         return html.P(t("No devices assigned."), className="empty")
     rows = [
         html.Tr(
             [
-                html.Td([device_kind_name(d.kind, t), html.Span(d.device_id, className="muted")]),
+                html.Td(device_kind_name(d.kind, t)),
+                html.Td(d.device_id, className="device-id"),
                 html.Td(connection_text(d.online, t)),
-                html.Td(NO_VALUE if d.battery_pct is None else f"{d.battery_pct:.0f} %"),
+                html.Td(NO_VALUE if d.battery_pct is None else f"{d.battery_pct:.0f}\u00a0%"),
+                html.Td(d.firmware or NO_VALUE, className="firmware"),
                 html.Td(
                     t("Not heard from yet")
                     if d.last_seen_at is None
-                    else format_relative(d.last_seen_at, now, t)
+                    else html.Time(
+                        format_relative(d.last_seen_at, now, t),
+                        dateTime=d.last_seen_at.isoformat(),
+                        title=format_moment(d.last_seen_at, t),
+                    )
                 ),
             ]
         )
@@ -117,13 +212,17 @@ def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> 
     ]
     header = html.Tr(
         [
-            html.Th(t("Device")),
-            html.Th(t("Connection")),
-            html.Th(t("Battery")),
-            html.Th(t("Last heard from")),
+            html.Th(t("Device"), scope="col"),
+            html.Th(t("Device id"), scope="col"),
+            html.Th(t("Connection"), scope="col"),
+            html.Th(t("Battery"), scope="col"),
+            html.Th(t("Firmware"), scope="col"),
+            html.Th(t("Last heard from"), scope="col"),
         ]
     )
-    return html.Table([html.Thead(header), html.Tbody(rows)], className="devices")
+    return html.Div(
+        html.Table([html.Thead(header), html.Tbody(rows)], className="devices"), className="scroll"
+    )
 
 
 def _alerts(episodes: list[Episode], *, now: datetime, t: Translator, can_act: bool) -> Component:

@@ -32,6 +32,7 @@ from core.auth import LocalIssuer, StaffRole, TokenVerifier
 from core.clock import ManualClock
 from core.limits import Limits
 from core.readings import Reading
+from core.weeks import COUNT_READINGS
 from dashboard import create_dashboard
 from devices.service import do_assign_device, do_register_device
 from heimvakt.auth import SESSION_COOKIE, principal_from_token
@@ -278,7 +279,8 @@ def code_of(alias: str) -> str:
 def store_reading(
     conn: psycopg.Connection, seeded: Seeded, alias: str, value: float, measured_at: datetime
 ) -> Reading:
-    """Store a reading as ingest would and let the threshold rule see it."""
+    """Store a reading as ingest would (counted in its week, core/weeks.py) and let the
+    threshold rule see it."""
     measurement = catalog.lookup(alias)
     assert measurement is not None
     reading = Reading(
@@ -291,9 +293,15 @@ def store_reading(
     )
     conn.execute(
         """
-        INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
-                              received_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        WITH stored AS (
+            INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+                                  received_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING patient_id, code, measured_at
+        ), counted AS ("""
+        + COUNT_READINGS.format(source="stored")
+        + """)
+        SELECT 1
         """,
         (
             reading.device_id,

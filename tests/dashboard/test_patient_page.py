@@ -162,11 +162,11 @@ def test_the_trend_has_one_chart_per_measurement_of_the_last_seven_days(
         ("Puls", [72.0]),
     ]
     titles = [annotation["text"] for annotation in figure["layout"]["annotations"]]
-    assert titles == ["Oksygenmetning (%)", "Puls (/min)"]
+    assert titles == ["Varsler og notater", "Oksygenmetning (%)", "Puls (/min)"]
     # Oslo wall-clock time (CET in January), on one shared axis spanning the seven days.
     assert readings[0]["x"][0] == "2025-01-12T13:00:00"
-    assert figure["layout"]["xaxis"]["matches"] == "x2"
-    assert figure["layout"]["xaxis2"]["range"] == ["2025-01-08T13:00:00", "2025-01-15T13:00:00"]
+    assert figure["layout"]["xaxis"]["matches"] == "x3"
+    assert figure["layout"]["xaxis3"]["range"] == ["2025-01-08T13:00:00", "2025-01-15T13:00:00"]
 
 
 def test_the_patients_limits_are_dashed_lines_and_readings_outside_them_are_marked(
@@ -178,9 +178,9 @@ def test_the_patients_limits_are_dashed_lines_and_readings_outside_them_are_mark
 
     limits = [trace for trace in figure["data"] if trace.get("legendgroup") == "limits"]
     assert [(trace["yaxis"], trace["y"]) for trace in limits] == [
-        ("y", [90.0, 90.0]),
-        ("y2", [50.0, 50.0]),
-        ("y2", [110.0, 110.0]),
+        ("y2", [90.0, 90.0]),
+        ("y3", [50.0, 50.0]),
+        ("y3", [110.0, 110.0]),
     ]
     assert {trace["line"]["dash"] for trace in limits} == {"dash"}
     assert [trace["showlegend"] for trace in limits] == [True, False, False]
@@ -210,7 +210,7 @@ def test_the_care_plans_red_limits_are_dotted_lines_apart_from_the_yellow_ones(
     assert "Lower red limit" in red[0]["hovertemplate"]
 
 
-def test_without_readings_in_the_last_seven_days_a_message_replaces_the_chart(
+def test_without_readings_in_the_range_a_message_replaces_the_chart(
     pool: ConnectionPool, conn: psycopg.Connection
 ) -> None:
     ola = seed_patient(conn, name="Ola Nordmann")
@@ -220,7 +220,7 @@ def test_without_readings_in_the_last_seven_days_a_message_replaces_the_chart(
     page = show(client, patient_path(ola), "?lang=nb")
 
     assert figures(page) == []
-    assert "Ingen målinger de siste 7 dagene." in texts(page)
+    assert "Ingen målinger i dette tidsrommet." in texts(page)
     assert "Ingen uløste varsler." in texts(page)
 
 
@@ -235,7 +235,8 @@ def test_a_new_reading_appears_on_the_next_refresh(
     page = show(client, patient_path(kari), "?lang=nb", trigger="refresh.n_intervals")
 
     [figure] = figures(page)
-    assert figure["data"][0]["y"] == [95.0, 88.0, 87.0, 85.0]
+    [spo2] = [trace for trace in figure["data"] if trace.get("name") == "Oksygenmetning"]
+    assert spo2["y"] == [95.0, 88.0, 87.0, 85.0]
     [alert] = of_class(page, "alert")
     assert f"85{NBSP}%" in texts(alert)
     assert "3" in texts(alert)
@@ -289,15 +290,20 @@ def test_a_patient_name_with_markup_is_plain_text_on_the_patient_page(
     assert not [c for c in components(page) if c["type"] == "Markdown"]
 
 
-def test_the_devices_show_connection_battery_and_when_they_were_last_heard_from(
+PAYLOAD = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def test_the_devices_table_has_kind_id_connection_battery_firmware_and_last_heard_from(
     pool: ConnectionPool, conn: psycopg.Connection, kari: Seeded
 ) -> None:
+    """Kind and id in columns of their own; a firmware string is the device's own text and
+    reaches the page as plain text (React escapes it), never as markup."""
     do_register_device(conn, device_id="ox-kari", kind="pulse_oximeter")
     do_assign_device(conn, device_id="ox-kari", patient_id=kari.patient_id, valid_from=NOW)
     do_record_status(
         conn,
         device_id="ox-kari",
-        report=StatusReport(online=False, battery=14),
+        report=StatusReport(online=False, battery=14, firmware=PAYLOAD),
         received_at=NOW - timedelta(hours=3),
     )
     client, _ = dashboard_client(pool)
@@ -307,20 +313,27 @@ def test_the_devices_show_connection_battery_and_when_they_were_last_heard_from(
     [devices] = of_class(page, "devices")
     assert texts(devices) == [
         "Apparat",
+        "Apparat-id",
         "Tilkobling",
         "Batteri",
+        "Fastvare",
         "Sist hørt fra",
         "gateway",
         kari.device_id,
+        NO_VALUE,
         NO_VALUE,
         NO_VALUE,
         "Ikke hørt fra ennå",
         "Pulsoksymeter",
         "ox-kari",
         "Frakoblet",
-        "14 %",
+        f"14{NBSP}%",
+        PAYLOAD,
         "for 3 timer siden",
     ]
+    [firmware] = [c for c in of_class(devices, "firmware") if c["props"]["children"] == PAYLOAD]
+    assert firmware["type"] == "Td"
+    assert not [c for c in components(page) if c["type"] in ("Markdown", "Script", "Img")]
 
 
 def test_one_card_per_episode_names_every_rule_and_the_partial_news2_in_words(
