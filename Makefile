@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # 2 CPUs, from a fresh clone: 4 workers 285 s, 3 workers 289 s with 22 fewer tests.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 1) * 2))')
 
-.PHONY: demo test lint bench-ingest bench-alerts bench-figures bench-fhir clean
+.PHONY: demo test lint bench-ingest bench-alerts bench-figures bench-fhir bench-dashboard clean
 
 # uv when it can be had (seconds), pip otherwise (minutes), from the indexes pip is configured
 # with; every step is printed as it starts (tools/bootstrap.py).
@@ -63,6 +63,9 @@ bench-figures: $(STAMP)
 
 bench-fhir: $(STAMP)
 	$(BIN)/python -m bench.fhir
+
+bench-dashboard: $(STAMP)
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .heimvakt .pytest_cache .ruff_cache .mypy_cache

@@ -27,7 +27,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,10 +269,17 @@ def _route_request(search: str) -> dict:
     }
 
 
-def seeded_template(server_url: str, name: str, sizes: Sizes) -> None:
+def seeded_template(
+    server_url: str,
+    name: str,
+    sizes: Sizes,
+    *,
+    seed_world: Callable[[psycopg.Connection], object] | None = None,
+) -> None:
     """Create, migrate and seed database `name` unless it exists (then only migrate it); it
     is kept, so that later runs copy it (seconds) instead of seeding again (a minute). Drop
-    it after a change to SEED."""
+    it after a change to SEED. `seed_world`: another benchmark's seeding (bench/dashboard.py
+    adds readings to this world)."""
     url = make_conninfo(server_url, dbname=name)
     with psycopg.connect(server_url, autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
@@ -282,7 +289,10 @@ def seeded_template(server_url: str, name: str, sizes: Sizes) -> None:
     try:
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
-            seed(conn, sizes)
+            if seed_world is None:
+                seed(conn, sizes)
+            else:
+                seed_world(conn)
     except BaseException:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(

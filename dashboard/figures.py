@@ -532,7 +532,7 @@ class _Drawing:
 
     def event_text(self, event: TrendEvent) -> str:
         t = self.t
-        rule = RULES_BY_ID.get(event.rule_id)
+        rule = RULES_BY_ID.get(event.rule_id.partition(":")[0])  # "threshold:<code>:low"
         title = event.rule_id if rule is None else rule.title.get(self.t.language, event.rule_id)
         if event.kind == "note":
             return f"{t('Note')} ({escape(title)}): {escape(event.text or '')}"

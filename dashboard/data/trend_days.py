@@ -25,9 +25,9 @@ from psycopg.rows import class_row
 from core.weeks import WEEK_ZONE
 
 _SUMMARY: Final = f"""
-    code, (measured_at AT TIME ZONE '{WEEK_ZONE}')::date AS day, count(*)::int AS readings,
-    min(value) AS low, percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS median,
-    max(value) AS high, sum(value) AS total, sum(value * value) AS squares
+    r.code, (r.measured_at AT TIME ZONE '{WEEK_ZONE}')::date AS day, count(*)::int AS readings,
+    min(r.value) AS low, percentile_cont(0.5) WITHIN GROUP (ORDER BY r.value) AS median,
+    max(r.value) AS high, sum(r.value) AS total, sum(r.value * r.value) AS squares
 """
 """One day of one measurement, from the readings (the same in the rollup and live)."""
 
@@ -69,7 +69,7 @@ def day_summaries(
             ).fetchall()
         if last >= current_week:
             found += cur.execute(
-                f"SELECT {_SUMMARY} FROM readings WHERE patient_id = %(patient)s"
+                f"SELECT {_SUMMARY} FROM readings r WHERE patient_id = %(patient)s"
                 f" AND measured_at >= (%(first)s::timestamp AT TIME ZONE '{WEEK_ZONE}')"
                 f" AND measured_at < (%(until)s::timestamp AT TIME ZONE '{WEEK_ZONE}')"
                 " GROUP BY 1, 2 ORDER BY 2, 1",

@@ -1,0 +1,445 @@
+"""Dashboard benchmark: how long the server takes for a nurse's worklist and for a patient's
+page over 365 days, and how long until the worklist is visible in a browser, for 5,000
+patients with a year of readings (about eight a day each), on plain PostgreSQL.
+
+Run by ``python -m bench.dashboard``. The world is bench/figures.py's (ten units, 5,000
+patients followed for a year, care plans, alerts and notifications; its daily SpO2 or weight
+reading), to which this adds seven more readings a day per patient with COPY: pulse twice,
+blood pressure (systolic and diastolic), peak flow twice and an evening SpO2; then every
+reading is counted per week as ingest counts it (core/weeks.py). One nurse of the first unit
+is in the care team that follows all 5,000 patients. Timed, in the benchmark's process:
+
+- the worklist loader, ``dashboard.data.worklist.load_worklist``, for that nurse, as the page
+  calls it (its own transaction, with its access-log row), and the whole worklist page (the
+  Dash callback through the whole app, from request to the last byte);
+- a patient's page with the 365-day range through the whole app: first opened (the closed
+  weeks are rolled up then, dashboard/data/trend_days.py), each time another patient, and
+  opened again (the rollup kept);
+- in Chromium (Playwright, as the tests drive it) against the app on a real port: from
+  navigation to the worklist's table being visible, each time in a new tab.
+
+Figures go into the "Dashboard" section of docs/benchmarks.md. ``--smoke`` runs the same with
+small numbers and without the browser, writes nothing, and exits 1 if an answer is not the
+page. ``--keep-seeded NAME`` seeds database NAME once, keeps it, and measures each run on a
+copy of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+import psycopg
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from playwright.sync_api import sync_playwright
+from psycopg_pool import ConnectionPool
+
+from bench import figures
+from bench.harness import (
+    DEFAULT_OUTPUT,
+    DEFAULT_SERVER_URL,
+    Checks,
+    PhaseBroken,
+    bench_database,
+    code_version,
+    command_line,
+    machine,
+    measured_line,
+    met,
+    percentile,
+    run_main,
+    write_section,
+)
+from bench.served import served_app
+from core.auth import Principal
+from core.clock import ManualClock
+from core.links import DASHBOARD_PATH, PATIENTS_SEGMENT
+from core.weeks import COUNT_READINGS
+from dashboard.data.viewing import View
+from dashboard.data.worklist import load_worklist
+from heimvakt.auth import SESSION_COOKIE
+from heimvakt.embedded import free_port
+from heimvakt.worker import freeze_startup_objects
+
+WORKLIST_TARGET = 0.300
+PATIENT_TARGET = 0.200
+"""Server time, median and p95."""
+NOW = figures.NOW
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    world: figures.Sizes
+    requests: int
+    browser_loads: int
+    """0: no browser (the smoke run, which must stay within seconds)."""
+
+
+FULL = Sizes(figures.Sizes(patients=5000, days=365, requests=0), requests=30, browser_loads=5)
+SMOKE = Sizes(figures.Sizes(patients=20, days=35, requests=0), requests=1, browser_loads=0)
+
+EXTRA_READINGS = (
+    # (code, unit, hour of day, typical value, step between values)
+    ("8867-4", "/min", 8, 78.0, 2.0),
+    ("8867-4", "/min", 20, 74.0, 2.0),
+    ("8480-6", "mm[Hg]", 9, 132.0, 3.0),
+    ("8462-4", "mm[Hg]", 9, 82.0, 2.0),
+    ("19935-6", "L/min", 8, 320.0, 8.0),
+    ("19935-6", "L/min", 19, 330.0, 8.0),
+    ("59408-5", "%", 21, 94.0, 1.0),
+)
+"""Seven readings a day besides the world's one: about eight a day with the care plan's."""
+
+NURSE_JOINS_TEAM = """
+INSERT INTO care_team_members (team_id, staff_id, organisation_id, valid_from)
+SELECT t.id, s.id, m.organisation_id, %(since)s
+  FROM care_teams t, staff s JOIN staff_memberships m ON m.staff_id = s.id
+ WHERE s.role = 'nurse' AND s.display_name = (
+       SELECT min(display_name) FROM staff WHERE role = 'nurse')
+ LIMIT 1
+RETURNING staff_id, organisation_id
+"""
+
+
+def seed(conn: psycopg.Connection, sizes: Sizes) -> None:
+    """bench/figures.py's world, seven more readings a day per patient, and the nurse."""
+    figures.seed(conn, sizes.world)
+    _copy_readings(conn, sizes.world)
+    conn.execute("TRUNCATE reading_weeks")
+    conn.execute(COUNT_READINGS.format(source="readings"))
+    conn.execute(NURSE_JOINS_TEAM, {"since": NOW - timedelta(days=sizes.world.days + 30)})
+    conn.execute("VACUUM ANALYZE")
+
+
+def _copy_readings(conn: psycopg.Connection, world: figures.Sizes) -> None:
+    """EXTRA_READINGS for every patient and day, in one COPY, in text written here: a year of
+    5,000 patients is 12.8 million rows, and the text format costs a fraction of row tuples."""
+    start = NOW - timedelta(days=world.days + 2)
+    patients = [row[0] for row in conn.execute("SELECT id FROM patients ORDER BY id")]
+    moments = {
+        (day, hour): (start + timedelta(days=day, hours=hour)).isoformat()
+        for day in range(world.days)
+        for hour in {hour for _code, _unit, hour, _value, _step in EXTRA_READINGS}
+    }
+    serial = 0
+    with conn.cursor().copy(
+        "COPY readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
+        " received_at) FROM STDIN"
+    ) as copy:
+        for n, patient in enumerate(patients):
+            device = f"hub-{n}"
+            block = io.StringIO()
+            for day in range(world.days):
+                for code, unit, hour, typical, step in EXTRA_READINGS:
+                    serial += 1
+                    value = typical + ((n * 7 + day * 13 + hour) % 11 - 5) * step
+                    at = moments[day, hour]
+                    block.write(
+                        f"{device}\t{code}\t{at}\t{patient}\t{value}\t{unit}"
+                        f"\t00000000-0000-4000-8000-{serial:012x}\t{at}\n"
+                    )
+            copy.write(block.getvalue())
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    loader: list[float]
+    worklist: list[float]
+    patient_first: list[float]
+    patient_again: list[float]
+    browser: list[float]
+    patients: int
+    readings: int
+    rows: int
+    """Patients on the nurse's worklist."""
+    load: tuple[float, float]
+
+
+def _route_request(pathname: str, search: str) -> dict:
+    """The body the browser posts when the address changes to `pathname` and `search`."""
+    return {
+        "output": "..page.children...status.children..",
+        "outputs": [
+            {"id": "page", "property": "children"},
+            {"id": "status", "property": "children"},
+        ],
+        "inputs": [
+            {"id": "url", "property": "pathname", "value": pathname},
+            {"id": "url", "property": "search", "value": search},
+            {"id": "refresh", "property": "n_intervals", "value": None},
+        ],
+        "changedPropIds": ["url.pathname"],
+        "state": [],
+    }
+
+
+def _nurse(conn: psycopg.Connection) -> Principal:
+    row = conn.execute(
+        "SELECT s.id, s.display_name, m.organisation_id FROM care_team_members m"
+        " JOIN staff s ON s.id = m.staff_id WHERE s.role = 'nurse'"
+    ).fetchone()
+    assert row is not None, "the seeded world has no nurse in the care team"
+    return Principal(
+        kind="staff", id=str(row[0]), name=row[1], role="nurse", organisation_id=row[2]
+    )
+
+
+def measure(database_url: str, sizes: Sizes, checks: Checks, *, seeded: bool) -> Timings:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if not seeded:
+            seed(conn, sizes)
+        nurse = _nurse(conn)
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM readings)"
+        ).fetchone()
+        assert counts is not None
+        patients = [row[0] for row in conn.execute("SELECT id FROM patients ORDER BY id")]
+    with ConnectionPool(database_url, min_size=2, max_size=4) as pool:
+        clock = ManualClock(NOW)
+        app, token = served_app(pool, clock, staff_id=UUID(nurse.id))
+        freeze_startup_objects()
+        load_before = os.getloadavg()[0]
+        loader, rows = _time_loader(pool, nurse, sizes.requests, checks)
+        with TestClient(app) as client:
+            client.cookies.set(SESSION_COOKIE, token)
+            worklist = _time_page(client, DASHBOARD_PATH, "?lang=nb", sizes.requests, checks)
+            year = "?lang=nb&range=365"
+            first = [
+                _time_page(client, _patient_path(patient), year, 0, checks, warm=False)[0]
+                for patient in patients[1 : sizes.requests + 1]
+            ]
+            again = _time_page(client, _patient_path(patients[1]), year, sizes.requests, checks)
+        browser = _time_browser(app, token, sizes.browser_loads, checks)
+        load_after = os.getloadavg()[0]
+    return Timings(
+        loader=loader,
+        worklist=worklist,
+        patient_first=first,
+        patient_again=again,
+        browser=browser,
+        patients=counts[0],
+        readings=counts[1],
+        rows=rows,
+        load=(load_before, load_after),
+    )
+
+
+def _patient_path(patient: UUID) -> str:
+    return f"{DASHBOARD_PATH}{PATIENTS_SEGMENT}{patient}"
+
+
+def _time_loader(
+    pool: ConnectionPool, nurse: Principal, requests: int, checks: Checks
+) -> tuple[list[float], int]:
+    """The worklist loader alone, each call in its own transaction as the page makes it."""
+    timings: list[float] = []
+    rows = 0
+    for n in range(requests + 1):  # the first warms the caches, not counted
+        started = time.perf_counter()
+        with pool.connection() as conn:
+            rows = len(load_worklist(conn, view=View(principal=nurse, now=NOW, refresh=False)))
+        if n:
+            timings.append(time.perf_counter() - started)
+    checks.expect(rows > 0, "the nurse's worklist is empty")
+    return timings, rows
+
+
+def _time_page(
+    client: TestClient,
+    pathname: str,
+    search: str,
+    requests: int,
+    checks: Checks,
+    *,
+    warm: bool = True,
+) -> list[float]:
+    """The page's server time, from request to the last byte; after one warm-up if `warm`."""
+    timings: list[float] = []
+    for n in range(requests + 1 if warm else 1):
+        started = time.perf_counter()
+        response = client.post(
+            f"{DASHBOARD_PATH}_dash-update-component", json=_route_request(pathname, search)
+        )
+        elapsed = time.perf_counter() - started
+        checks.expect(
+            response.status_code == 200 and "Pasient " in response.text,
+            f"{pathname} answered {response.status_code}: {response.text[:200]}",
+        )
+        if n or not warm:
+            timings.append(elapsed)
+    return timings
+
+
+@contextlib.contextmanager
+def _serving(app: FastAPI) -> Iterator[str]:
+    """The app on a real port, as `heimvakt up` serves it (and as tests/dashboard do)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise PhaseBroken("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _time_browser(app: FastAPI, token: str, loads: int, checks: Checks) -> list[float]:
+    """From navigation to the worklist's table visible in Chromium, each time a new tab."""
+    if not loads:
+        return []
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    checks.expect(chromium is not None, "no chromium (apt-get install chromium)")
+    if chromium is None:
+        return []
+    timings: list[float] = []
+    with _serving(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.add_cookies(
+                [{"name": SESSION_COOKIE, "value": token, "domain": "127.0.0.1", "path": "/"}]
+            )
+            for n in range(loads + 1):  # the first fills the browser's cache, not counted
+                page = context.new_page()
+                started = time.perf_counter()
+                page.goto(f"{base}{DASHBOARD_PATH}?lang=nb")
+                page.wait_for_selector("table.worklist tbody tr", state="visible", timeout=60_000)
+                if n:
+                    timings.append(time.perf_counter() - started)
+                page.close()
+        finally:
+            browser.close()
+    return timings
+
+
+def _summary(values: Sequence[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), percentile(ordered, 0.95)
+
+
+def _row(name: str, values: Sequence[float], target: float | None) -> str:
+    median, p95 = _summary(values)
+    if target is None:
+        return f"| {name} | {median * 1000:.0f} ms | {p95 * 1000:.0f} ms | | |"
+    ok = median <= target and p95 <= target
+    return (
+        f"| {name} | {median * 1000:.0f} ms | {p95 * 1000:.0f} ms"
+        f" | <= {target * 1000:.0f} ms | {met(ok)} |"
+    )
+
+
+def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) -> str:
+    rows = [
+        _row("Worklist loader (`load_worklist`)", timings.loader, WORKLIST_TARGET),
+        _row("Worklist page (Dash callback)", timings.worklist, WORKLIST_TARGET),
+        _row("Patient page, 365 days, opened again", timings.patient_again, PATIENT_TARGET),
+        _row(
+            "Patient page, 365 days, first opened (rolls up the year)",
+            timings.patient_first,
+            None,
+        ),
+    ]
+    if timings.browser:
+        median, p95 = _summary(timings.browser)
+        rows.append(
+            f"| Worklist visible in Chromium (navigation to table) | {median * 1000:.0f} ms"
+            f" | {p95 * 1000:.0f} ms | | |"
+        )
+    return "\n".join(
+        [
+            "## Dashboard",
+            "",
+            measured,
+            "",
+            machine_line,
+            "",
+            f"{timings.patients:,} patients over {sizes.world.days} days on plain PostgreSQL:"
+            f" {timings.readings:,} readings (bench/dashboard.py describes the world). A nurse"
+            f" whose care team follows all of them ({timings.rows:,} rows on her worklist) asks"
+            f" {sizes.requests} times after one warm-up for the worklist and for one patient's"
+            f" page with the 365-day range; the first opening of the 365-day range is timed on"
+            f" {len(timings.patient_first)} other patients, each once. Server time is from"
+            " request to the last byte of the answer, through the whole app in the benchmark"
+            f" process. The machine is shared: its load average was {timings.load[0]:.1f}"
+            f" before the requests and {timings.load[1]:.1f} after (2 CPUs).",
+            "",
+            "| Request | Median | p95 | Target (median and p95) | Met |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--smoke", action="store_true", help="small numbers, checks only, writes nothing"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--keep-seeded",
+        metavar="NAME",
+        help="seed database NAME once and keep it; each run measures on a copy of it",
+    )
+    options = parser.parse_args(arguments)
+    sizes = SMOKE if options.smoke else FULL
+    command = command_line("bench.dashboard", "bench-dashboard", arguments)
+
+    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
+        version = code_version()
+        checks = Checks(strict=options.smoke)
+        if options.keep_seeded:
+            figures.seeded_template(
+                options.server_url,
+                options.keep_seeded,
+                sizes.world,
+                seed_world=lambda conn: seed(conn, sizes),
+            )
+        database_url = stack.enter_context(
+            bench_database(options.server_url, template=options.keep_seeded)
+        )
+        timings = measure(database_url, sizes, checks, seeded=bool(options.keep_seeded))
+        text = report(
+            timings,
+            sizes,
+            measured=measured_line(command, version),
+            machine_line=machine(options.server_url),
+        )
+        print(text)
+        if not (options.smoke or options.no_write):
+            write_section(
+                options.output, "\n".join([text, *checks.warnings, ""]), heading="Dashboard"
+            )
+            print(f"written to {options.output}")
+
+    return run_main("dashboard", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
