@@ -33,6 +33,12 @@ class TrendRange:
             return now - timedelta(days=self.days or DEFAULT_DAYS), now
         return start_of(self.first), start_of(self.last + timedelta(days=1))
 
+    def shown_days(self, now: datetime) -> tuple[date, date]:
+        """The first and last day (Norwegian time) the range touches: what the picker shows."""
+        since, until = self.window(now)
+        last = until - timedelta(microseconds=1)
+        return since.astimezone(DISPLAY_TIMEZONE).date(), last.astimezone(DISPLAY_TIMEZONE).date()
+
     def from_summaries(self, now: datetime) -> bool:
         """Whether this range is drawn from daily summaries rather than every reading."""
         since, until = self.window(now)

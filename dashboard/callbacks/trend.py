@@ -60,10 +60,9 @@ def register(app: Dash, context: Context) -> None:
             return no_update
         if picked.last - picked.first >= LONGEST_CUSTOM:
             return no_update
-        if picked.window(context.clock.now()) == trend_range_from_search(search).window(
-            context.clock.now()
-        ):
-            return no_update  # the page itself set the picker to the range it shows
+        now = context.clock.now()
+        if (picked.first, picked.last) == trend_range_from_search(search).shown_days(now):
+            return no_update  # the page itself set the picker to the days it shows
         links = Links(context.url_base, language_from_search(search))
         return "?" + links.patient(route.patient_id, picked).partition("?")[2]
 

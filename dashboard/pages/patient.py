@@ -3,7 +3,7 @@ against the care plan's limits, the devices, and for the patient themself who ha
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from dash import dcc, html
@@ -19,7 +19,6 @@ from dashboard.data.patient import PatientView
 from dashboard.data.worklist import severity_of
 from dashboard.figures import trend_figure
 from dashboard.formatting import (
-    DISPLAY_TIMEZONE,
     NO_VALUE,
     format_date,
     format_moment,
@@ -76,7 +75,7 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
                 ],
                 className="card",
             ),
-            _trend_section(view, t=t, links=links),
+            _trend_section(view, now=now, t=t, links=links),
             html.Section(
                 [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
             ),
@@ -92,13 +91,13 @@ DOWNLOAD_TREND: Final = "trend-download-csv"
 TREND_DOWNLOAD: Final = "trend-download"
 
 
-def _trend_section(view: PatientView, *, t: Translator, links: Links) -> Component:
+def _trend_section(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
     """The range choices, the charts, and the same data as a table or CSV on request."""
     trend = view.trend
     return html.Section(
         [
             html.H2(trend_heading(trend.range, t)),
-            _range_choices(view, t=t, links=links),
+            _range_choices(view, now=now, t=t, links=links),
             _trend(view, t=t),
             html.Div(
                 [
@@ -122,10 +121,10 @@ def trend_heading(trend_range: TrendRange, t: Translator) -> str:
     return t("Last {days} days").format(days=trend_range.days)
 
 
-def _range_choices(view: PatientView, *, t: Translator, links: Links) -> Component:
+def _range_choices(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
     """7, 30, 90 and 365 days as links (the range is in the address), and any whole days."""
     chosen = view.trend.range
-    since, until = view.trend.since, view.trend.until
+    first, last = chosen.shown_days(now)
     current: dict[str, Any] = {"aria-current": "true"}  # no Python keyword has a hyphen
     nav: dict[str, Any] = {"aria-label": t("Range")}
     presets = [
@@ -142,8 +141,8 @@ def _range_choices(view: PatientView, *, t: Translator, links: Links) -> Compone
             html.Span(t("Choose days"), className="picker-label"),
             dcc.DatePickerRange(
                 id=RANGE_PICKER,
-                start_date=_local_day(since).isoformat(),
-                end_date=_local_day(until - timedelta(microseconds=1)).isoformat(),
+                start_date=first.isoformat(),
+                end_date=last.isoformat(),
                 first_day_of_week=1,
                 display_format="YYYY-MM-DD",
             ),
@@ -154,10 +153,6 @@ def _range_choices(view: PatientView, *, t: Translator, links: Links) -> Compone
         [html.Nav(presets, className="choices", **nav), picker],
         className="range-choices",
     )
-
-
-def _local_day(moment: datetime) -> date:
-    return moment.astimezone(DISPLAY_TIMEZONE).date()
 
 
 def _trend(view: PatientView, *, t: Translator) -> Component:

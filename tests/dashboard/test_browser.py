@@ -10,20 +10,25 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 import uvicorn
 from psycopg_pool import ConnectionPool
 
+from care.careplan import do_update_care_plan
 from core.auth import TokenVerifier
 from core.clock import ManualClock
+from core.limits import Limits
+from core.weeks import COUNT_READINGS
 from heimvakt.app import create_app
 from heimvakt.auth import SESSION_COOKIE
 from heimvakt.embedded import free_port
 from tests.dashboard import (
     NOW,
     Seeded,
+    code_of,
     issuer_for,
     seed_patient,
     session_token,
@@ -31,6 +36,7 @@ from tests.dashboard import (
     team_nurse,
 )
 from tests.ingest.conftest import TEST_LIMITS
+from tests.support import plan_with_limits
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):
@@ -78,22 +84,70 @@ def server(pool: ConnectionPool) -> Iterator[tuple[str, ManualClock]]:
     thread.join(timeout=10)
 
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+YEAR_OF_READINGS = """
+WITH stored AS (
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+                          received_at)
+    SELECT %(device)s, m.code, at, %(patient)s,
+           m.typical + m.step * (2 * sin(d / 9.0) + CASE h WHEN 8 THEN -1 ELSE 1 END
+                                 + CASE WHEN d %% 60 < 5 THEN -4 ELSE 0 END),
+           m.unit, gen_random_uuid(), at
+      FROM (VALUES ('59408-5', '%%', 94.0, 1.0), ('8867-4', '/min', 76.0, 3.0),
+                   ('8480-6', 'mm[Hg]', 132.0, 3.0), ('8462-4', 'mm[Hg]', 82.0, 2.0),
+                   ('29463-7', 'kg', 78.0, 0.3), ('19935-6', 'L/min', 320.0, 9.0))
+           AS m(code, unit, typical, step)
+     CROSS JOIN generate_series(4, 365) AS d
+     CROSS JOIN (VALUES (8), (19)) AS t(h)
+     CROSS JOIN LATERAL (SELECT %(now)s - d * interval '1 day' + h * interval '1 hour' AS at) a
+    RETURNING patient_id, code, measured_at
+), counted AS ({count})
+SELECT 1
+""".format(count=COUNT_READINGS.format(source="stored"))
+"""Twice a day for a year (up to four days ago) of six measurements, slowly varying, lower
+in the morning, and a dip every two months;
+counted per week as ingest counts them (core/weeks.py)."""
+
+
 @pytest.fixture
-def kari(conn: psycopg.Connection) -> Seeded:
-    kari = seed_patient(conn, name="Kari Nordmann", limits={"spo2": (90, None)})
+def kari(conn: psycopg.Connection, pool: ConnectionPool) -> Seeded:
+    """A year of readings; her SpO2 limit raised two months ago."""
+    kari = seed_patient(conn, name="Kari Nordmann")
+    plan_with_limits(
+        conn,
+        kari.patient_id,
+        Limits(code_of("spo2"), low=90, red_low=85),
+        Limits(code_of("pulse"), low=50, high=110),
+        now=NOW - timedelta(days=400),
+    )
+    do_update_care_plan(
+        conn,
+        patient_id=kari.patient_id,
+        expected_version=1,
+        author=team_nurse(pool),
+        now=NOW - timedelta(days=60),
+        reason="Tettere oppfølging etter innleggelse",
+        thresholds=[Limits(code_of("spo2"), low=92, red_low=86)],
+    )
+    conn.execute(
+        YEAR_OF_READINGS, {"device": kari.device_id, "patient": kari.patient_id, "now": NOW}
+    )
     for days, value in ((3, 95), (2, 88), (1, 93)):
         store_reading(conn, kari, "spo2", value, NOW - timedelta(days=days))
     return kari
 
 
-def _violations(url: str, *, ready: str, cookie: str | None = None) -> tuple[list[str], str]:
+def _violations(
+    url: str, *, ready: str, cookie: str | None = None, screenshot: Path | None = None
+) -> tuple[list[str], str]:
     """Open `url` in chromium, wait for `ready` (a selector) and return the CSP violations
     the page reported, the console's CSP messages, page errors and failed requests (the
-    browser's own favicon.ico aside), and the page's text."""
+    browser's own favicon.ico aside), and the page's text; with `screenshot`, the whole page
+    is written there."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            context = browser.new_context()
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
             if cookie is not None:
                 context.add_cookies(
                     [{"name": SESSION_COOKIE, "value": cookie, "domain": "127.0.0.1", "path": "/"}]
@@ -127,20 +181,28 @@ def _violations(url: str, *, ready: str, cookie: str | None = None) -> tuple[lis
                 pytest.fail(f"{ready} never showed: {[*reported, *console]}")
             page.wait_for_timeout(500)  # late chunks (Plotly's) load and run
             reported = page.evaluate("window.__cspViolations")
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=screenshot, full_page=True)
             return [*reported, *console], page.inner_text("body")
         finally:
             browser.close()
 
 
-def test_a_patients_page_draws_its_charts_under_the_csp(
+def test_a_patients_page_draws_a_year_of_charts_under_the_csp(
     server: tuple[str, ManualClock], pool: ConnectionPool, kari: Seeded
 ) -> None:
     base, clock = server
     token = session_token(pool, clock, staff_id=team_nurse(pool))
     problems, text = _violations(
-        f"{base}/app/patients/{kari.patient_id}", ready=".js-plotly-plot .main-svg", cookie=token
+        f"{base}/app/patients/{kari.patient_id}?lang=en&range=365",
+        ready=".js-plotly-plot .main-svg",
+        cookie=token,
+        screenshot=SCREENSHOTS / "patient-365.png",
     )
     assert "Kari Nordmann" in text
+    assert "Last 365 days" in text
+    assert "Personal baseline (7 days)" in text
     assert problems == []
 
 
