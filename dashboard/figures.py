@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from html import escape
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
-import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from alerts.library.catalogue import RULES_BY_ID
@@ -53,6 +53,9 @@ FLOW_CODES: Final = frozenset({PEF, FEV1})
 _BLOOD_PRESSURE: Final = tuple(m for m in catalog.MEASUREMENTS if m.code in (SYSTOLIC, DIASTOLIC))
 _CHANGES_HOVER: Final = "<br>1 d: %{customdata[0]}, 3 d: %{customdata[1]}"
 _EVENT_ROW_HEIGHT: Final = 50
+_GRID: Final = "#e6e9ee"
+_TEMPLATE: Final = pio.templates["plotly_white"].to_plotly_json()
+"""The template's content: plotly.js knows no template by name."""
 _ROW_HEIGHT: Final = 170
 _GAP: Final = 48
 """Pixels between two charts, room for the lower one's title."""
@@ -148,7 +151,7 @@ def charts(codes: set[str], t: Translator) -> list[Chart]:
     return found
 
 
-def trend_figure(trend: Trend, *, t: Translator, revision: str) -> go.Figure | None:
+def trend_figure(trend: Trend, *, t: Translator, revision: str) -> dict[str, Any] | None:
     """The trend of `trend.range`, one chart per measurement, the care plan's bands behind the
     data as each version set them, alerts and notes on a row of their own; None when there
     is nothing.
@@ -156,6 +159,9 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> go.Figure | N
     Up to a month every reading is a point; longer ranges draw each day's lowest to highest
     value as a band with its median, so a year stays readable. While `revision` stays the
     same, the browser keeps the nurse's zoom and hidden traces across the refreshes.
+
+    The figure is plain data for plotly.js: plotly's Python objects check and copy every value
+    they are given, which took longer than the rest of the page for a year of data.
     """
     days = days_frame(trend)
     since, until = _wall_clock(trend.since), _wall_clock(trend.until)
@@ -175,7 +181,7 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> go.Figure | N
     height += _MARGIN_HEIGHT
     heights = ([_EVENT_ROW_HEIGHT] if trend.events else []) + [_ROW_HEIGHT] * len(chart_list)
     titles = ([t("Alerts and notes")] if trend.events else []) + [c.title for c in chart_list]
-    figure = make_subplots(
+    grid = make_subplots(
         rows=rows,
         cols=1,
         shared_xaxes=True,
@@ -183,7 +189,8 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> go.Figure | N
         subplot_titles=titles,
         row_heights=[float(h) for h in heights],
     )
-    drawing = _Drawing(figure, t, window=(since, until), plans=_plan_times(trend))
+    layout: dict[str, Any] = grid.layout.to_plotly_json()
+    drawing = _Drawing(layout, t, window=(since, until), plans=_plan_times(trend))
     if trend.events:
         drawing.events(trend.events)
     first_row = 2 if trend.events else 1
@@ -199,23 +206,27 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> go.Figure | N
                 values += series["low"].tolist() + series["high"].tolist()
                 drawing.summaries(row, measurement, series, days=days, flow_z=trend.flow_z)
         drawing.bands(row, chart, values)
-    figure.update_xaxes(range=[since, until], tickformat=_TICK_FORMAT[t.language],
-                        gridcolor="#e6e9ee")  # fmt: skip
-    figure.update_yaxes(gridcolor="#e6e9ee", zeroline=False)
+    for row in range(1, rows + 1):
+        drawing.axis("x", row).update(
+            range=[since, until], tickformat=_TICK_FORMAT[t.language], gridcolor=_GRID
+        )
+        drawing.axis("y", row).update(gridcolor=_GRID, zeroline=False)
     if trend.events:
-        figure.update_yaxes(visible=False, range=[-1, 1], fixedrange=True, row=1, col=1)
-    figure.update_annotations(font={"size": 13}, xanchor="left", x=0)
-    figure.update_layout(
+        drawing.axis("y", 1).update(visible=False, range=[-1, 1], fixedrange=True)
+    for title in layout["annotations"]:
+        title.update(font={"size": 13}, xanchor="left", x=0)
+    layout.update(
         height=height,
         margin={"l": 56, "r": 16, "t": 56, "b": 32},
         separators=_SEPARATORS[t.language],
-        template="plotly_white",
+        template=_TEMPLATE,
         font={"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12},
         uirevision=revision,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"},
         hovermode="closest",
+        shapes=drawing.shapes,
     )
-    return figure
+    return {"data": drawing.traces, "layout": layout}
 
 
 def _plan_times(trend: Trend) -> list[tuple[datetime | None, dict[str, Limits]]]:
@@ -232,15 +243,32 @@ class _Drawing:
 
     def __init__(
         self,
-        figure: go.Figure,
+        layout: dict[str, Any],
         t: Translator,
         *,
         window: tuple[datetime, datetime],
         plans: list[tuple[datetime | None, dict[str, Limits]]],
     ) -> None:
-        self.figure, self.t, self.window, self.plans = figure, t, window, plans
+        self.layout, self.t, self.window, self.plans = layout, t, window, plans
+        self.traces: list[dict[str, Any]] = []
+        self.shapes: list[dict[str, Any]] = []
         self.legend_shown: set[str] = set()
         self.hover_time = f"%{{x|{_TICK_FORMAT[t.language]} %H:%M}}"
+
+    def axis(self, letter: str, row: int) -> dict[str, Any]:
+        """The layout of row `row`'s x or y axis (``xaxis``, ``xaxis2``, ...)."""
+        return self.layout.setdefault(f"{letter}axis{row if row > 1 else ''}", {})
+
+    def add(self, row: int, trace: dict[str, Any]) -> None:
+        """A scatter trace on row `row`'s axes."""
+        suffix = row if row > 1 else ""
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+        self.traces.append({"type": "scatter", **axes, **trace})
+
+    def add_shape(self, row: int, **shape: Any) -> None:
+        """A shape in row `row`'s data coordinates."""
+        suffix = row if row > 1 else ""
+        self.shapes.append({"xref": f"x{suffix}", "yref": f"y{suffix}", **shape})
 
     def show_once(self, group: str) -> bool:
         first = group not in self.legend_shown
@@ -289,20 +317,19 @@ class _Drawing:
         custom = None
         if measurement.code == WEIGHT:
             custom, hover = _weight_changes(series, self.t), hover + _CHANGES_HOVER
-        self.figure.add_trace(
-            go.Scatter(
-                x=series["local_time"].tolist(),
-                y=series["value"].tolist(),
-                customdata=custom,  # type: ignore[arg-type]  # rows of text: the stubs say floats
-                mode="lines+markers",
-                name=measurement.name(self.t.language),
-                line={"color": _LINES[measurement.code], "width": 1.5},
-                marker={"size": 5, "color": _LINES[measurement.code]},
-                hovertemplate=f"{hover}<extra>{measurement.name(self.t.language)}</extra>",
-                showlegend=False,
-            ),
-            row=row,
-            col=1,
+        self.add(
+            row,
+            {
+                "x": series["local_time"].tolist(),
+                "y": series["value"].tolist(),
+                "customdata": custom,
+                "mode": "lines+markers",
+                "name": measurement.name(self.t.language),
+                "line": {"color": _LINES[measurement.code], "width": 1.5},
+                "marker": {"size": 5, "color": _LINES[measurement.code]},
+                "hovertemplate": f"{hover}<extra>{measurement.name(self.t.language)}</extra>",
+                "showlegend": False,
+            },
         )
         self.outside(row, measurement, series["local_time"], series["value"])
         self.baseline(row, measurement, days, flow_z)
@@ -323,21 +350,20 @@ class _Drawing:
         name = measurement.name(self.t.language)
         range_name = t("Lowest to highest of the day")
         for edge, fill in (("low", "none"), ("high", "tonexty")):
-            self.figure.add_trace(
-                go.Scatter(
-                    x=noon,
-                    y=series[edge].tolist(),
-                    mode="lines",
-                    line={"width": 0, "color": colour},
-                    fill=fill,
-                    fillcolor=_RANGE_FILL,
-                    name=range_name,
-                    legendgroup="day-range",
-                    showlegend=edge == "high" and self.show_once("day-range"),
-                    hoverinfo="skip",
-                ),
-                row=row,
-                col=1,
+            self.add(
+                row,
+                {
+                    "x": noon,
+                    "y": series[edge].tolist(),
+                    "mode": "lines",
+                    "line": {"width": 0, "color": colour},
+                    "fill": fill,
+                    "fillcolor": _RANGE_FILL,
+                    "name": range_name,
+                    "legendgroup": "day-range",
+                    "showlegend": edge == "high" and self.show_once("day-range"),
+                    "hoverinfo": "skip",
+                },
             )
         value_format = _value_format(measurement)
         day_format = f"%{{x|{_TICK_FORMAT[self.t.language]}}}"
@@ -359,20 +385,19 @@ class _Drawing:
             hover += _CHANGES_HOVER.replace("customdata[0]", "customdata[3]").replace(
                 "customdata[1]", "customdata[4]"
             )
-        self.figure.add_trace(
-            go.Scatter(
-                x=noon,
-                y=series["median"].tolist(),
-                customdata=custom,  # type: ignore[arg-type]  # rows of text: the stubs say floats
-                mode="lines+markers",
-                name=name,
-                line={"color": colour, "width": 1.5},
-                marker={"size": 4, "color": colour},
-                hovertemplate=f"{hover}<extra>{name}</extra>",
-                showlegend=False,
-            ),
-            row=row,
-            col=1,
+        self.add(
+            row,
+            {
+                "x": noon,
+                "y": series["median"].tolist(),
+                "customdata": custom,
+                "mode": "lines+markers",
+                "name": name,
+                "line": {"color": colour, "width": 1.5},
+                "marker": {"size": 4, "color": colour},
+                "hovertemplate": f"{hover}<extra>{name}</extra>",
+                "showlegend": False,
+            },
         )
         noon_times = series["day"] + pd.Timedelta(hours=12)
         extremes = pd.concat([series["low"], series["high"]], ignore_index=True)
@@ -391,24 +416,24 @@ class _Drawing:
         outside = self.outside_mask(measurement.code, times, values) & values.notna()
         if not outside.any():
             return
-        self.figure.add_trace(
-            go.Scatter(
-                x=times[outside].tolist(),
-                y=values[outside].tolist(),
-                mode="markers",
-                name=t("Outside the limits"),
-                legendgroup="outside",
-                showlegend=self.show_once("outside"),
-                marker={
+        value_format = _value_format(measurement)
+        self.add(
+            row,
+            {
+                "x": times[outside].tolist(),
+                "y": values[outside].tolist(),
+                "mode": "markers",
+                "name": t("Outside the limits"),
+                "legendgroup": "outside",
+                "showlegend": self.show_once("outside"),
+                "marker": {
                     "size": 11,
                     "symbol": "diamond-open",
                     "color": _OUTSIDE,
                     "line": {"width": 2},
                 },
-                hovertemplate=f"{self.hover_time}<br>{_value_format(measurement)}<extra></extra>",
-            ),
-            row=row,
-            col=1,
+                "hovertemplate": f"{self.hover_time}<br>{value_format}<extra></extra>",
+            },
         )
 
     def baseline(self, row: int, measurement: Measurement, days: pd.DataFrame, z: float) -> None:
@@ -424,21 +449,20 @@ class _Drawing:
             return
         name = t("Personal baseline (7 days)")
         for edge, fill in (("lower", "none"), ("upper", "tonexty")):
-            self.figure.add_trace(
-                go.Scatter(
-                    x=band["day"].tolist(),
-                    y=band[edge].tolist(),
-                    mode="lines",
-                    line={"width": 1, "color": _BASELINE, "shape": "hv", "dash": "dashdot"},
-                    fill=fill,
-                    fillcolor=_BASELINE_FILL,
-                    name=name,
-                    legendgroup="baseline",
-                    showlegend=edge == "upper" and self.show_once("baseline"),
-                    hovertemplate=f"{name}: {_value_format(measurement)}<extra></extra>",
-                ),
-                row=row,
-                col=1,
+            self.add(
+                row,
+                {
+                    "x": band["day"].tolist(),
+                    "y": band[edge].tolist(),
+                    "mode": "lines",
+                    "line": {"width": 1, "color": _BASELINE, "shape": "hv", "dash": "dashdot"},
+                    "fill": fill,
+                    "fillcolor": _BASELINE_FILL,
+                    "name": name,
+                    "legendgroup": "baseline",
+                    "showlegend": edge == "upper" and self.show_once("baseline"),
+                    "hovertemplate": f"{name}: {_value_format(measurement)}<extra></extra>",
+                },
             )
 
     def bands(self, row: int, chart: Chart, values: list[float]) -> None:
@@ -458,44 +482,43 @@ class _Drawing:
             return
         pad = max((max(known) - min(known)) * 0.1, 1.0)
         bottom, top = min(known) - pad, max(known) + pad
-        self.figure.update_yaxes(range=[bottom, top], row=row, col=1)
+        self.axis("y", row)["range"] = [bottom, top]
         for begin, end, segment_limits in segments:
             for measurement in chart.measurements:
                 limit = segment_limits.get(measurement.code)
                 if limit is None:
                     continue
+                value_format = _value_format(measurement)
                 for severity, y0, y1 in _band_areas(limit, bottom, top):
-                    self.figure.add_shape(
+                    self.add_shape(
+                        row,
                         type="rect",
-                        x0=begin,  # type: ignore[arg-type]  # a date axis takes times
-                        x1=end,  # type: ignore[arg-type]
+                        x0=begin,
+                        x1=end,
                         y0=y0,
                         y1=y1,
                         name=f"{severity.value}-band",
                         layer="below",
                         line={"width": 0},
                         fillcolor=_BAND_FILLS[severity],
-                        row=row,
-                        col=1,
                     )
                 for severity, value, label in _limit_lines(limit, self.t):
-                    self.figure.add_trace(
-                        go.Scatter(
-                            x=[begin, end],
-                            y=[value, value],
-                            mode="lines",
-                            name=_limits_legend(severity, self.t),
-                            legendgroup=_LIMIT_GROUPS[severity],
-                            showlegend=self.show_once(_LIMIT_GROUPS[severity]),
-                            line={
+                    self.add(
+                        row,
+                        {
+                            "x": [begin, end],
+                            "y": [value, value],
+                            "mode": "lines",
+                            "name": _limits_legend(severity, self.t),
+                            "legendgroup": _LIMIT_GROUPS[severity],
+                            "showlegend": self.show_once(_LIMIT_GROUPS[severity]),
+                            "line": {
                                 "color": _LIMIT_COLOURS[severity],
                                 "width": 1.2,
                                 "dash": _LIMIT_DASHES[severity],
                             },
-                            hovertemplate=f"{label}: {_value_format(measurement)}<extra></extra>",
-                        ),
-                        row=row,
-                        col=1,
+                            "hovertemplate": f"{label}: {value_format}<extra></extra>",
+                        },
                     )
 
     def events(self, events: list[TrendEvent]) -> None:
@@ -509,25 +532,24 @@ class _Drawing:
             chosen = [e for e in events if e.kind == kind]
             if not chosen:
                 continue
-            self.figure.add_trace(
-                go.Scatter(
-                    x=[_wall_clock(e.at) for e in chosen],
-                    y=[0] * len(chosen),
-                    mode="markers",
-                    name=t("Alert") if kind == "alert" else t("Note"),
-                    legendgroup=group,
-                    showlegend=False,
-                    marker={
+            self.add(
+                1,
+                {
+                    "x": [_wall_clock(e.at) for e in chosen],
+                    "y": [0] * len(chosen),
+                    "mode": "markers",
+                    "name": t("Alert") if kind == "alert" else t("Note"),
+                    "legendgroup": group,
+                    "showlegend": False,
+                    "marker": {
                         "size": 12,
                         "symbol": symbol,
                         "color": [_EVENT_COLOURS.get(e.severity, _LINE) for e in chosen],
                         "line": {"width": 1, "color": "#1f2933"},
                     },
-                    hovertext=[self.event_text(e) for e in chosen],
-                    hovertemplate=f"{self.hover_time}<br>%{{hovertext}}<extra></extra>",
-                ),
-                row=1,
-                col=1,
+                    "hovertext": [self.event_text(e) for e in chosen],
+                    "hovertemplate": f"{self.hover_time}<br>%{{hovertext}}<extra></extra>",
+                },
             )
 
     def event_text(self, event: TrendEvent) -> str:
