@@ -10,7 +10,6 @@ from typing import Any, Final
 
 import pandas as pd
 import plotly.io as pio
-from plotly.subplots import make_subplots
 
 from alerts.library.catalogue import RULES_BY_ID
 from alerts.library.trends import BASELINE_DAYS, FEV1, FLOW_MIN_READINGS, PEF, WEIGHT
@@ -181,15 +180,7 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> dict[str, Any
     height += _MARGIN_HEIGHT
     heights = ([_EVENT_ROW_HEIGHT] if trend.events else []) + [_ROW_HEIGHT] * len(chart_list)
     titles = ([t("Alerts and notes")] if trend.events else []) + [c.title for c in chart_list]
-    grid = make_subplots(
-        rows=rows,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=_GAP / height,
-        subplot_titles=titles,
-        row_heights=[float(h) for h in heights],
-    )
-    layout: dict[str, Any] = grid.layout.to_plotly_json()
+    layout = _grid(titles, heights, gap=_GAP / height)
     drawing = _Drawing(layout, t, window=(since, until), plans=_plan_times(trend))
     if trend.events:
         drawing.events(trend.events)
@@ -213,8 +204,6 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> dict[str, Any
         drawing.axis("y", row).update(gridcolor=_GRID, zeroline=False)
     if trend.events:
         drawing.axis("y", 1).update(visible=False, range=[-1, 1], fixedrange=True)
-    for title in layout["annotations"]:
-        title.update(font={"size": 13}, xanchor="left", x=0)
     layout.update(
         height=height,
         margin={"l": 56, "r": 16, "t": 56, "b": 32},
@@ -227,6 +216,29 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> dict[str, Any
         shapes=drawing.shapes,
     )
     return {"data": drawing.traces, "layout": layout}
+
+
+def _grid(titles: list[str], heights: list[int], *, gap: float) -> dict[str, Any]:
+    """Rows of charts one above the other, `heights` in proportion, `gap` (a fraction of the
+    figure) between them, sharing the bottom row's time axis, each titled at its top left:
+    the layout plotly's make_subplots makes, without its objects' cost."""
+    rows = len(heights)
+    room = 1 - gap * (rows - 1)
+    layout: dict[str, Any] = {"annotations": []}
+    top = 1.0
+    for row, (title, share) in enumerate(zip(titles, heights, strict=True), start=1):
+        bottom = max(top - room * share / sum(heights), 0.0)
+        suffix = row if row > 1 else ""
+        layout[f"xaxis{suffix}"] = {"anchor": f"y{suffix}", "domain": [0.0, 1.0]}
+        if row < rows:
+            layout[f"xaxis{suffix}"].update(matches=f"x{rows}", showticklabels=False)
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "domain": [bottom, top]}
+        layout["annotations"].append(
+            {"text": title, "showarrow": False, "font": {"size": 13}, "x": 0, "xanchor": "left",
+             "xref": "paper", "y": top, "yanchor": "bottom", "yref": "paper"}
+        )  # fmt: skip
+        top = bottom - gap
+    return layout
 
 
 def _plan_times(trend: Trend) -> list[tuple[datetime | None, dict[str, Limits]]]:
