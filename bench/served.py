@@ -20,20 +20,28 @@ from heimvakt.worker import ingest_limits
 ISSUER = "http://bench/auth"
 
 
-def served_app(pool: ConnectionPool, clock: Clock, *, staff_id: UUID) -> tuple[FastAPI, str]:
+def served_app(
+    pool: ConnectionPool,
+    clock: Clock,
+    *,
+    staff_id: UUID,
+    subject: str = "bench",
+    issuer_key: bytes | None = None,
+) -> tuple[FastAPI, str]:
     """The app, with no rules after storing, and a bearer token (or session cookie) for
-    `staff_id`."""
+    `staff_id`, who logs in as `subject` (one app per subject and database). Apps serving
+    one database from several processes need the same `issuer_key`."""
     issuer = LocalIssuer(
         pool,
         issuer=ISSUER,
         audience="heimvakt",
         clock=clock,
         token_lifetime=timedelta(hours=8),
-        issuer_key=AESGCM.generate_key(bit_length=256),
+        issuer_key=issuer_key or AESGCM.generate_key(bit_length=256),
     )
     issuer.ensure_signing_key()
     with pool.connection() as conn:
-        do_link_identity(conn, issuer=ISSUER, subject="bench", staff_id=staff_id)
+        do_link_identity(conn, issuer=ISSUER, subject=subject, staff_id=staff_id)
     app = create_app(
         pool=pool,
         clock=clock,
@@ -45,4 +53,4 @@ def served_app(pool: ConnectionPool, clock: Clock, *, staff_id: UUID) -> tuple[F
         local_issuer=issuer,
         secure_cookie=False,
     )
-    return app, issuer.issue(subject="bench")
+    return app, issuer.issue(subject=subject)

@@ -143,8 +143,8 @@ def charts(codes: set[str], t: Translator) -> list[Chart]:
             pressure = tuple(m for m in _BLOOD_PRESSURE if m.code in codes)
             found.append(Chart(f"{t('Blood pressure')} (mmHg)", pressure))
         else:
-            found.append(Chart(f"{measurement.name(t.language)} ({unit_symbol(measurement)})",
-                               (measurement,)))  # fmt: skip
+            title = f"{measurement.name(t.language)} ({unit_symbol(measurement)})"
+            found.append(Chart(title, (measurement,)))
     if DIASTOLIC in codes and SYSTOLIC not in codes:
         found.append(Chart(f"{t('Blood pressure')} (mmHg)", _BLOOD_PRESSURE[1:]))
     return found
@@ -234,9 +234,18 @@ def _grid(titles: list[str], heights: list[int], *, gap: float) -> dict[str, Any
             layout[f"xaxis{suffix}"].update(matches=f"x{rows}", showticklabels=False)
         layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "domain": [bottom, top]}
         layout["annotations"].append(
-            {"text": title, "showarrow": False, "font": {"size": 13}, "x": 0, "xanchor": "left",
-             "xref": "paper", "y": top, "yanchor": "bottom", "yref": "paper"}
-        )  # fmt: skip
+            {
+                "text": title,
+                "showarrow": False,
+                "font": {"size": 13},
+                "x": 0,
+                "xanchor": "left",
+                "xref": "paper",
+                "y": top,
+                "yanchor": "bottom",
+                "yref": "paper",
+            }
+        )
         top = bottom - gap
     return layout
 
@@ -608,11 +617,14 @@ def _weight_changes_by_day(
 ) -> list[list[str]]:
     """Per day: the change of the median weight since the day before and three days before."""
     medians = days[days["code"] == WEIGHT].set_index("day")["median"]
+
+    def change(day: pd.Timestamp, median: float, back: int) -> str:
+        return _signed(median - medians.get(day - pd.Timedelta(days=back), float("nan")), t)
+
     return [
-        [_signed(m - medians.get(d - pd.Timedelta(days=back), float("nan")), t)
-         for back in (1, 3)]
-        for d, m in zip(series["day"], series["median"], strict=True)
-    ]  # fmt: skip
+        [change(day, median, 1), change(day, median, 3)]
+        for day, median in zip(series["day"], series["median"], strict=True)
+    ]
 
 
 def _signed(change: float, t: Translator) -> str:
