@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 import fastapi
 import psycopg
-from dash import Dash, Input, NoUpdate, Output, callback_context, dcc, html, no_update
+from babel.dates import format_skeleton
+from dash import Dash, Input, NoUpdate, Output, State, callback_context, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
@@ -22,10 +24,12 @@ from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
+from dashboard.callbacks import worklist as worklist_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
+from dashboard.formatting import DISPLAY_TIMEZONE, babel_locale
 from dashboard.links import (
     LOGIN_SEGMENT,
     PATIENTS_SEGMENT,
@@ -38,6 +42,7 @@ from dashboard.links import (
     login_throttled,
     period_from_search,
     resolve,
+    worklist_filters_from_search,
 )
 from dashboard.middleware import CallbackRequests, ClientSideRoutes
 from dashboard.pages.devices import (
@@ -59,6 +64,8 @@ log = logging.getLogger(__name__)
 
 ASSETS_DIR: Final = Path(__file__).parent / "assets"
 REFRESH_MILLISECONDS: Final = 5_000
+SHOWN_AT: Final = "shown-at"
+"""A store holding when the data on screen was read, for the notice when a refresh fails."""
 
 
 def create_dashboard(
@@ -93,8 +100,10 @@ def create_dashboard(
     )
     app.layout = html.Div(
         [
-            dcc.Location(id="url"),
+            # A callback that changes the address (a filter, a period) redraws the page itself.
+            dcc.Location(id="url", refresh="callback-nav"),
             dcc.Interval(id="refresh", interval=REFRESH_MILLISECONDS),
+            dcc.Store(id=SHOWN_AT),
             html.Div(id="status"),
             html.Div(id="action-status"),
             html.Div(id="page"),
@@ -158,13 +167,15 @@ def create_dashboard(
     @app.callback(
         Output("page", "children"),
         Output("status", "children"),
+        Output(SHOWN_AT, "data"),
         Input("url", "pathname"),
         Input("url", "search"),
         Input("refresh", "n_intervals"),
+        State(SHOWN_AT, "data"),
     )
     async def route_and_refresh(
-        pathname: str | None, search: str | None, _refreshes: int | None
-    ) -> tuple[Component | NoUpdate, Component | None]:
+        pathname: str | None, search: str | None, _refreshes: int | None, shown_at: str | None
+    ) -> tuple[Component | NoUpdate, Component | None, str | NoUpdate]:
         """Draw the page the address names, for whoever the session cookie speaks for.
 
         Opening a page (first load, a link, a new address) is logged; the interval's refresh
@@ -178,16 +189,15 @@ def create_dashboard(
             # The figures are of whole past days: a refresh would show the same again. The
             # registry changes by the user's own actions, which redraw it; a refresh would wipe
             # a choice half made.
-            return no_update, None
+            return no_update, None, no_update
         try:
             # The database is read in a worker thread, so the event loop goes on serving others.
-            return await asyncio.to_thread(render, pathname, search, token, refresh=refresh)
+            page, status = await asyncio.to_thread(render, pathname, search, token, refresh=refresh)
         except psycopg.Error:
             # Unreachable, or the access-log row could not be written: fail closed, no new data.
             log.warning("the dashboard could not read the database", exc_info=True)
-            t = translator(language_from_search(search))
-            warning = t("The data could not be loaded. Trying again in a few seconds.")
-            return no_update, html.Div(warning, role="status", className="status-warning")
+            return no_update, _stale_notice(shown_at, search), no_update
+        return page, status, clock.now().isoformat()
 
     context = Context(
         pool=pool,
@@ -197,7 +207,12 @@ def create_dashboard(
         url_base=url_base,
         render=render,
     )
-    for page_callbacks in (alert_callbacks, device_callbacks, figure_callbacks):
+    for page_callbacks in (
+        alert_callbacks,
+        device_callbacks,
+        figure_callbacks,
+        worklist_callbacks,
+    ):
         page_callbacks.register(app, context)
     return app
 
@@ -219,11 +234,20 @@ def _content(
     try:
         if route.page in (Page.WORKLIST, Page.LOGIN):
             outbox = None
+            filters = worklist_filters_from_search(search)
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-                rows = load_worklist(conn, view=view)
+                worklist = load_worklist(conn, view=view, filters=filters)
                 if with_outbox:
-                    outbox = demo_outbox(conn, rows)
-            return worklist_page(rows, now=view.now, t=t, links=links, outbox=outbox)
+                    outbox = demo_outbox(conn, worklist.rows)
+            return worklist_page(
+                worklist,
+                filters,
+                viewer=view.principal.uuid,
+                now=view.now,
+                t=t,
+                links=links,
+                outbox=outbox,
+            )
         if route.page is Page.FIGURES:
             period = period_from_search(search) or Period.default(view.now)
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
@@ -262,6 +286,20 @@ def _content(
         return not_found_page(t("You do not have access to this page."), t=t, links=links)
     missing = t("Patient not found") if route.page is Page.PATIENT else t("Page not found")
     return not_found_page(missing, t=t, links=links)
+
+
+def _stale_notice(shown_at: str | None, search: str | None) -> Component:
+    """The page on screen stays, and says from when its data is: a nurse must not take an old
+    list for the current one."""
+    t = translator(language_from_search(search))
+    if shown_at is None:
+        text = t("The data could not be loaded. Trying again in a few seconds.")
+    else:
+        moment = datetime.fromisoformat(shown_at)
+        text = t("Data from {time}; could not refresh. Trying again in a few seconds.").format(
+            time=format_skeleton("Hm", moment, tzinfo=DISPLAY_TIMEZONE, locale=babel_locale(t))
+        )
+    return html.Div(text, role="status", className="status-warning")
 
 
 def _devices_content(view: View, *, pool: ConnectionPool, t: Translator) -> Component:

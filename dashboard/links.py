@@ -3,12 +3,15 @@ navigation, reloads and a link pasted to a colleague."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
-from urllib.parse import parse_qs
+from typing import TypeVar
+from urllib.parse import parse_qs, urlencode
 from uuid import UUID
 
+from care.models import Condition
 from core.i18n import negotiate
 from core.links import (
     DEVICES_SEGMENT,
@@ -17,7 +20,15 @@ from core.links import (
     PATIENTS_SEGMENT,
     patient_path,
 )
+from dashboard.data.worklist import (
+    PAGE_SIZE,
+    AlertState,
+    Standing,
+    WorklistFilters,
+)
 from quality.figures import CONDITIONS, Period
+
+T = TypeVar("T")
 
 
 class Page(Enum):
@@ -61,6 +72,53 @@ def condition_from_search(search: str | None) -> str:
     return values[-1] if values and values[-1] in CONDITIONS else CONDITIONS[0]
 
 
+def worklist_filters_from_search(search: str | None) -> WorklistFilters:
+    """The worklist's filters as its address holds them; a value that names nothing known is
+    no filter, so an old or mistyped link still opens the list."""
+    query = {key: values[-1] for key, values in parse_qs((search or "").removeprefix("?")).items()}
+
+    shown = query.get("shown", "")
+    return WorklistFilters(
+        unit=_parsed(UUID, query.get("unit")),
+        condition=_parsed(Condition, query.get("condition")),
+        standing=_parsed(Standing, query.get("standing")),
+        state=_parsed(AlertState, query.get("state")),
+        mine=query.get("mine") == "1",
+        unacknowledged=query.get("unacknowledged") == "1",
+        name=query.get("name", "")[:100],
+        shown=min(int(shown), 10 * PAGE_SIZE) if shown.isdigit() and int(shown) else PAGE_SIZE,
+    )
+
+
+def _parsed(parse: Callable[[str], T], value: str | None) -> T | None:
+    try:
+        return None if value is None else parse(value)
+    except ValueError:
+        return None
+
+
+def worklist_query(filters: WorklistFilters) -> dict[str, str]:
+    """The address's query for `filters`: only what differs from the whole list."""
+    query: dict[str, str] = {}
+    for key, value in (
+        ("unit", filters.unit),
+        ("condition", filters.condition),
+        ("standing", filters.standing),
+        ("state", filters.state),
+    ):
+        if value is not None:
+            query[key] = str(value)
+    if filters.mine:
+        query["mine"] = "1"
+    if filters.unacknowledged:
+        query["unacknowledged"] = "1"
+    if filters.name.strip():
+        query["name"] = filters.name.strip()
+    if filters.shown != PAGE_SIZE:
+        query["shown"] = str(filters.shown)
+    return query
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     page: Page
@@ -98,8 +156,10 @@ class Links:
     """The dashboard's URL base, with a trailing slash."""
     language: str
 
-    def worklist(self) -> str:
-        return f"{self.base}?lang={self.language}"
+    def worklist(self, filters: WorklistFilters | None = None) -> str:
+        """The worklist, narrowed by `filters` when given."""
+        query = {"lang": self.language, **worklist_query(filters or WorklistFilters())}
+        return f"{self.base}?{urlencode(query)}"
 
     def patient(self, patient_id: UUID) -> str:
         return f"{patient_path(patient_id, base=self.base)}?lang={self.language}"

@@ -1,9 +1,9 @@
-"""The patient page's data. The one action taken from it, acknowledging an alert's episode,
-is alerts.actions.do_acknowledge_alert, the API's own."""
+"""The patient page's data. The steps taken on its alerts are alerts.actions', the API's own
+(dashboard/callbacks/alerts.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 from uuid import UUID
@@ -25,6 +25,7 @@ from care.careplan import PlanLimits, plan_limits
 from care.models import Patient
 from care.service import get_patient
 from core.readings import Reading, readings_for_patient
+from dashboard.data.alert_steps import Colleague, Note, colleagues, notes_of, staff_names
 from dashboard.data.viewing import View, already_logged
 from devices.status import DeviceOverview, devices_with_status
 
@@ -44,7 +45,15 @@ class PatientView:
     looked_at_by: list[AccessLogEntry] | None
     """For a patient looking at their own page: who has looked at their data."""
     can_act: bool = False
-    """The viewer may acknowledge alerts (a clinical role with the patient in their care)."""
+    """The viewer may take steps on alerts (a clinical role with the patient in their care)."""
+    notes: dict[int, list[Note]] = field(default_factory=dict)
+    """The notes on each episode, by episode id."""
+    names: dict[UUID, str] = field(default_factory=dict)
+    """Staff who acknowledged or hold an episode."""
+    colleagues: list[Colleague] = field(default_factory=list)
+    """Who an alert can be given to."""
+    viewer: UUID | None = None
+    """The staff member looking, who "assign to me" means."""
 
 
 def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
@@ -74,12 +83,18 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
     if patient is None:
         return None
     own = principal.kind == "patient" and principal.id == str(patient_id)
+    can_act = principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT]
+    episodes = unresolved_episodes(conn, patient_ids=[patient_id])
     return PatientView(
         patient=patient,
-        episodes=unresolved_episodes(conn, patient_ids=[patient_id]),
+        episodes=episodes,
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
         limits=plan_limits(conn, patient_id=patient_id),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),
         looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
-        can_act=principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT],
+        can_act=can_act,
+        notes=notes_of(conn, episode_ids=[e.id for e in episodes]),
+        names=staff_names(conn, episodes=episodes),
+        colleagues=colleagues(conn, staff_id=principal.uuid, now=now) if can_act else [],
+        viewer=principal.uuid if principal.kind == "staff" else None,
     )

@@ -1,16 +1,14 @@
-"""The patient page: unresolved alerts (with the acknowledge button), the last 7 days drawn
+"""The patient page: unresolved alerts (with every step on them), the last 7 days drawn
 against the care plan's limits, the devices, and for the patient themself who has looked."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 from dash import dcc, html
 from dash.development.base_component import Component
 
 from alerts.library.catalogue import RULES_BY_ID
-from alerts.library.news2 import RULE as NEWS2
 from alerts.queries import Alert, Episode
 from core import catalog
 from core.i18n import Translator
@@ -18,7 +16,7 @@ from core.limits import Severity
 from dashboard.data.patient import TREND_WINDOW, PatientView
 from dashboard.data.worklist import severity_of
 from dashboard.figures import trend_figure
-from dashboard.formatting import NO_VALUE, format_moment, format_relative, format_value
+from dashboard.formatting import NO_VALUE, format_moment, format_relative
 from dashboard.labels import (
     alert_state_name,
     condition_names,
@@ -29,11 +27,10 @@ from dashboard.labels import (
 )
 from dashboard.links import Links
 from dashboard.pages.access_log import looked_at_by_section
+from dashboard.pages.alert_steps import alert_steps, notes_list, who_is_on_it
 from dashboard.pages.badges import severity_badge
+from dashboard.reasons import findings, rule_title
 from devices.status import DeviceOverview
-
-ACKNOWLEDGE: Final = "acknowledge"
-"""The type of the acknowledge buttons' pattern-matching ids: {"type": ..., "alert": id}."""
 
 
 def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
@@ -64,7 +61,7 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             html.Section(
                 [
                     html.H2(t("Unresolved alerts")),
-                    _alerts(view.episodes, now=now, t=t, can_act=view.can_act),
+                    _alerts(view, now=now, t=t),
                 ],
                 className="card",
             ),
@@ -126,18 +123,19 @@ def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> 
     return html.Table([html.Thead(header), html.Tbody(rows)], className="devices")
 
 
-def _alerts(episodes: list[Episode], *, now: datetime, t: Translator, can_act: bool) -> Component:
-    if not episodes:
+def _alerts(view: PatientView, *, now: datetime, t: Translator) -> Component:
+    if not view.episodes:
         return html.P(t("No unresolved alerts."), className="empty")
     return html.Ul(
-        [_episode(episode, now=now, t=t, can_act=can_act) for episode in episodes],
+        [_episode(episode, view, now=now, t=t) for episode in view.episodes],
         className="alerts",
     )
 
 
-def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -> Component:
-    """One card per episode: its first alert's title with the episode's severity and state,
-    then every alert of it with its explanation and values; one Acknowledge button for all."""
+def _episode(episode: Episode, view: PatientView, *, now: datetime, t: Translator) -> Component:
+    """One card per episode: its first alert's title with the episode's severity and who is on
+    it, then every alert of it with its explanation and values, the notes, and (for staff who
+    may act) every step on the episode."""
     lead, *others = episode.parts
     title = [
         severity_badge(Severity(episode.severity), t),
@@ -145,6 +143,10 @@ def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -
         html.Span(alert_state_name(episode.state, t), className="state"),
     ]
     parts: list[Component | None] = [html.Div(title, className="alert-title")]
+    if view.looked_at_by is None:  # the nurse's view; a patient reads their own page
+        parts.append(
+            html.Div(who_is_on_it(episode, names=view.names, now=now, t=t), className="alert-who")
+        )
     parts += _part(lead, now=now, t=t)
     for alert in others:
         parts.append(
@@ -154,28 +156,25 @@ def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -
             )
         )
         parts += _part(alert, now=now, t=t)
-    parts.append(
-        html.Button(
-            t("Acknowledge"),
-            id={"type": ACKNOWLEDGE, "alert": lead.id},
-            className="acknowledge",
+    if view.looked_at_by is None:
+        parts.append(notes_list(view.notes.get(episode.id, []), t=t))
+    if view.can_act and view.viewer is not None:
+        parts.append(
+            alert_steps(
+                episode,
+                viewer=view.viewer,
+                colleagues=view.colleagues,
+                notes=view.notes.get(episode.id, []),
+                t=t,
+            )
         )
-        if can_act and episode.state == "open"
-        else None
-    )
     return html.Li(parts, className=f"alert alert-{episode.severity}")
 
 
 def _part_title(alert: Alert, t: Translator) -> list[Component]:
     """The measurement, or the rule in words where the alert has none (never its raw id)."""
     measurement = catalog.lookup(alert.code) if alert.code else None
-    rule = RULES_BY_ID.get(alert.rule_id)
-    if measurement is not None:
-        name = measurement.name(t.language)
-    elif rule is not None:
-        name = rule.title.get(t.language) or rule.title["en"]
-    else:
-        name = alert.rule_id
+    name = measurement.name(t.language) if measurement is not None else rule_title(alert.rule_id, t)
     title: list[Component] = [html.Strong(name)]
     if alert.direction:
         title.append(
@@ -188,11 +187,13 @@ def _part_title(alert: Alert, t: Translator) -> list[Component]:
 
 
 def _part(alert: Alert, *, now: datetime, t: Translator) -> list[Component | None]:
+    """The rule's explanation, what it found (dashboard.reasons: the values behind it), and
+    when."""
     rule = RULES_BY_ID.get(alert.rule_id)
     details: list[tuple[str, str]] = []
-    value = _alert_value(alert, t)
-    if value is not None:
-        details.append(value)
+    found = findings(alert, now=now, t=t)
+    if found:
+        details.append((rule_title(alert.rule_id, t), found))
     details += [
         (t("Occurrences"), str(alert.occurrences)),
         (t("First"), format_moment(alert.first_measured_at, t)),
@@ -211,38 +212,3 @@ def _part(alert: Alert, *, now: datetime, t: Translator) -> list[Component | Non
             className="facts",
         ),
     ]
-
-
-def _alert_value(alert: Alert, t: Translator) -> tuple[str, str] | None:
-    """(label, text) of what the alert's rule found, or None when it found no value: a
-    partial NEWS2 shows its score, the SpO2 scale, the parameters it used and those missing."""
-    if alert.rule_id == NEWS2:
-        used = alert.details.get("used", {})
-        scored = [
-            f"{_name(code, t)} {_value(code, float(p['value']), t)} ({p['score']})"
-            for code, p in used.items()
-        ]
-        missing = [_name(code, t) for code in alert.details.get("missing", [])]
-        text = t("{total} (partial, SpO2 scale {scale}) from {used}; missing: {missing}")
-        return t("Score"), text.format(
-            total=alert.details.get("total", NO_VALUE),
-            scale=alert.details.get("spo2_scale", NO_VALUE),
-            used=", ".join(scored) or NO_VALUE,
-            missing=", ".join(missing) or NO_VALUE,
-        )
-    measurement = catalog.lookup(alert.code) if alert.code else None
-    if measurement is None or alert.last_value is None:
-        return None
-    return t("Last value"), format_value(measurement, alert.last_value, t)
-
-
-def _name(code: str, t: Translator) -> str:
-    if code == "consciousness":
-        return t("consciousness")
-    measurement = catalog.lookup(code)
-    return code if measurement is None else measurement.name(t.language)
-
-
-def _value(code: str, value: float, t: Translator) -> str:
-    measurement = catalog.lookup(code)
-    return str(value) if measurement is None else format_value(measurement, value, t)

@@ -1,8 +1,15 @@
-"""The worklist: the viewer's patients, red first, with their newest values."""
+"""The worklist: the viewer's patients in the order a nurse works them, each with why it is
+flagged, its newest values inside the patient's band, who is on it, and the steps to take.
+
+A list of cards on a grid, not a table: at tablet width the columns fold into the card instead
+of running off the side of the screen. The filters live in the address (dashboard.links), so
+the refresh every few seconds, a reload and a link to a colleague keep them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Final
 from uuid import UUID
 
 from dash import dcc, html
@@ -12,83 +19,319 @@ from alerts.outbox import SentNotification
 from core import catalog
 from core.i18n import Translator
 from core.limits import Severity
-from dashboard.data.worklist import WorklistRow
+from dashboard.data.worklist import (
+    CONDITIONS,
+    PAGE_SIZE,
+    SPARKLINE_WINDOW,
+    STANDINGS,
+    AlertState,
+    Standing,
+    Worklist,
+    WorklistFilters,
+    WorklistRow,
+)
 from dashboard.formatting import NO_VALUE, format_moment, format_relative, format_value
 from dashboard.labels import condition_names, direction_arrow, direction_text
 from dashboard.links import Links
-from dashboard.pages.badges import severity_badge
+from dashboard.pages.alert_steps import alert_steps, notes_list, who_is_on_it
 from dashboard.pages.outbox import demo_outbox_section
+from dashboard.reasons import reason
+from dashboard.sparkline import sparkline
+
+FILTER_UNIT: Final = "worklist-unit"
+FILTER_CONDITION: Final = "worklist-condition"
+FILTER_STANDING: Final = "worklist-standing"
+FILTER_STATE: Final = "worklist-state"
+FILTER_QUICK: Final = "worklist-quick"
+"""A checklist: "mine" (assigned to me), "unacknowledged"."""
+FILTER_NAME: Final = "worklist-name"
+FILTERS: Final = (
+    FILTER_UNIT,
+    FILTER_CONDITION,
+    FILTER_STANDING,
+    FILTER_STATE,
+    FILTER_QUICK,
+    FILTER_NAME,
+)
+
+
+def standing_name(standing: Standing, t: Translator) -> str:
+    names = {
+        Standing.RED: t("Red"),
+        Standing.YELLOW: t("Yellow"),
+        Standing.MISSING_DATA: t("Missing data"),
+        Standing.GREEN: t("Green"),
+    }
+    return names[standing]
+
+
+def state_name(state: AlertState, t: Translator) -> str:
+    names = {
+        AlertState.NEW: t("New"),
+        AlertState.ACKNOWLEDGED: t("Acknowledged"),
+        AlertState.ASSIGNED: t("Assigned"),
+        AlertState.UNASSIGNED: t("Not assigned"),
+    }
+    return names[state]
 
 
 def worklist_page(
-    rows: list[WorklistRow],
+    worklist: Worklist,
+    filters: WorklistFilters,
     *,
+    viewer: UUID,
     now: datetime,
     t: Translator,
     links: Links,
     outbox: list[SentNotification] | None = None,
 ) -> Component:
     """The worklist; in demo mode (`outbox` given) the demo outbox below it."""
-    counts = {s: sum(1 for row in rows if row.severity == s) for s in Severity}
+    counts = worklist.counts
     summary = html.P(
         [
-            t.ngettext("{count} patient", "{count} patients", len(rows)).format(count=len(rows)),
-            " · ",
-            t("Red: {count}").format(count=counts[Severity.RED]),
-            " · ",
-            t("Yellow: {count}").format(count=counts[Severity.YELLOW]),
+            t.ngettext("{count} patient", "{count} patients", worklist.total).format(
+                count=worklist.total
+            ),
+            *(
+                part
+                for standing in STANDINGS[:-1]
+                for part in (
+                    " · ",
+                    t("{standing}: {count}").format(
+                        standing=standing_name(standing, t), count=counts[standing]
+                    ),
+                )
+            ),
         ],
         className="summary",
     )
     heading = html.Div([html.H1(t("Worklist")), summary], className="page-heading")
-    if not rows:
-        return html.Section([heading, html.P(t("No patients yet."), className="empty")])
-    header = html.Thead(
-        html.Tr(
-            [
-                html.Th(t("Status"), scope="col"),
-                html.Th(t("Patient"), scope="col"),
-                html.Th(t("Conditions"), scope="col"),
-                html.Th(t("Responsible unit"), scope="col"),
-                html.Th(t("Latest values"), scope="col"),
-                html.Th(t("Latest reading"), scope="col"),
-            ]
+    parts: list[Component] = [heading, _filters(worklist, filters, t=t)]
+    if not worklist.rows:
+        parts.append(html.P(t("No patients match."), className="empty"))
+    else:
+        aria: dict[str, Any] = {"aria-label": t("Patients, most urgent first")}
+        parts.append(
+            html.Ol(
+                [
+                    _row(row, worklist, viewer=viewer, now=now, t=t, links=links)
+                    for row in worklist.rows
+                ],
+                className="worklist",
+                **aria,
+            )
         )
-    )
-    body = html.Tbody([_worklist_row(row, now=now, t=t, links=links) for row in rows])
-    worklist = html.Section(
-        [heading, html.Table([header, body], className="worklist")], className="card"
-    )
+    if worklist.total > len(worklist.rows):
+        more = WorklistFilters(**{**_as_dict(filters), "shown": filters.shown + PAGE_SIZE})
+        parts.append(
+            html.P(
+                [
+                    t("Showing {shown} of {total}.").format(
+                        shown=len(worklist.rows), total=worklist.total
+                    ),
+                    " ",
+                    dcc.Link(t("Show more"), href=links.worklist(more)),
+                ],
+                className="summary more",
+            )
+        )
+    section = html.Section(parts, className="card worklist-card")
     if outbox is None:
-        return worklist
-    names: dict[UUID, str] = {row.patient.id: row.patient.display_name for row in rows}
-    return html.Div([worklist, demo_outbox_section(outbox, names=names, now=now, t=t)])
+        return section
+    names: dict[UUID, str] = {row.patient.id: row.patient.display_name for row in worklist.rows}
+    return html.Div([section, demo_outbox_section(outbox, names=names, now=now, t=t)])
 
 
-def _worklist_row(row: WorklistRow, *, now: datetime, t: Translator, links: Links) -> Component:
+def _as_dict(filters: WorklistFilters) -> dict[str, Any]:
+    return {name: getattr(filters, name) for name in filters.__slots__}
+
+
+def _filters(worklist: Worklist, filters: WorklistFilters, *, t: Translator) -> Component:
+    """The filters as labelled fields; changing one changes the address (callbacks/worklist)."""
+
+    def choice(label: str, field: str, options: list[dict[str, str]], value: object) -> Component:
+        return html.Label(
+            [
+                html.Span(label, className="filter-label"),
+                dcc.Dropdown(
+                    id=field,
+                    options=options,
+                    value=None if value is None else str(value),
+                    placeholder=t("All"),
+                    clearable=True,
+                    searchable=False,
+                ),
+            ],
+            className="filter",
+        )
+
+    quick = [
+        value
+        for value, on in (("mine", filters.mine), ("unacknowledged", filters.unacknowledged))
+        if on
+    ]
+    return html.Div(
+        [
+            html.Label(
+                [
+                    html.Span(t("Search by name"), className="filter-label"),
+                    dcc.Input(
+                        id=FILTER_NAME,
+                        type="search",
+                        value=filters.name,
+                        debounce=True,
+                        persistence=filters.name or "empty",
+                        persistence_type="memory",
+                    ),
+                ],
+                className="filter filter-name",
+            ),
+            choice(
+                t("Unit"),
+                FILTER_UNIT,
+                [{"label": unit.name, "value": str(unit.id)} for unit in worklist.units],
+                filters.unit,
+            ),
+            choice(
+                t("Condition"),
+                FILTER_CONDITION,
+                [{"label": condition_names([c], t), "value": c.value} for c in CONDITIONS],
+                filters.condition,
+            ),
+            choice(
+                t("Severity"),
+                FILTER_STANDING,
+                [{"label": standing_name(s, t), "value": s.value} for s in STANDINGS],
+                filters.standing,
+            ),
+            choice(
+                t("State"),
+                FILTER_STATE,
+                [{"label": state_name(s, t), "value": s.value} for s in AlertState],
+                filters.state,
+            ),
+            dcc.Checklist(
+                id=FILTER_QUICK,
+                options=[
+                    {"label": t("Assigned to me"), "value": "mine"},
+                    {"label": t("Not acknowledged"), "value": "unacknowledged"},
+                ],
+                value=quick,
+                className="filter filter-quick",
+            ),
+        ],
+        className="worklist-filters",
+        role="search",
+    )
+
+
+def _row(
+    row: WorklistRow,
+    worklist: Worklist,
+    *,
+    viewer: UUID,
+    now: datetime,
+    t: Translator,
+    links: Links,
+) -> Component:
     patient = row.patient
     last = row.last_measured_at
-    return html.Tr(
-        [
-            html.Td(severity_badge(row.severity, t)),
-            html.Td(
-                dcc.Link(patient.display_name, href=links.patient(patient.id)), className="name"
-            ),
-            html.Td(condition_names(patient.conditions, t)),
-            html.Td(patient.responsible_unit or NO_VALUE),
-            html.Td(_latest_values(row, t)),
-            html.Td(
+    who: list[Component | str] = [patient.responsible_unit or t("No responsible unit")]
+    if row.handover is not None:
+        who.append(
+            html.Span(
+                t("Hand-over to {unit} proposed {when}").format(
+                    unit=row.handover.to_organisation_name,
+                    when=format_relative(row.handover.proposed_at, now, t),
+                ),
+                title=format_moment(row.handover.proposed_at, t),
+                className="handover",
+            )
+        )
+    cells: list[Component] = [
+        html.Div(
+            html.Span(standing_name(row.standing, t), className=f"badge badge-{row.standing}"),
+            className="wl-standing",
+        ),
+        html.Div(
+            [
+                html.H2(
+                    dcc.Link(patient.display_name, href=links.patient(patient.id)),
+                    className="name",
+                ),
+                html.Span(condition_names(patient.conditions, t), className="muted"),
+                html.Span(who, className="wl-unit"),
+            ],
+            className="wl-patient",
+        ),
+        html.Div(_reasons(row, now=now, t=t), className="wl-reason"),
+        html.Div(_latest_values(row, now=now, t=t), className="wl-values"),
+        html.Div(_states(row, worklist, now=now, t=t), className="wl-state"),
+        html.Div(
+            [
+                html.Span(t("Latest reading"), className="cell-label"),
                 NO_VALUE
                 if last is None
                 else html.Span(format_relative(last, now, t), title=format_moment(last, t)),
-                className="when",
-            ),
+            ],
+            className="wl-when",
+        ),
+    ]
+    if worklist.can_act and row.episodes:
+        cells.append(
+            html.Details(
+                [
+                    html.Summary(t("Handle alert")),
+                    *(
+                        html.Div(
+                            [
+                                html.P(reason(episode.lead, now=now, t=t), className="step-for"),
+                                alert_steps(
+                                    episode,
+                                    viewer=viewer,
+                                    colleagues=worklist.colleagues,
+                                    notes=row.notes.get(episode.id, []),
+                                    t=t,
+                                ),
+                            ],
+                            className="wl-episode",
+                        )
+                        for episode in row.episodes
+                    ),
+                ],
+                className="wl-steps",
+            )
+        )
+    return html.Li(cells, className=f"worklist-row row-{row.standing}", key=str(patient.id))
+
+
+def _reasons(row: WorklistRow, *, now: datetime, t: Translator) -> Component:
+    if not row.episodes:
+        return html.Span(t("No unresolved alerts"), className="muted")
+    return html.Ul(
+        [
+            html.Li(reason(alert, now=now, t=t), className=f"reason reason-{alert.severity}")
+            for alert in row.alerts
         ],
-        className=f"row-{row.severity}",
+        className="reasons",
     )
 
 
-def _latest_values(row: WorklistRow, t: Translator) -> Component | str:
+def _states(
+    row: WorklistRow, worklist: Worklist, *, now: datetime, t: Translator
+) -> list[Component]:
+    """Per episode: who is on it; and the newest note, so the next nurse reads it here."""
+    found: list[Component] = []
+    for episode in row.episodes:
+        found += who_is_on_it(episode, names=worklist.names, now=now, t=t)
+        notes = row.notes.get(episode.id, [])
+        latest = notes_list(notes[-1:], t=t)
+        if latest is not None:
+            found.append(latest)
+    return found
+
+
+def _latest_values(row: WorklistRow, *, now: datetime, t: Translator) -> Component | str:
     if not row.latest:
         return NO_VALUE
     alerted = {a.code: a for a in row.alerts if a.code is not None}
@@ -107,13 +350,21 @@ def _latest_values(row: WorklistRow, t: Translator) -> Component | str:
                     className="arrow",
                 )
             )
+        line = sparkline(
+            row.recent.get(reading.code, []),
+            row.limits.get(reading.code),
+            since=now - SPARKLINE_WINDOW,
+            until=now,
+            label=t("{measurement}, last 7 days").format(measurement=measurement.name(t.language)),
+        )
         items.append(
             html.Li(
                 [
                     html.Span(measurement.name(t.language), className="measure-name"),
                     html.Span(value, className="measure-value"),
+                    *([] if line is None else [line]),
                 ],
-                className=None if alert is None else f"alerted alerted-{alert.severity}",
+                className=None if alert is None else f"alerted alerted-{Severity(alert.severity)}",
             )
         )
     return html.Ul(items, className="values")

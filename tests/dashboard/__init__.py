@@ -159,13 +159,21 @@ def employed_staff(
     return staff
 
 
-def routing_request(pathname: str, search: str = "", *, trigger: str = "url.pathname") -> dict:
-    """The body the browser posts when the address changes or the refresh interval fires."""
+def routing_request(
+    pathname: str,
+    search: str = "",
+    *,
+    trigger: str = "url.pathname",
+    shown_at: str | None = None,
+) -> dict:
+    """The body the browser posts when the address changes or the refresh interval fires;
+    `shown_at` is when the data on screen was read (the store the page keeps it in)."""
     return {
-        "output": "..page.children...status.children..",
+        "output": "..page.children...status.children...shown-at.data..",
         "outputs": [
             {"id": "page", "property": "children"},
             {"id": "status", "property": "children"},
+            {"id": "shown-at", "property": "data"},
         ],
         "inputs": [
             {"id": "url", "property": "pathname", "value": pathname},
@@ -173,7 +181,7 @@ def routing_request(pathname: str, search: str = "", *, trigger: str = "url.path
             {"id": "refresh", "property": "n_intervals", "value": 1},
         ],
         "changedPropIds": [trigger],
-        "state": [],
+        "state": [{"id": "shown-at", "property": "data", "value": shown_at}],
     }
 
 
