@@ -46,7 +46,7 @@ def reason(alert: Alert, *, now: datetime, t: Translator) -> str:
     limit 90 %"."""
     found = findings(alert, now=now, t=t)
     title = rule_title(alert.rule_id, t)
-    return title if not found else t("{title}: {found}").format(title=title, found=found)
+    return f"{title}: {found}" if found else title
 
 
 def findings(alert: Alert, *, now: datetime, t: Translator) -> str:
@@ -77,11 +77,8 @@ def _threshold(alert: Alert, details: dict[str, Any], _now: datetime, t: Transla
 def _news2(_alert: Alert, details: dict[str, Any], _now: datetime, t: Translator) -> str:
     used = details.get("used", {})
     scored = ", ".join(
-        t("{measurement} {value} ({score})").format(
-            measurement=measurement_name(code, t),
-            value=value_text(code, float(part["value"]), t),
-            score=part["score"],
-        )
+        f"{measurement_name(code, t)} {value_text(code, float(part['value']), t)}"
+        f" ({part['score']})"
         for code, part in used.items()
     )
     missing = ", ".join(measurement_name(c, t) for c in details.get("missing", []))

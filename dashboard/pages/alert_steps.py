@@ -105,11 +105,8 @@ def who_is_on_it(
 def _age(since: datetime, now: datetime, t: Translator) -> str:
     minutes = max(int((now - since).total_seconds() // 60), 0)
     if minutes < 60:
-        return t("{minutes} min").format(minutes=minutes)
-    hours = minutes // 60
-    if hours < 48:
-        return t("{hours} h").format(hours=hours)
-    return t("{days} d").format(days=hours // 24)
+        return t.ngettext("{count} minute", "{count} minutes", minutes).format(count=minutes)
+    return _hours_or_days(minutes // 60, t)
 
 
 def notes_list(notes: list[Note], *, t: Translator) -> Component | None:
@@ -122,10 +119,7 @@ def notes_list(notes: list[Note], *, t: Translator) -> Component | None:
             html.Li(
                 [
                     html.Span(
-                        t("{author}, {when}:").format(
-                            author=note.author, when=format_moment(note.at, t)
-                        ),
-                        className="note-meta",
+                        f"{note.author}, {format_moment(note.at, t)}:", className="note-meta"
                     ),
                     " ",
                     html.Span(note.text, className="note-text"),
@@ -216,7 +210,7 @@ def alert_steps(
                             dcc.RadioItems,
                             SNOOZE_HOURS,
                             options=[
-                                {"label": _snooze_name(hours, t), "value": hours}
+                                {"label": _hours_or_days(hours, t), "value": hours}
                                 for hours in SNOOZE_CHOICES
                             ],
                             value=SNOOZE_CHOICES[1],
@@ -264,8 +258,9 @@ def alert_steps(
     )
 
 
-def _snooze_name(hours: int, t: Translator) -> str:
-    if hours < 24:
+def _hours_or_days(hours: int, t: Translator) -> str:
+    """Hours up to two days, whole days beyond."""
+    if hours < 48:
         return t.ngettext("{count} hour", "{count} hours", hours).format(count=hours)
     days = hours // 24
     return t.ngettext("{count} day", "{count} days", days).format(count=days)

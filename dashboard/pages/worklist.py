@@ -97,9 +97,7 @@ def worklist_page(
                 for standing in STANDINGS[:-1]
                 for part in (
                     " · ",
-                    t("{standing}: {count}").format(
-                        standing=standing_name(standing, t), count=counts[standing]
-                    ),
+                    f"{standing_name(standing, t)}: {counts[standing]}",
                 )
             ),
         ],

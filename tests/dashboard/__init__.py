@@ -4,6 +4,7 @@ cookie)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,6 +184,60 @@ def routing_request(
         "changedPropIds": [trigger],
         "state": [{"id": "shown-at", "property": "data", "value": shown_at}],
     }
+
+
+def step_request(
+    client: TestClient,
+    step: str,
+    alert_id: int,
+    *,
+    pathname: str = BASE,
+    search: str = "",
+    **fields: object,
+) -> dict:
+    """The body the browser posts when a nurse presses a step's button (dashboard.pages.
+    alert_steps) on the episode led by `alert_id`, with its form's `fields` (by their type
+    with "_" for "-": alert_note="...")."""
+    from dashboard.pages.alert_steps import FIELDS, STEP  # noqa: PLC0415  # the app's own ids
+
+    [callback] = [
+        c
+        for c in client.get(f"{BASE}_dash-dependencies").json()
+        if c["inputs"] and STEP in c["inputs"][0]["id"]
+    ]
+    button = {"alert": alert_id, "step": step, "type": STEP}
+    given = {kind: fields.get(kind.replace("-", "_")) for kind in FIELDS}
+    return {
+        "output": callback["output"],
+        "outputs": [
+            {"id": name, "property": prop}
+            for name, prop in (o.split(".", 1) for o in callback["output"].strip(".").split("..."))
+        ],
+        "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
+        "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
+        "state": [
+            *(
+                [{"id": {"alert": alert_id, "type": kind}, "property": "value", "value": value}]
+                for kind, value in given.items()
+            ),
+            *(
+                [{"id": {"alert": alert_id, "type": kind}, "property": "id",
+                  "value": {"alert": alert_id, "type": kind}}]
+                for kind in FIELDS
+            ),
+            {"id": "url", "property": "pathname", "value": pathname},
+            {"id": "url", "property": "search", "value": search},
+        ],
+    }  # fmt: skip
+
+
+def take_step(client: TestClient, step: str, alert_id: int, **kwargs: object) -> dict:
+    """Press the step's button; the answer's outputs (action-status, and the page redrawn)."""
+    response = client.post(
+        f"{BASE}_dash-update-component", json=step_request(client, step, alert_id, **kwargs)
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["response"]
 
 
 def show(client: TestClient, pathname: str, search: str = "", **kwargs: str) -> dict:

@@ -3,7 +3,6 @@ API goes through too, and names shown as text whoever typed them."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from tests.dashboard import (
     seed_patient,
     show,
     store_reading,
+    take_step,
     team_nurse,
     text,
     texts,
@@ -462,18 +462,6 @@ def test_a_second_team_adds_its_patients_to_the_list(
     assert texts(of_class(show(client, BASE), "name")) == ["Kari Nordmann", "Ukjent Person"]
 
 
-def _acknowledge_request(alert_id: int) -> dict:
-    """The body the browser posts when a nurse presses an alert's Acknowledge button."""
-    button = {"alert": alert_id, "type": "acknowledge"}
-    return {
-        "output": "action-status.children",
-        "outputs": {"id": "action-status", "property": "children"},
-        "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
-        "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
-        "state": [{"id": "url", "property": "search", "value": ""}],
-    }
-
-
 def test_a_nurse_acknowledges_an_alert_from_the_patient_page_and_it_is_logged(
     pool: ConnectionPool, conn: psycopg.Connection
 ) -> None:
@@ -484,10 +472,11 @@ def test_a_nurse_acknowledges_an_alert_from_the_patient_page_and_it_is_logged(
     page = show(client, f"{BASE}patients/{kari.patient_id}")
     assert "Kvitter" in text(page)
 
-    response = client.post(f"{BASE}_dash-update-component", json=_acknowledge_request(alert_id))
+    answer = take_step(
+        client, "acknowledge", alert_id, pathname=f"{BASE}patients/{kari.patient_id}"
+    )
 
-    assert response.status_code == 200, response.text
-    assert "Varselet er kvittert." in response.text
+    assert text(answer["action-status"]["children"]) == "Varselet er kvittert."
     assert conn.execute("SELECT state FROM alerts").fetchone() == ("acknowledged",)
     logged = conn.execute(
         "SELECT resource, interface, patient_ids FROM access_log ORDER BY id"
@@ -503,6 +492,9 @@ def test_a_patient_sees_no_acknowledge_button_and_cannot_acknowledge(
     alert_id = scalar(conn, "SELECT id FROM alerts")
     client, _ = dashboard_client(pool, patient_id=kari.patient_id)
     assert "Kvitter" not in text(show(client, f"{BASE}patients/{kari.patient_id}"))
-    response = client.post(f"{BASE}_dash-update-component", json=_acknowledge_request(alert_id))
-    assert "Varselet kunne ikke kvitteres." in response.text
+    answer = take_step(client, "acknowledge", alert_id)
+    assert text(answer["action-status"]["children"]) == (
+        "Du har ikke tilgang til å håndtere dette varselet."
+    )
+    assert "page" not in answer
     assert conn.execute("SELECT state FROM alerts").fetchone() == ("open",)
