@@ -231,11 +231,18 @@ def step_request(
     }  # fmt: skip
 
 
-def take_step(client: TestClient, step: str, alert_id: int, **kwargs: object) -> dict:
+def take_step(
+    client: TestClient,
+    step: str,
+    alert_id: int,
+    *,
+    pathname: str = BASE,
+    search: str = "",
+    **fields: object,
+) -> dict:
     """Press the step's button; the answer's outputs (action-status, and the page redrawn)."""
-    response = client.post(
-        f"{BASE}_dash-update-component", json=step_request(client, step, alert_id, **kwargs)
-    )
+    body = step_request(client, step, alert_id, pathname=pathname, search=search, **fields)
+    response = client.post(f"{BASE}_dash-update-component", json=body)
     assert response.status_code == 200, response.text
     return response.json()["response"]
 
