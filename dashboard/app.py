@@ -37,6 +37,7 @@ from dashboard.links import (
     Page,
     Route,
     condition_from_search,
+    handled_from_search,
     language_from_search,
     login_failed,
     login_throttled,
@@ -246,6 +247,7 @@ def _content(
                 now=view.now,
                 t=t,
                 links=links,
+                handling=handled_from_search(search),
                 outbox=outbox,
             )
         if route.page is Page.FIGURES:
@@ -279,7 +281,13 @@ def _content(
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
                 patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
             if patient_view is not None:
-                return patient_page(patient_view, now=view.now, t=t, links=links)
+                return patient_page(
+                    patient_view,
+                    now=view.now,
+                    t=t,
+                    links=links,
+                    handling=handled_from_search(search),
+                )
     except NotVisibleError:
         pass  # the same answer as for a patient who does not exist
     except ForbiddenError:

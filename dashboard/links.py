@@ -97,6 +97,12 @@ def _parsed(parse: Callable[[str], T], value: str | None) -> T | None:
         return None
 
 
+def handled_from_search(search: str | None) -> int | None:
+    """The alert whose forms are open (``handle=<lead alert id>``), if any."""
+    values = parse_qs((search or "").removeprefix("?")).get("handle")
+    return int(values[-1]) if values and values[-1].isdigit() else None
+
+
 def worklist_query(filters: WorklistFilters) -> dict[str, str]:
     """The address's query for `filters`: only what differs from the whole list."""
     query: dict[str, str] = {}
@@ -156,13 +162,18 @@ class Links:
     """The dashboard's URL base, with a trailing slash."""
     language: str
 
-    def worklist(self, filters: WorklistFilters | None = None) -> str:
-        """The worklist, narrowed by `filters` when given."""
+    def worklist(self, filters: WorklistFilters | None = None, *, handle: int | None = None) -> str:
+        """The worklist, narrowed by `filters` when given, with the forms of the episode led
+        by alert `handle` open."""
         query = {"lang": self.language, **worklist_query(filters or WorklistFilters())}
+        if handle is not None:
+            query["handle"] = str(handle)
         return f"{self.base}?{urlencode(query)}"
 
-    def patient(self, patient_id: UUID) -> str:
-        return f"{patient_path(patient_id, base=self.base)}?lang={self.language}"
+    def patient(self, patient_id: UUID, *, handle: int | None = None) -> str:
+        """The patient's page, with the forms of the episode led by alert `handle` open."""
+        query = f"?lang={self.language}" + ("" if handle is None else f"&handle={handle}")
+        return f"{patient_path(patient_id, base=self.base)}{query}"
 
     def figures(self, period: Period | None = None, condition: str = CONDITIONS[0]) -> str:
         query = f"?lang={self.language}"

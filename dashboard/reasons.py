@@ -77,8 +77,7 @@ def _threshold(alert: Alert, details: dict[str, Any], _now: datetime, t: Transla
 def _news2(_alert: Alert, details: dict[str, Any], _now: datetime, t: Translator) -> str:
     used = details.get("used", {})
     scored = ", ".join(
-        f"{measurement_name(code, t)} {value_text(code, float(part['value']), t)}"
-        f" ({part['score']})"
+        f"{measurement_name(code, t)} {value_text(code, float(part['value']), t)} ({part['score']})"
         for code, part in used.items()
     )
     missing = ", ".join(measurement_name(c, t) for c in details.get("missing", []))

@@ -6,6 +6,7 @@ once, so the list shows the new state without waiting for the refresh."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,10 +73,16 @@ def register(app: Dash, context: Context) -> None:
     )
     async def take_step(*arguments: Any) -> tuple[Component | NoUpdate, Component | NoUpdate]:
         """Dash passes the clicks, each field's values and ids, and the address by position."""
-        triggered = callback_context.triggered
-        clicked = callback_context.triggered_id
-        if not isinstance(clicked, dict) or len(triggered) != 1 or not triggered[0]["value"]:
-            return no_update, no_update  # buttons drawn anew, not clicked
+        # Buttons drawn anew trigger the callback too (without a click), and Dash may merge
+        # such a trigger with a real click: the step is the one button with a click.
+        clicks = [
+            json.loads(prop["prop_id"].rpartition(".")[0])
+            for prop in callback_context.triggered
+            if prop["value"] and prop["prop_id"].startswith("{")
+        ]
+        if len(clicks) != 1:
+            return no_update, no_update
+        [clicked] = clicks
         count = len(FIELDS)
         values, ids = arguments[1 : 1 + count], arguments[1 + count : 1 + 2 * count]
         pathname, search = arguments[-2], arguments[-1]

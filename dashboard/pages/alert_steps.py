@@ -1,9 +1,10 @@
 """Who is on an episode, and every step a nurse takes on it from the screen, the same on the
 worklist row and on the patient page's alert card.
 
-Each step is a real button, each field a labelled input, grouped in <details> sections a
-keyboard opens with Enter. The fields keep what was typed across the page's refresh (Dash's
-persistence, keyed by the episode's version, so a step taken clears them). The callbacks in
+Each step is a real button, each field a labelled input. The forms open by a link that puts
+the episode in the address (``handle=<lead alert id>``), so the refresh every few seconds
+keeps them open, and the fields keep what was typed (Dash's persistence, keyed by the
+episode's version, so a step taken clears them). The callbacks in
 dashboard/callbacks/alerts.py find the fields of the clicked episode by its lead alert's id.
 """
 
@@ -139,8 +140,13 @@ def alert_steps(
     colleagues: list[Colleague],
     notes: list[Note],
     t: Translator,
+    open_href: str | None,
 ) -> Component:
-    """The steps on one episode; each addressed through its lead alert, as the API's are."""
+    """The steps on one episode; each addressed through its lead alert, as the API's are.
+
+    Acknowledge and assign-to-me are one click. The forms (assign, note, snooze, resolve)
+    show when the address names the episode (`open_href` is None then; else it is the link
+    that opens them): kept in the address, they stay open through the refresh."""
     alert = episode.lead.id
     version = f"{episode.updated_at.isoformat()}/{len(notes)}"
 
@@ -170,6 +176,9 @@ def alert_steps(
     )
     if episode.assigned_to != viewer:
         quick.append(button("assign-me", t("Assign to me")))
+    if open_href is not None:
+        quick.append(dcc.Link(t("Note, assign, snooze or resolve"), href=open_href))
+        return html.Div(html.Div(quick, className="step-quick"), className="alert-steps")
     sections = [
         (
             t("Assign to a colleague"),
@@ -186,7 +195,7 @@ def alert_steps(
         (
             t("Add a note"),
             [
-                html.Label([t("Note"), kept(dcc.Textarea, NOTE, maxLength=4000)]),
+                html.Label([t("Note"), kept(dcc.Textarea, NOTE, maxLength=4000, autoFocus=True)]),
                 button("note", t("Save note")),
             ],
         ),
@@ -247,14 +256,11 @@ def alert_steps(
         [
             html.Div(quick, className="step-quick"),
             *(
-                html.Details(
-                    [html.Summary(title), html.Div(body, className="step-form")],
-                    className="step",
-                )
+                html.Section([html.H3(title), *body], className="step-form")
                 for title, body in sections
             ),
         ],
-        className="alert-steps",
+        className="alert-steps alert-steps-open",
     )
 
 

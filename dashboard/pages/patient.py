@@ -33,7 +33,15 @@ from dashboard.reasons import findings, rule_title
 from devices.status import DeviceOverview
 
 
-def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
+def patient_page(
+    view: PatientView,
+    *,
+    now: datetime,
+    t: Translator,
+    links: Links,
+    handling: int | None = None,
+) -> Component:
+    """The page; the forms of the episode led by alert `handling` open."""
     patient = view.patient
     facts = html.Dl(
         [
@@ -61,7 +69,7 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             html.Section(
                 [
                     html.H2(t("Unresolved alerts")),
-                    _alerts(view, now=now, t=t),
+                    _alerts(view, now=now, t=t, links=links, handling=handling),
                 ],
                 className="card",
             ),
@@ -123,16 +131,29 @@ def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> 
     return html.Table([html.Thead(header), html.Tbody(rows)], className="devices")
 
 
-def _alerts(view: PatientView, *, now: datetime, t: Translator) -> Component:
+def _alerts(
+    view: PatientView, *, now: datetime, t: Translator, links: Links, handling: int | None
+) -> Component:
     if not view.episodes:
         return html.P(t("No unresolved alerts."), className="empty")
     return html.Ul(
-        [_episode(episode, view, now=now, t=t) for episode in view.episodes],
+        [
+            _episode(episode, view, now=now, t=t, links=links, handling=handling)
+            for episode in view.episodes
+        ],
         className="alerts",
     )
 
 
-def _episode(episode: Episode, view: PatientView, *, now: datetime, t: Translator) -> Component:
+def _episode(
+    episode: Episode,
+    view: PatientView,
+    *,
+    now: datetime,
+    t: Translator,
+    links: Links,
+    handling: int | None,
+) -> Component:
     """One card per episode: its first alert's title with the episode's severity and who is on
     it, then every alert of it with its explanation and values, the notes, and (for staff who
     may act) every step on the episode."""
@@ -159,6 +180,7 @@ def _episode(episode: Episode, view: PatientView, *, now: datetime, t: Translato
     if view.looked_at_by is None:
         parts.append(notes_list(view.notes.get(episode.id, []), t=t))
     if view.can_act and view.viewer is not None:
+        opened = handling == episode.lead.id
         parts.append(
             alert_steps(
                 episode,
@@ -166,8 +188,13 @@ def _episode(episode: Episode, view: PatientView, *, now: datetime, t: Translato
                 colleagues=view.colleagues,
                 notes=view.notes.get(episode.id, []),
                 t=t,
+                open_href=None
+                if opened
+                else links.patient(view.patient.id, handle=episode.lead.id),
             )
         )
+        if opened:
+            parts.append(dcc.Link(t("Close"), href=links.patient(view.patient.id)))
     return html.Li(parts, className=f"alert alert-{episode.severity}")
 
 

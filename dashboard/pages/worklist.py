@@ -83,9 +83,11 @@ def worklist_page(
     now: datetime,
     t: Translator,
     links: Links,
+    handling: int | None = None,
     outbox: list[SentNotification] | None = None,
 ) -> Component:
-    """The worklist; in demo mode (`outbox` given) the demo outbox below it."""
+    """The worklist; the forms of the episode led by alert `handling` open; in demo mode
+    (`outbox` given) the demo outbox below it."""
     counts = worklist.counts
     summary = html.P(
         [
@@ -112,7 +114,16 @@ def worklist_page(
         parts.append(
             html.Ol(
                 [
-                    _row(row, worklist, viewer=viewer, now=now, t=t, links=links)
+                    _row(
+                        row,
+                        worklist,
+                        filters,
+                        handling=handling,
+                        viewer=viewer,
+                        now=now,
+                        t=t,
+                        links=links,
+                    )
                     for row in worklist.rows
                 ],
                 className="worklist",
@@ -223,10 +234,12 @@ def _filters(worklist: Worklist, filters: WorklistFilters, *, t: Translator) -> 
     )
 
 
-def _row(
+def _row(  # the row, the list it is in, and how the page is drawn
     row: WorklistRow,
     worklist: Worklist,
+    filters: WorklistFilters,
     *,
+    handling: int | None,
     viewer: UUID,
     now: datetime,
     t: Translator,
@@ -277,25 +290,30 @@ def _row(
     ]
     if worklist.can_act and row.episodes:
         cells.append(
-            html.Details(
+            html.Div(
                 [
-                    html.Summary(t("Handle alert")),
-                    *(
-                        html.Div(
-                            [
-                                html.P(reason(episode.lead, now=now, t=t), className="step-for"),
-                                alert_steps(
-                                    episode,
-                                    viewer=viewer,
-                                    colleagues=worklist.colleagues,
-                                    notes=row.notes.get(episode.id, []),
-                                    t=t,
-                                ),
-                            ],
-                            className="wl-episode",
-                        )
-                        for episode in row.episodes
-                    ),
+                    html.Div(
+                        [
+                            html.P(reason(episode.lead, now=now, t=t), className="step-for"),
+                            alert_steps(
+                                episode,
+                                viewer=viewer,
+                                colleagues=worklist.colleagues,
+                                notes=row.notes.get(episode.id, []),
+                                t=t,
+                                open_href=None
+                                if handling == episode.lead.id
+                                else links.worklist(filters, handle=episode.lead.id),
+                            ),
+                            *(
+                                [dcc.Link(t("Close"), href=links.worklist(filters))]
+                                if handling == episode.lead.id
+                                else []
+                            ),
+                        ],
+                        className="wl-episode",
+                    )
+                    for episode in row.episodes
                 ],
                 className="wl-steps",
             )
@@ -332,7 +350,8 @@ def _states(
 def _latest_values(row: WorklistRow, *, now: datetime, t: Translator) -> Component | str:
     if not row.latest:
         return NO_VALUE
-    alerted = {a.code: a for a in row.alerts if a.code is not None}
+    # Only a clinical alert is about the value; a missing reading's is about its absence.
+    alerted = {a.code: a for a in row.alerts if a.code is not None and a.category == "clinical"}
     items = []
     for reading in row.latest:
         measurement = catalog.lookup(reading.code)

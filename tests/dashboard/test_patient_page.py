@@ -97,12 +97,10 @@ def test_an_unresolved_alert_is_explained_in_bokmal_with_values_and_local_times(
         "15. jan. 2025 kl. 12:00 (for 1 time siden)",
     ]
     [steps] = of_class(alert, "alert-steps")
-    assert texts(of_class(steps, "step-quick")) == ["Kvitter", "Tildel meg"]
-    assert [texts(c)[0] for c in components(steps) if c["type"] == "Summary"] == [
-        "Tildel en kollega",
-        "Skriv et notat",
-        "Utsett",
-        "Avslutt",
+    assert texts(of_class(steps, "step-quick")) == [
+        "Kvitter",
+        "Tildel meg",
+        "Notat, tildeling, utsettelse eller avslutning",
     ]
 
 
@@ -123,7 +121,7 @@ def test_the_same_alert_in_english_and_nynorsk(pool: ConnectionPool, kari: Seede
         RULES_BY_ID["threshold"].explanation["en"],
     ]
     assert "15 Jan 2025 at 12:00 (1 hour ago)" in texts(english)
-    assert texts(of_class(english, "step-quick")) == ["Acknowledge", "Assign to me"]
+    assert texts(of_class(english, "step-quick"))[:2] == ["Acknowledge", "Assign to me"]
     assert texts(nynorsk)[:8] == [
         "Gul",
         "Oksygenmetting",

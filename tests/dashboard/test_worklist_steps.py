@@ -382,3 +382,24 @@ def test_a_failed_refresh_keeps_the_page_and_says_from_when_its_data_is(
     assert text(update["status"]["children"]) == (
         "Data from 13:00; could not refresh. Trying again in a few seconds."
     )
+
+
+def test_the_forms_of_the_episode_named_in_the_address_stay_open_through_the_refresh(
+    pool: ConnectionPool, conn: psycopg.Connection, ward: dict[str, Seeded]
+) -> None:
+    alert = alert_of(conn, ward["Berit Berg"])
+    client, _ = dashboard_client(pool)
+    closed = row_of(show(client, BASE, "?lang=en"), "Berit Berg")
+    [opener] = [c for c in components(closed) if c["type"] == "Link" and "handle=" in str(c)]
+    assert opener["props"]["href"] == f"{BASE}?lang=en&handle={alert}"
+
+    refreshed = show(client, BASE, f"?lang=en&handle={alert}", trigger="refresh.n_intervals")
+
+    [steps] = of_class(row_of(refreshed, "Berit Berg"), "alert-steps-open")
+    assert [texts(c)[0] for c in components(steps) if c["type"] == "H3"] == [
+        "Assign to a colleague",
+        "Add a note",
+        "Snooze",
+        "Resolve",
+    ]
+    assert not of_class(row_of(refreshed, "Bodil Bakke"), "alert-steps-open")
