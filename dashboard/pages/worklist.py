@@ -351,7 +351,12 @@ def _latest_values(row: WorklistRow, *, now: datetime, t: Translator) -> Compone
     if not row.latest:
         return NO_VALUE
     # Only a clinical alert is about the value; a missing reading's is about its absence.
-    alerted = {a.code: a for a in row.alerts if a.code is not None and a.category == "clinical"}
+    # The most severe alert on a value marks it (the dict keeps the last one written).
+    alerted = {
+        a.code: a
+        for a in sorted(row.alerts, key=lambda a: Severity(a.severity).rank)
+        if a.code is not None and a.category == "clinical"
+    }
     items = []
     for reading in row.latest:
         measurement = catalog.lookup(reading.code)
