@@ -66,6 +66,17 @@ def patient_page(
                 className="page-heading patient-heading",
             ),
             facts,
+            *(
+                []
+                if own
+                else [
+                    dcc.Link(
+                        t("Care plan and responsibility"),
+                        href=links.care_plan(patient.id),
+                        className="care-plan-link",
+                    )
+                ]
+            ),
             html.Section(
                 [
                     html.H2(t("Unresolved alerts")),

@@ -148,11 +148,21 @@ def check_demo_is_visible(url: str) -> None:
         assert DEMO_ALERT_PATIENT in texts(page)
 
 
-def test_demo_comes_up_with_nothing_configured_and_shows_readings_and_an_alert_within_a_minute(
+LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+LOG_TIME_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d ")
+
+
+def test_the_demo_comes_up_with_nothing_configured_healthy_quiet_and_with_an_alert_in_a_minute(
     tmp_path: Path,
 ) -> None:
+    """A newcomer's first start: readings and an alert within a minute, doctor healthy, the
+    demo outbox showing a delivered notification, no warning on any command (issue 17: a
+    platformdirs warning on every command, "not configured; its notifications wait" at every
+    start, doctor exiting 1); the second start reuses the data. One embedded start serves all
+    of it: each one costs an initdb and 30 days of demo history."""
     started = time.monotonic()
-    platform = Platform("--demo", env=demo_environment(tmp_path, free_port()))
+    env = demo_environment(tmp_path, free_port())
+    platform = Platform("--demo", "--host", "127.0.0.1", env=env)
     try:
         url = platform.dashboard_url(timeout=45)
         check_demo_is_visible(url)
@@ -160,10 +170,12 @@ def test_demo_comes_up_with_nothing_configured_and_shows_readings_and_an_alert_w
         assert "embedded PostgreSQL" in platform.output
         assert "embedded amqtt" in platform.output
         assert "Demo data created" in platform.output
+        check_doctor_and_outbox(url, env)
     finally:
         code = platform.stop()
     assert code == 0, platform.output
     assert "Heimvakt stopped" in platform.output
+    check_quiet(platform.output, env)
     # The key that seals the issuer's signing key lives beside the database, not in it; the
     # second start below opens the same signing key with it (its log-in would fail otherwise).
     assert (tmp_path / "data" / "issuer.key").stat().st_mode & 0o777 == 0o600
@@ -174,6 +186,54 @@ def test_demo_comes_up_with_nothing_configured_and_shows_readings_and_an_alert_w
         assert "Demo data found; reusing it" in again.output
     finally:
         assert again.stop() == 0, again.output
+
+
+def check_doctor_and_outbox(url: str, env: dict[str, str]) -> None:
+    doctor = subprocess.run(
+        [sys.executable, "-m", "heimvakt", "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "no problems found" in doctor.stdout
+    assert "Warning" not in doctor.stdout + doctor.stderr
+    # A demo alert's notification reaches the demo outbox, which the nurse sees.
+    with httpx.Client(timeout=10) as client:
+        login = client.post(
+            url.replace("/app/", "/auth/login"),
+            data={"username": "sykepleier", "password": DEMO_PASSWORD},
+        )
+        assert login.status_code == 303
+
+        def outbox_with_a_delivered_notification() -> list[str] | None:
+            shown = texts(dash_page(client, url, "/app/", "?lang=en"))
+            delivered = "delivered" in shown and any(DEMO_MAIL_DOMAIN in t for t in shown)
+            return shown if "Demo outbox" in shown and delivered else None
+
+        eventually(outbox_with_a_delivered_notification, timeout=60, every=1)
+
+
+def check_quiet(output: str, env: dict[str, str]) -> None:
+    """No warning, every log line with its time zone, and `--help` quiet too."""
+    assert "Warning" not in output, output
+    assert "not configured" not in output
+    assert "embedded_postgres" in output or os.geteuid() != 0
+    for line in output.splitlines():
+        if LOG_TIME.match(line):
+            assert LOG_TIME_WITH_ZONE.match(line), f"a log line without its time zone: {line}"
+    helped = subprocess.run(
+        [sys.executable, "-m", "heimvakt", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert helped.returncode == 0
+    assert "Warning" not in helped.stdout + helped.stderr
 
 
 def test_with_services_configured_it_uses_them_and_starts_neither_embedded_one(
@@ -196,63 +256,3 @@ def test_with_services_configured_it_uses_them_and_starts_neither_embedded_one(
         assert not (tmp_path / "data" / "postgres").exists()
     finally:
         assert platform.stop() == 0, platform.output
-
-
-LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
-LOG_TIME_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d ")
-
-
-def test_a_demo_start_doctor_and_help_print_no_warning_and_the_demo_outbox_shows_notifications(
-    tmp_path: Path,
-) -> None:
-    """Issue 17: a platformdirs warning on every command, "not configured; its notifications
-    wait" at every demo start, and doctor exiting 1 on a healthy demo."""
-    env = demo_environment(tmp_path, free_port())
-    platform = Platform("--demo", "--host", "127.0.0.1", env=env)
-    try:
-        url = platform.dashboard_url(timeout=45)
-        doctor = subprocess.run(
-            [sys.executable, "-m", "heimvakt", "doctor"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-        assert "no problems found" in doctor.stdout
-        assert "Warning" not in doctor.stdout + doctor.stderr
-        # A demo alert's notification reaches the demo outbox, which the nurse sees.
-        with httpx.Client(timeout=10) as client:
-            login = client.post(
-                url.replace("/app/", "/auth/login"),
-                data={"username": "sykepleier", "password": DEMO_PASSWORD},
-            )
-            assert login.status_code == 303
-
-            def outbox_with_a_delivered_notification() -> list[str] | None:
-                shown = texts(dash_page(client, url, "/app/", "?lang=en"))
-                delivered = "delivered" in shown and any(DEMO_MAIL_DOMAIN in t for t in shown)
-                return shown if "Demo outbox" in shown and delivered else None
-
-            eventually(outbox_with_a_delivered_notification, timeout=60, every=1)
-    finally:
-        code = platform.stop()
-    assert code == 0, platform.output
-    assert "Warning" not in platform.output, platform.output
-    assert "not configured" not in platform.output
-    assert "embedded_postgres" in platform.output or os.geteuid() != 0
-    for line in platform.output.splitlines():
-        if LOG_TIME.match(line):
-            assert LOG_TIME_WITH_ZONE.match(line), f"a log line without its time zone: {line}"
-
-    helped = subprocess.run(
-        [sys.executable, "-m", "heimvakt", "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert helped.returncode == 0
-    assert "Warning" not in helped.stdout + helped.stderr

@@ -241,7 +241,7 @@ def test_two_workers_on_a_shared_subscription_store_a_stream_once_and_both_take_
     try:
         for worker in workers:
             eventually(worker.broker_connected)
-        n = 50_000
+        n = 10_000
         publisher.publish(n)
         publisher.wait_acknowledged(n, timeout=120)
         eventually(lambda: stored(conn)[0] >= n, timeout=180, every=0.5)
