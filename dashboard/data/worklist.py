@@ -123,10 +123,6 @@ class WorklistRow:
         return [alert for episode in self.episodes for alert in episode.parts]
 
     @property
-    def severity(self) -> Severity:
-        return severity_of(self.episodes)
-
-    @property
     def last_measured_at(self) -> datetime | None:
         return max((r.measured_at for r in self.latest), default=None)
 

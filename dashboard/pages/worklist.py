@@ -8,6 +8,7 @@ the refresh every few seconds, a reload and a link to a colleague keep them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -131,7 +132,7 @@ def worklist_page(
             )
         )
     if worklist.total > len(worklist.rows):
-        more = WorklistFilters(**{**_as_dict(filters), "shown": filters.shown + PAGE_SIZE})
+        more = replace(filters, shown=filters.shown + PAGE_SIZE)
         parts.append(
             html.P(
                 [
@@ -149,10 +150,6 @@ def worklist_page(
         return section
     names: dict[UUID, str] = {row.patient.id: row.patient.display_name for row in worklist.rows}
     return html.Div([section, demo_outbox_section(outbox, names=names, now=now, t=t)])
-
-
-def _as_dict(filters: WorklistFilters) -> dict[str, Any]:
-    return {name: getattr(filters, name) for name in filters.__slots__}
 
 
 def _filters(worklist: Worklist, filters: WorklistFilters, *, t: Translator) -> Component:

@@ -207,6 +207,13 @@ def test_each_filter_and_the_search_narrow_the_list_and_live_in_the_address(
     assert listed("standing=nonsense") == names(show(client, BASE, "?lang=en"))
     page = show(client, BASE, "?lang=en&name=zzz")
     assert "No patients match." in texts(page)
+    first_two = show(client, BASE, "?lang=en&shown=2")
+    assert names(first_two) == ["Carl Carlsen", "Berit Berg"]
+    [more] = of_class(first_two, "more")
+    assert texts(more) == ["Showing 2 of 5.", " ", "Show more"]
+    assert [c["props"]["href"] for c in components(more) if c["type"] == "Link"] == [
+        f"{BASE}?lang=en&shown=52"
+    ]
 
     assert choose_filters(client, standing="red", quick=["unacknowledged"], name=" Kari ") == (
         "?lang=en&standing=red&unacknowledged=1&name=Kari"
