@@ -73,7 +73,15 @@ def who_is_on_it(
                 className="step-state state-new",
             )
         )
-    elif episode.acknowledged_at is not None:
+    else:
+        parts.append(
+            html.Span(
+                t("Open for {age}").format(age=_age(episode.created_at, now, t)),
+                title=format_moment(episode.created_at, t),
+                className="step-state state-age",
+            )
+        )
+    if episode.state != "open" and episode.acknowledged_at is not None:
         by = names.get(episode.acknowledged_by) if episode.acknowledged_by else None
         parts.append(
             html.Span(

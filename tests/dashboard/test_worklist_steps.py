@@ -177,6 +177,7 @@ def test_the_state_says_who_acknowledged_and_holds_it_the_escalation_and_any_han
     assert text(answer["action-status"]["children"]) == "Alert acknowledged."
     after = row_of(answer["page"]["children"], "Berit Berg")
     assert texts(of_class(after, "wl-state")) == [
+        "Open for 3 hours",
         f"Acknowledged by {NURSE}, just now",
         f"Assigned to {NURSE}",
         "Escalated, step 1: Back-up unit",
