@@ -26,6 +26,12 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Snooze:
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Colleague:
     id: UUID
     name: str
@@ -49,6 +55,26 @@ def notes_of(conn: psycopg.Connection, *, episode_ids: Sequence[int]) -> dict[in
     )
     for episode_id, at, author, text in rows:
         found[episode_id].append(Note(at=at, author=author, text=text or ""))
+    return found
+
+
+def snoozes_of(
+    conn: psycopg.Connection, *, episodes: Sequence[Episode], now: datetime
+) -> dict[int, Snooze]:
+    """The snooze in force on each episode (on any of its alerts), the longest if several."""
+    instances = {(e.patient_id, part.instance): e.id for e in episodes for part in e.parts}
+    if not instances:
+        return {}
+    rows = conn.execute(
+        "SELECT patient_id, rule_id, until, reason FROM alert_snoozes"
+        " WHERE patient_id = ANY(%s) AND until > %s ORDER BY until",
+        (list({patient for patient, _instance in instances}), now),
+    )
+    found: dict[int, Snooze] = {}
+    for patient_id, instance, until, reason in rows:
+        episode = instances.get((patient_id, instance))
+        if episode is not None:
+            found[episode] = Snooze(until=until, reason=reason)
     return found
 
 

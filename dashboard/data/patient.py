@@ -25,7 +25,15 @@ from care.careplan import PlanLimits, plan_limits
 from care.models import Patient
 from care.service import get_patient
 from core.readings import Reading, readings_for_patient
-from dashboard.data.alert_steps import Colleague, Note, colleagues, notes_of, staff_names
+from dashboard.data.alert_steps import (
+    Colleague,
+    Note,
+    Snooze,
+    colleagues,
+    notes_of,
+    snoozes_of,
+    staff_names,
+)
 from dashboard.data.viewing import View, already_logged
 from devices.status import DeviceOverview, devices_with_status
 
@@ -54,6 +62,8 @@ class PatientView:
     """Who an alert can be given to."""
     viewer: UUID | None = None
     """The staff member looking, who "assign to me" means."""
+    snoozes: dict[int, Snooze] = field(default_factory=dict)
+    """The snooze in force on an episode, by episode id."""
 
 
 def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> PatientView | None:
@@ -97,4 +107,5 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
         names=staff_names(conn, episodes=episodes),
         colleagues=colleagues(conn, staff_id=principal.uuid, now=now) if can_act else [],
         viewer=principal.uuid if principal.kind == "staff" else None,
+        snoozes=snoozes_of(conn, episodes=episodes, now=now),
     )

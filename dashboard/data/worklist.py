@@ -38,7 +38,15 @@ from care.service import list_patients
 from core import catalog
 from core.limits import Limits, Severity
 from core.readings import Reading, latest_readings
-from dashboard.data.alert_steps import Colleague, Note, colleagues, notes_of, staff_names
+from dashboard.data.alert_steps import (
+    Colleague,
+    Note,
+    Snooze,
+    colleagues,
+    notes_of,
+    snoozes_of,
+    staff_names,
+)
 from dashboard.data.viewing import View, already_logged
 
 WORKLIST_RESOURCE: Final = "worklist"
@@ -140,6 +148,8 @@ class Worklist:
     colleagues: list[Colleague]
     """Who an alert can be given to."""
     can_act: bool
+    snoozes: dict[int, Snooze] = field(default_factory=dict)
+    """The snooze in force on a shown episode, by episode id."""
 
     @property
     def total(self) -> int:
@@ -342,6 +352,7 @@ def load_worklist(
         names=staff_names(conn, episodes=every_episode),
         colleagues=colleagues(conn, staff_id=principal.uuid, now=now) if can_act else [],
         can_act=can_act,
+        snoozes=snoozes_of(conn, episodes=every_episode, now=now),
     )
 
 

@@ -19,7 +19,7 @@ from dash.development.base_component import Component
 
 from alerts.queries import Episode
 from core.i18n import Translator
-from dashboard.data.alert_steps import Colleague, Note
+from dashboard.data.alert_steps import Colleague, Note, Snooze
 from dashboard.formatting import format_moment, format_relative
 
 STEP: Final = "alert-step"
@@ -60,10 +60,15 @@ def route_name(route: str, t: Translator) -> str:
 
 
 def who_is_on_it(
-    episode: Episode, *, names: dict[UUID, str], now: datetime, t: Translator
+    episode: Episode,
+    *,
+    names: dict[UUID, str],
+    snooze: Snooze | None,
+    now: datetime,
+    t: Translator,
 ) -> list[Component]:
     """The episode's state in words: new and for how long, or acknowledged by whom and when;
-    to whom it is assigned; and how far it has escalated."""
+    to whom it is assigned; whether it is snoozed and why; and how far it has escalated."""
     parts: list[Component] = []
     if episode.state == "open":
         parts.append(
@@ -97,6 +102,15 @@ def who_is_on_it(
             html.Span(
                 t("Assigned to {name}").format(name=names.get(episode.assigned_to, t("someone"))),
                 className="step-state state-assigned",
+            )
+        )
+    if snooze is not None:
+        parts.append(
+            html.Span(
+                t("Snoozed until {time}: {reason}").format(
+                    time=format_moment(snooze.until, t), reason=snooze.reason
+                ),
+                className="step-state state-snoozed",
             )
         )
     if episode.escalation_level > 0:

@@ -177,7 +177,16 @@ def _episode(
     parts: list[Component | None] = [html.Div(title, className="alert-title")]
     if view.looked_at_by is None:  # the nurse's view; a patient reads their own page
         parts.append(
-            html.Div(who_is_on_it(episode, names=view.names, now=now, t=t), className="alert-who")
+            html.Div(
+                who_is_on_it(
+                    episode,
+                    names=view.names,
+                    snooze=view.snoozes.get(episode.id),
+                    now=now,
+                    t=t,
+                ),
+                className="alert-who",
+            )
         )
     parts += _part(lead, now=now, t=t)
     for alert in others:

@@ -336,7 +336,13 @@ def _states(
     """Per episode: who is on it; and the newest note, so the next nurse reads it here."""
     found: list[Component] = []
     for episode in row.episodes:
-        found += who_is_on_it(episode, names=worklist.names, now=now, t=t)
+        found += who_is_on_it(
+            episode,
+            names=worklist.names,
+            snooze=worklist.snoozes.get(episode.id),
+            now=now,
+            t=t,
+        )
         notes = row.notes.get(episode.id, [])
         latest = notes_list(notes[-1:], t=t)
         if latest is not None:

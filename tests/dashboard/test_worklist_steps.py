@@ -274,6 +274,9 @@ def test_every_step_from_the_worklist_goes_through_the_alert_actions_and_is_logg
         alert_snooze_hours=4,
     )
     assert said(answer) == "Alert snoozed."
+    assert "Snoozed until 15 Jan 2025 at 17:00: Kjent lav metning" in texts(
+        of_class(row_of(answer["page"]["children"], "Berit Berg"), "wl-state")
+    )
     answer = take_step(
         client,
         "resolve",
