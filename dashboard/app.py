@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+from uuid import UUID
 
 import fastapi
 import psycopg
@@ -22,7 +23,9 @@ from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
+from dashboard.callbacks import questionnaire as questionnaire_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
+from dashboard.data.own import load_own
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
@@ -45,6 +48,7 @@ from dashboard.pages.devices import (
 )
 from dashboard.pages.login import login_page
 from dashboard.pages.not_found import not_found_page
+from dashboard.pages.own import own_page
 from dashboard.pages.patient import patient_page
 from dashboard.pages.quality import (
     figures_page,
@@ -197,7 +201,12 @@ def create_dashboard(
         url_base=url_base,
         render=render,
     )
-    for page_callbacks in (alert_callbacks, device_callbacks, figure_callbacks):
+    for page_callbacks in (
+        alert_callbacks,
+        device_callbacks,
+        figure_callbacks,
+        questionnaire_callbacks,
+    ):
         page_callbacks.register(app, context)
     return app
 
@@ -253,15 +262,29 @@ def _content(
             return _devices_content(view, pool=pool, t=t)
         if route.page is Page.PATIENT and route.patient_id is not None:
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-                patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
-            if patient_view is not None:
-                return patient_page(patient_view, now=view.now, t=t, links=links)
+                shown = _patient_content(conn, route.patient_id, view, t=t, links=links)
+            if shown is not None:
+                return shown
     except NotVisibleError:
         pass  # the same answer as for a patient who does not exist
     except ForbiddenError:
         return not_found_page(t("You do not have access to this page."), t=t, links=links)
     missing = t("Patient not found") if route.page is Page.PATIENT else t("Page not found")
     return not_found_page(missing, t=t, links=links)
+
+
+def _patient_content(
+    conn: psycopg.Connection, patient_id: UUID, view: View, *, t: Translator, links: Links
+) -> Component | None:
+    """A patient sees any patient page as their own view, through the same access check:
+    someone else's page is refused like one that does not exist. Staff see the patient page."""
+    if view.principal.kind == "patient":
+        own_view = load_own(conn, patient_id=patient_id, view=view)
+        return None if own_view is None else own_page(own_view, now=view.now, t=t)
+    patient_view = load_patient(conn, patient_id=patient_id, view=view)
+    return (
+        None if patient_view is None else patient_page(patient_view, now=view.now, t=t, links=links)
+    )
 
 
 def _devices_content(view: View, *, pool: ConnectionPool, t: Translator) -> Component:
