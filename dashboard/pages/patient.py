@@ -1,5 +1,5 @@
 """The patient page: unresolved alerts (with the acknowledge button), the last 7 days drawn
-against the care plan's limits, the devices, and for the patient themself who has looked."""
+against the care plan's limits, the devices."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from dashboard.labels import (
     direction_text,
 )
 from dashboard.links import Links
-from dashboard.pages.access_log import looked_at_by_section
 from dashboard.pages.badges import severity_badge
 from devices.status import DeviceOverview
 
@@ -47,15 +46,9 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
         ],
         className="facts",
     )
-    own = view.looked_at_by is not None
     return html.Div(
         [
-            # A patient has no worklist to go back to: the start page is their own page.
-            *(
-                []
-                if own
-                else [dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back")]
-            ),
+            dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back"),
             html.Div(
                 [html.H1(patient.display_name), severity_badge(severity_of(view.episodes), t)],
                 className="page-heading patient-heading",
@@ -72,7 +65,6 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             html.Section(
                 [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
             ),
-            *([] if view.looked_at_by is None else [looked_at_by_section(view.looked_at_by, t=t)]),
         ]
     )
 
