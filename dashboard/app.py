@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from care.access import ForbiddenError, Interface, NotAuthenticatedError, NotVisibleError
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
-from core.i18n import Translator, translator
+from core.i18n import DEFAULT_LANGUAGE, Translator, translator
 from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
 from dashboard.callbacks import devices as device_callbacks
@@ -104,6 +104,9 @@ def create_dashboard(
             html.Div(id="page"),
         ]
     )
+    # The page's language is set on its frame (`lang` on the shell); the document itself
+    # declares the default, so no text is ever of no language (WCAG 3.1.1).
+    app.index_string = app.index_string.replace("<html>", f'<html lang="{DEFAULT_LANGUAGE}">', 1)
     server.add_middleware(CallbackRequests, dash=app)
     server.add_middleware(
         ClientSideRoutes,
@@ -125,7 +128,7 @@ def create_dashboard(
 
     def render(
         pathname: str | None, search: str | None, token: str | None, *, refresh: bool
-    ) -> tuple[Component, None]:
+    ) -> tuple[Component | NoUpdate, None]:
         language = language_from_search(search)
         t = translator(language)
         links = Links(url_base, language)
@@ -137,6 +140,10 @@ def create_dashboard(
         except NotAuthenticatedError:
             # An expired, revoked or forged token is no one: the log-in form, no data.
             principal, ended = ANONYMOUS, True
+        if refresh and principal.kind == "patient":
+            # The patient's own view does not redraw itself every few seconds: it would wipe
+            # answers half given. It is drawn when opened and when the patient acts.
+            return no_update, None
         if principal.kind not in SIGNED_IN:
             content = login_page(
                 t=t,

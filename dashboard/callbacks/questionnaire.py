@@ -8,7 +8,17 @@ import asyncio
 import logging
 
 import psycopg
-from dash import Dash, Input, NoUpdate, Output, State, no_update
+from dash import (
+    ALL,
+    MATCH,
+    Dash,
+    Input,
+    NoUpdate,
+    Output,
+    State,
+    callback_context,
+    no_update,
+)
 from dash.development.base_component import Component
 from pydantic import ValidationError
 
@@ -27,29 +37,55 @@ from core.i18n import translator
 from dashboard.context import DATABASE_WAIT_SECONDS, Context, done, warning
 from dashboard.data.own import DAILY_CHECK
 from dashboard.links import language_from_search
-from dashboard.pages.own import DAILY_QUESTIONS, DAILY_STATUS, DAILY_SUBMIT, YES, daily_answer_id
+from dashboard.pages.own import (
+    DAILY_ANSWER,
+    DAILY_CHOICE,
+    DAILY_CHOSEN,
+    DAILY_QUESTIONS,
+    DAILY_STATUS,
+    DAILY_SUBMIT,
+    YES,
+    answer_buttons,
+)
 
 log = logging.getLogger(__name__)
 
 
 def register(app: Dash, context: Context) -> None:
     @app.callback(
+        Output({"type": DAILY_CHOICE, "question": MATCH}, "children"),
+        Output({"type": DAILY_CHOSEN, "question": MATCH}, "data"),
+        Input({"type": DAILY_ANSWER, "question": MATCH, "answer": ALL}, "n_clicks"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    def choose(
+        clicks: list[int | None], search: str | None
+    ) -> tuple[list[Component], str] | NoUpdate:
+        """Press the answer chosen (and release the other): nothing is stored until Send."""
+        triggered = callback_context.triggered_id
+        if not isinstance(triggered, dict) or not any(clicks):
+            return no_update
+        t = translator(language_from_search(search))
+        answer = str(triggered["answer"])
+        return answer_buttons(str(triggered["question"]), answer, t=t), answer
+
+    @app.callback(
         Output(DAILY_STATUS, "children"),
         Input(DAILY_SUBMIT, "n_clicks"),
-        *(State(daily_answer_id(question), "value") for question in DAILY_QUESTIONS),
+        State({"type": DAILY_CHOSEN, "question": ALL}, "data"),
         State("url", "search"),
         prevent_initial_call=True,
     )
     async def send_daily_check(
-        clicks: int | None, *answers_and_search: str | None
+        clicks: int | None, _chosen: list[str | None], search: str | None
     ) -> Component | NoUpdate:
         if not clicks:
             return no_update
-        *answers, search = answers_and_search
+        [chosen_states, _search] = callback_context.states_list
+        answers = {state["id"]["question"]: state.get("value") for state in chosen_states}
         token = context.token()
-        return await asyncio.to_thread(
-            send_answers, context, dict(zip(DAILY_QUESTIONS, answers, strict=True)), token, search
-        )
+        return await asyncio.to_thread(send_answers, context, answers, token, search)
 
 
 def send_answers(
@@ -63,7 +99,10 @@ def send_answers(
             {
                 "kind": DAILY_CHECK,
                 "answered_at": now,
-                **{q: None if a is None else a == YES for q, a in answers.items()},
+                **{
+                    q: None if answers.get(q) is None else answers[q] == YES
+                    for q in DAILY_QUESTIONS
+                },
             }
         )
     except ValidationError:

@@ -34,13 +34,14 @@ DAILY_QUESTIONS: Final = ("more_breathless", "more_swelling", "more_cough")
 """The daily check's questions (alerts/library/symptoms.py QUESTIONS), in the form's order."""
 DAILY_SUBMIT: Final = "daily-check-submit"
 DAILY_STATUS: Final = "daily-check-status"
+DAILY_ANSWER: Final = "daily-check-answer"
+"""The answer buttons' pattern-matching ids: {"type": ..., "question": ..., "answer": ...}."""
+DAILY_CHOICE: Final = "daily-check-choice"
+DAILY_CHOSEN: Final = "daily-check-chosen"
+"""Per question: the buttons' container, and the answer chosen (a dcc.Store)."""
 YES, NO = "yes", "no"
 DASH: Final = "\u2013"
 _ZONE_SYMBOLS: Final = {Severity.GREEN: "✓", Severity.YELLOW: "!", Severity.RED: "!!"}
-
-
-def daily_answer_id(question: str) -> str:
-    return f"daily-check-{question.replace('_', '-')}"
 
 
 def own_page(view: OwnView, *, now: datetime, t: Translator) -> Component:
@@ -53,7 +54,7 @@ def own_page(view: OwnView, *, now: datetime, t: Translator) -> Component:
             ),
             _section("my-values", t("My latest values"), _latest(view, now=now, t=t)),
             _section("my-today", t("Today"), _today(view.schedule, now=now, t=t)),
-            _section("my-check", t("How are you today?"), _daily_check(view, now=now, t=t)),
+            _section("my-check", t("How are you today?"), _daily_check(view, t=t)),
             _section("my-plan", t("My plan"), _plan(view.steps, t=t)),
             _section("my-trends", t("My values, last 30 days"), _trends(view, now=now, t=t)),
             looks_section(view.looks, t=t),
@@ -75,7 +76,11 @@ def _section(key: str, heading: str, body: list[Component]) -> Component:
 def _latest(view: OwnView, *, now: datetime, t: Translator) -> list[Component]:
     if not view.latest:
         return [html.P(t("No values in the last 30 days."), className="empty")]
-    return [html.Ul([_value(v, view.steps, now=now, t=t) for v in view.latest], className="values")]
+    return [
+        html.Ul(
+            [_value(v, view.steps, now=now, t=t) for v in view.latest], className="my-values-list"
+        )
+    ]
 
 
 def _value(value: LatestValue, steps: PlanSteps, *, now: datetime, t: Translator) -> Component:
@@ -107,7 +112,7 @@ def _value(value: LatestValue, steps: PlanSteps, *, now: datetime, t: Translator
             ),
             *[html.P(sentence, className="advice") for sentence in sentences],
         ],
-        className=f"value zone-{value.zone}",
+        className=f"my-value zone-{value.zone}",
     )
 
 
@@ -272,7 +277,9 @@ def _status(item: ScheduleItem, *, now: datetime, t: Translator) -> str:
 # --- the daily check -------------------------------------------------------------------------
 
 
-def _daily_check(view: OwnView, *, now: datetime, t: Translator) -> list[Component]:
+def _daily_check(view: OwnView, *, t: Translator) -> list[Component]:
+    """Three yes/no questions, each a group of two toggle buttons (a native radio group in
+    Dash's RadioItems comes wrapped in a listbox, which screen readers cannot use)."""
     questions = {
         "more_breathless": t("Are you more short of breath than usual?"),
         "more_swelling": t("Are your legs or feet more swollen than usual?"),
@@ -293,16 +300,12 @@ def _daily_check(view: OwnView, *, now: datetime, t: Translator) -> list[Compone
         html.Fieldset(
             [
                 html.Legend(questions[question]),
-                dcc.RadioItems(
-                    id=daily_answer_id(question),
-                    options=[{"label": t("Yes"), "value": YES}, {"label": t("No"), "value": NO}],
-                    value=None,
-                    inline=True,
-                    className="answer",
-                    # Kept across the page's refresh every few seconds, until sent.
-                    persistence=True,
-                    persistence_type="memory",
+                html.Div(
+                    answer_buttons(question, None, t=t),
+                    id={"type": DAILY_CHOICE, "question": question},
+                    className="answer-buttons",
                 ),
+                dcc.Store(id={"type": DAILY_CHOSEN, "question": question}),
             ],
             className="question",
         )
@@ -320,6 +323,24 @@ def _daily_check(view: OwnView, *, now: datetime, t: Translator) -> list[Compone
             className="daily-check",
         ),
     ]
+
+
+def answer_buttons(question: str, chosen: str | None, *, t: Translator) -> list[Component]:
+    """Yes and No for one question; the chosen one pressed, said in words and with a tick."""
+    buttons: list[Component] = []
+    for answer, label in ((YES, t("Yes")), (NO, t("No"))):
+        pressed = answer == chosen
+        state: dict[str, Any] = {"aria-pressed": "true" if pressed else "false"}
+        buttons.append(
+            html.Button(
+                [html.Span("✓ " if pressed else "", **_hidden()), label],
+                id={"type": DAILY_ANSWER, "question": question, "answer": answer},
+                type="button",
+                className="answer chosen" if pressed else "answer",
+                **state,
+            )
+        )
+    return buttons
 
 
 # --- the plan and the trend ------------------------------------------------------------------
@@ -352,7 +373,12 @@ def _trends(view: OwnView, *, now: datetime, t: Translator) -> list[Component]:
     }
     for staff_word, own_word in names.items():
         figure.update_traces(name=own_word, selector={"name": staff_word})
-    figure.update_layout(font={"size": 15}, margin={"l": 48, "r": 8})
+    # On a phone the legend goes under the charts, clear of the first chart's title.
+    figure.update_layout(
+        font={"size": 15},
+        margin={"l": 48, "r": 8, "b": 96},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.06, "x": 0, "xanchor": "left"},
+    )
     return [
         html.P(
             t(

@@ -15,7 +15,7 @@ from care.careplan import do_create_care_plan
 from care.models import Condition
 from care.templates import PEF, SPO2, ScheduledMeasurement
 from core.limits import Limits
-from dashboard.pages.own import DAILY_QUESTIONS, DAILY_STATUS, DAILY_SUBMIT, daily_answer_id
+from dashboard.pages.own import DAILY_CHOSEN, DAILY_QUESTIONS, DAILY_STATUS, DAILY_SUBMIT
 from tests.dashboard import (
     BASE,
     NOW,
@@ -63,7 +63,7 @@ def _kari(conn: psycopg.Connection) -> Seeded:
 
 def _values(page: dict) -> dict[str, str]:
     """Each latest value's measurement name and the rest of its card, as read."""
-    return {texts(card)[0]: text(card) for card in of_class(page, "value")}
+    return {texts(card)[0]: text(card) for card in of_class(page, "my-value")}
 
 
 @pytest.mark.parametrize(
@@ -197,10 +197,14 @@ def _send(client: TestClient, answers: dict[str, str | None]) -> str:
         "inputs": [{"id": DAILY_SUBMIT, "property": "n_clicks", "value": 1}],
         "changedPropIds": [f"{DAILY_SUBMIT}.n_clicks"],
         "state": [
-            *(
-                {"id": daily_answer_id(q), "property": "value", "value": answers.get(q)}
+            [
+                {
+                    "id": {"question": q, "type": DAILY_CHOSEN},
+                    "property": "data",
+                    "value": answers.get(q),
+                }
                 for q in DAILY_QUESTIONS
-            ),
+            ],
             {"id": "url", "property": "search", "value": "?lang=en"},
         ],
     }
