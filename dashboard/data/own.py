@@ -40,6 +40,8 @@ from dashboard.data.viewing import LOG_COVERS, View, already_logged
 OWN_RESOURCE: Final = "own-page"
 OWN_TREND_WINDOW: Final = timedelta(days=30)
 DAILY_CHECK: Final = "daily_symptoms"
+CAT: Final = "cat"
+"""The questionnaires' kinds, as stored (questionnaire_responses.kind)."""
 _LOOKS_READ: Final = 500
 """Access-log rows read for the looks shown: many rows make one look."""
 LOOKS_SHOWN: Final = 30

@@ -15,11 +15,15 @@ from typing import Any, Final
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from alerts.library.symptoms import CAT_ITEMS
 from care.careplan import PlanLimits
+from care.models import Condition
 from core import catalog
 from core.i18n import Translator
 from core.limits import Severity
 from dashboard.data.own import (
+    CAT,
+    DAILY_CHECK,
     OWN_TREND_WINDOW,
     LatestValue,
     OwnView,
@@ -32,13 +36,17 @@ from dashboard.pages.access_log import looks_section
 
 DAILY_QUESTIONS: Final = ("more_breathless", "more_swelling", "more_cough")
 """The daily check's questions (alerts/library/symptoms.py QUESTIONS), in the form's order."""
-DAILY_SUBMIT: Final = "daily-check-submit"
-DAILY_STATUS: Final = "daily-check-status"
-DAILY_ANSWER: Final = "daily-check-answer"
-"""The answer buttons' pattern-matching ids: {"type": ..., "question": ..., "answer": ...}."""
-DAILY_CHOICE: Final = "daily-check-choice"
-DAILY_CHOSEN: Final = "daily-check-chosen"
-"""Per question: the buttons' container, and the answer chosen (a dcc.Store)."""
+CAT_QUESTIONS: Final = tuple(f"q{n}" for n in range(1, CAT_ITEMS + 1))
+QUESTIONS: Final = {DAILY_CHECK: DAILY_QUESTIONS, CAT: CAT_QUESTIONS}
+ANSWER: Final = "questionnaire-answer"
+"""The answer buttons' pattern-matching ids: {"type", "kind", "question", "answer"}."""
+CHOICE: Final = "questionnaire-choice"
+CHOSEN: Final = "questionnaire-chosen"
+"""Per question ({"type", "kind", "question"}): the buttons' container, and the answer chosen
+(a dcc.Store)."""
+SEND: Final = "questionnaire-send"
+STATUS: Final = "questionnaire-status"
+"""Per questionnaire ({"type", "kind"}): its Send button and what became of the answers."""
 YES, NO = "yes", "no"
 DASH: Final = "\u2013"
 _ZONE_SYMBOLS: Final = {Severity.GREEN: "✓", Severity.YELLOW: "!", Severity.RED: "!!"}
@@ -54,7 +62,7 @@ def own_page(view: OwnView, *, now: datetime, t: Translator) -> Component:
             ),
             _section("my-values", t("My latest values"), _latest(view, now=now, t=t)),
             _section("my-today", t("Today"), _today(view.schedule, now=now, t=t)),
-            _section("my-check", t("How are you today?"), _daily_check(view, t=t)),
+            _section("my-check", t("How are you today?"), _questionnaires(view, t=t)),
             _section("my-plan", t("My plan"), _plan(view.steps, t=t)),
             _section("my-trends", t("My values, last 30 days"), _trends(view, now=now, t=t)),
             looks_section(view.looks, t=t),
@@ -274,13 +282,14 @@ def _status(item: ScheduleItem, *, now: datetime, t: Translator) -> str:
     return t("due now")
 
 
-# --- the daily check -------------------------------------------------------------------------
+# --- the questionnaires ---------------------------------------------------------------------
 
 
-def _daily_check(view: OwnView, *, t: Translator) -> list[Component]:
-    """Three yes/no questions, each a group of two toggle buttons (a native radio group in
-    Dash's RadioItems comes wrapped in a listbox, which screen readers cannot use)."""
-    questions = {
+def _questionnaires(view: OwnView, *, t: Translator) -> list[Component]:
+    """The daily check, and for COPD the CAT. Each question is a group of toggle buttons (a
+    native radio group in Dash's RadioItems comes wrapped in a listbox, which screen readers
+    cannot use)."""
+    daily = {
         "more_breathless": t("Are you more short of breath than usual?"),
         "more_swelling": t("Are your legs or feet more swollen than usual?"),
         "more_cough": t("Are you coughing more than usual?"),
@@ -296,45 +305,102 @@ def _daily_check(view: OwnView, *, t: Translator) -> list[Component]:
         if check is not None and check.done
         else []
     )
+    parts = [
+        html.P(t("Three short questions. Your care team reads your answers.")),
+        *answered,
+        _form(DAILY_CHECK, [html.Legend(daily[q]) for q in DAILY_QUESTIONS], t=t),
+    ]
+    if Condition.COPD in view.patient.conditions:
+        # Folded away: answered now and then, it should not make the page long every day.
+        parts.append(
+            html.Details(
+                [
+                    html.Summary(t("COPD questionnaire (CAT)")),
+                    html.P(
+                        t(
+                            "Eight questions about how your lung disease affects you. "
+                            "For each, choose a number from 0 to 5."
+                        )
+                    ),
+                    _form(CAT, [_cat_legend(low, high) for low, high in _cat_items(t)], t=t),
+                ],
+                className="cat",
+            )
+        )
+    return parts
+
+
+def _cat_items(t: Translator) -> list[tuple[str, str]]:
+    """The CAT's eight items as their two ends, in plain words."""
+    return [
+        (t("I never cough"), t("I cough all the time")),
+        (t("I have no phlegm in my chest"), t("My chest is full of phlegm")),
+        (t("My chest does not feel tight"), t("My chest feels very tight")),
+        (
+            t("I do not get out of breath walking up a hill or one flight of stairs"),
+            t("I get very out of breath walking up a hill or one flight of stairs"),
+        ),
+        (t("I can do everything I want at home"), t("I am very limited in what I do at home")),
+        (
+            t("I feel safe leaving my home despite my lung disease"),
+            t("I do not feel safe leaving my home because of my lung disease"),
+        ),
+        (t("I sleep well"), t("I sleep badly because of my lung disease")),
+        (t("I have lots of energy"), t("I have no energy at all")),
+    ]
+
+
+def _cat_legend(low: str, high: str) -> Component:
+    return html.Legend([html.Span(f"0 = {low}"), html.Br(), html.Span(f"5 = {high}")])
+
+
+def _form(kind: str, legends: list[Component], *, t: Translator) -> Component:
     fieldsets = [
         html.Fieldset(
             [
-                html.Legend(questions[question]),
+                legend,
                 html.Div(
-                    answer_buttons(question, None, t=t),
-                    id={"type": DAILY_CHOICE, "question": question},
+                    answer_buttons(kind, question, None, t=t),
+                    id={"type": CHOICE, "kind": kind, "question": question},
                     className="answer-buttons",
                 ),
-                dcc.Store(id={"type": DAILY_CHOSEN, "question": question}),
+                dcc.Store(id={"type": CHOSEN, "kind": kind, "question": question}),
             ],
             className="question",
         )
-        for question in DAILY_QUESTIONS
+        for question, legend in zip(QUESTIONS[kind], legends, strict=True)
     ]
-    return [
-        html.P(t("Three short questions. Your care team reads your answers.")),
-        *answered,
-        html.Div(
-            [
-                *fieldsets,
-                html.Button(t("Send answers"), id=DAILY_SUBMIT, className="send"),
-                html.Div(id=DAILY_STATUS, **_polite()),
-            ],
-            className="daily-check",
-        ),
-    ]
+    return html.Div(
+        [
+            *fieldsets,
+            html.Button(
+                t("Send answers") if kind == DAILY_CHECK else t("Send CAT answers"),
+                id={"type": SEND, "kind": kind},
+                className="send",
+            ),
+            html.Div(id={"type": STATUS, "kind": kind}, **_polite()),
+        ],
+        className=f"questionnaire questionnaire-{kind}",
+    )
 
 
-def answer_buttons(question: str, chosen: str | None, *, t: Translator) -> list[Component]:
-    """Yes and No for one question; the chosen one pressed, said in words and with a tick."""
+def answer_buttons(
+    kind: str, question: str, chosen: str | None, *, t: Translator
+) -> list[Component]:
+    """The answers to one question; the chosen one pressed, said in words and with a tick."""
+    options = (
+        [(YES, t("Yes")), (NO, t("No"))]
+        if kind == DAILY_CHECK
+        else [(str(n), str(n)) for n in range(6)]
+    )
     buttons: list[Component] = []
-    for answer, label in ((YES, t("Yes")), (NO, t("No"))):
+    for answer, label in options:
         pressed = answer == chosen
         state: dict[str, Any] = {"aria-pressed": "true" if pressed else "false"}
         buttons.append(
             html.Button(
                 [html.Span("✓ " if pressed else "", **_hidden()), label],
-                id={"type": DAILY_ANSWER, "question": question, "answer": answer},
+                id={"type": ANSWER, "kind": kind, "question": question, "answer": answer},
                 type="button",
                 className="answer chosen" if pressed else "answer",
                 **state,

@@ -15,7 +15,7 @@ from care.careplan import do_create_care_plan
 from care.models import Condition
 from care.templates import PEF, SPO2, ScheduledMeasurement
 from core.limits import Limits
-from dashboard.pages.own import DAILY_CHOSEN, DAILY_QUESTIONS, DAILY_STATUS, DAILY_SUBMIT
+from dashboard.pages.own import CHOSEN, QUESTIONS, SEND, STATUS
 from tests.dashboard import (
     BASE,
     NOW,
@@ -189,28 +189,31 @@ def test_todays_schedule_says_what_is_done_and_what_is_still_missing(
     ]
 
 
-def _send(client: TestClient, answers: dict[str, str | None]) -> str:
-    """Press Send with these answers, as the browser posts it; the status shown."""
+def _send(client: TestClient, kind: str, answers: dict[str, str | None]) -> str:
+    """Press Send under a questionnaire with these answers, as the browser posts it; the
+    status shown."""
+    status = {"type": STATUS, "kind": kind}
     body = {
-        "output": f"{DAILY_STATUS}.children",
-        "outputs": {"id": DAILY_STATUS, "property": "children"},
-        "inputs": [{"id": DAILY_SUBMIT, "property": "n_clicks", "value": 1}],
-        "changedPropIds": [f"{DAILY_SUBMIT}.n_clicks"],
+        "output": f'{{"kind":["MATCH"],"type":"{STATUS}"}}.children',
+        "outputs": {"id": status, "property": "children"},
+        "inputs": [{"id": {"type": SEND, "kind": kind}, "property": "n_clicks", "value": 1}],
+        "changedPropIds": [f'{{"kind":"{kind}","type":"{SEND}"}}.n_clicks'],
         "state": [
             [
                 {
-                    "id": {"question": q, "type": DAILY_CHOSEN},
+                    "id": {"kind": kind, "question": q, "type": CHOSEN},
                     "property": "data",
                     "value": answers.get(q),
                 }
-                for q in DAILY_QUESTIONS
+                for q in QUESTIONS[kind]
             ],
             {"id": "url", "property": "search", "value": "?lang=en"},
         ],
     }
     response = client.post(f"{BASE}_dash-update-component", json=body)
     assert response.status_code == 200, response.text
-    return text(response.json()["response"][DAILY_STATUS]["children"])
+    [update] = response.json()["response"].values()
+    return text(update["children"])
 
 
 def test_the_daily_check_is_stored_and_evaluated_and_a_missing_answer_is_said(
@@ -220,11 +223,15 @@ def test_the_daily_check_is_stored_and_evaluated_and_a_missing_answer_is_said(
     client, clock = dashboard_client(pool, patient_id=kari.patient_id)
     clock.advance(timedelta(minutes=1))
 
-    refused = _send(client, {"more_breathless": "yes", "more_swelling": "no"})
+    refused = _send(client, "daily_symptoms", {"more_breathless": "yes", "more_swelling": "no"})
     assert refused == "Please answer every question before you send."
     assert conn.execute("SELECT count(*) FROM questionnaire_responses").fetchone() == (0,)
 
-    saved = _send(client, {"more_breathless": "yes", "more_swelling": "no", "more_cough": "no"})
+    saved = _send(
+        client,
+        "daily_symptoms",
+        {"more_breathless": "yes", "more_swelling": "no", "more_cough": "no"},
+    )
 
     assert saved == "Thank you. Your answers are saved. Your care team will see them."
     assert conn.execute(
@@ -288,3 +295,25 @@ def test_a_patient_asking_for_another_patients_page_is_told_it_does_not_exist(
     assert "Fant ikke pasienten" in text(other)
     assert "Ola Nordmann" not in text(other)
     assert "Min oppfølging" in text(show(client, f"{BASE}patients/{kari.patient_id}"))
+
+
+def test_a_copd_patient_answers_the_cat_and_its_total_is_stored(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    kari = _kari(conn)
+    client, _ = dashboard_client(pool, patient_id=kari.patient_id)
+    [check] = of_class(show(client, BASE, "?lang=en"), "my-check")
+    assert "COPD questionnaire (CAT)" in text(check)
+    assert "0 = I never cough" in text(check)
+    answers: dict[str, str | None] = {f"q{n}": str(n % 6) for n in range(1, 9)}
+
+    assert _send(client, "cat", {**answers, "q8": None}) == (
+        "Please answer every question before you send."
+    )
+    assert _send(client, "cat", answers) == (
+        "Thank you. Your answers are saved. Your care team will see them."
+    )
+    assert conn.execute(
+        "SELECT kind, total, answers->>'q5' FROM questionnaire_responses WHERE patient_id = %s",
+        (kari.patient_id,),
+    ).fetchall() == [("cat", 1 + 2 + 3 + 4 + 5 + 0 + 1 + 2, "5")]

@@ -124,9 +124,11 @@ def test_a_patient_reads_their_own_view_on_a_phone_and_sends_the_daily_check(
         assert "Følg punkt 4 i planen din:" in body
         assert "Ola Nordmann" not in body
         assert not scrolls_sideways(page), "no page-level horizontal scroll at 390 px"
-        assert severe_accessibility_violations(page) == []
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.get_by_text("KOLS-spørreskjema (CAT)").click()  # axe checks the CAT's form too
+        assert severe_accessibility_violations(page) == []
+        assert not scrolls_sideways(page)
 
         page.get_by_role("link", name="English").click()
         page.wait_for_selector("text=My follow-up")
