@@ -9,7 +9,7 @@ acknowledgement, no escalation, no statistic.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Final
 from uuid import UUID
@@ -49,7 +49,10 @@ LOOKS_SHOWN: Final = 30
 _EMERGENCY_MARK: Final = "113"
 """The Norwegian medical emergency number: the step of a plan that names it is the one for
 sudden, severe worsening."""
-_CONTACT_MARKS: Final = ("ring", "call", "oppfølgingstjenest", "oppfølgingstenest", "follow-up")
+_CONTACT: Final = re.compile(
+    r"\b(ring|ringe|ringje|call)\b|oppfølgingstjenest|oppfølgingstenest|follow-up service",
+    re.IGNORECASE,
+)
 """Words of the step that tells the patient to act and whom to contact (nb, nn, en)."""
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+")
 
@@ -73,11 +76,7 @@ def plan_steps(self_management: str) -> PlanSteps:
         None,
     )
     act = next(
-        (
-            n
-            for n, step in enumerate(steps, start=1)
-            if n != emergency and any(mark in step.lower() for mark in _CONTACT_MARKS)
-        ),
+        (n for n, step in enumerate(steps, start=1) if n != emergency and _CONTACT.search(step)),
         None,
     )
     return PlanSteps(steps=steps, act=act, emergency=emergency)
@@ -125,7 +124,6 @@ class Look:
     organisation_name: str | None
     reason_code: str
     emergency_reason: str | None
-    rows: int = field(default=1, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +225,8 @@ def _with_weight_change(
     """The gain over the plan's weight window, as the weight-gain rule measures it: the newest
     weight against the lowest one about `window_days` before it. Gaining the plan's kilograms
     or more is the plan's yellow zone."""
-    parameters = {name: tunable.default for name, tunable in TUNABLES.items()}
-    parameters.update((plan.rule_parameters or {}) if plan else {})
-    days = int(parameters["weight_gain.window_days"] or 3)
-    limit = float(parameters["weight_gain.kg_in_window"] or 2.0)
+    days = int(_parameter(plan, "weight_gain.window_days"))
+    limit = _parameter(plan, "weight_gain.kg_in_window")
     newest = value.reading.measured_at
     window = timedelta(days=days)
     earlier = [
@@ -246,6 +242,13 @@ def _with_weight_change(
     if gain >= limit and value.zone is Severity.GREEN:
         return replace(value, zone=Severity.YELLOW, direction="high", weight_change=change)
     return replace(value, weight_change=change)
+
+
+def _parameter(plan: CarePlan | None, name: str) -> float:
+    """A rule parameter as the plan tunes it, or its default."""
+    value = ((plan.rule_parameters or {}) if plan else {}).get(name, TUNABLES[name].default)
+    assert value is not None, f"{name} has a default"
+    return float(value)
 
 
 def schedule(
@@ -296,7 +299,7 @@ def looks(entries: list[AccessLogEntry]) -> list[Look]:
         )
         index = open_look.get(key)
         if index is not None and found[index].at - entry.at <= LOG_COVERS:
-            found[index] = replace(found[index], at=entry.at, rows=found[index].rows + 1)
+            found[index] = replace(found[index], at=entry.at)
             continue
         open_look[key] = len(found)
         found.append(
