@@ -29,12 +29,16 @@ demo: $(STAMP)
 # mypy (configured in pyproject.toml) checks types beside pytest rather than before it: from a
 # cold cache it needs about 50 s of CPU, which it finds, at a lower priority, while the tests
 # wait on the database and the broker. Its report follows pytest's; either failing fails the
-# run, and make names pytest's exit status when both fail.
+# run, and make names pytest's exit status when both fail. Its cache lives in the user's cache
+# directory, shared by every checkout: mypy checks each file's hash against it, so a fresh
+# clone of a known commit is checked in a second instead of 25.
+MYPY := $(BIN)/mypy --cache-dir "$${XDG_CACHE_HOME:-$$HOME/.cache}/heimvakt/mypy"
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	@mypy_log=$$(mktemp); \
-	nice -n 10 $(BIN)/mypy > "$$mypy_log" 2>&1 & mypy_pid=$$!; \
+	nice -n 10 $(MYPY) > "$$mypy_log" 2>&1 & mypy_pid=$$!; \
 	echo "$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal  (mypy runs beside it)"; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal; pytest_status=$$?; \
 	wait $$mypy_pid; mypy_status=$$?; \
@@ -46,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy
+	$(MYPY)
 
 # Ingest throughput, latency, CPU and memory against a Mosquitto it starts and a database it
 # creates on the machine's PostgreSQL (HEIMVAKT_BENCH_DATABASE_URL); updates docs/benchmarks.md.

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
-from uuid import UUID
 
 import fastapi
 import psycopg
@@ -16,11 +15,13 @@ from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
 from care.access import ForbiddenError, Interface, NotAuthenticatedError, NotVisibleError
+from care.staff_work import load_care_plan_record
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
 from core.i18n import DEFAULT_LANGUAGE, Translator, translator
 from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
+from dashboard.callbacks import care_plan as care_plan_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
 from dashboard.callbacks import questionnaire as questionnaire_callbacks
@@ -43,6 +44,7 @@ from dashboard.links import (
     resolve,
 )
 from dashboard.middleware import CallbackRequests, ClientSideRoutes
+from dashboard.pages.care_plan import care_plan_page
 from dashboard.pages.devices import (
     devices_page,
 )
@@ -60,6 +62,8 @@ from quality.deviations import load_deviations
 from quality.figures import Period, load_figures
 
 log = logging.getLogger(__name__)
+
+_NOT_REFRESHED: Final = (Page.FIGURES, Page.DEVICES, Page.CARE_PLAN)
 
 ASSETS_DIR: Final = Path(__file__).parent / "assets"
 REFRESH_MILLISECONDS: Final = 5_000
@@ -185,10 +189,10 @@ def create_dashboard(
         token = callback_context.cookies.get(session_cookie)
         triggers = callback_context.triggered_prop_ids
         refresh = bool(triggers) and all(prop.startswith("refresh.") for prop in triggers)
-        if refresh and resolve(pathname, base=url_base).page in (Page.FIGURES, Page.DEVICES):
+        if refresh and resolve(pathname, base=url_base).page in _NOT_REFRESHED:
             # The figures are of whole past days: a refresh would show the same again. The
-            # registry changes by the user's own actions, which redraw it; a refresh would wipe
-            # a choice half made.
+            # registry and the care plan change by the users' own actions, which redraw them;
+            # a refresh would wipe a form half filled in.
             return no_update, None
         try:
             # The database is read in a worker thread, so the event loop goes on serving others.
@@ -210,6 +214,7 @@ def create_dashboard(
     )
     for page_callbacks in (
         alert_callbacks,
+        care_plan_callbacks,
         device_callbacks,
         figure_callbacks,
         questionnaire_callbacks,
@@ -267,31 +272,47 @@ def _content(
             )
         if route.page is Page.DEVICES:
             return _devices_content(view, pool=pool, t=t)
-        if route.page is Page.PATIENT and route.patient_id is not None:
-            with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-                shown = _patient_content(conn, route.patient_id, view, t=t, links=links)
-            if shown is not None:
-                return shown
+        shown = _patient_content(route, view, pool=pool, t=t, links=links)
+        if shown is not None:
+            return shown
     except NotVisibleError:
         pass  # the same answer as for a patient who does not exist
     except ForbiddenError:
         return not_found_page(t("You do not have access to this page."), t=t, links=links)
-    missing = t("Patient not found") if route.page is Page.PATIENT else t("Page not found")
+    missing = (
+        t("Patient not found")
+        if route.page in (Page.PATIENT, Page.CARE_PLAN)
+        else t("Page not found")
+    )
     return not_found_page(missing, t=t, links=links)
 
 
 def _patient_content(
-    conn: psycopg.Connection, patient_id: UUID, view: View, *, t: Translator, links: Links
+    route: Route, view: View, *, pool: ConnectionPool, t: Translator, links: Links
 ) -> Component | None:
-    """A patient sees any patient page as their own view, through the same access check:
-    someone else's page is refused like one that does not exist. Staff see the patient page."""
-    if view.principal.kind == "patient":
-        own_view = load_own(conn, patient_id=patient_id, view=view)
-        return None if own_view is None else own_page(own_view, now=view.now, t=t)
-    patient_view = load_patient(conn, patient_id=patient_id, view=view)
-    return (
-        None if patient_view is None else patient_page(patient_view, now=view.now, t=t, links=links)
-    )
+    """A patient's page or their care plan page; None for a patient not found. A patient
+    sees any patient page as their own view, through the same access check: someone else's
+    page is refused like one that does not exist."""
+    if route.patient_id is None:
+        return None
+    with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+        if route.page is Page.CARE_PLAN:
+            record = load_care_plan_record(
+                conn,
+                principal=view.principal,
+                patient_id=route.patient_id,
+                now=view.now,
+                interface=Interface.DASHBOARD,
+            )
+            return None if record is None else care_plan_page(record, t=t, links=links)
+        if route.page is Page.PATIENT and view.principal.kind == "patient":
+            own_view = load_own(conn, patient_id=route.patient_id, view=view)
+            return None if own_view is None else own_page(own_view, now=view.now, t=t)
+        if route.page is Page.PATIENT:
+            patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
+            if patient_view is not None:
+                return patient_page(patient_view, now=view.now, t=t, links=links)
+    return None
 
 
 def _devices_content(view: View, *, pool: ConnectionPool, t: Translator) -> Component:

@@ -11,10 +11,20 @@ from collections.abc import Sequence
 
 from care.access import Reason
 from care.models import Condition
+from core import catalog
 from core.auth import StaffRole
 from core.i18n import Translator
 from core.limits import Severity
 from dashboard.formatting import NO_VALUE
+
+
+def measurement_name(code: str, t: Translator) -> str:
+    """The catalog's name for a LOINC code in the reader's language (NEWS2's consciousness,
+    which no device measures, from the translation catalogs)."""
+    if code == "consciousness":
+        return t("consciousness")
+    measurement = catalog.lookup(code)
+    return code if measurement is None else measurement.name(t.language)
 
 
 def severity_name(severity: Severity, t: Translator) -> str:

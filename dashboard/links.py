@@ -19,6 +19,9 @@ from core.links import (
 )
 from quality.figures import CONDITIONS, Period
 
+CARE_PLAN_SEGMENT = "care-plan"
+"""After a patient's address: that patient's care plan and responsibility."""
+
 
 class Page(Enum):
     WORKLIST = "worklist"
@@ -26,6 +29,7 @@ class Page(Enum):
     LOGIN = "login"
     FIGURES = "figures"
     DEVICES = "devices"
+    CARE_PLAN = "care-plan"
     UNKNOWN = "unknown"
 
 
@@ -86,10 +90,14 @@ def resolve(pathname: str | None, *, base: str) -> Route:
         return Route(named)
     if rest == path or not rest.startswith(PATIENTS_SEGMENT):
         return Route(Page.UNKNOWN)
+    patient, _, part = rest.removeprefix(PATIENTS_SEGMENT).strip("/").partition("/")
+    page = Page.CARE_PLAN if part == CARE_PLAN_SEGMENT else Page.PATIENT
+    if part not in {"", CARE_PLAN_SEGMENT}:
+        return Route(Page.UNKNOWN)
     try:
-        return Route(Page.PATIENT, UUID(rest.removeprefix(PATIENTS_SEGMENT).strip("/")))
+        return Route(page, UUID(patient))
     except ValueError:
-        return Route(Page.PATIENT)
+        return Route(page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,10 @@ class Links:
 
     def patient(self, patient_id: UUID) -> str:
         return f"{patient_path(patient_id, base=self.base)}?lang={self.language}"
+
+    def care_plan(self, patient_id: UUID) -> str:
+        path = patient_path(patient_id, base=self.base)
+        return f"{path}/{CARE_PLAN_SEGMENT}?lang={self.language}"
 
     def figures(self, period: Period | None = None, condition: str = CONDITIONS[0]) -> str:
         query = f"?lang={self.language}"
@@ -118,6 +130,8 @@ class Links:
     def in_language(self, route: Route, language: str) -> str:
         """The page `route` names, in `language`; built from the route, never from the raw path."""
         other = Links(self.base, language)
+        if route.patient_id is not None and route.page is Page.CARE_PLAN:
+            return other.care_plan(route.patient_id)
         if route.patient_id is not None:
             return other.patient(route.patient_id)
         if route.page is Page.FIGURES:

@@ -3,11 +3,9 @@ team or the receiving unit."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-import psycopg
 from fastapi import Depends, Request
 
 from care import handover, people
@@ -19,14 +17,13 @@ from care.access import (
     Permission,
     Reason,
     authorize,
-    can_see_patient,
     do_access_patient,
     works_at,
 )
 from care.guard import AccessGuard, Caller, Checked, allowed, guarded_router
 from care.schemas import HandoverDecisionIn, HandoverDeclineIn, HandoverOut
+from care.staff_work import is_receiver
 from core.api import AccessRule, api_context
-from core.auth import Principal
 
 router = guarded_router(tags=["responsibility"])
 
@@ -58,7 +55,7 @@ class _Handover(AccessGuard):
             found = handover.get_handover(conn, handover_id=handover_id)
             receiver = self.receiver
             if receiver is None:
-                receiver = _is_receiver(conn, principal, found, now=now)
+                receiver = is_receiver(conn, principal, found, now=now)
             permission = Permission.DECIDE_HANDOVER if receiver else self.permission
             if found is None:
                 authorize(conn, principal=principal, permission=permission, now=now)
@@ -82,24 +79,6 @@ class _Handover(AccessGuard):
                 interface=Interface.API,
                 handover=found,
             )
-
-
-def _is_receiver(
-    conn: psycopg.Connection,
-    principal: Principal,
-    found: handover.Handover | None,
-    *,
-    now: datetime,
-) -> bool:
-    """Whether the caller reads a hand-over as the receiving unit rather than the team."""
-    return (
-        principal.kind == "staff"
-        and found is not None
-        and not can_see_patient(conn, principal=principal, patient_id=found.patient_id, now=now)
-        and works_at(
-            conn, staff_id=principal.uuid, organisation_id=found.to_organisation_id, now=now
-        )
-    )
 
 
 PendingHandovers = Annotated[Checked, allowed(Permission.DECIDE_HANDOVER, "patients")]

@@ -5,10 +5,11 @@ from typing import Annotated
 
 from fastapi import Response
 
-from care import careplan, handover, service
-from care.access import Action, ForbiddenError, Permission, works_at
+from care import handover, service
+from care.access import Action, Permission
 from care.guard import PatientRecord, guarded_router, patient_record
 from care.schemas import BackupUnitIn, HandoverIn, HandoverOut, ResponsibilityPeriodOut
+from care.staff_work import do_propose_from_responsible_unit
 from core.problems import conflict
 
 router = guarded_router(tags=["responsibility"])
@@ -63,19 +64,12 @@ def patient_handovers(record: ReadHandovers) -> list[HandoverOut]:
 @router.post("/patients/{patient_id}/handovers", status_code=201)
 def propose_handover(record: ProposeHandover, body: HandoverIn) -> HandoverOut:
     """Propose to hand the patient over; your unit stays responsible until acceptance."""
-    conn, now, proposer = record.conn, record.now, record.principal.uuid
-    sender = handover.responsible_unit(conn, patient_id=record.patient_id, at=now)
-    if sender is None or not works_at(conn, staff_id=proposer, organisation_id=sender, now=now):
-        raise ForbiddenError
-    plan = careplan.get_care_plan(conn, patient_id=record.patient_id)
-    created = handover.do_propose_handover(
-        conn,
+    created = do_propose_from_responsible_unit(
+        record.conn,
+        principal=record.principal,
         patient_id=record.patient_id,
         to_organisation_id=body.to_organisation_id,
-        proposed_by=proposer,
         note=body.note,
-        now=now,
-        care_plan_version=None if plan is None else plan.version,
-        from_organisation_id=sender,
+        now=record.now,
     )
     return HandoverOut.model_validate(created, from_attributes=True)

@@ -54,6 +54,11 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
                 className="page-heading patient-heading",
             ),
             facts,
+            dcc.Link(
+                t("Care plan and responsibility"),
+                href=links.care_plan(patient.id),
+                className="care-plan-link",
+            ),
             html.Section(
                 [
                     html.H2(t("Unresolved alerts")),

@@ -186,6 +186,50 @@ def show(client: TestClient, pathname: str, search: str = "", **kwargs: str) -> 
     return response.json()["response"]["page"]["children"]
 
 
+def press(
+    client: TestClient,
+    trigger: str,
+    values: dict[tuple[str, str], Any] | None = None,
+    *,
+    prop: str = "n_clicks",
+) -> dict[str, dict[str, Any]]:
+    """Fire the callback that `trigger`'s `prop` drives, as the browser does: the callback is
+    found in the dashboard's own dependency list, its inputs and states take `values` (by id
+    and property; the trigger's defaults to 1 click), and the answer is each output's new
+    properties by component id (empty when the callback sent no update)."""
+    callbacks = client.get(f"{BASE}_dash-dependencies").json()
+    spec = next(
+        c
+        for c in callbacks
+        if any(i["id"] == trigger and i["property"] == prop for i in c["inputs"])
+    )
+    given = {(trigger, prop): 1, **(values or {})}
+
+    def filled(items: list[dict]) -> list[dict]:
+        return [{**item, "value": given.get((item["id"], item["property"]))} for item in items]
+
+    key = spec["output"]
+    names = key.strip(".").split("...") if key.startswith("..") else [key]
+    outputs = [dict(zip(("id", "property"), n.rsplit(".", 1), strict=True)) for n in names]
+    response = client.post(
+        f"{BASE}_dash-update-component",
+        json={
+            "output": key,
+            "outputs": outputs if key.startswith("..") else outputs[0],
+            "inputs": filled(spec["inputs"]),
+            "state": filled(spec["state"]),
+            "changedPropIds": [f"{trigger}.{prop}"],
+        },
+    )
+    if response.status_code == 204:
+        return {}
+    assert response.status_code == 200, response.text
+    return {
+        component: {name.split("@")[0]: value for name, value in props.items()}
+        for component, props in response.json()["response"].items()
+    }
+
+
 def components(tree: Any) -> Iterator[dict]:
     """Every component in a tree, depth first, in document order."""
     if isinstance(tree, list):
