@@ -22,6 +22,7 @@ from tests.dashboard import (
     Seeded,
     components,
     dashboard_client,
+    figures,
     of_class,
     raise_red_alert,
     seed_patient,
@@ -166,6 +167,11 @@ def test_the_patient_sees_no_nurse_only_state_or_statistic(
             for c in components(page)
             if c["type"] == "Button" and "acknowledge" in (c["props"].get("className") or "")
         ]
+    [chart] = figures(page)
+    legend = {trace["name"] for trace in chart["data"] if trace.get("showlegend") is not False}
+    assert legend == {"Your target", "Your outer limits", "Outside the limits"}, (
+        "the chart speaks to the patient of their own limits"
+    )
 
 
 def test_todays_schedule_says_what_is_done_and_what_is_still_missing(
