@@ -442,8 +442,8 @@ def _trends(view: OwnView, *, now: datetime, t: Translator) -> list[Component]:
     # On a phone the legend goes under the charts, clear of the first chart's title.
     figure.update_layout(
         font={"size": 15},
-        margin={"l": 48, "r": 8, "b": 96},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.06, "x": 0, "xanchor": "left"},
+        margin={"l": 48, "r": 8, "b": 120},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.14, "x": 0, "xanchor": "left"},
     )
     return [
         html.P(
