@@ -23,7 +23,6 @@ from care.access import (
     Interface,
     Permission,
     access_log,
-    authorize,
     do_access_patient,
 )
 from care.careplan import CarePlan, PlanLimits, get_care_plan
@@ -35,7 +34,7 @@ from core.clock import DISPLAY_TIMEZONE
 from core.limits import Severity
 from core.readings import Reading, readings_for_patient
 from core.rule_parameters import TUNABLES
-from dashboard.data.viewing import LOG_COVERS, View, already_logged
+from dashboard.data.viewing import LOG_COVERS, View
 
 OWN_RESOURCE: Final = "own-page"
 OWN_TREND_WINDOW: Final = timedelta(days=30)
@@ -140,26 +139,19 @@ class OwnView:
 def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnView | None:
     """The own page's data, after the one access check (NotVisibleError for anyone else's
     patient, as for one who does not exist) and with its access-log row."""
-    now, principal = view.now, view.principal
-    if already_logged(conn, view=view, resource=OWN_RESOURCE, patient_ids=[patient_id]):
-        authorize(
-            conn,
-            principal=principal,
-            permission=Permission.READ_PATIENT,
-            patient_id=patient_id,
-            now=now,
-        )
-    else:
-        do_access_patient(
-            conn,
-            principal=principal,
-            permission=Permission.READ_PATIENT,
-            patient_id=patient_id,
-            resource=OWN_RESOURCE,
-            action=Action.READ,
-            interface=Interface.DASHBOARD,
-            now=now,
-        )
+    # Drawn only when opened or acted on (the page has no periodic refresh), so every load is
+    # a look of its own.
+    now = view.now
+    do_access_patient(
+        conn,
+        principal=view.principal,
+        permission=Permission.READ_PATIENT,
+        patient_id=patient_id,
+        resource=OWN_RESOURCE,
+        action=Action.READ,
+        interface=Interface.DASHBOARD,
+        now=now,
+    )
     patient = get_patient(conn, patient_id=patient_id, now=now)
     if patient is None:
         return None

@@ -25,6 +25,7 @@ from tests.dashboard import (
     figures,
     of_class,
     raise_red_alert,
+    routing_request,
     seed_patient,
     show,
     store_reading,
@@ -323,3 +324,22 @@ def test_a_copd_patient_answers_the_cat_and_its_total_is_stored(
         "SELECT kind, total, answers->>'q5' FROM questionnaire_responses WHERE patient_id = %s",
         (kari.patient_id,),
     ).fetchall() == [("cat", 1 + 2 + 3 + 4 + 5 + 0 + 1 + 2, "5")]
+
+
+def test_the_own_view_is_not_redrawn_under_a_patients_half_given_answers(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    kari = _kari(conn)
+    client, _ = dashboard_client(pool, patient_id=kari.patient_id)
+    show(client, BASE)
+
+    response = client.post(
+        f"{BASE}_dash-update-component",
+        json=routing_request(BASE, trigger="refresh.n_intervals"),
+    )
+
+    assert response.status_code == 200
+    assert "page" not in response.json()["response"], "the periodic refresh leaves the page be"
+    assert conn.execute(
+        "SELECT count(*) FROM access_log WHERE resource = 'own-page'"
+    ).fetchone() == (1,)
