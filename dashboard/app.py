@@ -20,14 +20,16 @@ from care.access import ForbiddenError, Interface, NotAuthenticatedError, NotVis
 from care.staff_work import load_care_plan_record
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
-from core.i18n import Translator, translator
+from core.i18n import DEFAULT_LANGUAGE, Translator, translator
 from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
 from dashboard.callbacks import care_plan as care_plan_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
+from dashboard.callbacks import questionnaire as questionnaire_callbacks
 from dashboard.callbacks import worklist as worklist_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
+from dashboard.data.own import load_own
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
@@ -54,6 +56,7 @@ from dashboard.pages.devices import (
 )
 from dashboard.pages.login import login_page
 from dashboard.pages.not_found import not_found_page
+from dashboard.pages.own import own_page
 from dashboard.pages.patient import patient_page
 from dashboard.pages.quality import (
     figures_page,
@@ -115,6 +118,9 @@ def create_dashboard(
             html.Div(id="page"),
         ]
     )
+    # The page's language is set on its frame (`lang` on the shell); the document itself
+    # declares the default, so no text is ever of no language (WCAG 3.1.1).
+    app.index_string = app.index_string.replace("<html>", f'<html lang="{DEFAULT_LANGUAGE}">', 1)
     server.add_middleware(CallbackRequests, dash=app)
     server.add_middleware(
         ClientSideRoutes,
@@ -136,7 +142,7 @@ def create_dashboard(
 
     def render(
         pathname: str | None, search: str | None, token: str | None, *, refresh: bool
-    ) -> tuple[Component, None]:
+    ) -> tuple[Component | NoUpdate, None]:
         language = language_from_search(search)
         t = translator(language)
         links = Links(url_base, language)
@@ -148,6 +154,10 @@ def create_dashboard(
         except NotAuthenticatedError:
             # An expired, revoked or forged token is no one: the log-in form, no data.
             principal, ended = ANONYMOUS, True
+        if refresh and principal.kind == "patient":
+            # The patient's own view does not redraw itself every few seconds: it would wipe
+            # answers half given. It is drawn when opened and when the patient acts.
+            return no_update, None
         if principal.kind not in SIGNED_IN:
             content = login_page(
                 t=t,
@@ -219,6 +229,7 @@ def create_dashboard(
         device_callbacks,
         figure_callbacks,
         worklist_callbacks,
+        questionnaire_callbacks,
     ):
         page_callbacks.register(app, context)
     return app
@@ -321,7 +332,9 @@ def _patient_content(
     t: Translator,
     links: Links,
 ) -> Component | None:
-    """A patient's page or their care plan page; None for a patient not found."""
+    """A patient's page or their care plan page; None for a patient not found. A patient
+    sees any patient page as their own view, through the same access check: someone else's
+    page is refused like one that does not exist."""
     if route.patient_id is None:
         return None
     with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
@@ -334,6 +347,9 @@ def _patient_content(
                 interface=Interface.DASHBOARD,
             )
             return None if record is None else care_plan_page(record, t=t, links=links)
+        if route.page is Page.PATIENT and view.principal.kind == "patient":
+            own_view = load_own(conn, patient_id=route.patient_id, view=view)
+            return None if own_view is None else own_page(own_view, now=view.now, t=t)
         if route.page is Page.PATIENT:
             patient_view = load_patient(conn, patient_id=route.patient_id, view=view)
             if patient_view is not None:

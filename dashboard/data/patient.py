@@ -13,11 +13,9 @@ import psycopg
 from alerts.queries import Episode, unresolved_episodes
 from care.access import (
     ROLES,
-    AccessLogEntry,
     Action,
     Interface,
     Permission,
-    access_log,
     authorize,
     do_access_patient,
 )
@@ -50,8 +48,6 @@ class PatientView:
     limits: tuple[PlanLimits, ...]
     """The care plan's limits, yellow and red, which the trend draws."""
     devices: list[DeviceOverview]
-    looked_at_by: list[AccessLogEntry] | None
-    """For a patient looking at their own page: who has looked at their data."""
     can_act: bool = False
     """The viewer may take steps on alerts (a clinical role with the patient in their care)."""
     notes: dict[int, list[Note]] = field(default_factory=dict)
@@ -92,7 +88,6 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
     patient = get_patient(conn, patient_id=patient_id, now=now)
     if patient is None:
         return None
-    own = principal.kind == "patient" and principal.id == str(patient_id)
     can_act = principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT]
     episodes = unresolved_episodes(conn, patient_ids=[patient_id])
     return PatientView(
@@ -101,7 +96,6 @@ def load_patient(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> P
         readings=readings_for_patient(conn, patient_id=patient_id, since=now - TREND_WINDOW),
         limits=plan_limits(conn, patient_id=patient_id),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),
-        looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
         can_act=can_act,
         notes=notes_of(conn, episode_ids=[e.id for e in episodes]),
         names=staff_names(conn, episodes=episodes),

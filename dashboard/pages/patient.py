@@ -1,5 +1,5 @@
 """The patient page: unresolved alerts (with every step on them), the last 7 days drawn
-against the care plan's limits, the devices, and for the patient themself who has looked."""
+against the care plan's limits, the devices."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from dashboard.labels import (
     direction_text,
 )
 from dashboard.links import Links
-from dashboard.pages.access_log import looked_at_by_section
 from dashboard.pages.alert_steps import alert_steps, notes_list, who_is_on_it
 from dashboard.pages.badges import severity_badge
 from dashboard.reasons import findings, rule_title
@@ -52,30 +51,18 @@ def patient_page(
         ],
         className="facts",
     )
-    own = view.looked_at_by is not None
     return html.Div(
         [
-            # A patient has no worklist to go back to: the start page is their own page.
-            *(
-                []
-                if own
-                else [dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back")]
-            ),
+            dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back"),
             html.Div(
                 [html.H1(patient.display_name), severity_badge(severity_of(view.episodes), t)],
                 className="page-heading patient-heading",
             ),
             facts,
-            *(
-                []
-                if own
-                else [
-                    dcc.Link(
-                        t("Care plan and responsibility"),
-                        href=links.care_plan(patient.id),
-                        className="care-plan-link",
-                    )
-                ]
+            dcc.Link(
+                t("Care plan and responsibility"),
+                href=links.care_plan(patient.id),
+                className="care-plan-link",
             ),
             html.Section(
                 [
@@ -88,7 +75,6 @@ def patient_page(
             html.Section(
                 [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
             ),
-            *([] if view.looked_at_by is None else [looked_at_by_section(view.looked_at_by, t=t)]),
         ]
     )
 
@@ -175,19 +161,18 @@ def _episode(
         html.Span(alert_state_name(episode.state, t), className="state"),
     ]
     parts: list[Component | None] = [html.Div(title, className="alert-title")]
-    if view.looked_at_by is None:  # the nurse's view; a patient reads their own page
-        parts.append(
-            html.Div(
-                who_is_on_it(
-                    episode,
-                    names=view.names,
-                    snooze=view.snoozes.get(episode.id),
-                    now=now,
-                    t=t,
-                ),
-                className="alert-who",
-            )
+    parts.append(
+        html.Div(
+            who_is_on_it(
+                episode,
+                names=view.names,
+                snooze=view.snoozes.get(episode.id),
+                now=now,
+                t=t,
+            ),
+            className="alert-who",
         )
+    )
     parts += _part(lead, now=now, t=t)
     for alert in others:
         parts.append(
@@ -197,8 +182,7 @@ def _episode(
             )
         )
         parts += _part(alert, now=now, t=t)
-    if view.looked_at_by is None:
-        parts.append(notes_list(view.notes.get(episode.id, []), t=t))
+    parts.append(notes_list(view.notes.get(episode.id, []), t=t))
     if view.can_act and view.viewer is not None:
         opened = handling == episode.lead.id
         parts.append(
