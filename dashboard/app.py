@@ -40,6 +40,7 @@ from dashboard.links import (
     Links,
     Page,
     Route,
+    care_plan_choice_from_search,
     condition_from_search,
     handled_from_search,
     language_from_search,
@@ -201,10 +202,14 @@ def create_dashboard(
         token = callback_context.cookies.get(session_cookie)
         triggers = callback_context.triggered_prop_ids
         refresh = bool(triggers) and all(prop.startswith("refresh.") for prop in triggers)
-        if refresh and resolve(pathname, base=url_base).page in _NOT_REFRESHED:
+        if refresh and (
+            resolve(pathname, base=url_base).page in _NOT_REFRESHED
+            or handled_from_search(search) is not None
+        ):
             # The figures are of whole past days: a refresh would show the same again. The
-            # registry and the care plan change by the users' own actions, which redraw them;
-            # a refresh would wipe a form half filled in.
+            # registry, the care plan and an alert's open forms change by the users' own
+            # actions, which redraw them; a refresh would redraw a form under the hand that is
+            # filling it in, and could take the button away between press and release.
             return no_update, None, no_update
         try:
             # The database is read in a worker thread, so the event loop goes on serving others.
@@ -346,7 +351,10 @@ def _patient_content(
                 now=view.now,
                 interface=Interface.DASHBOARD,
             )
-            return None if record is None else care_plan_page(record, t=t, links=links)
+            if record is None:
+                return None
+            choice = care_plan_choice_from_search(search)
+            return care_plan_page(record, t=t, links=links, choice=choice)
         if route.page is Page.PATIENT and view.principal.kind == "patient":
             own_view = load_own(conn, patient_id=route.patient_id, view=view)
             return None if own_view is None else own_page(own_view, now=view.now, t=t)

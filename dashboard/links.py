@@ -76,6 +76,24 @@ def condition_from_search(search: str | None) -> str:
     return values[-1] if values and values[-1] in CONDITIONS else CONDITIONS[0]
 
 
+@dataclass(frozen=True, slots=True)
+class CarePlanChoice:
+    """What the care plan page's forms were pointed at, from its address."""
+
+    measure: str | None = None
+    to: UUID | None = None
+
+
+def care_plan_choice_from_search(search: str | None) -> CarePlanChoice:
+    query = parse_qs((search or "").removeprefix("?"))
+    measure = query.get("measure", [None])[-1]
+    try:
+        to = UUID(query["to"][-1])
+    except (KeyError, ValueError):
+        to = None
+    return CarePlanChoice(measure=measure, to=to)
+
+
 def worklist_filters_from_search(search: str | None) -> WorklistFilters:
     """The worklist's filters as its address holds them; a value that names nothing known is
     no filter, so an old or mistyped link still opens the list."""
@@ -183,9 +201,18 @@ class Links:
         query = f"?lang={self.language}" + ("" if handle is None else f"&handle={handle}")
         return f"{patient_path(patient_id, base=self.base)}{query}"
 
-    def care_plan(self, patient_id: UUID) -> str:
+    def care_plan(
+        self, patient_id: UUID, *, measure: str | None = None, to: UUID | None = None
+    ) -> str:
+        """The care plan page; `measure`: the measurement its limit form edits; `to`: the
+        unit its hand-over form proposes."""
+        query = {"lang": self.language}
+        if measure is not None:
+            query["measure"] = measure
+        if to is not None:
+            query["to"] = str(to)
         path = patient_path(patient_id, base=self.base)
-        return f"{path}/{CARE_PLAN_SEGMENT}?lang={self.language}"
+        return f"{path}/{CARE_PLAN_SEGMENT}?{urlencode(query)}"
 
     def figures(self, period: Period | None = None, condition: str = CONDITIONS[0]) -> str:
         query = f"?lang={self.language}"

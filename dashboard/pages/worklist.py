@@ -35,25 +35,12 @@ from dashboard.formatting import NO_VALUE, format_moment, format_relative, forma
 from dashboard.labels import condition_names, direction_arrow, direction_text
 from dashboard.links import Links
 from dashboard.pages.alert_steps import alert_steps, notes_list, who_is_on_it
+from dashboard.pages.chips import chips
 from dashboard.pages.outbox import demo_outbox_section
 from dashboard.reasons import reason
 from dashboard.sparkline import sparkline
 
-FILTER_UNIT: Final = "worklist-unit"
-FILTER_CONDITION: Final = "worklist-condition"
-FILTER_STANDING: Final = "worklist-standing"
-FILTER_STATE: Final = "worklist-state"
-FILTER_QUICK: Final = "worklist-quick"
-"""A checklist: "mine" (assigned to me), "unacknowledged"."""
 FILTER_NAME: Final = "worklist-name"
-FILTERS: Final = (
-    FILTER_UNIT,
-    FILTER_CONDITION,
-    FILTER_STANDING,
-    FILTER_STATE,
-    FILTER_QUICK,
-    FILTER_NAME,
-)
 
 
 def standing_name(standing: Standing, t: Translator) -> str:
@@ -107,7 +94,7 @@ def worklist_page(
         className="summary",
     )
     heading = html.Div([html.H1(t("Worklist")), summary], className="page-heading")
-    parts: list[Component] = [heading, _filters(worklist, filters, t=t)]
+    parts: list[Component] = [heading, _filters(worklist, filters, t=t, links=links)]
     if not worklist.rows:
         parts.append(html.P(t("No patients match."), className="empty"))
     else:
@@ -152,30 +139,18 @@ def worklist_page(
     return html.Div([section, demo_outbox_section(outbox, names=names, now=now, t=t)])
 
 
-def _filters(worklist: Worklist, filters: WorklistFilters, *, t: Translator) -> Component:
-    """The filters as labelled fields; changing one changes the address (callbacks/worklist)."""
+def _filters(
+    worklist: Worklist, filters: WorklistFilters, *, t: Translator, links: Links
+) -> Component:
+    """Each filter a row of links (dashboard/pages/chips.py); the name search changes the
+    address through callbacks/worklist. Any change starts the list from its first page."""
 
-    def choice(label: str, field: str, options: list[dict[str, str]], value: object) -> Component:
-        return html.Label(
-            [
-                html.Span(label, className="filter-label"),
-                dcc.Dropdown(
-                    id=field,
-                    options=options,
-                    value=None if value is None else str(value),
-                    placeholder=t("All"),
-                    clearable=True,
-                    searchable=False,
-                ),
-            ],
-            className="filter",
-        )
+    def href(narrowed: WorklistFilters) -> str:
+        return links.worklist(replace(narrowed, shown=PAGE_SIZE))
 
-    quick = [
-        value
-        for value, on in (("mine", filters.mine), ("unacknowledged", filters.unacknowledged))
-        if on
-    ]
+    def all_or(chosen: object, everything: WorklistFilters) -> tuple[str, str, bool]:
+        return t("All"), href(everything), chosen is None
+
     return html.Div(
         [
             html.Label(
@@ -192,43 +167,49 @@ def _filters(worklist: Worklist, filters: WorklistFilters, *, t: Translator) -> 
                 ],
                 className="filter filter-name",
             ),
-            choice(
-                t("Unit"),
-                FILTER_UNIT,
-                [{"label": unit.name, "value": str(unit.id)} for unit in worklist.units],
-                filters.unit,
-            ),
-            choice(
-                t("Condition"),
-                FILTER_CONDITION,
-                [{"label": condition_names([c], t), "value": c.value} for c in CONDITIONS],
-                filters.condition,
-            ),
-            choice(
-                t("Severity"),
-                FILTER_STANDING,
-                [{"label": standing_name(s, t), "value": s.value} for s in STANDINGS],
-                filters.standing,
-            ),
-            choice(
-                t("State"),
-                FILTER_STATE,
-                [{"label": state_name(s, t), "value": s.value} for s in AlertState],
-                filters.state,
-            ),
-            dcc.Checklist(
-                id=FILTER_QUICK,
-                options=[
-                    {"label": t("Assigned to me"), "value": "mine"},
-                    {"label": t("Not acknowledged"), "value": "unacknowledged"},
+            chips(
+                t("Show"),
+                [
+                    (t("Assigned to me"), href(replace(filters, mine=not filters.mine)),
+                     filters.mine),
+                    (t("Not acknowledged"),
+                     href(replace(filters, unacknowledged=not filters.unacknowledged)),
+                     filters.unacknowledged),
                 ],
-                value=quick,
-                className="filter filter-quick",
+                t=t,
+            ),
+            chips(
+                t("Unit"),
+                [all_or(filters.unit, replace(filters, unit=None))]
+                + [(unit.name, href(replace(filters, unit=unit.id)), filters.unit == unit.id)
+                   for unit in worklist.units],
+                t=t,
+            ),
+            chips(
+                t("Condition"),
+                [all_or(filters.condition, replace(filters, condition=None))]
+                + [(condition_names([c], t), href(replace(filters, condition=c)),
+                    filters.condition == c) for c in CONDITIONS],
+                t=t,
+            ),
+            chips(
+                t("Severity"),
+                [all_or(filters.standing, replace(filters, standing=None))]
+                + [(standing_name(s, t), href(replace(filters, standing=s)),
+                    filters.standing == s) for s in STANDINGS],
+                t=t,
+            ),
+            chips(
+                t("State"),
+                [all_or(filters.state, replace(filters, state=None))]
+                + [(state_name(s, t), href(replace(filters, state=s)), filters.state == s)
+                   for s in AlertState],
+                t=t,
             ),
         ],
         className="worklist-filters",
         role="search",
-    )
+    )  # fmt: skip
 
 
 def _row(  # the row, the list it is in, and how the page is drawn

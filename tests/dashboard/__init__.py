@@ -351,8 +351,12 @@ def seed_patient(
 ) -> Seeded:
     """A patient under a unit, with one assigned home device and, with `limits` (per alias:
     low, high, and optionally red_low, red_high), a care plan holding just those."""
-    organisation = do_create_organisation(
-        conn, name=unit, kind=OrganisationKind.HOSPITAL_DEPARTMENT
+    # Patients of one unit share it, as they do in a health community.
+    known = conn.execute("SELECT id FROM organisations WHERE name = %s", (unit,)).fetchone()
+    organisation = (
+        known[0]
+        if known
+        else do_create_organisation(conn, name=unit, kind=OrganisationKind.HOSPITAL_DEPARTMENT)
     )
     patient_id = do_create_patient(
         conn,

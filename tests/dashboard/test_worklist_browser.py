@@ -1,9 +1,11 @@
 """A municipal nurse's shift in a real browser (Debian's chromium, driven by Playwright), under
 the server's Content-Security-Policy: she logs in, reads the worklist in its order with why each
 patient is flagged, narrows it to what nobody has acknowledged, and takes a red patient's alert
-from new to resolved, from the patient page and from the worklist row, without a reload. The
-page fits a tablet (800 px) and a note written as markup stays text. The test also writes the
-worklist's screenshot, docs/screenshots/worklist.png."""
+from new to resolved, from the patient page and from the worklist row, without a reload; then
+she changes a limit of the patient's care plan with a reason and finds it in the history. The
+page fits a tablet (800 px), a note written as markup stays text, and axe-core finds no serious
+or critical violation on the worklist, the patient page and the care plan. The test also writes
+the screenshots docs/screenshots/worklist.png and docs/screenshots/care-plan.png."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from care.models import Condition, OrganisationKind
 from care.people import do_add_team_member, do_link_identity
 from core.clock import ManualClock
 from core.local_accounts import do_create_local_account
+from tests.browser_checks import severe_accessibility_violations
 from tests.dashboard import (
     ISSUER,
     NOW,
@@ -36,7 +39,8 @@ from tests.support import insert_episode, scalar
 pytestmark = pytest.mark.slow  # a chromium
 __all__ = ["server"]  # the fixture, shared with the dashboard's other browser tests
 
-SCREENSHOT: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "worklist.png"
+SCREENSHOTS: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOT: Final = SCREENSHOTS / "worklist.png"
 MUNICIPAL_NURSE: Final = "Marte Kommune"
 USER: Final = "marte"
 PASSWORD: Final = "et langt demopassord"
@@ -166,12 +170,13 @@ def test_a_municipal_nurse_works_a_red_alert_from_new_to_resolved_without_a_relo
             frode = page.locator(".worklist-row", has_text="Frode Syntetisk")
             assert "NEWS2 (partial): partial score" in frode.locator(".wl-reason").inner_text()
             assert "news2_partial" not in page.inner_text("main")
+            assert severe_accessibility_violations(page) == []
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             page.set_viewport_size({"width": 800, "height": 1000})
             assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
-            page.get_by_label("Not acknowledged").check()
+            page.get_by_role("link", name="Not acknowledged").click()
             page.wait_for_url("**unacknowledged=1**", timeout=WAIT)
             page.locator(".worklist-row", has_text="Kari Nordmann").wait_for(
                 state="detached", timeout=WAIT
@@ -180,6 +185,8 @@ def test_a_municipal_nurse_works_a_red_alert_from_new_to_resolved_without_a_relo
 
             page.get_by_role("link", name="Bjørn Prøvestad").click()
             card = page.locator(".alert").first
+            card.wait_for(timeout=WAIT)
+            assert severe_accessibility_violations(page) == []
             card.get_by_role("button", name="Acknowledge").click()
             page.wait_for_selector("text=Alert acknowledged.", timeout=WAIT)
             page.locator(".alert-who", has_text="Acknowledged by").wait_for(timeout=WAIT)
@@ -210,8 +217,22 @@ def test_a_municipal_nurse_works_a_red_alert_from_new_to_resolved_without_a_relo
             row.locator(".wl-reason", has_text="No unresolved alerts").wait_for(timeout=WAIT)
             assert page.locator(".worklist-row .name").first.inner_text() == "Dagfinn Fiktiv"
 
+            page.get_by_role("link", name="Bjørn Prøvestad").click()
+            page.get_by_role("link", name="Care plan and responsibility").click()
+            page.wait_for_selector("text=Plan in force: version 1", timeout=WAIT)
+            assert severe_accessibility_violations(page) == []
+            page.get_by_label("Yellow below").fill("91")
+            page.get_by_label("Why (shown in the history)").fill("Agreed with the lung doctor")
+            page.get_by_role("button", name="Save the change").click()
+            page.wait_for_selector("text=Plan in force: version 2", timeout=WAIT)
+            history = page.locator("section", has_text="Version history").inner_text()
+            assert "Agreed with the lung doctor" in history
+            assert "yellow < 91" in history
+            assert MUNICIPAL_NURSE in history
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.screenshot(path=str(SCREENSHOTS / "care-plan.png"), full_page=True)
+
             assert page.evaluate("window.__sameDocument") is True
-            assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
             assert page.evaluate("window.__cspViolations") == []
             assert problems == []
         finally:
