@@ -34,6 +34,14 @@ class QuestionnaireOut(BaseModel):
     total: int | None
 
 
+def recorded_answers(body: DailySymptomsIn | CatIn) -> tuple[dict[str, Any], int | None]:
+    """The answers as stored (the CAT's items as q1..q8) and the CAT's total; the API and the
+    patient's own page record them alike."""
+    if isinstance(body, CatIn):
+        return {f"q{i + 1}": v for i, v in enumerate(body.answers)}, sum(body.answers)
+    return body.model_dump(include={"more_breathless", "more_swelling", "more_cough"}), None
+
+
 router = guarded_router(tags=["alerts"])
 
 SubmitAnswers = Annotated[
@@ -52,12 +60,7 @@ def submit_questionnaire(
     now = record.now
     if body.answered_at > now + timedelta(minutes=5):
         raise HTTPException(422, "answered_at lies in the future")
-    if isinstance(body, CatIn):
-        answers: dict[str, Any] = {f"q{i + 1}": v for i, v in enumerate(body.answers)}
-        total: int | None = sum(body.answers)
-    else:
-        answers = body.model_dump(include={"more_breathless", "more_swelling", "more_cough"})
-        total = None
+    answers, total = recorded_answers(body)
     answer_id = do_record_answers(
         record.conn,
         patient_id=record.patient_id,

@@ -185,10 +185,11 @@ class Timings:
 def _route_request(pathname: str, search: str) -> dict:
     """The body the browser posts when the address changes to `pathname` and `search`."""
     return {
-        "output": "..page.children...status.children..",
+        "output": "..page.children...status.children...shown-at.data..",
         "outputs": [
             {"id": "page", "property": "children"},
             {"id": "status", "property": "children"},
+            {"id": "shown-at", "property": "data"},
         ],
         "inputs": [
             {"id": "url", "property": "pathname", "value": pathname},
@@ -196,7 +197,7 @@ def _route_request(pathname: str, search: str) -> dict:
             {"id": "refresh", "property": "n_intervals", "value": None},
         ],
         "changedPropIds": ["url.pathname"],
-        "state": [],
+        "state": [{"id": "shown-at", "property": "data", "value": None}],
     }
 
 
@@ -309,7 +310,8 @@ def _time_loader(
     for n in range(requests + 1):  # the first warms the caches, not counted
         started = time.perf_counter()
         with pool.connection() as conn:
-            rows = len(load_worklist(conn, view=View(principal=nurse, now=NOW, refresh=False)))
+            shown = load_worklist(conn, view=View(principal=nurse, now=NOW, refresh=False))
+            rows = sum(shown.counts.values())
         if n:
             timings.append(time.perf_counter() - started)
     checks.expect(rows > 0, "the nurse's worklist is empty")

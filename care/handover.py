@@ -169,6 +169,16 @@ def pending_handovers_to(conn: psycopg.Connection, *, organisation_id: UUID) -> 
         ).fetchall()
 
 
+def pending_handovers(conn: psycopg.Connection, *, patient_ids: list[UUID]) -> list[Handover]:
+    """The open proposal of each of these patients that has one (at most one each): what a
+    worklist shows beside the unit in charge."""
+    with conn.cursor(row_factory=class_row(Handover)) as cur:
+        return cur.execute(
+            f"{_HANDOVER} WHERE h.patient_id = ANY(%s) AND h.state = 'proposed'",
+            (patient_ids,),
+        ).fetchall()
+
+
 # --- Changing hands ----------------------------------------------------------------------------
 
 

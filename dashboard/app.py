@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 import fastapi
 import psycopg
-from dash import Dash, Input, NoUpdate, Output, callback_context, dcc, html, no_update
+from babel.dates import format_skeleton
+from dash import Dash, Input, NoUpdate, Output, State, callback_context, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
@@ -18,29 +20,36 @@ from care.access import ForbiddenError, Interface, NotAuthenticatedError, NotVis
 from care.staff_work import load_care_plan_record
 from core.auth import ANONYMOUS, Principal
 from core.clock import Clock
-from core.i18n import Translator, translator
+from core.i18n import DEFAULT_LANGUAGE, Translator, translator
 from core.links import DASHBOARD_PATH, DEVICES_SEGMENT, FIGURES_SEGMENT
 from dashboard.callbacks import alerts as alert_callbacks
 from dashboard.callbacks import care_plan as care_plan_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
+from dashboard.callbacks import questionnaire as questionnaire_callbacks
 from dashboard.callbacks import trend as trend_callbacks
+from dashboard.callbacks import worklist as worklist_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
+from dashboard.data.own import load_own
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
+from dashboard.formatting import DISPLAY_TIMEZONE, babel_locale
 from dashboard.links import (
     LOGIN_SEGMENT,
     PATIENTS_SEGMENT,
     Links,
     Page,
     Route,
+    care_plan_choice_from_search,
     condition_from_search,
+    handled_from_search,
     language_from_search,
     login_failed,
     login_throttled,
     period_from_search,
     resolve,
+    worklist_filters_from_search,
 )
 from dashboard.middleware import CallbackRequests, ClientSideRoutes
 from dashboard.pages.care_plan import care_plan_page
@@ -49,6 +58,7 @@ from dashboard.pages.devices import (
 )
 from dashboard.pages.login import login_page
 from dashboard.pages.not_found import not_found_page
+from dashboard.pages.own import own_page
 from dashboard.pages.patient import patient_page
 from dashboard.pages.quality import (
     figures_page,
@@ -66,6 +76,8 @@ _NOT_REFRESHED: Final = (Page.FIGURES, Page.DEVICES, Page.CARE_PLAN)
 
 ASSETS_DIR: Final = Path(__file__).parent / "assets"
 REFRESH_MILLISECONDS: Final = 5_000
+SHOWN_AT: Final = "shown-at"
+"""A store holding when the data on screen was read, for the notice when a refresh fails."""
 
 
 def create_dashboard(
@@ -100,13 +112,18 @@ def create_dashboard(
     )
     app.layout = html.Div(
         [
-            dcc.Location(id="url"),
+            # A callback that changes the address (a filter, a period) redraws the page itself.
+            dcc.Location(id="url", refresh="callback-nav"),
             dcc.Interval(id="refresh", interval=REFRESH_MILLISECONDS),
+            dcc.Store(id=SHOWN_AT),
             html.Div(id="status"),
             html.Div(id="action-status"),
             html.Div(id="page"),
         ]
     )
+    # The page's language is set on its frame (`lang` on the shell); the document itself
+    # declares the default, so no text is ever of no language (WCAG 3.1.1).
+    app.index_string = app.index_string.replace("<html>", f'<html lang="{DEFAULT_LANGUAGE}">', 1)
     server.add_middleware(CallbackRequests, dash=app)
     server.add_middleware(
         ClientSideRoutes,
@@ -128,7 +145,7 @@ def create_dashboard(
 
     def render(
         pathname: str | None, search: str | None, token: str | None, *, refresh: bool
-    ) -> tuple[Component, None]:
+    ) -> tuple[Component | NoUpdate, None]:
         language = language_from_search(search)
         t = translator(language)
         links = Links(url_base, language)
@@ -140,6 +157,10 @@ def create_dashboard(
         except NotAuthenticatedError:
             # An expired, revoked or forged token is no one: the log-in form, no data.
             principal, ended = ANONYMOUS, True
+        if refresh and principal.kind == "patient":
+            # The patient's own view does not redraw itself every few seconds: it would wipe
+            # answers half given. It is drawn when opened and when the patient acts.
+            return no_update, None
         if principal.kind not in SIGNED_IN:
             content = login_page(
                 t=t,
@@ -165,13 +186,15 @@ def create_dashboard(
     @app.callback(
         Output("page", "children"),
         Output("status", "children"),
+        Output(SHOWN_AT, "data"),
         Input("url", "pathname"),
         Input("url", "search"),
         Input("refresh", "n_intervals"),
+        State(SHOWN_AT, "data"),
     )
     async def route_and_refresh(
-        pathname: str | None, search: str | None, _refreshes: int | None
-    ) -> tuple[Component | NoUpdate, Component | None]:
+        pathname: str | None, search: str | None, _refreshes: int | None, shown_at: str | None
+    ) -> tuple[Component | NoUpdate, Component | None, str | NoUpdate]:
         """Draw the page the address names, for whoever the session cookie speaks for.
 
         Opening a page (first load, a link, a new address) is logged; the interval's refresh
@@ -181,20 +204,23 @@ def create_dashboard(
         token = callback_context.cookies.get(session_cookie)
         triggers = callback_context.triggered_prop_ids
         refresh = bool(triggers) and all(prop.startswith("refresh.") for prop in triggers)
-        if refresh and resolve(pathname, base=url_base).page in _NOT_REFRESHED:
+        if refresh and (
+            resolve(pathname, base=url_base).page in _NOT_REFRESHED
+            or handled_from_search(search) is not None
+        ):
             # The figures are of whole past days: a refresh would show the same again. The
-            # registry and the care plan change by the users' own actions, which redraw them;
-            # a refresh would wipe a form half filled in.
-            return no_update, None
+            # registry, the care plan and an alert's open forms change by the users' own
+            # actions, which redraw them; a refresh would redraw a form under the hand that is
+            # filling it in, and could take the button away between press and release.
+            return no_update, None, no_update
         try:
             # The database is read in a worker thread, so the event loop goes on serving others.
-            return await asyncio.to_thread(render, pathname, search, token, refresh=refresh)
+            page, status = await asyncio.to_thread(render, pathname, search, token, refresh=refresh)
         except psycopg.Error:
             # Unreachable, or the access-log row could not be written: fail closed, no new data.
             log.warning("the dashboard could not read the database", exc_info=True)
-            t = translator(language_from_search(search))
-            warning = t("The data could not be loaded. Trying again in a few seconds.")
-            return no_update, html.Div(warning, role="status", className="status-warning")
+            return no_update, _stale_notice(shown_at, search), no_update
+        return page, status, clock.now().isoformat()
 
     context = Context(
         pool=pool,
@@ -209,6 +235,8 @@ def create_dashboard(
         care_plan_callbacks,
         device_callbacks,
         figure_callbacks,
+        worklist_callbacks,
+        questionnaire_callbacks,
         trend_callbacks,
     ):
         page_callbacks.register(app, context)
@@ -232,11 +260,21 @@ def _content(
     try:
         if route.page in (Page.WORKLIST, Page.LOGIN):
             outbox = None
+            filters = worklist_filters_from_search(search)
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
-                rows = load_worklist(conn, view=view)
+                worklist = load_worklist(conn, view=view, filters=filters)
                 if with_outbox:
-                    outbox = demo_outbox(conn, rows)
-            return worklist_page(rows, now=view.now, t=t, links=links, outbox=outbox)
+                    outbox = demo_outbox(conn, worklist.rows)
+            return worklist_page(
+                worklist,
+                filters,
+                viewer=view.principal.uuid,
+                now=view.now,
+                t=t,
+                links=links,
+                handling=handled_from_search(search),
+                outbox=outbox,
+            )
         if route.page is Page.FIGURES:
             period = period_from_search(search) or Period.default(view.now)
             with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
@@ -279,6 +317,20 @@ def _content(
     return not_found_page(missing, t=t, links=links)
 
 
+def _stale_notice(shown_at: str | None, search: str | None) -> Component:
+    """The page on screen stays, and says from when its data is: a nurse must not take an old
+    list for the current one."""
+    t = translator(language_from_search(search))
+    if shown_at is None:
+        text = t("The data could not be loaded. Trying again in a few seconds.")
+    else:
+        moment = datetime.fromisoformat(shown_at)
+        text = t("Data from {time}; could not refresh. Trying again in a few seconds.").format(
+            time=format_skeleton("Hm", moment, tzinfo=DISPLAY_TIMEZONE, locale=babel_locale(t))
+        )
+    return html.Div(text, role="status", className="status-warning")
+
+
 def _patient_content(
     route: Route,
     view: View,
@@ -289,7 +341,9 @@ def _patient_content(
     links: Links,
 ) -> Component | None:
     """A patient's page (its trend over the range the address names) or their care plan
-    page; None for a patient not found."""
+    page; None for a patient not found. A patient sees any patient page as their own view,
+    through the same access check: someone else's page is refused like one that does not
+    exist."""
     if route.patient_id is None:
         return None
     with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
@@ -301,7 +355,13 @@ def _patient_content(
                 now=view.now,
                 interface=Interface.DASHBOARD,
             )
-            return None if record is None else care_plan_page(record, t=t, links=links)
+            if record is None:
+                return None
+            choice = care_plan_choice_from_search(search)
+            return care_plan_page(record, t=t, links=links, choice=choice)
+        if route.page is Page.PATIENT and view.principal.kind == "patient":
+            own_view = load_own(conn, patient_id=route.patient_id, view=view)
+            return None if own_view is None else own_page(own_view, now=view.now, t=t)
         if route.page is Page.PATIENT:
             patient_view = load_patient(
                 conn,
@@ -310,7 +370,13 @@ def _patient_content(
                 trend_range=trend_range_from_search(search),
             )
             if patient_view is not None:
-                return patient_page(patient_view, now=view.now, t=t, links=links)
+                return patient_page(
+                    patient_view,
+                    now=view.now,
+                    t=t,
+                    links=links,
+                    handling=handled_from_search(search),
+                )
     return None
 
 

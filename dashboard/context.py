@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from dash import callback_context, html
+from dash import NoUpdate, callback_context, html
 from dash.development.base_component import Component
 from psycopg_pool import ConnectionPool
 
@@ -31,7 +31,7 @@ class Context:
     principal_of: Callable[[str | None], Principal]
     session_cookie: str
     url_base: str
-    render: Callable[..., tuple[Component, None]]
+    render: Callable[..., tuple[Component | NoUpdate, None]]
 
     def token(self) -> str | None:
         """The session token of the request this callback answers."""

@@ -3,12 +3,15 @@ navigation, reloads and a link pasted to a colleague."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
-from urllib.parse import parse_qs
+from typing import TypeVar
+from urllib.parse import parse_qs, urlencode
 from uuid import UUID
 
+from care.models import Condition
 from core.i18n import negotiate
 from core.links import (
     DEVICES_SEGMENT,
@@ -17,8 +20,16 @@ from core.links import (
     PATIENTS_SEGMENT,
     patient_path,
 )
+from dashboard.data.worklist import (
+    PAGE_SIZE,
+    AlertState,
+    Standing,
+    WorklistFilters,
+)
 from dashboard.ranges import TrendRange
 from quality.figures import CONDITIONS, Period
+
+T = TypeVar("T")
 
 CARE_PLAN_SEGMENT = "care-plan"
 """After a patient's address: that patient's care plan and responsibility."""
@@ -67,6 +78,77 @@ def condition_from_search(search: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class CarePlanChoice:
+    """What the care plan page's forms were pointed at, from its address."""
+
+    measure: str | None = None
+    to: UUID | None = None
+
+
+def care_plan_choice_from_search(search: str | None) -> CarePlanChoice:
+    query = parse_qs((search or "").removeprefix("?"))
+    measure = query.get("measure", [None])[-1]
+    try:
+        to = UUID(query["to"][-1])
+    except (KeyError, ValueError):
+        to = None
+    return CarePlanChoice(measure=measure, to=to)
+
+
+def worklist_filters_from_search(search: str | None) -> WorklistFilters:
+    """The worklist's filters as its address holds them; a value that names nothing known is
+    no filter, so an old or mistyped link still opens the list."""
+    query = {key: values[-1] for key, values in parse_qs((search or "").removeprefix("?")).items()}
+
+    shown = query.get("shown", "")
+    return WorklistFilters(
+        unit=_parsed(UUID, query.get("unit")),
+        condition=_parsed(Condition, query.get("condition")),
+        standing=_parsed(Standing, query.get("standing")),
+        state=_parsed(AlertState, query.get("state")),
+        mine=query.get("mine") == "1",
+        unacknowledged=query.get("unacknowledged") == "1",
+        name=query.get("name", "")[:100],
+        shown=min(int(shown), 10 * PAGE_SIZE) if shown.isdigit() and int(shown) else PAGE_SIZE,
+    )
+
+
+def _parsed(parse: Callable[[str], T], value: str | None) -> T | None:
+    try:
+        return None if value is None else parse(value)
+    except ValueError:
+        return None
+
+
+def handled_from_search(search: str | None) -> int | None:
+    """The alert whose forms are open (``handle=<lead alert id>``), if any."""
+    values = parse_qs((search or "").removeprefix("?")).get("handle")
+    return int(values[-1]) if values and values[-1].isdigit() else None
+
+
+def worklist_query(filters: WorklistFilters) -> dict[str, str]:
+    """The address's query for `filters`: only what differs from the whole list."""
+    query: dict[str, str] = {}
+    for key, value in (
+        ("unit", filters.unit),
+        ("condition", filters.condition),
+        ("standing", filters.standing),
+        ("state", filters.state),
+    ):
+        if value is not None:
+            query[key] = str(value)
+    if filters.mine:
+        query["mine"] = "1"
+    if filters.unacknowledged:
+        query["unacknowledged"] = "1"
+    if filters.name.strip():
+        query["name"] = filters.name.strip()
+    if filters.shown != PAGE_SIZE:
+        query["shown"] = str(filters.shown)
+    return query
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     page: Page
     patient_id: UUID | None = None
@@ -107,18 +189,40 @@ class Links:
     """The dashboard's URL base, with a trailing slash."""
     language: str
 
-    def worklist(self) -> str:
-        return f"{self.base}?lang={self.language}"
+    def worklist(self, filters: WorklistFilters | None = None, *, handle: int | None = None) -> str:
+        """The worklist, narrowed by `filters` when given, with the forms of the episode led
+        by alert `handle` open."""
+        query = {"lang": self.language, **worklist_query(filters or WorklistFilters())}
+        if handle is not None:
+            query["handle"] = str(handle)
+        return f"{self.base}?{urlencode(query)}"
 
-    def patient(self, patient_id: UUID, trend_range: TrendRange | None = None) -> str:
-        """The patient's page; with the trend's range when it is not the default."""
+    def patient(
+        self,
+        patient_id: UUID,
+        trend_range: TrendRange | None = None,
+        *,
+        handle: int | None = None,
+    ) -> str:
+        """The patient's page: with the trend's range when it is not the default, and the
+        forms of the episode led by alert `handle` open."""
         query = "" if trend_range is None else trend_range.query()
-        path = patient_path(patient_id, base=self.base)
-        return f"{path}?lang={self.language}" + (f"&{query}" if query else "")
+        query = f"?lang={self.language}" + (f"&{query}" if query else "")
+        query += "" if handle is None else f"&handle={handle}"
+        return f"{patient_path(patient_id, base=self.base)}{query}"
 
-    def care_plan(self, patient_id: UUID) -> str:
+    def care_plan(
+        self, patient_id: UUID, *, measure: str | None = None, to: UUID | None = None
+    ) -> str:
+        """The care plan page; `measure`: the measurement its limit form edits; `to`: the
+        unit its hand-over form proposes."""
+        query = {"lang": self.language}
+        if measure is not None:
+            query["measure"] = measure
+        if to is not None:
+            query["to"] = str(to)
         path = patient_path(patient_id, base=self.base)
-        return f"{path}/{CARE_PLAN_SEGMENT}?lang={self.language}"
+        return f"{path}/{CARE_PLAN_SEGMENT}?{urlencode(query)}"
 
     def figures(self, period: Period | None = None, condition: str = CONDITIONS[0]) -> str:
         query = f"?lang={self.language}"

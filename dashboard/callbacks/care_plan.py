@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -35,7 +34,6 @@ from dashboard.pages.care_plan import (
     LIMIT_CODE,
     LIMIT_REASON,
     LIMIT_SAVE,
-    PLAN_LIMITS,
     PLAN_VERSION,
 )
 
@@ -47,19 +45,10 @@ _REFUSED = (NotAuthenticatedError, ForbiddenError, NotVisibleError, psycopg.Erro
 
 def register(app: Dash, context: Context) -> None:
     @app.callback(
-        *(Output(input_id, "value") for input_id, _ in LIMIT_BOUNDS),
-        Input(LIMIT_CODE, "value"),
-        State(PLAN_LIMITS, "data"),
-    )
-    def show_current_limits(code: str | None, limits: dict[str, list[float | None]] | None) -> Any:
-        """The form starts from the measurement's limits in force, so a change is an edit."""
-        return tuple((limits or {}).get(code or "", [None] * len(LIMIT_BOUNDS)))
-
-    @app.callback(
         Output("action-status", "children", allow_duplicate=True),
         Output("page", "children", allow_duplicate=True),
         Input(LIMIT_SAVE, "n_clicks"),
-        State(LIMIT_CODE, "value"),
+        State(LIMIT_CODE, "data"),
         *(State(input_id, "value") for input_id, _ in LIMIT_BOUNDS),
         State(LIMIT_REASON, "value"),
         State(PLAN_VERSION, "data"),
@@ -101,7 +90,7 @@ def register(app: Dash, context: Context) -> None:
         Output("action-status", "children", allow_duplicate=True),
         Output("page", "children", allow_duplicate=True),
         Input(HANDOVER_PROPOSE, "n_clicks"),
-        State(HANDOVER_TO, "value"),
+        State(HANDOVER_TO, "data"),
         State(HANDOVER_NOTE, "value"),
         State("url", "pathname"),
         State("url", "search"),

@@ -1,9 +1,9 @@
-"""The patient page's data. The one action taken from it, acknowledging an alert's episode,
-is alerts.actions.do_acknowledge_alert, the API's own."""
+"""The patient page's data. The steps taken on its alerts are alerts.actions', the API's own
+(dashboard/callbacks/alerts.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 from uuid import UUID
@@ -13,17 +13,24 @@ import psycopg
 from alerts.queries import Episode, unresolved_episodes
 from care.access import (
     ROLES,
-    AccessLogEntry,
     Action,
     Interface,
     Permission,
-    access_log,
     authorize,
     do_access_patient,
 )
 from care.models import Patient
 from care.service import get_patient
 from core.auth import Principal
+from dashboard.data.alert_steps import (
+    Colleague,
+    Note,
+    Snooze,
+    colleagues,
+    notes_of,
+    snoozes_of,
+    staff_names,
+)
 from dashboard.data.trend import Trend, load_trend
 from dashboard.data.viewing import View, already_logged
 from dashboard.ranges import TrendRange
@@ -40,10 +47,18 @@ class PatientView:
     trend: Trend
     """The readings of the range shown, with the care plan's limits as they were."""
     devices: list[DeviceOverview]
-    looked_at_by: list[AccessLogEntry] | None
-    """For a patient looking at their own page: who has looked at their data."""
     can_act: bool = False
-    """The viewer may acknowledge alerts (a clinical role with the patient in their care)."""
+    """The viewer may take steps on alerts (a clinical role with the patient in their care)."""
+    notes: dict[int, list[Note]] = field(default_factory=dict)
+    """The notes on each episode, by episode id."""
+    names: dict[UUID, str] = field(default_factory=dict)
+    """Staff who acknowledged or hold an episode."""
+    colleagues: list[Colleague] = field(default_factory=list)
+    """Who an alert can be given to."""
+    viewer: UUID | None = None
+    """The staff member looking, who "assign to me" means."""
+    snoozes: dict[int, Snooze] = field(default_factory=dict)
+    """The snooze in force on an episode, by episode id."""
 
 
 def load_patient(
@@ -78,16 +93,21 @@ def load_patient(
     patient = get_patient(conn, patient_id=patient_id, now=now)
     if patient is None:
         return None
-    own = principal.kind == "patient" and principal.id == str(patient_id)
+    can_act = principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT]
+    episodes = unresolved_episodes(conn, patient_ids=[patient_id])
     return PatientView(
         patient=patient,
-        episodes=unresolved_episodes(conn, patient_ids=[patient_id]),
+        episodes=episodes,
         trend=load_trend(
             conn, patient_id=patient_id, trend_range=trend_range or TrendRange(), now=now
         ),
         devices=devices_with_status(conn, patient_id=patient_id, at=now),
-        looked_at_by=access_log(conn, patient_id=patient_id, limit=50, offset=0) if own else None,
-        can_act=principal.kind == "staff" and principal.role in ROLES[Permission.ACT_ON_ALERT],
+        can_act=can_act,
+        notes=notes_of(conn, episode_ids=[e.id for e in episodes]),
+        names=staff_names(conn, episodes=episodes),
+        colleagues=colleagues(conn, staff_id=principal.uuid, now=now) if can_act else [],
+        viewer=principal.uuid if principal.kind == "staff" else None,
+        snoozes=snoozes_of(conn, episodes=episodes, now=now),
     )
 
 

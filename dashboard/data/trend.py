@@ -146,6 +146,11 @@ def _flow_z(conn: psycopg.Connection, *, patient_id: UUID) -> float:
     ).fetchone()
     if row is not None and row[0] is not None:
         return float(row[0])
+    return flow_z_default()
+
+
+def flow_z_default() -> float:
+    """The peak-flow rule's z as shipped."""
     default = TUNABLES[FLOW_Z].default
     assert default is not None
     return default

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
+from uuid import UUID
 
 from dash import dcc, html
 from dash.development.base_component import Component
@@ -18,7 +19,8 @@ from core.i18n import Translator
 from core.limits import Limits
 from dashboard.formatting import NO_VALUE, format_moment, format_number
 from dashboard.labels import measurement_name
-from dashboard.links import Links
+from dashboard.links import CarePlanChoice, Links
+from dashboard.pages.chips import chips
 
 LIMIT_CODE, LIMIT_RED_LOW, LIMIT_LOW, LIMIT_HIGH, LIMIT_RED_HIGH = (
     "limit-code",
@@ -27,12 +29,7 @@ LIMIT_CODE, LIMIT_RED_LOW, LIMIT_LOW, LIMIT_HIGH, LIMIT_RED_HIGH = (
     "limit-high",
     "limit-red-high",
 )
-LIMIT_REASON, LIMIT_SAVE, PLAN_VERSION, PLAN_LIMITS = (
-    "limit-reason",
-    "limit-save",
-    "plan-version",
-    "plan-limits",
-)
+LIMIT_REASON, LIMIT_SAVE, PLAN_VERSION = "limit-reason", "limit-save", "plan-version"
 HANDOVER_TO, HANDOVER_NOTE, HANDOVER_PROPOSE = "handover-to", "handover-note", "handover-propose"
 DECISION_NOTE, HANDOVER_ACCEPT, HANDOVER_DECLINE = (
     "decision-note",
@@ -48,7 +45,11 @@ LIMIT_BOUNDS: Final = (
 """Each limit's input and the field of `Limits` it sets, low to high."""
 
 
-def care_plan_page(record: CarePlanRecord, *, t: Translator, links: Links) -> Component:
+def care_plan_page(
+    record: CarePlanRecord, *, t: Translator, links: Links, choice: CarePlanChoice
+) -> Component:
+    """The page; `choice`: the measurement the limit form edits and the unit a hand-over
+    would go to, chosen by links (Dash's dropdowns fail axe-core's rules)."""
     patient = record.patient
     return html.Div(
         [
@@ -58,9 +59,13 @@ def care_plan_page(record: CarePlanRecord, *, t: Translator, links: Links) -> Co
             html.H1(t("Care plan and responsibility")),
             html.P(patient.display_name, className="subtitle"),
             _plan(record.plan, t=t) if record.plan else html.P(t("No care plan yet.")),
-            *([_limit_form(record.plan, t=t)] if record.plan and record.can_change_plan else []),
+            *(
+                [_limit_form(record.plan, t=t, links=links, measure=choice.measure)]
+                if record.plan and record.can_change_plan and record.plan.thresholds
+                else []
+            ),
             _history(record.versions, record.names, t=t),
-            _responsibility(record, t=t),
+            _responsibility(record, t=t, links=links, to=choice.to),
         ],
         className="care-plan-page",
     )
@@ -121,40 +126,40 @@ def _bound(code: str, value: float | None, t: Translator) -> str:
     return format_number(value, measurement.decimals if measurement else 1, t)
 
 
-def _limit_form(plan: CarePlan, *, t: Translator) -> Component:
-    """One measurement's four limits, with the reason the version history will show."""
-    codes = [limits.code for limits in plan.thresholds]
-    fields: list[Component] = [
-        html.Label(t("Measurement"), htmlFor=LIMIT_CODE),
-        dcc.Dropdown(
-            id=LIMIT_CODE,
-            options=[{"label": measurement_name(c, t), "value": c} for c in codes],
-            value=codes[0] if codes else None,
-            clearable=False,
-        ),
-    ]
+def _limit_form(plan: CarePlan, *, t: Translator, links: Links, measure: str | None) -> Component:
+    """One measurement's four limits, starting from those in force, with the reason the
+    version history will show."""
+    chosen = next((lim for lim in plan.thresholds if lim.code == measure), plan.thresholds[0])
     names = {
         LIMIT_RED_LOW: t("Red below"),
         LIMIT_LOW: t("Yellow below"),
         LIMIT_HIGH: t("Yellow above"),
         LIMIT_RED_HIGH: t("Red above"),
     }
-    for input_id, _field in LIMIT_BOUNDS:
+    fields: list[Component] = [
+        chips(
+            t("Measurement"),
+            [
+                (
+                    measurement_name(limits.code, t),
+                    links.care_plan(plan.patient_id, measure=limits.code),
+                    limits.code == chosen.code,
+                )
+                for limits in plan.thresholds
+            ],
+            t=t,
+        ),
+        dcc.Store(id=LIMIT_CODE, data=chosen.code),
+    ]
+    for input_id, field in LIMIT_BOUNDS:
         fields += [
             html.Label(names[input_id], htmlFor=input_id),
-            dcc.Input(id=input_id, type="number", step="any"),
+            dcc.Input(id=input_id, type="number", step="any", value=getattr(chosen, field)),
         ]
     fields += [
         html.Label(t("Why (shown in the history)"), htmlFor=LIMIT_REASON),
         dcc.Textarea(id=LIMIT_REASON, required=True),
         dcc.Store(id=PLAN_VERSION, data=plan.version),
-        dcc.Store(
-            id=PLAN_LIMITS,
-            data={
-                limits.code: [getattr(limits, field) for _, field in LIMIT_BOUNDS]
-                for limits in plan.thresholds
-            },
-        ),
         html.Button(t("Save the change"), id=LIMIT_SAVE, type="button", className="primary"),
     ]
     return html.Section(
@@ -239,14 +244,16 @@ def _limits_text(code: str, row: Mapping[str, Any] | None, t: Translator) -> str
     return ", ".join(parts) or t("no limits")
 
 
-def _responsibility(record: CarePlanRecord, *, t: Translator) -> Component:
+def _responsibility(
+    record: CarePlanRecord, *, t: Translator, links: Links, to: UUID | None
+) -> Component:
     return html.Section(
         [
             html.H2(t("Responsibility")),
             _periods(record.responsibility, t=t),
             html.H3(t("Hand-overs")),
             _handovers(record.handovers, t=t),
-            *([_propose_form(record, t=t)] if record.can_propose else []),
+            *([_propose_form(record, t=t, links=links, to=to)] if record.can_propose else []),
             *([_decide_form(t=t)] if record.can_decide else []),
         ],
         className="card",
@@ -303,15 +310,22 @@ def _handovers(handovers: Sequence[Handover], *, t: Translator) -> Component:
     )
 
 
-def _propose_form(record: CarePlanRecord, *, t: Translator) -> Component:
+def _propose_form(
+    record: CarePlanRecord, *, t: Translator, links: Links, to: UUID | None
+) -> Component:
+    chosen = to if any(unit.id == to for unit in record.units) else None
     return html.Div(
         [
             html.H3(t("Propose a hand-over")),
-            html.Label(t("To unit"), htmlFor=HANDOVER_TO),
-            dcc.Dropdown(
-                id=HANDOVER_TO,
-                options=[{"label": unit.name, "value": str(unit.id)} for unit in record.units],
+            chips(
+                t("To unit"),
+                [
+                    (unit.name, links.care_plan(record.patient.id, to=unit.id), unit.id == chosen)
+                    for unit in record.units
+                ],
+                t=t,
             ),
+            dcc.Store(id=HANDOVER_TO, data=None if chosen is None else str(chosen)),
             html.Label(t("Note for the receiving unit"), htmlFor=HANDOVER_NOTE),
             dcc.Textarea(id=HANDOVER_NOTE, required=True),
             html.Button(t("Propose"), id=HANDOVER_PROPOSE, type="button", className="primary"),

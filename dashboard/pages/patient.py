@@ -1,5 +1,5 @@
-"""The patient page: unresolved alerts (with the acknowledge button), the last 7 days drawn
-against the care plan's limits, the devices, and for the patient themself who has looked."""
+"""The patient page: unresolved alerts (with every step on them), the last 7 days drawn
+against the care plan's limits, the devices."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from alerts.library.catalogue import RULES_BY_ID
-from alerts.library.news2 import RULE as NEWS2
 from alerts.queries import Alert, Episode
 from core import catalog
 from core.i18n import Translator
@@ -23,7 +22,6 @@ from dashboard.formatting import (
     format_date,
     format_moment,
     format_relative,
-    format_value,
 )
 from dashboard.labels import (
     alert_state_name,
@@ -34,16 +32,22 @@ from dashboard.labels import (
     direction_text,
 )
 from dashboard.links import Links
-from dashboard.pages.access_log import looked_at_by_section
+from dashboard.pages.alert_steps import alert_steps, notes_list, who_is_on_it
 from dashboard.pages.badges import severity_badge
 from dashboard.ranges import PRESET_DAYS, TrendRange
+from dashboard.reasons import findings, rule_title
 from devices.status import DeviceOverview
 
-ACKNOWLEDGE: Final = "acknowledge"
-"""The type of the acknowledge buttons' pattern-matching ids: {"type": ..., "alert": id}."""
 
-
-def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Links) -> Component:
+def patient_page(
+    view: PatientView,
+    *,
+    now: datetime,
+    t: Translator,
+    links: Links,
+    handling: int | None = None,
+) -> Component:
+    """The page; the forms of the episode led by alert `handling` open."""
     patient = view.patient
     facts = html.Dl(
         [
@@ -54,35 +58,23 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
         ],
         className="facts",
     )
-    own = view.looked_at_by is not None
     return html.Div(
         [
-            # A patient has no worklist to go back to: the start page is their own page.
-            *(
-                []
-                if own
-                else [dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back")]
-            ),
+            dcc.Link(["← ", t("Worklist")], href=links.worklist(), className="back"),
             html.Div(
                 [html.H1(patient.display_name), severity_badge(severity_of(view.episodes), t)],
                 className="page-heading patient-heading",
             ),
             facts,
-            *(
-                []
-                if own
-                else [
-                    dcc.Link(
-                        t("Care plan and responsibility"),
-                        href=links.care_plan(patient.id),
-                        className="care-plan-link",
-                    )
-                ]
+            dcc.Link(
+                t("Care plan and responsibility"),
+                href=links.care_plan(patient.id),
+                className="care-plan-link",
             ),
             html.Section(
                 [
                     html.H2(t("Unresolved alerts")),
-                    _alerts(view.episodes, now=now, t=t, can_act=view.can_act),
+                    _alerts(view, now=now, t=t, links=links, handling=handling),
                 ],
                 className="card",
             ),
@@ -90,7 +82,6 @@ def patient_page(view: PatientView, *, now: datetime, t: Translator, links: Link
             html.Section(
                 [html.H2(t("Devices")), _devices(view.devices, now=now, t=t)], className="card"
             ),
-            *([] if view.looked_at_by is None else [looked_at_by_section(view.looked_at_by, t=t)]),
         ]
     )
 
@@ -231,18 +222,32 @@ def _devices(devices: list[DeviceOverview], *, now: datetime, t: Translator) -> 
     )
 
 
-def _alerts(episodes: list[Episode], *, now: datetime, t: Translator, can_act: bool) -> Component:
-    if not episodes:
+def _alerts(
+    view: PatientView, *, now: datetime, t: Translator, links: Links, handling: int | None
+) -> Component:
+    if not view.episodes:
         return html.P(t("No unresolved alerts."), className="empty")
     return html.Ul(
-        [_episode(episode, now=now, t=t, can_act=can_act) for episode in episodes],
+        [
+            _episode(episode, view, now=now, t=t, links=links, handling=handling)
+            for episode in view.episodes
+        ],
         className="alerts",
     )
 
 
-def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -> Component:
-    """One card per episode: its first alert's title with the episode's severity and state,
-    then every alert of it with its explanation and values; one Acknowledge button for all."""
+def _episode(
+    episode: Episode,
+    view: PatientView,
+    *,
+    now: datetime,
+    t: Translator,
+    links: Links,
+    handling: int | None,
+) -> Component:
+    """One card per episode: its first alert's title with the episode's severity and who is on
+    it, then every alert of it with its explanation and values, the notes, and (for staff who
+    may act) every step on the episode."""
     lead, *others = episode.parts
     title = [
         severity_badge(Severity(episode.severity), t),
@@ -250,6 +255,18 @@ def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -
         html.Span(alert_state_name(episode.state, t), className="state"),
     ]
     parts: list[Component | None] = [html.Div(title, className="alert-title")]
+    parts.append(
+        html.Div(
+            who_is_on_it(
+                episode,
+                names=view.names,
+                snooze=view.snoozes.get(episode.id),
+                now=now,
+                t=t,
+            ),
+            className="alert-who",
+        )
+    )
     parts += _part(lead, now=now, t=t)
     for alert in others:
         parts.append(
@@ -259,28 +276,30 @@ def _episode(episode: Episode, *, now: datetime, t: Translator, can_act: bool) -
             )
         )
         parts += _part(alert, now=now, t=t)
-    parts.append(
-        html.Button(
-            t("Acknowledge"),
-            id={"type": ACKNOWLEDGE, "alert": lead.id},
-            className="acknowledge",
+    parts.append(notes_list(view.notes.get(episode.id, []), t=t))
+    if view.can_act and view.viewer is not None:
+        opened = handling == episode.lead.id
+        parts.append(
+            alert_steps(
+                episode,
+                viewer=view.viewer,
+                colleagues=view.colleagues,
+                notes=view.notes.get(episode.id, []),
+                t=t,
+                open_href=None
+                if opened
+                else links.patient(view.patient.id, handle=episode.lead.id),
+            )
         )
-        if can_act and episode.state == "open"
-        else None
-    )
+        if opened:
+            parts.append(dcc.Link(t("Close"), href=links.patient(view.patient.id)))
     return html.Li(parts, className=f"alert alert-{episode.severity}")
 
 
 def _part_title(alert: Alert, t: Translator) -> list[Component]:
     """The measurement, or the rule in words where the alert has none (never its raw id)."""
     measurement = catalog.lookup(alert.code) if alert.code else None
-    rule = RULES_BY_ID.get(alert.rule_id)
-    if measurement is not None:
-        name = measurement.name(t.language)
-    elif rule is not None:
-        name = rule.title.get(t.language) or rule.title["en"]
-    else:
-        name = alert.rule_id
+    name = measurement.name(t.language) if measurement is not None else rule_title(alert.rule_id, t)
     title: list[Component] = [html.Strong(name)]
     if alert.direction:
         title.append(
@@ -293,11 +312,13 @@ def _part_title(alert: Alert, t: Translator) -> list[Component]:
 
 
 def _part(alert: Alert, *, now: datetime, t: Translator) -> list[Component | None]:
+    """The rule's explanation, what it found (dashboard.reasons: the values behind it), and
+    when."""
     rule = RULES_BY_ID.get(alert.rule_id)
     details: list[tuple[str, str]] = []
-    value = _alert_value(alert, t)
-    if value is not None:
-        details.append(value)
+    found = findings(alert, now=now, t=t)
+    if found:
+        details.append((rule_title(alert.rule_id, t), found))
     details += [
         (t("Occurrences"), str(alert.occurrences)),
         (t("First"), format_moment(alert.first_measured_at, t)),
@@ -316,38 +337,3 @@ def _part(alert: Alert, *, now: datetime, t: Translator) -> list[Component | Non
             className="facts",
         ),
     ]
-
-
-def _alert_value(alert: Alert, t: Translator) -> tuple[str, str] | None:
-    """(label, text) of what the alert's rule found, or None when it found no value: a
-    partial NEWS2 shows its score, the SpO2 scale, the parameters it used and those missing."""
-    if alert.rule_id == NEWS2:
-        used = alert.details.get("used", {})
-        scored = [
-            f"{_name(code, t)} {_value(code, float(p['value']), t)} ({p['score']})"
-            for code, p in used.items()
-        ]
-        missing = [_name(code, t) for code in alert.details.get("missing", [])]
-        text = t("{total} (partial, SpO2 scale {scale}) from {used}; missing: {missing}")
-        return t("Score"), text.format(
-            total=alert.details.get("total", NO_VALUE),
-            scale=alert.details.get("spo2_scale", NO_VALUE),
-            used=", ".join(scored) or NO_VALUE,
-            missing=", ".join(missing) or NO_VALUE,
-        )
-    measurement = catalog.lookup(alert.code) if alert.code else None
-    if measurement is None or alert.last_value is None:
-        return None
-    return t("Last value"), format_value(measurement, alert.last_value, t)
-
-
-def _name(code: str, t: Translator) -> str:
-    if code == "consciousness":
-        return t("consciousness")
-    measurement = catalog.lookup(code)
-    return code if measurement is None else measurement.name(t.language)
-
-
-def _value(code: str, value: float, t: Translator) -> str:
-    measurement = catalog.lookup(code)
-    return str(value) if measurement is None else format_value(measurement, value, t)

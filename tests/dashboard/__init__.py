@@ -4,6 +4,7 @@ cookie)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -160,13 +161,21 @@ def employed_staff(
     return staff
 
 
-def routing_request(pathname: str, search: str = "", *, trigger: str = "url.pathname") -> dict:
-    """The body the browser posts when the address changes or the refresh interval fires."""
+def routing_request(
+    pathname: str,
+    search: str = "",
+    *,
+    trigger: str = "url.pathname",
+    shown_at: str | None = None,
+) -> dict:
+    """The body the browser posts when the address changes or the refresh interval fires;
+    `shown_at` is when the data on screen was read (the store the page keeps it in)."""
     return {
-        "output": "..page.children...status.children..",
+        "output": "..page.children...status.children...shown-at.data..",
         "outputs": [
             {"id": "page", "property": "children"},
             {"id": "status", "property": "children"},
+            {"id": "shown-at", "property": "data"},
         ],
         "inputs": [
             {"id": "url", "property": "pathname", "value": pathname},
@@ -174,8 +183,69 @@ def routing_request(pathname: str, search: str = "", *, trigger: str = "url.path
             {"id": "refresh", "property": "n_intervals", "value": 1},
         ],
         "changedPropIds": [trigger],
-        "state": [],
+        "state": [{"id": "shown-at", "property": "data", "value": shown_at}],
     }
+
+
+def step_request(
+    client: TestClient,
+    step: str,
+    alert_id: int,
+    *,
+    pathname: str = BASE,
+    search: str = "",
+    **fields: object,
+) -> dict:
+    """The body the browser posts when a nurse presses a step's button (dashboard.pages.
+    alert_steps) on the episode led by `alert_id`, with its form's `fields` (by their type
+    with "_" for "-": alert_note="...")."""
+    from dashboard.pages.alert_steps import FIELDS, STEP  # noqa: PLC0415  # the app's own ids
+
+    [callback] = [
+        c
+        for c in client.get(f"{BASE}_dash-dependencies").json()
+        if c["inputs"] and STEP in c["inputs"][0]["id"]
+    ]
+    button = {"alert": alert_id, "step": step, "type": STEP}
+    given = {kind: fields.get(kind.replace("-", "_")) for kind in FIELDS}
+    return {
+        "output": callback["output"],
+        "outputs": [
+            {"id": name, "property": prop}
+            for name, prop in (o.split(".", 1) for o in callback["output"].strip(".").split("..."))
+        ],
+        "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
+        "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
+        "state": [
+            *(
+                [{"id": {"alert": alert_id, "type": kind}, "property": "value", "value": value}]
+                for kind, value in given.items()
+            ),
+            *(
+                [{"id": {"alert": alert_id, "type": kind}, "property": "id",
+                  "value": {"alert": alert_id, "type": kind}}]
+                for kind in FIELDS
+            ),
+            {"id": "url", "property": "pathname", "value": pathname},
+            {"id": "url", "property": "search", "value": search},
+        ],
+    }  # fmt: skip
+
+
+def take_step(
+    client: TestClient,
+    step: str,
+    alert_id: int,
+    *,
+    pathname: str = BASE,
+    search: str = "",
+    **fields: object,
+) -> dict:
+    """Press the step's button; the answer's outputs (action-status, and the page redrawn)."""
+    body = step_request(client, step, alert_id, pathname=pathname, search=search, **fields)
+    response = client.post(f"{BASE}_dash-update-component", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["response"]
 
 
 def show(client: TestClient, pathname: str, search: str = "", **kwargs: str) -> dict:
@@ -282,8 +352,12 @@ def seed_patient(
 ) -> Seeded:
     """A patient under a unit, with one assigned home device and, with `limits` (per alias:
     low, high, and optionally red_low, red_high), a care plan holding just those."""
-    organisation = do_create_organisation(
-        conn, name=unit, kind=OrganisationKind.HOSPITAL_DEPARTMENT
+    # Patients of one unit share it, as they do in a health community.
+    known = conn.execute("SELECT id FROM organisations WHERE name = %s", (unit,)).fetchone()
+    organisation = (
+        known[0]
+        if known
+        else do_create_organisation(conn, name=unit, kind=OrganisationKind.HOSPITAL_DEPARTMENT)
     )
     patient_id = do_create_patient(
         conn,

@@ -5,40 +5,31 @@ charts, Swagger UI) and the browser reports no CSP violation."""
 from __future__ import annotations
 
 import os
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-import uvicorn
 from psycopg_pool import ConnectionPool
 
 from care.careplan import do_update_care_plan
-from core.auth import TokenVerifier
 from core.clock import ManualClock
 from core.limits import Limits
 from core.weeks import COUNT_READINGS
-from heimvakt.app import create_app
 from heimvakt.auth import SESSION_COOKIE
-from heimvakt.embedded import free_port
+from tests.browser_checks import CHROMIUM, serve_app
 from tests.dashboard import (
     NOW,
     Seeded,
     code_of,
-    issuer_for,
     seed_patient,
     session_token,
     store_reading,
     team_nurse,
 )
-from tests.ingest.conftest import TEST_LIMITS
 from tests.support import plan_with_limits
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):
     pytest.skip("no chromium on this machine (apt-get install chromium)", allow_module_level=True)
 
@@ -57,31 +48,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 def server(pool: ConnectionPool) -> Iterator[tuple[str, ManualClock]]:
     """The whole app on a real port, as `heimvakt up` serves it."""
     clock = ManualClock(NOW)
-    issuer = issuer_for(pool, clock)
-    port = free_port()
-    app = create_app(
-        pool=pool,
-        clock=clock,
-        broker_connected=lambda: True,
-        after_store=[],
-        limits=TEST_LIMITS,
-        verifier=TokenVerifier([], local=issuer),
-        public_url=f"http://127.0.0.1:{port}",
-        local_issuer=issuer,
-        secure_cookie=False,
-    )
-    uvicorn_server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uvicorn_server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", clock
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(pool, clock) as base:
+        yield base, clock
 
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -63,7 +63,7 @@ def _change(
         client,
         "limit-save",
         {
-            ("limit-code", "value"): SPO2,
+            ("limit-code", "data"): SPO2,
             ("limit-red-low", "value"): 85,
             ("limit-low", "value"): low,
             ("limit-reason", "value"): reason,
@@ -164,7 +164,7 @@ def test_a_hand_over_proposed_from_the_screen_is_declined_then_accepted_by_the_r
     proposed = press(
         nurse,
         "handover-propose",
-        {("handover-to", "value"): str(unit[0]), ("handover-note", "value"): XSS, **where},
+        {("handover-to", "data"): str(unit[0]), ("handover-note", "value"): XSS, **where},
     )
     assert "Hand-over proposed" in text(proposed["action-status"]["children"])
     assert "Waiting for an answer" in text(proposed["page"]["children"])
@@ -180,7 +180,7 @@ def test_a_hand_over_proposed_from_the_screen_is_declined_then_accepted_by_the_r
     press(
         nurse,
         "handover-propose",
-        {("handover-to", "value"): str(unit[0]), ("handover-note", "value"): "Again", **where},
+        {("handover-to", "data"): str(unit[0]), ("handover-note", "value"): "Again", **where},
     )
     accepted = press(heidi, "handover-accept", {("decision-note", "value"): "", **where})
     assert "your unit is responsible from now on" in text(accepted["action-status"]["children"])
@@ -207,7 +207,7 @@ def test_staff_outside_the_care_team_and_patients_do_not_see_the_plan(
         client,
         "limit-save",
         {
-            ("limit-code", "value"): SPO2,
+            ("limit-code", "data"): SPO2,
             ("limit-low", "value"): 93,
             ("limit-reason", "value"): "not mine to change",
             ("plan-version", "data"): 2,

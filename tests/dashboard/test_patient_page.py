@@ -77,23 +77,30 @@ def test_an_unresolved_alert_is_explained_in_bokmal_with_values_and_local_times(
 
     [alert] = of_class(show(client, patient_path(kari), "?lang=nb"), "alert")
 
-    assert texts(alert) == [
+    [steps] = of_class(alert, "alert-steps")
+    assert texts(alert)[: -len(texts(steps))] == [
         "Gul",
         "Oksygenmetning",
         "↓",
         " ",
         "under nedre grense",
         "Ikke kvittert",
+        "Nytt, venter 2 dager",
         RULES_BY_ID["threshold"].explanation["nb"],
-        "Siste verdi",
-        f"87{NBSP}%",
+        "Utenfor grensene",
+        f"Oksygenmetning 87{NBSP}%, grense 90{NBSP}%",
         "Antall ganger",
         "2",
         "Første",
         "13. jan. 2025 kl. 13:00",
         "Siste",
         "15. jan. 2025 kl. 12:00 (for 1 time siden)",
+    ]
+    [steps] = of_class(alert, "alert-steps")
+    assert texts(of_class(steps, "step-quick")) == [
         "Kvitter",
+        "Tildel meg",
+        "Notat, tildeling, utsettelse eller avslutning",
     ]
 
 
@@ -103,23 +110,26 @@ def test_the_same_alert_in_english_and_nynorsk(pool: ConnectionPool, kari: Seede
     [english] = of_class(show(client, patient_path(kari), "?lang=en"), "alert")
     [nynorsk] = of_class(show(client, patient_path(kari), "?lang=nn"), "alert")
 
-    assert texts(english)[:7] == [
+    assert texts(english)[:8] == [
         "Yellow",
         "Oxygen saturation",
         "↓",
         " ",
         "below the lower limit",
         "Not acknowledged",
+        "New, waiting 2 days",
         RULES_BY_ID["threshold"].explanation["en"],
     ]
-    assert texts(english)[-2:] == ["15 Jan 2025 at 12:00 (1 hour ago)", "Acknowledge"]
-    assert texts(nynorsk)[:7] == [
+    assert "15 Jan 2025 at 12:00 (1 hour ago)" in texts(english)
+    assert texts(of_class(english, "step-quick"))[:2] == ["Acknowledge", "Assign to me"]
+    assert texts(nynorsk)[:8] == [
         "Gul",
         "Oksygenmetting",
         "↓",
         " ",
         "under nedre grense",
         "Ikkje kvittert",
+        "Nytt, ventar 2 dagar",
         RULES_BY_ID["threshold"].explanation["nn"],
     ]
 
@@ -238,7 +248,7 @@ def test_a_new_reading_appears_on_the_next_refresh(
     [spo2] = [trace for trace in figure["data"] if trace.get("name") == "Oksygenmetning"]
     assert spo2["y"] == [95.0, 88.0, 87.0, 85.0]
     [alert] = of_class(page, "alert")
-    assert f"85{NBSP}%" in texts(alert)
+    assert f"Oksygenmetning 85{NBSP}%, grense 90{NBSP}%" in texts(alert)
     assert "3" in texts(alert)
 
 
@@ -348,10 +358,12 @@ def test_one_card_per_episode_names_every_rule_and_the_partial_news2_in_words(
     titles = [texts(part)[1] for part in of_class(card, "alert-title")]
     titles += [texts(part)[1] for part in of_class(card, "alert-part-title")]
     assert sorted(titles) == sorted(["Puls", "Oksygenmetning", "NEWS2 (delvis)"])
-    score = shown[shown.index("Skår") + 1]
-    assert score.startswith("5 (delvis, SpO2-skala 1) fra ")
+    score = shown[shown.index("NEWS2 (delvis)", shown.index("NEWS2 (delvis)") + 1) + 1]
+    assert score.startswith("delvis skår 5 fra ")
     assert f"Oksygenmetning 87{NBSP}% (3)" in score
     assert f"Puls 115{NBSP}/min (2)" in score
-    assert score.endswith("Respirasjonsfrekvens, bevissthet")
+    assert score.endswith(
+        "ikke målt: Kroppstemperatur, Systolisk blodtrykk, Respirasjonsfrekvens, bevissthet"
+    )
     assert "news2_partial" not in shown
     assert shown.count("Kvitter") == 1, "one acknowledgement for the episode"
