@@ -86,7 +86,7 @@ WORKLIST_TARGET = 0.300
 PATIENT_TARGET = 0.200
 """Server time, median and p95."""
 NOW = figures.NOW
-WORKLIST_ROW = "table.worklist tbody tr"
+WORKLIST_ROW = ".worklist-row"
 BROWSER_WAIT = 180_000
 """Milliseconds the browser may take to show the worklist before the run gives up on it."""
 
@@ -453,7 +453,7 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
     if timings.browser:
         median, p95 = _summary(timings.browser)
         rows.append(
-            f"| Worklist visible in Chromium (navigation to table) | {median * 1000:.0f} ms"
+            f"| Worklist visible in Chromium (navigation to its first row) | {median * 1000:.0f} ms"
             f" | {p95 * 1000:.0f} ms | | |"
         )
     return "\n".join(
