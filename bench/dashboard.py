@@ -385,7 +385,7 @@ def _serving(database_url: str, staff_id: UUID, key: bytes) -> Iterator[tuple[st
 def _time_browser(
     database_url: str, staff_id: UUID, key: bytes, loads: int, checks: Checks
 ) -> list[float]:
-    """From navigation to the worklist's table visible in Chromium, each time a new tab."""
+    """From navigation to the worklist's first row visible in Chromium, each time a new tab."""
     if not loads:
         return []
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
