@@ -76,6 +76,7 @@ from core.auth import Principal
 from core.clock import ManualClock
 from core.links import DASHBOARD_PATH, PATIENTS_SEGMENT
 from core.weeks import COUNT_READINGS
+from dashboard.app import routing_request
 from dashboard.data.viewing import View
 from dashboard.data.worklist import load_worklist
 from heimvakt.auth import SESSION_COOKIE
@@ -180,25 +181,6 @@ class Timings:
     """Patients on the nurse's worklist."""
     rows_everyone: int
     load: tuple[float, float]
-
-
-def _route_request(pathname: str, search: str) -> dict:
-    """The body the browser posts when the address changes to `pathname` and `search`."""
-    return {
-        "output": "..page.children...status.children...shown-at.data..",
-        "outputs": [
-            {"id": "page", "property": "children"},
-            {"id": "status", "property": "children"},
-            {"id": "shown-at", "property": "data"},
-        ],
-        "inputs": [
-            {"id": "url", "property": "pathname", "value": pathname},
-            {"id": "url", "property": "search", "value": search},
-            {"id": "refresh", "property": "n_intervals", "value": None},
-        ],
-        "changedPropIds": ["url.pathname"],
-        "state": [{"id": "shown-at", "property": "data", "value": None}],
-    }
 
 
 UNIT_TEAM = """
@@ -332,7 +314,7 @@ def _time_page(
     for n in range(requests + 1 if warm else 1):
         started = time.perf_counter()
         response = client.post(
-            f"{DASHBOARD_PATH}_dash-update-component", json=_route_request(pathname, search)
+            f"{DASHBOARD_PATH}_dash-update-component", json=routing_request(pathname, search)
         )
         elapsed = time.perf_counter() - started
         checks.expect(

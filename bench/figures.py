@@ -58,6 +58,7 @@ from core.clock import ManualClock
 from core.links import DASHBOARD_PATH, FIGURES_SEGMENT
 from core.migrate import migrate
 from core.weeks import COUNT_ANSWERS, COUNT_READINGS
+from dashboard.app import routing_request
 from heimvakt.auth import SESSION_COOKIE
 from heimvakt.worker import freeze_startup_objects
 
@@ -251,24 +252,6 @@ class Timings:
     """The machine's 1-minute load average before and after the timed requests."""
 
 
-def _route_request(search: str) -> dict:
-    """The body the browser posts when the figures page's address changes."""
-    return {
-        "output": "..page.children...status.children..",
-        "outputs": [
-            {"id": "page", "property": "children"},
-            {"id": "status", "property": "children"},
-        ],
-        "inputs": [
-            {"id": "url", "property": "pathname", "value": DASHBOARD_PATH + FIGURES_SEGMENT},
-            {"id": "url", "property": "search", "value": search},
-            {"id": "refresh", "property": "n_intervals", "value": None},
-        ],
-        "changedPropIds": ["url.pathname"],
-        "state": [],
-    }
-
-
 def seeded_template(
     server_url: str,
     name: str,
@@ -321,7 +304,8 @@ def measure(database_url: str, sizes: Sizes, checks: Checks, *, seeded: bool) ->
             for n in range(sizes.requests + 1):  # the first warms the caches, not counted
                 started = time.perf_counter()
                 response = client.post(
-                    f"{DASHBOARD_PATH}_dash-update-component", json=_route_request("?lang=nb")
+                    f"{DASHBOARD_PATH}_dash-update-component",
+                    json=routing_request(DASHBOARD_PATH + FIGURES_SEGMENT, "?lang=nb"),
                 )
                 elapsed = time.perf_counter() - started
                 checks.expect(

@@ -390,3 +390,31 @@ def _devices_content(view: View, *, pool: ConnectionPool, t: Translator) -> Comp
 
 def _no_catch_all() -> None:
     """Stands in for Dash's catch-all route, so the server keeps its 404s."""
+
+
+def routing_request(
+    pathname: str,
+    search: str = "",
+    *,
+    trigger: str = "url.pathname",
+    shown_at: str | None = None,
+) -> dict:
+    """The body the browser posts to `route_and_refresh` when the address changes or the
+    refresh interval fires; `shown_at` is when the data on screen was read (the store the
+    page keeps it in). For the tests, benchmarks and tools that ask for a page as a browser
+    does: it lives beside the callback, so the two change together."""
+    return {
+        "output": "..page.children...status.children...shown-at.data..",
+        "outputs": [
+            {"id": "page", "property": "children"},
+            {"id": "status", "property": "children"},
+            {"id": "shown-at", "property": "data"},
+        ],
+        "inputs": [
+            {"id": "url", "property": "pathname", "value": pathname},
+            {"id": "url", "property": "search", "value": search},
+            {"id": "refresh", "property": "n_intervals", "value": 1},
+        ],
+        "changedPropIds": [trigger],
+        "state": [{"id": "shown-at", "property": "data", "value": shown_at}],
+    }

@@ -35,6 +35,7 @@ from core.limits import Limits
 from core.readings import Reading
 from core.weeks import COUNT_READINGS
 from dashboard import create_dashboard
+from dashboard.app import routing_request
 from devices.service import do_assign_device, do_register_device
 from heimvakt.auth import SESSION_COOKIE, principal_from_token
 from tests.support import ISSUER_KEY, insert_episode, plan_with_limits
@@ -159,32 +160,6 @@ def employed_staff(
         conn, staff_id=staff, organisation_id=employer, since=datetime(2024, 1, 1, tzinfo=UTC)
     )
     return staff
-
-
-def routing_request(
-    pathname: str,
-    search: str = "",
-    *,
-    trigger: str = "url.pathname",
-    shown_at: str | None = None,
-) -> dict:
-    """The body the browser posts when the address changes or the refresh interval fires;
-    `shown_at` is when the data on screen was read (the store the page keeps it in)."""
-    return {
-        "output": "..page.children...status.children...shown-at.data..",
-        "outputs": [
-            {"id": "page", "property": "children"},
-            {"id": "status", "property": "children"},
-            {"id": "shown-at", "property": "data"},
-        ],
-        "inputs": [
-            {"id": "url", "property": "pathname", "value": pathname},
-            {"id": "url", "property": "search", "value": search},
-            {"id": "refresh", "property": "n_intervals", "value": 1},
-        ],
-        "changedPropIds": [trigger],
-        "state": [{"id": "shown-at", "property": "data", "value": shown_at}],
-    }
 
 
 def step_request(
