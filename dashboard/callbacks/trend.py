@@ -23,7 +23,9 @@ from dashboard.figures import trend_rows
 from dashboard.links import Links, language_from_search, resolve
 from dashboard.pages.patient import (
     DOWNLOAD_TREND,
-    RANGE_PICKER,
+    RANGE_FROM,
+    RANGE_SHOW,
+    RANGE_TO,
     SHOW_TABLE,
     TREND_DOWNLOAD,
     TREND_TABLE,
@@ -39,18 +41,23 @@ def register(app: Dash, context: Context) -> None:
 
     @app.callback(
         Output("url", "search", allow_duplicate=True),
-        Input(RANGE_PICKER, "start_date"),
-        Input(RANGE_PICKER, "end_date"),
+        Input(RANGE_SHOW, "n_clicks"),
+        State(RANGE_FROM, "value"),
+        State(RANGE_TO, "value"),
         State("url", "pathname"),
         State("url", "search"),
         prevent_initial_call=True,
     )
     def pick_range(
-        first: str | None, last: str | None, pathname: str | None, search: str | None
+        clicks: int | None,
+        first: str | None,
+        last: str | None,
+        pathname: str | None,
+        search: str | None,
     ) -> str | NoUpdate:
-        """Two days picked become the page's address; the page follows."""
+        """Two days given become the page's address; the page follows."""
         route = resolve(pathname, base=context.url_base)
-        if first is None or last is None or route.patient_id is None:
+        if not clicks or first is None or last is None or route.patient_id is None:
             return no_update
         try:
             picked = TrendRange(None, date.fromisoformat(first[:10]), date.fromisoformat(last[:10]))
@@ -60,9 +67,6 @@ def register(app: Dash, context: Context) -> None:
             return no_update
         if picked.last - picked.first >= LONGEST_CUSTOM:
             return no_update
-        now = context.clock.now()
-        if (picked.first, picked.last) == trend_range_from_search(search).shown_days(now):
-            return no_update  # the page itself set the picker to the days it shows
         links = Links(context.url_base, language_from_search(search))
         return "?" + links.patient(route.patient_id, picked).partition("?")[2]
 

@@ -26,6 +26,7 @@ from tests.dashboard import (
     dashboard_client,
     figures,
     of_class,
+    press,
     seed_patient,
     show,
     store_reading,
@@ -146,41 +147,22 @@ def test_a_year_is_drawn_from_daily_summaries_as_a_band_with_the_median(
 
 def test_picking_days_puts_them_in_the_address(pool: ConnectionPool, eva: Seeded) -> None:
     client, _ = dashboard_client(pool)
+    where = {("url", "pathname"): _path(eva), ("url", "search"): "?lang=nn&range=90"}
 
-    output = f"search@{_duplicate_hash(client)}"
-    response = client.post(
-        f"{BASE}_dash-update-component",
-        json={
-            "output": f"url.{output}",
-            "outputs": {"id": "url", "property": output},
-            "inputs": [
-                {"id": "trend-range-picker", "property": "start_date", "value": "2025-01-02"},
-                {"id": "trend-range-picker", "property": "end_date", "value": "2025-01-05"},
-            ],
-            "state": [
-                {"id": "url", "property": "pathname", "value": _path(eva)},
-                {"id": "url", "property": "search", "value": "?lang=nn&range=90"},
-            ],
-            "changedPropIds": ["trend-range-picker.end_date"],
-        },
+    picked = press(
+        client,
+        "trend-range-show",
+        {("trend-range-from", "value"): "2025-01-02", ("trend-range-to", "value"): "2025-01-05"}
+        | where,
     )
-
-    assert response.status_code == 200, response.text
-    assert response.json()["response"]["url"] == {
-        "search": "?lang=nn&from=2025-01-02&to=2025-01-05"
-    }
-
-
-def _duplicate_hash(client: TestClient) -> str:
-    """The suffix Dash gives an output that more than one callback may set."""
-    layout = client.get(f"{BASE}_dash-dependencies").json()
-    [output] = [
-        d["output"]
-        for d in layout
-        if d["output"].startswith("url.search@")
-        and any(i["id"] == "trend-range-picker" for i in d["inputs"])
-    ]
-    return output.removeprefix("url.search@")
+    assert picked["url"] == {"search": "?lang=nn&from=2025-01-02&to=2025-01-05"}
+    backwards = press(
+        client,
+        "trend-range-show",
+        {("trend-range-from", "value"): "2025-01-05", ("trend-range-to", "value"): "2025-01-02"}
+        | where,
+    )
+    assert backwards == {}  # nothing to show: the address stays
 
 
 def test_the_rollup_equals_the_raw_aggregates_and_takes_a_late_reading(

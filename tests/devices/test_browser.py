@@ -77,7 +77,7 @@ def test_a_nurse_registers_a_device_hands_it_out_and_sees_its_first_reading(
             page.goto(f"{base}/app/patients/{kari.patient_id}?lang=en")
             devices = page.locator("table.devices tr", has_text=DEVICE)
             devices.wait_for(timeout=30_000)
-            assert "80 %" in devices.inner_text()
+            assert "80\u00a0%" in devices.inner_text()  # a number and its unit never part
             assert "Online" in devices.inner_text()
             page.wait_for_selector("text=94", timeout=30_000)
             assert page.evaluate("window.__cspViolations") == []
