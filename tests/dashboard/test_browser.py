@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -105,64 +106,77 @@ def kari(conn: psycopg.Connection, pool: ConnectionPool) -> Seeded:
     return kari
 
 
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One browser for the module's pages, each in a fresh context (cookies and all)."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def _violations(
-    url: str, *, ready: str, cookie: str | None = None, screenshot: Path | None = None
+    browser: Any,
+    url: str,
+    *,
+    ready: str,
+    cookie: str | None = None,
+    screenshot: Path | None = None,
 ) -> tuple[list[str], str]:
     """Open `url` in chromium, wait for `ready` (a selector) and return the CSP violations
     the page reported, the console's CSP messages, page errors and failed requests (the
     browser's own favicon.ico aside), and the page's text; with `screenshot`, the whole page
     is written there."""
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        if cookie is not None:
+            context.add_cookies(
+                [{"name": SESSION_COOKIE, "value": cookie, "domain": "127.0.0.1", "path": "/"}]
+            )
+        page = context.new_page()
+        console: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                console.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
+        page.on("pageerror", lambda error: console.append(f"page error: {error}"))
+        page.on(
+            "response",
+            lambda response: (
+                console.append(f"{response.status} {response.url}")
+                if response.status >= 400 and not response.url.endswith("/favicon.ico")
+                else None
+            ),
+        )
+        page.add_init_script(RECORD_VIOLATIONS)
+        page.goto(url)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            if cookie is not None:
-                context.add_cookies(
-                    [{"name": SESSION_COOKIE, "value": cookie, "domain": "127.0.0.1", "path": "/"}]
-                )
-            page = context.new_page()
-            console: list[str] = []
-            page.on(
-                "console",
-                lambda message: (
-                    console.append(message.text)
-                    if "Content Security Policy" in message.text
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda error: console.append(f"page error: {error}"))
-            page.on(
-                "response",
-                lambda response: (
-                    console.append(f"{response.status} {response.url}")
-                    if response.status >= 400 and not response.url.endswith("/favicon.ico")
-                    else None
-                ),
-            )
-            page.add_init_script(RECORD_VIOLATIONS)
-            page.goto(url)
-            try:
-                page.wait_for_selector(ready, timeout=30_000)
-            except sync_api.TimeoutError:
-                reported = page.evaluate("window.__cspViolations")
-                page.screenshot(path="/tmp/heimvakt-browser-test.png")
-                pytest.fail(f"{ready} never showed: {[*reported, *console]}")
-            page.wait_for_timeout(500)  # late chunks (Plotly's) load and run
+            page.wait_for_selector(ready, timeout=30_000)
+        except sync_api.TimeoutError:
             reported = page.evaluate("window.__cspViolations")
-            if screenshot is not None:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=screenshot, full_page=True)
-            return [*reported, *console], page.inner_text("body")
-        finally:
-            browser.close()
+            page.screenshot(path="/tmp/heimvakt-browser-test.png")
+            pytest.fail(f"{ready} never showed: {[*reported, *console]}")
+        page.wait_for_timeout(500)  # late chunks (Plotly's) load and run
+        reported = page.evaluate("window.__cspViolations")
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=screenshot, full_page=True)
+        return [*reported, *console], page.inner_text("body")
+    finally:
+        context.close()
 
 
 def test_a_patients_page_draws_a_year_of_charts_under_the_csp(
-    server: tuple[str, ManualClock], pool: ConnectionPool, kari: Seeded
+    server: tuple[str, ManualClock], pool: ConnectionPool, kari: Seeded, chromium: Any
 ) -> None:
     base, clock = server
     token = session_token(pool, clock, staff_id=team_nurse(pool))
     problems, text = _violations(
+        chromium,
         f"{base}/app/patients/{kari.patient_id}?lang=en&range=365",
         ready=".js-plotly-plot .main-svg",
         cookie=token,
@@ -175,11 +189,11 @@ def test_a_patients_page_draws_a_year_of_charts_under_the_csp(
 
 
 def test_the_log_in_page_and_the_api_docs_work_under_the_csp(
-    server: tuple[str, ManualClock],
+    server: tuple[str, ManualClock], chromium: Any
 ) -> None:
     base, _clock = server
-    problems, text = _violations(f"{base}/app/", ready="form input[name=password]")
+    problems, text = _violations(chromium, f"{base}/app/", ready="form input[name=password]")
     assert problems == []
-    problems, text = _violations(f"{base}/docs", ready=".swagger-ui .info .title")
+    problems, text = _violations(chromium, f"{base}/docs", ready=".swagger-ui .info .title")
     assert "Heimvakt" in text
     assert problems == []
