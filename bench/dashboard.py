@@ -43,7 +43,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -77,6 +77,7 @@ from core.clock import ManualClock
 from core.links import DASHBOARD_PATH, PATIENTS_SEGMENT
 from core.weeks import COUNT_READINGS
 from dashboard.app import routing_request
+from dashboard.data.trend_days import DAY_SUMMARY, day_summaries
 from dashboard.data.viewing import View
 from dashboard.data.worklist import load_worklist
 from heimvakt.auth import SESSION_COOKIE
@@ -174,6 +175,10 @@ class Timings:
     worklist: list[float]
     patient_first: list[float]
     patient_again: list[float]
+    year_kept: list[float]
+    """A year of daily summaries from the rollup, the way the page reads them."""
+    year_raw: list[float]
+    """The baseline: the same year summed from the raw readings on every request."""
     browser: list[float]
     patients: int
     readings: int
@@ -262,6 +267,7 @@ def measure(database_url: str, sizes: Sizes, checks: Checks, *, seeded: bool) ->
                 for patient in patients[1 : sizes.requests + 1]
             ]
             again = _time_page(client, _patient_path(patients[0]), year, sizes.requests, checks)
+        year_kept, year_raw = _time_year(pool, patients[0], sizes.requests, checks)
         browser = _time_browser(database_url, UUID(nurse.id), key, sizes.browser_loads, checks)
         load_after = os.getloadavg()[0]
     return Timings(
@@ -270,6 +276,8 @@ def measure(database_url: str, sizes: Sizes, checks: Checks, *, seeded: bool) ->
         worklist=worklist,
         patient_first=first,
         patient_again=again,
+        year_kept=year_kept,
+        year_raw=year_raw,
         browser=browser,
         patients=counts[0],
         readings=counts[1],
@@ -277,6 +285,33 @@ def measure(database_url: str, sizes: Sizes, checks: Checks, *, seeded: bool) ->
         rows_everyone=rows_everyone,
         load=(load_before, load_after),
     )
+
+
+def _time_year(
+    pool: ConnectionPool, patient: UUID, requests: int, checks: Checks
+) -> tuple[list[float], list[float]]:
+    """A year of one patient's daily summaries: from the rollup (`day_summaries`, as the page
+    reads them) and, side by side as the baseline, summed from the raw readings each time."""
+    today = NOW.date()
+    first = today - timedelta(days=364)
+    kept: list[float] = []
+    raw: list[float] = []
+    for n in range(requests + 1):  # the first warms the caches (and rolls up), not counted
+        with pool.connection() as conn:
+            started = time.perf_counter()
+            days = day_summaries(conn, patient_id=patient, first=first, last=today, today=today)
+            middle = time.perf_counter()
+            summed = conn.execute(
+                f"SELECT {DAY_SUMMARY} FROM readings r WHERE r.patient_id = %s"
+                f" AND r.measured_at >= %s AND r.measured_at < %s GROUP BY 1, 2",
+                (patient, datetime.combine(first, datetime.min.time(), UTC), NOW),
+            ).fetchall()
+            ended = time.perf_counter()
+        if n:
+            kept.append(middle - started)
+            raw.append(ended - middle)
+    checks.expect(len(days) >= len(summed) > 0, "a year of daily summaries is empty")
+    return kept, raw
 
 
 def _patient_path(patient: UUID) -> str:
@@ -431,6 +466,12 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
             timings.patient_first,
             None,
         ),
+        _row("A year of daily summaries, from the rollup", timings.year_kept, None),
+        _row(
+            "Baseline: the same year summed from the raw readings on each request",
+            timings.year_raw,
+            None,
+        ),
     ]
     if timings.browser:
         median, p95 = _summary(timings.browser)
@@ -455,7 +496,10 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
             f" {len(timings.patient_first)} other patients, each once. Server time is from"
             " request to the last byte of the answer, through the whole app in the benchmark"
             f" process. The machine is shared: its load average was {timings.load[0]:.1f}"
-            f" before the requests and {timings.load[1]:.1f} after (2 CPUs).",
+            f" before the requests and {timings.load[1]:.1f} after (2 CPUs). The last two rows"
+            " time one patient's year of daily summaries as the page reads them, from the"
+            " rollup, and side by side the baseline the rollup replaces: the same summed from"
+            " the raw readings on each request.",
             "",
             "| Request | Median | p95 | Target (median and p95) | Met |",
             "| --- | --- | --- | --- | --- |",

@@ -24,7 +24,7 @@ from psycopg.rows import class_row
 
 from core.weeks import WEEK_ZONE
 
-_SUMMARY: Final = f"""
+DAY_SUMMARY: Final = f"""
     r.code, (r.measured_at AT TIME ZONE '{WEEK_ZONE}')::date AS day, count(*)::int AS readings,
     min(r.value) AS low, percentile_cont(0.5) WITHIN GROUP (ORDER BY r.value) AS median,
     max(r.value) AS high, sum(r.value) AS total, sum(r.value * r.value) AS squares
@@ -69,7 +69,7 @@ def day_summaries(
             ).fetchall()
         if last >= current_week:
             found += cur.execute(
-                f"SELECT {_SUMMARY} FROM readings r WHERE patient_id = %(patient)s"
+                f"SELECT {DAY_SUMMARY} FROM readings r WHERE patient_id = %(patient)s"
                 f" AND measured_at >= (%(first)s::timestamp AT TIME ZONE '{WEEK_ZONE}')"
                 f" AND measured_at < (%(until)s::timestamp AT TIME ZONE '{WEEK_ZONE}')"
                 " GROUP BY 1, 2 ORDER BY 2, 1",
@@ -122,7 +122,7 @@ def _roll_up_stale_weeks(
         f"""
         INSERT INTO reading_days AS d
                (code, day, readings, low, median, high, total, squares, patient_id)
-        SELECT {_SUMMARY}, %(patient)s
+        SELECT {DAY_SUMMARY}, %(patient)s
           FROM unnest(%(codes)s::text[], %(weeks)s::date[]) AS s(code, week)
           JOIN readings r
             ON r.patient_id = %(patient)s AND r.code = s.code
