@@ -175,7 +175,7 @@ def create_dashboard(
             )
         page = html.Div(
             [
-                header(route, principal, now=now, t=t, links=links),
+                header(route, principal, now=now, t=t, links=links, search=search),
                 html.Main(content),
             ],
             lang=language,

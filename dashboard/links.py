@@ -26,7 +26,7 @@ from dashboard.data.worklist import (
     Standing,
     WorklistFilters,
 )
-from dashboard.ranges import TrendRange
+from dashboard.ranges import TrendRange, trend_range_from_search
 from quality.figures import CONDITIONS, Period
 
 T = TypeVar("T")
@@ -235,15 +235,18 @@ class Links:
     def devices(self) -> str:
         return f"{self.base}{DEVICES_SEGMENT}?lang={self.language}"
 
-    def in_language(self, route: Route, language: str) -> str:
-        """The page `route` names, in `language`; built from the route, never from the raw path."""
+    def in_language(self, route: Route, language: str, search: str | None = None) -> str:
+        """The page `route` names, in `language`, with what the user chose on it (filters, a
+        range, a period): built from the route and the parsed choices, never from the raw
+        address."""
         other = Links(self.base, language)
         if route.patient_id is not None and route.page is Page.CARE_PLAN:
-            return other.care_plan(route.patient_id)
+            choice = care_plan_choice_from_search(search)
+            return other.care_plan(route.patient_id, measure=choice.measure, to=choice.to)
         if route.patient_id is not None:
-            return other.patient(route.patient_id)
+            return other.patient(route.patient_id, trend_range_from_search(search))
         if route.page is Page.FIGURES:
-            return other.figures()
+            return other.figures(period_from_search(search), condition_from_search(search))
         if route.page is Page.DEVICES:
             return other.devices()
-        return other.worklist()
+        return other.worklist(worklist_filters_from_search(search))

@@ -22,12 +22,19 @@ SIGNED_IN: Final = frozenset({"staff", "patient"})
 
 
 def header(
-    route: Route, principal: Principal, *, now: datetime, t: Translator, links: Links
+    route: Route,
+    principal: Principal,
+    *,
+    now: datetime,
+    t: Translator,
+    links: Links,
+    search: str | None = None,
 ) -> Component:
+    """The top bar; its language links keep what the user chose on the page (`search`)."""
     languages = [
         html.Span(LANGUAGE_NAMES[language], className="current")
         if language == t.language
-        else dcc.Link(LANGUAGE_NAMES[language], href=links.in_language(route, language))
+        else dcc.Link(LANGUAGE_NAMES[language], href=links.in_language(route, language, search))
         for language in LANGUAGES
     ]
     aria: dict[str, Any] = {"aria-label": t("Language")}  # no Python keyword has a hyphen

@@ -33,3 +33,25 @@ def test_the_dashboard_opens_the_page_a_notification_links_to() -> None:
     assert Links(DASHBOARD_PATH, "nb").patient(PATIENT) == f"{path}?lang=nb"
     route = resolve(path, base=DASHBOARD_PATH)
     assert (route.page, route.patient_id) == (Page.PATIENT, PATIENT)
+
+
+def test_switching_language_keeps_what_the_user_chose_and_nothing_else() -> None:
+    """The filters, the trend's range and the care plan's choice survive a change of
+    language; anything else in the address is not carried along."""
+    links = Links(DASHBOARD_PATH, "nb")
+    worklist = links.in_language(
+        resolve(DASHBOARD_PATH, base=DASHBOARD_PATH),
+        "en",
+        "?lang=nb&standing=red&mine=1&name=Kari&next=https://evil.example",
+    )
+    assert worklist == f"{DASHBOARD_PATH}?lang=en&standing=red&mine=1&name=Kari"
+    patient = links.in_language(
+        resolve(patient_path(PATIENT), base=DASHBOARD_PATH), "nn", "?lang=nb&range=90"
+    )
+    assert patient == f"{patient_path(PATIENT)}?lang=nn&range=90"
+    plan = links.in_language(
+        resolve(f"{patient_path(PATIENT)}/care-plan", base=DASHBOARD_PATH),
+        "en",
+        "?lang=nb&measure=59408-5",
+    )
+    assert plan == f"{patient_path(PATIENT)}/care-plan?lang=en&measure=59408-5"
