@@ -120,6 +120,17 @@ def _admin(server_url: str) -> psycopg.Connection:
     return psycopg.connect(server_url, autocommit=True)
 
 
+def seal_template(server_url: str, name: str) -> None:
+    """Make database `name` a template nobody is connected to. Nobody may hold a session on a
+    template while it is cloned, not even TimescaleDB's background scheduler, which visits
+    every database that allows connections."""
+    with _admin(server_url) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+
+
 @pytest.fixture(scope="session")
 def template_database(postgres_server_url: str) -> Iterator[tuple[str, MigrationReport]]:
     """A database migrated once per session; tests clone it instead of migrating again."""
@@ -128,13 +139,7 @@ def template_database(postgres_server_url: str) -> Iterator[tuple[str, Migration
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
     report = migrate(database_url_for(postgres_server_url, name))
-    with _admin(postgres_server_url) as admin:
-        # Nobody may hold a session on a template while it is cloned, not even TimescaleDB's
-        # background scheduler, which visits every database that allows connections.
-        admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
+    seal_template(postgres_server_url, name)
     yield name, report
     with _admin(postgres_server_url) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false')

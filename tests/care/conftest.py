@@ -18,7 +18,7 @@ from core.migrate import MigrationReport
 from heimvakt.app import create_app
 from heimvakt.worker import rules
 from tests.care.world import World, build_world
-from tests.conftest import CloneDatabase, database_url_for
+from tests.conftest import CloneDatabase, database_url_for, seal_template
 from tests.ingest.conftest import TEST_LIMITS
 from tests.support import ISSUER_KEY
 
@@ -68,8 +68,7 @@ def world_template(
         with pool.connection() as conn:
             conn.autocommit = True
             world = build_world(conn, issuer=issuer)
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+    seal_template(postgres_server_url, name)
     yield name, world
     with psycopg.connect(postgres_server_url, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false')
