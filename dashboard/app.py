@@ -44,6 +44,7 @@ from dashboard.links import (
     care_plan_choice_from_search,
     condition_from_search,
     handled_from_search,
+    language_chosen,
     language_from_search,
     login_failed,
     login_throttled,
@@ -167,6 +168,7 @@ def create_dashboard(
                 failed=login_failed(search),
                 ended=ended,
                 throttled=login_throttled(search),
+                language_chosen=language_chosen(search),
             )
         else:
             view = View(principal=principal, now=now, refresh=refresh)

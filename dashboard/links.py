@@ -50,6 +50,12 @@ def language_from_search(search: str | None) -> str:
     return negotiate(values[-1] if values else None)
 
 
+def language_chosen(search: str | None) -> bool:
+    """Whether the address names a language (a user's choice, or a link that carries it)."""
+    values = parse_qs((search or "").removeprefix("?")).get("lang")
+    return bool(values) and negotiate(values[-1]) == values[-1]
+
+
 def login_failed(search: str | None) -> bool:
     """Whether /auth/login sent the browser back here after a wrong user name or password."""
     return parse_qs((search or "").removeprefix("?")).get("failed") == ["1"]

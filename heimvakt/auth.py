@@ -41,6 +41,7 @@ from core.auth import (
     smart_scopes,
 )
 from core.clock import Clock
+from core.i18n import negotiate
 from core.local_accounts import LoginAttempt, LoginThrottle, do_log_in_local
 from core.problems import problem, problem_response
 from devices.tokens import TOKEN_MARK, device_of_token
@@ -173,9 +174,12 @@ def local_issuer_router(
     throttle = LoginThrottle()
     checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
 
-    def check(username: str, password: str, address: str) -> tuple[LoginAttempt, str | None]:
+    def check(
+        username: str, password: str, address: str
+    ) -> tuple[LoginAttempt, str | None, str | None]:
         """A token only for an account that speaks for someone now: a staff member whose last
-        employment has ended is refused like a wrong password."""
+        employment has ended is refused like a wrong password. With it, the language a
+        patient's record names as theirs (None for staff)."""
         with pool.connection() as conn:
             attempt = do_log_in_local(
                 conn,
@@ -185,8 +189,10 @@ def local_issuer_router(
                 now=clock.now(),
                 throttle=throttle,
             )
-            if attempt.subject is None or (
-                principal_for(
+            principal = (
+                None
+                if attempt.subject is None
+                else principal_for(
                     conn,
                     issuer=issuer.config.issuer,
                     subject=str(attempt.subject),
@@ -194,20 +200,29 @@ def local_issuer_router(
                     hpr_number=None,
                     now=clock.now(),
                 )
-                is None
-            ):
-                return attempt, None
-        return attempt, issuer.issue(subject=str(attempt.subject))
+            )
+            if principal is None:
+                return attempt, None, None
+            language = None
+            if principal.kind == "patient":
+                row = conn.execute(
+                    "SELECT preferred_language FROM patients WHERE id = %s", (principal.uuid,)
+                ).fetchone()
+                language = None if row is None else row[0]
+        return attempt, issuer.issue(subject=str(attempt.subject)), language
 
-    async def log_in(request: Request, username: str, password: str) -> Response | str:
-        """The new token, or the answer that refuses it (401, 429 or 503)."""
+    async def log_in(
+        request: Request, username: str, password: str
+    ) -> Response | tuple[str, str | None]:
+        """The new token and the user's own language (if their record names one), or the
+        answer that refuses the log-in (401, 429 or 503)."""
         if checks.statistics().tasks_waiting >= WAITING_LOG_INS:
             return problem(
                 503,
                 "too many log-ins at once; try again shortly",
                 headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
             )
-        attempt, token = await anyio.to_thread.run_sync(
+        attempt, token, language = await anyio.to_thread.run_sync(
             check, username, password, client_address(request), limiter=checks
         )
         if attempt.retry_after is not None:
@@ -218,7 +233,7 @@ def local_issuer_router(
             )
         if token is None:
             return problem(401, "wrong user name or password")
-        return token
+        return token, language
 
     @router.post(
         "/auth/token",
@@ -239,28 +254,33 @@ def local_issuer_router(
         issued = await log_in(request, username, password)
         if isinstance(issued, Response):
             return issued
-        return TokenOut(access_token=issued, expires_in=lifetime)
+        return TokenOut(access_token=issued[0], expires_in=lifetime)
 
     @router.post(LOGIN_PATH, include_in_schema=False)
     async def login(
         request: Request,
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
-        lang: Literal["nb", "nn", "en"] = "nb",
+        lang: Literal["nb", "nn", "en"] | None = None,
     ) -> Response:
+        """`lang`: the language the user chose on the log-in page; without it, a patient's
+        dashboard speaks the language of their record, anyone else's the default."""
         issued = await log_in(request, username, password)
         if isinstance(issued, Response):
             # The form's page says why; the refusal's Retry-After rides along.
             reason = "1" if issued.status_code == 401 else "wait"
+            chosen = "" if lang is None else f"&lang={lang}"
             return RedirectResponse(
-                f"{dashboard_path}login?failed={reason}&lang={lang}",
+                f"{dashboard_path}login?failed={reason}{chosen}",
                 status_code=303,
                 headers={k: v for k, v in issued.headers.items() if k == "retry-after"},
             )
-        response = RedirectResponse(f"{dashboard_path}?lang={lang}", status_code=303)
+        token, own_language = issued
+        language = lang or negotiate(own_language)
+        response = RedirectResponse(f"{dashboard_path}?lang={language}", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            issued,
+            token,
             max_age=lifetime,
             httponly=True,
             secure=secure_cookie,

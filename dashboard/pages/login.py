@@ -9,7 +9,12 @@ from core.i18n import Translator
 
 
 def login_page(
-    *, t: Translator, failed: bool, ended: bool = False, throttled: bool = False
+    *,
+    t: Translator,
+    failed: bool,
+    ended: bool = False,
+    throttled: bool = False,
+    language_chosen: bool = False,
 ) -> Component:
     """Password log-in of the built-in issuer; the form posts to /auth/login, which sets the
     session cookie and comes back to the dashboard (here again, with ?failed=1, if refused,
@@ -55,8 +60,9 @@ def login_page(
                     ),
                     html.Button(t("Log in"), type="submit"),
                 ],
-                # The language rides along, so the dashboard after log-in speaks it too.
-                action=f"/auth/login?lang={t.language}",
+                # A language the user chose here rides along, so the dashboard after log-in
+                # speaks it too; otherwise the dashboard speaks the user's own (a patient's).
+                action=f"/auth/login?lang={t.language}" if language_chosen else "/auth/login",
                 method="POST",
                 className="login",
             ),

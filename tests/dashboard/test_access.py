@@ -98,7 +98,7 @@ def test_an_anonymous_visitor_gets_the_log_in_form_and_no_data(
         assert "Kari Nordmann" not in text(page)
         assert "Lungeavdelingen" not in text(page)
         [form] = [c for c in components(page) if c["type"] == "Form"]
-        assert form["props"]["action"] == "/auth/login?lang=nb"
+        assert form["props"]["action"] == "/auth/login"  # no language chosen here
         assert form["props"]["method"] == "POST"
         fields = {
             c["props"]["name"]: c["props"]["type"] for c in components(form) if "name" in c["props"]
@@ -183,7 +183,7 @@ def test_the_log_in_form_sets_the_session_the_dashboard_reads_and_log_out_ends_i
             follow_redirects=False,
         )
         assert refused.status_code == 303
-        assert refused.headers["location"] == f"{BASE}login?failed=1&lang=nb"
+        assert refused.headers["location"] == f"{BASE}login?failed=1"
         assert "Kari Nordmann" not in text(show(client, BASE))
 
         login = client.post(
@@ -202,6 +202,30 @@ def test_the_log_in_form_sets_the_session_the_dashboard_reads_and_log_out_ends_i
 
 
 # --- who sees whom -----------------------------------------------------------------------------
+
+
+def test_a_patient_lands_in_the_language_of_their_record_unless_they_chose_one(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    kari = seed_patient(conn, name="Kari Nordmann")
+    conn.execute("UPDATE patients SET preferred_language = 'en' WHERE id = %s", (kari.patient_id,))
+    subject = do_create_local_account(conn, username="kari", password="a long password")
+    do_link_identity(conn, issuer=LOCAL_ISSUER, subject=str(subject), patient_id=kari.patient_id)
+    local_issuer(pool).ensure_signing_key()
+    form = {"username": "kari", "password": "a long password"}
+    with build_app(pool, local_issuer(pool)) as client:
+        own = client.post("/auth/login", data=form, follow_redirects=False)
+        assert own.headers["location"] == f"{BASE}?lang=en"
+        chosen = client.post("/auth/login?lang=nn", data=form, follow_redirects=False)
+        assert chosen.headers["location"] == f"{BASE}?lang=nn"
+
+
+def test_the_log_in_form_carries_a_language_the_visitor_chose(pool: ConnectionPool) -> None:
+    client, _ = dashboard_client(pool, anonymous=True)
+    [chosen] = [
+        c for c in components(show(client, f"{BASE}login", "?lang=nn")) if c["type"] == "Form"
+    ]
+    assert chosen["props"]["action"] == "/auth/login?lang=nn"
 
 
 def test_a_nurse_sees_only_the_patients_of_her_care_teams(
