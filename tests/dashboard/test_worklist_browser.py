@@ -23,6 +23,7 @@ from care.models import Condition, OrganisationKind
 from care.people import do_add_team_member, do_link_identity
 from core.clock import ManualClock
 from core.local_accounts import do_create_local_account
+from devices.status import StatusReport, do_record_status
 from tests.browser_checks import severe_accessibility_violations
 from tests.dashboard import (
     ISSUER,
@@ -45,6 +46,7 @@ MUNICIPAL_NURSE: Final = "Marte Kommune"
 USER: Final = "marte"
 PASSWORD: Final = "et langt demopassord"
 NOTE: Final = "Ringte. <script>alert(1)</script> <img src=x onerror=alert(1)>"
+FIRMWARE: Final = "2.1<script>alert(3)</script><img src=x onerror=alert(4)>"
 WAIT: Final = 30_000
 
 
@@ -110,6 +112,13 @@ def demo_ward(conn: psycopg.Connection, *, hospital_nurse: UUID) -> dict[str, Se
                 conn, patient=ward["Gunn Eksempel"].patient_id, severity="yellow", at=missing_at
             ),
         },
+    )
+    # The oximeter reports a firmware string written as markup: the page must show it as text.
+    do_record_status(
+        conn,
+        device_id=ward["Bjørn Prøvestad"].device_id,
+        report=StatusReport(online=True, battery=61, firmware=FIRMWARE),
+        received_at=NOW - timedelta(hours=1),
     )
     for table in ("alert_episodes", "alerts"):
         conn.execute(
@@ -186,6 +195,10 @@ def test_a_municipal_nurse_works_a_red_alert_from_new_to_resolved_without_a_relo
             page.get_by_role("link", name="Bjørn Prøvestad").click()
             card = page.locator(".alert").first
             card.wait_for(timeout=WAIT)
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=WAIT)
+            # The care plan's yellow and red bands are drawn behind the readings.
+            assert page.locator(".js-plotly-plot .shapelayer path").count() > 0
+            assert page.locator("table.devices td", has_text=FIRMWARE).count() == 1
             assert severe_accessibility_violations(page) == []
             card.get_by_role("button", name="Acknowledge").click()
             page.wait_for_selector("text=Alert acknowledged.", timeout=WAIT)
