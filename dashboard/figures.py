@@ -175,11 +175,19 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> dict[str, Any
     chart_list = charts(codes, t)
     if not chart_list:
         return None
-    rows = len(chart_list) + (1 if trend.events else 0)
-    height = _ROW_HEIGHT * len(chart_list) + (_EVENT_ROW_HEIGHT if trend.events else 0)
-    height += _MARGIN_HEIGHT
-    heights = ([_EVENT_ROW_HEIGHT] if trend.events else []) + [_ROW_HEIGHT] * len(chart_list)
-    titles = ([t("Alerts and notes")] if trend.events else []) + [c.title for c in chart_list]
+    news2 = [(at, total) for at, total in trend.news2 if _wall_clock(at) >= since]
+    scored = [t("NEWS2 partial score")] if news2 else []
+    rows = len(chart_list) + len(scored) + (1 if trend.events else 0)
+    height = _ROW_HEIGHT * (len(chart_list) + len(scored))
+    height += (_EVENT_ROW_HEIGHT if trend.events else 0) + _MARGIN_HEIGHT
+    heights = ([_EVENT_ROW_HEIGHT] if trend.events else []) + [_ROW_HEIGHT] * (
+        len(chart_list) + len(scored)
+    )
+    titles = [
+        *([t("Alerts and notes")] if trend.events else []),
+        *(c.title for c in chart_list),
+        *scored,
+    ]
     layout = _grid(titles, heights, gap=_GAP / height)
     drawing = _Drawing(layout, t, window=(since, until), plans=_plan_times(trend))
     if trend.events:
@@ -197,6 +205,8 @@ def trend_figure(trend: Trend, *, t: Translator, revision: str) -> dict[str, Any
                 values += series["low"].tolist() + series["high"].tolist()
                 drawing.summaries(row, measurement, series, days=days, flow_z=trend.flow_z)
         drawing.bands(row, chart, values)
+    if news2:
+        drawing.news2(rows, news2)
     for row in range(1, rows + 1):
         drawing.axis("x", row).update(
             range=[since, until], tickformat=_TICK_FORMAT[t.language], gridcolor=_GRID
@@ -572,6 +582,39 @@ class _Drawing:
                     "hovertemplate": f"{self.hover_time}<br>%{{hovertext}}<extra></extra>",
                 },
             )
+
+    def news2(self, row: int, scores: list[tuple[datetime, int]]) -> None:
+        """The partial NEWS2 score as a step line, with the levels where it turns yellow (5)
+        and red (7) dashed and named, so the line reads without colour."""
+        t = self.t
+        top = max(8, max(total for _, total in scores) + 1)
+        for level, severity, name in ((5, "yellow", t("Medium")), (7, "red", t("High"))):
+            self.add_shape(
+                row,
+                type="line",
+                name="news2-level",
+                layer="below",
+                x0=self.window[0],
+                x1=self.window[1],
+                y0=level,
+                y1=level,
+                line={"color": _EVENT_COLOURS[severity], "dash": "dash", "width": 1},
+                label={"text": f"{name} ≥ {level}", "textposition": "end", "font": {"size": 10}},
+            )
+        self.add(
+            row,
+            {
+                "x": [_wall_clock(at) for at, _ in scores],
+                "y": [total for _, total in scores],
+                "mode": "lines+markers",
+                "line": {"shape": "hv", "color": _LINE, "width": 1.5},
+                "marker": {"size": 4, "color": _LINE},
+                "name": t("NEWS2 partial score"),
+                "showlegend": False,
+                "hovertemplate": f"{self.hover_time}<br>{t('Score')} %{{y}}<extra></extra>",
+            },
+        )
+        self.axis("y", row).update(range=[0, top], dtick=2)
 
     def event_text(self, event: TrendEvent) -> str:
         t = self.t

@@ -46,13 +46,13 @@ class Page(Enum):
 
 
 def language_from_search(search: str | None) -> str:
-    values = parse_qs((search or "").removeprefix("?")).get("lang")
+    values = parse_qs((search or "").removeprefix("?")).get("lang", [])
     return negotiate(values[-1] if values else None)
 
 
 def language_chosen(search: str | None) -> bool:
     """Whether the address names a language (a user's choice, or a link that carries it)."""
-    values = parse_qs((search or "").removeprefix("?")).get("lang")
+    values = parse_qs((search or "").removeprefix("?")).get("lang", [])
     return bool(values) and negotiate(values[-1]) == values[-1]
 
 

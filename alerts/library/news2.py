@@ -7,8 +7,8 @@ as NEWS2 charts them: whole numbers, temperature to one decimal (half up).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
@@ -95,22 +95,48 @@ SEVERITY: Final = {
 }
 
 
-def evaluate(context: PatientContext) -> list[Finding]:
-    if sum(code in context.history for code in VITAL_SIGNS) < MIN_PARAMETERS:
-        return []  # fewer vital signs ever measured than a score needs: no lookups
-    scale2 = context.spo2_scale == 2
-    scorers: dict[str, Callable[[float], int]] = {
+def scorers(*, scale2: bool, on_oxygen: bool) -> dict[str, Callable[[float], int]]:
+    """Each vital sign's scoring, SpO2 on the patient's scale."""
+    return {
         RESPIRATION: respiration_score,
-        SPO2: (lambda v: spo2_scale2_score(v, on_oxygen=context.on_oxygen))
+        SPO2: (lambda v: spo2_scale2_score(v, on_oxygen=on_oxygen))
         if scale2
         else spo2_scale1_score,
         SYSTOLIC: systolic_score,
         PULSE: pulse_score,
         TEMPERATURE: temperature_score,
     }
+
+
+def scores_over_time(
+    readings: Iterable[tuple[datetime, str, float]], *, scale2: bool, on_oxygen: bool = False
+) -> list[tuple[datetime, int]]:
+    """The partial score after each vital-sign reading, from the newest value of each vital
+    sign within WINDOW, as `evaluate` scores the newest moment; none where fewer than
+    MIN_PARAMETERS were measured in the window. `readings`: (time, code, value), oldest first.
+    For drawing the score over time; the alert itself is `evaluate`'s."""
+    score_of = scorers(scale2=scale2, on_oxygen=on_oxygen)
+    oxygen = 2 if on_oxygen else 0
+    newest: dict[str, tuple[datetime, float]] = {}
+    found: list[tuple[datetime, int]] = []
+    for at, code, value in readings:
+        if code not in score_of:
+            continue
+        newest[code] = (at, value)
+        current = [score_of[c](v) for c, (when, v) in newest.items() if at - when <= WINDOW]
+        if len(current) >= MIN_PARAMETERS:
+            found.append((at, sum(current) + oxygen))
+    return found
+
+
+def evaluate(context: PatientContext) -> list[Finding]:
+    if sum(code in context.history for code in VITAL_SIGNS) < MIN_PARAMETERS:
+        return []  # fewer vital signs ever measured than a score needs: no lookups
+    scale2 = context.spo2_scale == 2
+    score_of = scorers(scale2=scale2, on_oxygen=context.on_oxygen)
     used: dict[str, dict[str, float]] = {}
     newest_time = None
-    for code, score in scorers.items():
+    for code, score in score_of.items():
         found = latest(context, code, within=WINDOW)
         if found is None:
             continue
@@ -139,7 +165,7 @@ def evaluate(context: PatientContext) -> list[Finding]:
                 "spo2_scale": 2 if scale2 else 1,
                 "supplemental_oxygen": oxygen,
                 "used": used,
-                "missing": [*sorted(set(scorers) - set(used)), "consciousness"],
+                "missing": [*sorted(set(score_of) - set(used)), "consciousness"],
             },
         )
     ]

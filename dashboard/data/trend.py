@@ -4,13 +4,14 @@ notes on the time axis, and the patient's peak-flow baseline parameter."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
 import psycopg
 
+from alerts.library.news2 import scores_over_time
 from alerts.library.trends import BASELINE_DAYS
 from care.careplan import care_plan_history, plan_limits
 from core.limits import Limits
@@ -62,6 +63,8 @@ class Trend:
     events: list[TrendEvent]
     flow_z: float
     """How many standard deviations below the baseline a peak flow alerts (the rule's)."""
+    news2: list[tuple[datetime, int]] = field(default_factory=list)
+    """The partial NEWS2 score after each vital sign, when every reading is drawn."""
 
 
 def load_trend(
@@ -95,6 +98,20 @@ def load_trend(
         plans=plan_periods(conn, patient_id=patient_id),
         events=_events(conn, patient_id=patient_id, since=since, until=until),
         flow_z=_flow_z(conn, patient_id=patient_id),
+        news2=[] if readings is None else _news2(conn, patient_id=patient_id, readings=readings),
+    )
+
+
+def _news2(
+    conn: psycopg.Connection, *, patient_id: UUID, readings: list[Reading]
+) -> list[tuple[datetime, int]]:
+    """The partial NEWS2 score over time, on the SpO2 scale of the patient's plan."""
+    row = conn.execute(
+        "SELECT spo2_scale FROM care_plans WHERE patient_id = %s", (patient_id,)
+    ).fetchone()
+    ordered = sorted(readings, key=lambda r: r.measured_at)
+    return scores_over_time(
+        ((r.measured_at, r.code, r.value) for r in ordered), scale2=row is not None and row[0] == 2
     )
 
 

@@ -68,6 +68,23 @@ def eva(conn: psycopg.Connection, pool: ConnectionPool) -> Seeded:
     return eva
 
 
+def test_the_partial_news2_score_is_drawn_over_time_with_its_levels(
+    pool: ConnectionPool, conn: psycopg.Connection, eva: Seeded
+) -> None:
+    store_reading(conn, eva, "pulse", 115, NOW - timedelta(days=1, hours=-1))
+    store_reading(conn, eva, "pulse", 72, NOW - timedelta(hours=2))
+    client, _ = dashboard_client(pool)
+
+    [figure] = figures(show_page(client, eva, "?lang=en"))
+
+    [score] = [t for t in figure["data"] if t.get("name") == "NEWS2 partial score"]
+    # SpO2 91 (3) with pulse 115 (2); then pulse 72 (0) with the same SpO2 (3), 23 h later:
+    # SpO2 is out of the 12-hour window by then, so there is no score.
+    assert score["y"] == [5]
+    levels = [s for s in figure["layout"]["shapes"] if s["name"] == "news2-level"]
+    assert [(s["y0"], s["label"]["text"]) for s in levels] == [(5, "Medium ≥ 5"), (7, "High ≥ 7")]
+
+
 def _path(seeded: Seeded) -> str:
     return f"{BASE}patients/{seeded.patient_id}"
 

@@ -141,3 +141,19 @@ def test_a_temperature_in_fahrenheit_is_scored_after_conversion(
     celsius = catalog.to_canonical(temperature, fahrenheit, "[degF]")
     [finding] = evaluate(context([(TEMP, celsius, AT), (PULSE, 70, AT)]))
     assert finding.details["used"][TEMP]["score"] == score
+
+
+def test_the_score_over_time_is_what_evaluate_scores_at_each_moment() -> None:
+    """The patient page draws the score after every vital sign: from the newest value of
+    each within 12 hours, and only once two of them are there."""
+    readings = [
+        (ago(hours=30), SPO2, 96.0),  # alone: no score
+        (ago(hours=20), PULSE, 95.0),  # 10 hours later: SpO2 0 + pulse 1
+        (ago(hours=10), SPO2, 91.0),  # SpO2 3 + pulse 1
+        (ago(hours=1), PULSE, 72.0),  # the pulse of 20 hours ago is out of the window
+    ]
+    scores = news2.scores_over_time(readings, scale2=False)
+    assert scores == [(ago(hours=20), 1), (ago(hours=10), 4), (ago(hours=1), 3)]
+    [finding] = evaluate(context([(SPO2, 91.0, ago(hours=10)), (PULSE, 72.0, ago(hours=1))]))
+    assert finding.value == scores[-1][1]
+    assert news2.scores_over_time(readings, scale2=True)[1] == (ago(hours=10), 1)
