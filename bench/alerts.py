@@ -49,13 +49,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench.harness import (
-    DEFAULT_OUTPUT,
-    DEFAULT_SERVER_URL,
     LONG_AGO,
     ROOT,
     Checks,
     IngestWorker,
     bench_database,
+    bench_parser,
     code_version,
     command_line,
     log_tail,
@@ -63,10 +62,10 @@ from bench.harness import (
     measured_line,
     met,
     own_mosquitto,
+    publish,
     quantiles,
     run_main,
     stop_process,
-    write_section,
 )
 from bench.load import paced_publish, readings_topic, seed, seed_copd_patient
 from bench.measure import CommitListener, add_notify_trigger
@@ -379,13 +378,7 @@ def run(options: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path)
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
-    parser.add_argument(
-        "--smoke", action="store_true", help="small numbers, checks only, writes nothing"
-    )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--no-write", action="store_true")
+    parser = bench_parser(__doc__)
     options = parser.parse_args(arguments)
     options.sizes = SMOKE if options.smoke else FULL
     command = command_line("bench.alerts", "bench-alerts", arguments)
@@ -398,10 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             measured=measured_line(command, version),
             machine_line=machine(options.server_url),
         )
-        print(text)
-        if not (options.smoke or options.no_write):
-            write_section(options.output, text, heading="Alerts")
-            print(f"written to {options.output}")
+        publish(options, text, heading="Alerts")
 
     return run_main("alerts", body)
 

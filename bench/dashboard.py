@@ -30,7 +30,6 @@ copy of it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import io
@@ -57,19 +56,18 @@ from psycopg_pool import ConnectionPool
 
 from bench import figures
 from bench.harness import (
-    DEFAULT_OUTPUT,
-    DEFAULT_SERVER_URL,
     Checks,
     PhaseBroken,
     bench_database,
+    bench_parser,
     code_version,
     command_line,
     machine,
     measured_line,
     met,
     percentile,
+    publish,
     run_main,
-    write_section,
 )
 from bench.served import served_app
 from core.auth import Principal
@@ -511,13 +509,7 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
-    parser.add_argument(
-        "--smoke", action="store_true", help="small numbers, checks only, writes nothing"
-    )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--no-write", action="store_true")
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--browser-loads",
         type=int,
@@ -554,12 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             measured=measured_line(command, version),
             machine_line=machine(options.server_url),
         )
-        print(text)
-        if not (options.smoke or options.no_write):
-            write_section(
-                options.output, "\n".join([text, *checks.warnings, ""]), heading="Dashboard"
-            )
-            print(f"written to {options.output}")
+        publish(options, "\n".join([text, *checks.warnings, ""]), heading="Dashboard")
 
     return run_main("dashboard", body)
 

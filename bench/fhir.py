@@ -17,7 +17,6 @@ nothing, and exits 1 if a page is not 200 or the pages lose or repeat an Observa
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -35,17 +34,16 @@ from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from bench.harness import (
-    DEFAULT_OUTPUT,
-    DEFAULT_SERVER_URL,
     Checks,
     bench_database,
+    bench_parser,
     code_version,
     command_line,
     machine,
     measured_line,
     percentile,
+    publish,
     run_main,
-    write_section,
 )
 from bench.served import served_app
 from core.clock import ManualClock
@@ -207,13 +205,7 @@ def report(
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
-    parser.add_argument(
-        "--smoke", action="store_true", help="small numbers, checks only, writes nothing"
-    )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--no-write", action="store_true")
+    parser = bench_parser(__doc__)
     options = parser.parse_args(arguments)
     sizes = SMOKE if options.smoke else FULL
     command = command_line("bench.fhir", "bench-fhir", arguments)
@@ -230,10 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             measured=measured_line(command, version),
             machine_line=machine(options.server_url),
         )
-        print(text)
-        if not (options.smoke or options.no_write):
-            write_section(options.output, text, heading="FHIR")
-            print(f"written to {options.output}")
+        publish(options, text, heading="FHIR")
 
     return run_main("fhir", body)
 

@@ -7,6 +7,7 @@ worker's Prometheus metrics, so they keep working while the code under measureme
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import multiprocessing
@@ -339,6 +340,27 @@ def command_line(module: str, target: str, argv: Sequence[str]) -> str:
     if not argv:
         return f"`make {target}` (`.venv/bin/python -m {module}`)"
     return f"`{shlex.join(['.venv/bin/python', '-m', module, *argv])}`"
+
+
+def bench_parser(module_doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark shares: the server, smoke mode, where the section goes."""
+    parser = argparse.ArgumentParser(description=(module_doc or "").split("\n\n")[0])
+    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--smoke", action="store_true", help="small numbers, checks only, writes nothing"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-write", action="store_true")
+    return parser
+
+
+def publish(options: argparse.Namespace, text: str, *, heading: str) -> None:
+    """Print the section; write it into the output file unless this is a smoke run or told
+    not to."""
+    print(text)
+    if not (options.smoke or options.no_write):
+        write_section(options.output, text, heading=heading)
+        print(f"written to {options.output}")
 
 
 def write_section(path: Path, text: str, *, heading: str) -> None:
