@@ -5,9 +5,11 @@ and a DELETE there must decompress what it touches first: the daily run failed p
 decompression limit whenever the cut fell inside a chunk, and where the limit was lifted it
 rewrote a whole chunk every day. So there the run drops whole chunks (`drop_chunks`), and
 readings between the start of the chunk the cut falls in and the cut wait until that chunk
-ends (one chunk interval at most: migration 0028 makes it a day). A retention policy does the
-same in the background; this run does it too, because TimescaleDB's jobs can fail unseen
-(`heimvakt doctor` reports them).
+ends (one chunk interval at most: seven days, migration 0005). Chunks are not made shorter
+for a closer cut: a compressed batch then holds a day of a device's readings instead of a week,
+and a reading took twice the space (32 bytes against 16, bench/storage.py's shape). A retention
+policy does the same in the background; this run does it too, because TimescaleDB's jobs can
+fail unseen (`heimvakt doctor` reports them).
 
 On plain PostgreSQL readings are deleted a few hundred patients at a time, each group in its
 own short transaction, through the (patient, code, time) index: no lock is held long, ingest

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from care.retention import do_apply_retention
+from care.rights import do_forget_patient
 from core.migrate import timescaledb_status
 from core.weeks import week_of
 from tests.care.conftest import WorldClient
@@ -73,32 +74,44 @@ def test_every_patient_is_reached_a_group_at_a_time_anonymised_readings_too(
 
 def test_whole_chunks_go_on_timescaledb(world_client: WorldClient, world: World) -> None:
     """The cut falls inside a compressed chunk: the chunks before it are dropped, the one it
-    falls in is not decompressed (its older readings wait for its end), and the retention
-    policy holds the period."""
+    falls in is not decompressed (its older readings wait for its end), the retention policy
+    holds the period, and erasure and anonymisation still work on compressed chunks."""
     now = datetime.now(UTC)
     keep = timedelta(days=30)
+    week = timedelta(days=7)
+    other = world.scenarios["other_team"]
     with world_client() as (_client, conn):
         if timescaledb_status(conn).version is None:
             pytest.skip("needs TimescaleDB; plain PostgreSQL is tested above")
         for days in range(60, 0, -1):
-            store_counted(conn, world, at=now - timedelta(days=days, hours=5))
-        conn.execute(
-            "SELECT compress_chunk(c) FROM show_chunks('readings', older_than => %s) c",
-            (now - timedelta(days=20),),
-        )
+            at = now - timedelta(days=days, hours=5)
+            store_counted(conn, world, at=at)
+            store_counted(conn, world, at=at, patient=other.patient, device=other.device)
+        compressed = conn.execute(
+            "SELECT count(compress_chunk(c)) FROM show_chunks('readings', older_than => %s) c",
+            (now - timedelta(days=10),),
+        ).fetchone()[0]  # type: ignore[index]
+        assert compressed >= 6
         retained = do_apply_retention(conn, now=now, keep=keep)
-        assert retained.chunks_dropped >= 28
+        assert retained.chunks_dropped >= 3
         assert retained.waiting_until is not None
-        assert now - keep < retained.waiting_until <= now - keep + timedelta(days=1)
+        assert now - keep < retained.waiting_until <= now - keep + week
         oldest = conn.execute(
             "SELECT min(measured_at) FROM readings WHERE measured_at <> %s", (MEASURED,)
         ).fetchone()[0]  # type: ignore[index]
-        assert now - keep - timedelta(days=1) <= oldest
+        assert now - keep - week <= oldest
         policy = conn.execute(
             "SELECT config ->> 'drop_after' FROM timescaledb_information.jobs"
             " WHERE proc_name = 'policy_retention'"
         ).fetchall()
         assert policy == [("30 days",)]
-        # The next day's run again drops what has passed, and changes nothing else.
-        later = do_apply_retention(conn, now=now + timedelta(days=1), keep=keep)
+        # A week later the chunk cut through has ended and goes whole.
+        later = do_apply_retention(conn, now=now + week, keep=keep)
         assert later.chunks_dropped == 1
+        # Erasure and anonymisation reach readings in compressed chunks.
+        do_forget_patient(conn, patient_id=world.patients["own"], anonymise=False)
+        mine = "SELECT count(*) FROM readings WHERE patient_id = %s"
+        assert conn.execute(mine, (world.patients["own"],)).fetchone() == (0,)
+        kept = do_forget_patient(conn, patient_id=other.patient, anonymise=True)
+        assert kept > 20
+        assert conn.execute(mine, (other.patient,)).fetchone() == (0,)
