@@ -7,7 +7,7 @@ retention's plain path). The shape is issue 19's: 600 pulse oximeters (SpO2 and 
 blood-pressure cuffs (systolic and diastolic), one patient each, every device measuring about
 every 86 minutes, at second precision and two minutes either side of its schedule, each reading
 received 1-30 s after it was measured: 1,000,000 readings over 30 days. Twenty more patients
-have the same for 365 days, for the year's read. Readings are written with the columns ingest
+have the same for 365 days in the database where reads are timed. Readings are written with the columns ingest
 writes; sizes come from ``hypertable_detailed_size`` (table, indexes and TOAST; with
 compression, of the compressed chunks), and per column from the compressed chunks' rows.
 
@@ -259,37 +259,61 @@ class Outcome:
     retention: RetentionRun
 
 
-def measure(database_url: str, retention_url: str, sizes: Sizes, checks: Checks) -> Outcome:
+def measure_bytes(
+    database_url: str, sizes: Sizes, *, timescale: bool
+) -> tuple[Footprint, Footprint | None]:
+    """The shape alone: bytes per reading as stored, and compressed."""
     with psycopg.connect(database_url, autocommit=True) as conn:
+        store_days(
+            conn, first=1, last=sizes.devices, start=NOW - timedelta(days=sizes.days), end=NOW
+        )
+        conn.execute("VACUUM ANALYZE readings")
+        before = footprint(conn, timescale=timescale)
+        if not timescale:
+            return before, None
+        conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('readings') c")
+        conn.execute("VACUUM ANALYZE readings")
+        after = footprint(conn, timescale=True)
+        after.columns = compressed_columns(conn, after.readings)
+        return before, after
+
+
+def measure_reads(
+    database_url: str, sizes: Sizes, *, timescale: bool
+) -> dict[tuple[str, int], list[float]]:
+    """The shape and the patients followed for a year: their 30 and 365 days read back, as
+    stored and (TimescaleDB) compressed."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        store_days(
+            conn, first=1, last=sizes.devices, start=NOW - timedelta(days=sizes.days), end=NOW
+        )
+        first, last = sizes.devices + 1, sizes.devices + sizes.long_patients
+        store_days(conn, first=first, last=last, start=NOW - timedelta(days=365), end=NOW)
+        conn.execute("VACUUM ANALYZE readings")
+        patients = [patient_of(d) for d in range(first, last + 1)]
+        states = ["stored"] + (["compressed"] if timescale else [])
+        reads = {}
+        for state in states:
+            if state == "compressed":
+                conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('readings') c")
+                conn.execute("VACUUM ANALYZE readings")
+            for days in (30, 365):
+                reads[state, days] = time_reads(conn, patients, days=days, rounds=sizes.rounds)
+        return reads
+
+
+def measure(urls: Sequence[str], sizes: Sizes, checks: Checks) -> Outcome:
+    bytes_url, reads_url, retention_url = urls
+    with psycopg.connect(bytes_url, autocommit=True) as conn:
         timescale = timescaledb_status(conn).version is not None
         versions = conn.execute(
             "SELECT current_setting('server_version'),"
             " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
         ).fetchone()
         assert versions is not None
-        start = NOW - timedelta(days=sizes.days)
-        store_days(conn, first=1, last=sizes.devices, start=start, end=NOW)
-        long_first = sizes.devices + 1
-        long_last = sizes.devices + sizes.long_patients
-        store_days(conn, first=long_first, last=long_last, start=NOW - timedelta(days=365), end=NOW)
-        conn.execute("VACUUM ANALYZE readings")
-        before = footprint(conn, timescale=timescale)
-        long_patients = [patient_of(d) for d in range(long_first, long_last + 1)]
-        reads = {
-            ("uncompressed", days): time_reads(conn, long_patients, days=days, rounds=sizes.rounds)
-            for days in (30, 365)
-        }
-        after = None
-        if timescale:
-            conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('readings') c")
-            conn.execute("VACUUM ANALYZE readings")
-            after = footprint(conn, timescale=True)
-            after.columns = compressed_columns(conn, after.readings)
-            for days in (30, 365):
-                reads["compressed", days] = time_reads(
-                    conn, long_patients, days=days, rounds=sizes.rounds
-                )
-        checks.expect(before.readings > 0, "no readings were stored")
+    before, after = measure_bytes(bytes_url, sizes, timescale=timescale)
+    checks.expect(before.readings > 0, "no readings were stored")
+    reads = measure_reads(reads_url, sizes, timescale=timescale)
     retention = retention_run(retention_url, sizes, timescale=timescale)
     for failure in retention.failures:
         checks.expect(False, f"retention: {failure}")
@@ -337,10 +361,12 @@ def report(outcome: Outcome, sizes: Sizes, checks: Checks, *, measured: str, lin
             line,
             "",
             f"{outcome.versions}. {before.readings:,} readings: {sizes.devices:,} devices (60 %"
-            f" pulse oximeters, SpO2 and pulse; 40 % blood-pressure cuffs) over {sizes.days} days"
-            f" and {sizes.long_patients} more over 365 days, one patient each, a measurement"
-            " about every 86 minutes (two minutes either side, second precision), each received"
-            " 1-30 s after it was measured (bench/storage.py describes the shape).",
+            f" pulse oximeters, SpO2 and pulse; 40 % blood-pressure cuffs) over {sizes.days}"
+            " days, one patient each, a measurement about every 86 minutes (two minutes either"
+            " side, second precision), each received 1-30 s after it was measured"
+            " (bench/storage.py describes the shape). Bytes from `hypertable_detailed_size`"
+            " (TimescaleDB) or the table's relation sizes, all chunks compressed for the second"
+            " row.",
             "",
             "| Bytes per reading | Total | Table | Indexes | TOAST |",
             "| --- | --- | --- | --- | --- |",
@@ -351,8 +377,9 @@ def report(outcome: Outcome, sizes: Sizes, checks: Checks, *, measured: str, lin
                 if after is not None
                 else []
             ),
-            f"One patient's readings read back (`core.readings.readings_for_patient`),"
-            f" {sizes.long_patients} patients {sizes.rounds} times after one warm-up round:",
+            f"One patient's readings read back (`core.readings.readings_for_patient`) in a"
+            f" database of the same shape with {sizes.long_patients} more patients followed for"
+            f" 365 days, each of those {sizes.rounds} times after one warm-up round:",
             "",
             "| Read | Median / p95 (ms) |",
             "| --- | --- |",
@@ -387,9 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
         version = code_version()
         checks = Checks(strict=options.smoke)
-        database_url = stack.enter_context(bench_database(options.server_url))
-        retention_url = stack.enter_context(bench_database(options.server_url))
-        outcome = measure(database_url, retention_url, sizes, checks)
+        urls = [stack.enter_context(bench_database(options.server_url)) for _ in range(3)]
+        outcome = measure(urls, sizes, checks)
         text = report(
             outcome,
             sizes,
