@@ -6,10 +6,11 @@ Run by ``python -m bench.storage --server-url URL`` against a server with Timesc
 retention's plain path). The shape is issue 19's: 600 pulse oximeters (SpO2 and pulse) and 400
 blood-pressure cuffs (systolic and diastolic), one patient each, every device measuring about
 every 86 minutes, at second precision and two minutes either side of its schedule, each reading
-received 1-30 s after it was measured: 1,000,000 readings over 30 days. Twenty more patients
-have the same for 365 days in the database where reads are timed. Readings are written with the columns ingest
-writes; sizes come from ``hypertable_detailed_size`` (table, indexes and TOAST; with
-compression, of the compressed chunks), and per column from the compressed chunks' rows.
+received 1-30 s after it was measured: 1,000,000 readings over 30 days. Readings are written
+with the columns ingest writes; sizes come from ``hypertable_detailed_size`` (table, indexes
+and TOAST; with compression, of the compressed chunks), and per column from the compressed
+chunks' rows. Reads are timed in a second database of the same shape where twenty more
+patients have the same for 365 days.
 
 The retention run then starts a database of 1,000 such patients and lives through 60 days: each
 day's readings are stored, chunks older than a week are compressed (so the retention cut always
