@@ -41,6 +41,11 @@ TUNABLES: Final[Mapping[str, Tunable]] = MappingProxyType(
             Tunable("peak_flow_drop.z", 1.645, 0.5, 4.0, "SD"),
             Tunable("cat_score.rise", 2, 1, 20, "points", whole=True),
             Tunable("device_silent.hours", None, 1, 24 * 31, "h", whole=True),
+            # Reminders to the patient (alerts/reminders.py): the hours of the day (Oslo time)
+            # a reminder may go out, and how long after it the nurse's alert comes.
+            Tunable("missing_measurement.remind_from_hour", 8, 0, 23, "h", whole=True),
+            Tunable("missing_measurement.remind_until_hour", 21, 1, 24, "h", whole=True),
+            Tunable("missing_measurement.alert_after_hours", 3, 1, 48, "h", whole=True),
         )
     }
 )
