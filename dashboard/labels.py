@@ -132,6 +132,8 @@ def figure_name(key: str, t: Translator) -> str:
         "notifications_delivered": t("Notifications delivered"),
         "notifications_retried": t("Notifications retried"),
         "notifications_dead": t("Notifications failed"),
+        "reminders_sent": t("Reminders sent to patients"),
+        "reminders_followed": t("Reminders followed by a measurement"),
         "handovers_proposed": t("Hand-overs proposed"),
         "handovers_accepted": t("Hand-overs accepted"),
         "handovers_declined": t("Hand-overs declined"),

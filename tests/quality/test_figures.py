@@ -92,6 +92,8 @@ H_CURRENT = {
     "notifications_delivered": 2.0,
     "notifications_retried": 2.0,
     "notifications_dead": 1.0,
+    "reminders_sent": 2.0,  # p1, p3; p2's was never sent
+    "reminders_followed": 1.0,  # p1's
     "handovers_proposed": 0.0,  # hand-overs count for the receiving unit
     "handovers_accepted": 0.0,
     "handovers_declined": 0.0,
