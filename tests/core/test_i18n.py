@@ -20,7 +20,7 @@ from core.i18n import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-TRANSLATED = sorted((ROOT / "dashboard").rglob("*.py")) + [ROOT / "alerts" / "reminders.py"]
+TRANSLATED = [*sorted((ROOT / "dashboard").rglob("*.py")), ROOT / "alerts" / "reminders.py"]
 """The dashboard, and the reminders that go to patients in their language."""
 
 Msgid = str | tuple[str, str]
