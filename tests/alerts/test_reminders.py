@@ -196,6 +196,10 @@ def test_a_reading_that_never_comes_is_the_nurses_alert_only_after_the_second_de
     sweep_and_send(conn, worker, clock, ALERT + timedelta(seconds=30))
     assert [row[0] for row in conn.execute(open_alerts)] == [unreminded, reminded]
     assert len(mails(smtp)) == 1
+    # The nurse's reason says whether the patient was reminded first (dashboard/reasons.py).
+    assert conn.execute(
+        "SELECT patient_id, details->'reminded' FROM alerts ORDER BY id"
+    ).fetchall() == [(unreminded, False), (reminded, True)]
 
 
 def test_a_reminder_with_the_mail_server_down_is_delivered_once_when_it_returns(

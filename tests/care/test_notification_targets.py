@@ -59,3 +59,32 @@ def test_a_public_service_target_is_accepted(world_client: WorldClient, world: W
             headers=nurse,
         )
     assert response.status_code == 201, response.text
+
+
+def test_a_patient_names_their_reminder_channel_by_the_same_rule(
+    world_client: WorldClient, world: World
+) -> None:
+    patient = {"Authorization": f"Bearer {world.tokens['patient']}"}
+    url = f"/api/v1/patients/{world.patients['own']}/reminder-channel"
+    refused = [
+        {"channel": channel, "address": address}
+        for channel, address in REFUSED
+        if channel != "webhook"
+    ] + [
+        {"channel": "email"},  # no address
+        {"channel": "webhook", "address": "https://example.org/x"},  # not a reminder channel
+    ]
+    with world_client() as (client, conn):
+        accepted = [
+            (body, response.status_code)
+            for body in refused
+            if (response := client.put(url, json=body, headers=patient)).status_code != 422
+            or response.headers["content-type"] != "application/problem+json"
+        ]
+        assert conn.execute("SELECT count(*) FROM reminder_channels").fetchone() == (0,)
+        chosen = {"channel": "email", "address": "pasient@example.org"}
+        assert client.put(url, json=chosen, headers=patient).json() == chosen
+        assert client.get(url, headers=patient).json() == chosen
+        assert client.put(url, json={"channel": "none"}, headers=patient).status_code == 200
+        assert client.get(url, headers=patient).json() == {"channel": "none", "address": None}
+    assert not accepted, accepted
