@@ -151,13 +151,18 @@ def recent_notifications(
     with conn.cursor(row_factory=class_row(SentNotification)) as cur:
         return cur.execute(
             """
-            SELECT n.created_at, n.channel, n.address, n.message->>'title' AS title, n.state,
-                   coalesce(a.patient_id, r.patient_id) AS patient_id
-              FROM notifications n
-              LEFT JOIN alerts a ON a.id = n.alert_id
-              LEFT JOIN reminders r ON r.id = n.reminder_id
-             WHERE coalesce(a.patient_id, r.patient_id) = ANY(%(patients)s)
-             ORDER BY n.created_at DESC, n.id
+            SELECT created_at, channel, address, title, state, patient_id FROM (
+                SELECT n.id, n.created_at, n.channel, n.address,
+                       n.message->>'title' AS title, n.state, a.patient_id
+                  FROM notifications n JOIN alerts a ON a.id = n.alert_id
+                 WHERE a.patient_id = ANY(%(patients)s)
+                UNION ALL
+                SELECT n.id, n.created_at, n.channel, n.address, n.message->>'title', n.state,
+                       r.patient_id
+                  FROM notifications n JOIN reminders r ON r.id = n.reminder_id
+                 WHERE r.patient_id = ANY(%(patients)s)
+            ) sent
+             ORDER BY created_at DESC, id
              LIMIT %(limit)s
             """,
             {"patients": list(patient_ids), "limit": limit},

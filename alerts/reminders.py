@@ -189,6 +189,7 @@ def _do_plan(
             continue
         remind_at = Window.of(item.parameters).first_from(item.due_at)
         alert_at = remind_at + timedelta(hours=_parameter(item.parameters, ALERT_AFTER))
+        # A sweep beside this one may have planned it a moment ago: then its deadline holds.
         row = conn.execute(
             "INSERT INTO reminders (patient_id, code, since, due_at, remind_at, alert_at)"
             " VALUES (%s, %s, %s, %s, %s, %s)"
