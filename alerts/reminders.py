@@ -8,12 +8,14 @@ applies the adherence findings:
    missing measurement; a reminder not yet sent is never sent).
 2. *Plan*: a scheduled measurement past its due time (the last reading, or the plan's start,
    plus `every_hours + grace_hours`) of a patient who has someone to remind gets one reminder,
-   at the due time moved into the plan's allowed hours of the day (Oslo time: no reminders at
-   night), and a second deadline `alert_after_hours` after it. The missing-measurement alert
+   at the due time (in practice the first sweep after it) moved into the plan's allowed hours
+   of the day (Oslo time: no reminders at night), and a second deadline `alert_after_hours`
+   after it. The missing-measurement alert
    waits for that deadline (alerts/adherence.py); a patient with no one to remind gets the
    alert at the due time, as before reminders.
 3. *Send*: a planned reminder whose time has come, inside the allowed hours, is written to the
-   outbox (alerts/outbox.py) for every recipient, in the recipient's language: the dispatcher
+   outbox (one found outside them, by a sweep that ran late, moves to the next opening with
+   its deadline) (alerts/outbox.py) for every recipient, in the recipient's language: the dispatcher
    delivers it like any notification, at least once and with the row's id as idempotency key,
    and a reminder that cannot be delivered is a dead outbox row. One message per patient and
    sweep, however many of their measurements are missing.
@@ -146,12 +148,15 @@ def do_remind(
     conn: psycopg.Connection, *, schedule: Sequence[Scheduled], now: datetime
 ) -> list[Scheduled]:
     """Close, plan and send the reminders due at `now` (see the module's docstring); returns
-    `schedule` with the second deadline of each reminder planned now. Run it inside the
-    sweep's transaction."""
+    `schedule` with the second deadline of each reminder planned or moved now. Run it inside
+    the sweep's transaction."""
     _do_close(conn, now=now)
     planned = _do_plan(conn, schedule=schedule, now=now)
-    _do_send_due(conn, now=now)
-    return planned
+    moved = _do_send_due(conn, now=now)
+    return [
+        replace(item, alert_at=moved.get((item.patient_id, item.code, item.since), item.alert_at))
+        for item in planned
+    ]
 
 
 def _do_close(conn: psycopg.Connection, *, now: datetime) -> None:
@@ -187,7 +192,9 @@ def _do_plan(
         if not recipients[item.patient_id]:
             planned.append(item)
             continue
-        remind_at = Window.of(item.parameters).first_from(item.due_at)
+        # Never in the past: after a sweep that ran late the patient still gets the whole
+        # `alert_after_hours` between the reminder and the nurse's alert.
+        remind_at = Window.of(item.parameters).first_from(max(item.due_at, now))
         alert_at = remind_at + timedelta(hours=_parameter(item.parameters, ALERT_AFTER))
         # A sweep beside this one may have planned it a moment ago: then its deadline holds.
         row = conn.execute(
@@ -202,13 +209,17 @@ def _do_plan(
     return planned
 
 
-def _do_send_due(conn: psycopg.Connection, *, now: datetime) -> None:
-    """Send the open reminders whose time has come and that the plan's window allows now (a
-    sweep that resumes at night leaves them for the morning), if the measurement is still
-    scheduled. One message per patient: it is about all of their reminders sent now."""
+def _do_send_due(
+    conn: psycopg.Connection, *, now: datetime
+) -> dict[tuple[UUID, str, datetime], datetime]:
+    """Send the open reminders whose time has come, if the measurement is still scheduled.
+    One message per patient: it is about all of their reminders sent now. A reminder whose
+    time came while the window was shut (the sweep ran late, past the window's end) moves to
+    the window's next opening, and its second deadline with it: the nurse's alert never
+    overtakes a reminder that was never sent. Returns the moved reminders' new deadlines."""
     rows = conn.execute(
         """
-        SELECT r.id, r.patient_id, c.rule_parameters
+        SELECT r.id, r.patient_id, r.code, r.since, r.remind_at, r.alert_at, c.rule_parameters
           FROM reminders r
           JOIN care_plans c ON c.patient_id = r.patient_id
           JOIN care_plan_measurements m ON m.patient_id = r.patient_id AND m.code = r.code
@@ -219,9 +230,18 @@ def _do_send_due(conn: psycopg.Connection, *, now: datetime) -> None:
         {"now": now},
     ).fetchall()
     due: dict[UUID, list[int]] = defaultdict(list)
-    for reminder_id, patient_id, parameters in rows:
-        if Window.of(parameters).allows(now):
+    moved: dict[tuple[UUID, str, datetime], datetime] = {}
+    for reminder_id, patient_id, code, since, remind_at, alert_at, parameters in rows:
+        window = Window.of(parameters)
+        if window.allows(now):
             due[patient_id].append(reminder_id)
+            continue
+        later = window.first_from(now)
+        moved[(patient_id, code, since)] = alert_at + (later - remind_at)
+        conn.execute(
+            "UPDATE reminders SET remind_at = %s, alert_at = %s WHERE id = %s",
+            (later, moved[(patient_id, code, since)], reminder_id),
+        )
     for patient_id, reminder_ids in due.items():
         recipients = reminder_recipients(conn, patient_id=patient_id, now=now)
         for recipient in recipients:
@@ -238,6 +258,7 @@ def _do_send_due(conn: psycopg.Connection, *, now: datetime) -> None:
             "UPDATE reminders SET sent_at = %s, recipients = %s WHERE id = ANY(%s)",
             (now, len(recipients), reminder_ids),
         )
+    return moved
 
 
 def reminder_message(language: str) -> dict[str, Any]:
