@@ -114,11 +114,8 @@ class Window:
 
     @classmethod
     def of(cls, parameters: Mapping[str, float]) -> Window:
-        """The plan's window; the default one when the plan's hours do not make a window."""
-        start, end = (int(_parameter(parameters, name)) for name in (FROM_HOUR, UNTIL_HOUR))
-        if start >= end:
-            start, end = (int(_default(name)) for name in (FROM_HOUR, UNTIL_HOUR))
-        return cls(start, end)
+        """The plan's window (the care plan keeps it open: core.rule_parameters.WINDOWS)."""
+        return cls(int(_parameter(parameters, FROM_HOUR)), int(_parameter(parameters, UNTIL_HOUR)))
 
     def allows(self, moment: datetime) -> bool:
         local = moment.astimezone(DISPLAY_TIMEZONE)
@@ -133,15 +130,10 @@ class Window:
         return datetime.combine(day, time(self.start), DISPLAY_TIMEZONE)
 
 
-def _default(name: str) -> float:
-    default = TUNABLES[name].default
-    assert default is not None, f"{name} has a default"
-    return default
-
-
 def _parameter(parameters: Mapping[str, float], name: str) -> float:
-    value = parameters.get(name)
-    return _default(name) if value is None else value
+    value = parameters.get(name, TUNABLES[name].default)
+    assert value is not None, f"{name} has a default"
+    return value
 
 
 def do_remind(

@@ -74,3 +74,19 @@ def checked_parameters(given: Mapping[str, float | None]) -> dict[str, float]:
             raise InvalidParameterError(f"{name}: a whole number is needed")
         checked[name] = int(value) if tunable.whole else float(value)
     return checked
+
+
+WINDOWS: Final = (
+    ("missing_measurement.remind_from_hour", "missing_measurement.remind_until_hour"),
+)
+"""Pairs of parameters that are the two ends of one window of the day."""
+
+
+def check_windows(parameters: Mapping[str, float]) -> None:
+    """A plan's parameters (as stored, the rest at their defaults) must leave every window
+    open: its start before its end. Raises `InvalidParameterError`."""
+    for start, end in WINDOWS:
+        opens = parameters.get(start, TUNABLES[start].default)
+        shuts = parameters.get(end, TUNABLES[end].default)
+        if opens is not None and shuts is not None and opens >= shuts:
+            raise InvalidParameterError(f"{start} ({opens:g}) must come before {end} ({shuts:g})")

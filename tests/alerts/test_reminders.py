@@ -20,7 +20,7 @@ from alerts.dispatch import Dispatcher
 from alerts.engine import do_sweep
 from alerts.outbox import recent_notifications
 from alerts.reminders import do_choose_reminder_channel, reminder_recipients
-from care.careplan import do_create_care_plan
+from care.careplan import InvalidChangeError, do_create_care_plan
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
 from care.templates import ScheduledMeasurement
@@ -49,10 +49,14 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 def patient_measuring_spo2(
-    conn: psycopg.Connection, *, email: str | None, language: str = "nn"
+    conn: psycopg.Connection,
+    *,
+    email: str | None,
+    language: str = "nn",
+    tuned: dict[str, float | None] | None = None,
 ) -> UUID:
     """A patient whose plan asks for SpO2 every 24 hours with 2 hours' grace, reminded by
-    e-mail at `email` (None: no reminders)."""
+    e-mail at `email` (None: no reminders), the plan's rule parameters `tuned`."""
     unit = do_create_organisation(conn, name="Kommunen", kind=OrganisationKind.MUNICIPAL_SERVICE)
     patient = do_create_patient(
         conn,
@@ -70,6 +74,7 @@ def patient_measuring_spo2(
         now=PLAN_START,
         limits=(),
         measurements=(ScheduledMeasurement(SPO2, every_hours=24, grace_hours=2),),
+        rule_parameters=tuned,
     )
     if email is not None:
         do_choose_reminder_channel(
@@ -262,3 +267,30 @@ def test_a_reminder_the_sweep_finds_only_after_the_window_shut_moves_to_the_next
     ]
     sweep_and_send(conn, worker, clock, next_morning + timedelta(seconds=5))
     assert len(mails(smtp)) == 1
+
+
+def test_the_plan_tunes_the_reminders_hours_and_the_second_deadline_and_keeps_the_window_open(
+    conn: psycopg.Connection, pool: ConnectionPool, smtp: SmtpServer
+) -> None:
+    patient_measuring_spo2(
+        conn,
+        email="synne@example.org",
+        tuned={
+            "missing_measurement.remind_from_hour": 10,
+            "missing_measurement.alert_after_hours": 1,
+        },
+    )
+    clock = ManualClock(DUE)
+    worker = dispatcher(pool, clock, smtp)
+    sweep_and_send(conn, worker, clock, DUE + timedelta(minutes=30))  # 09:30
+    assert mails(smtp) == []
+    ten = DUE + timedelta(hours=1)
+    sweep_and_send(conn, worker, clock, ten)
+    assert len(mails(smtp)) == 1
+    sweep_and_send(conn, worker, clock, ten + timedelta(minutes=59))
+    assert alerts(conn) == []
+    sweep_and_send(conn, worker, clock, ten + timedelta(hours=1, seconds=1))
+    assert alerts(conn) == [(f"missing_measurement:{SPO2}", "yellow")]
+
+    with pytest.raises(InvalidChangeError, match="remind_from_hour"):
+        patient_measuring_spo2(conn, email=None, tuned={"missing_measurement.remind_from_hour": 21})
