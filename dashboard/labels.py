@@ -149,6 +149,7 @@ def deviation_name(kind: str, t: Translator) -> str:
         "acknowledgement_deadline_breached": t("Not acknowledged in time"),
         "escalated_to_on_call": t("Escalated to on-call"),
         "notification_dead": t("Notification failed"),
+        "reminder_dead": t("Reminder to a patient failed"),
         "device_silent": t("Device silent beyond its schedule"),
         "no_care_plan": t("No care plan"),
         "no_responsible_unit": t("No responsible unit"),

@@ -21,7 +21,8 @@ the municipality, always open, with nurse N3 and the coordinator; S, a unit of t
 - Notifications: a1 delivered at the first attempt, a2 delivered at the third, a4 dead after
   five.
 - Reminders to patients: p1 on 2 Dec 09:00, followed by a reading at 10:00; p3 on 9 Dec
-  17:00, never followed (a3); p2's of 12 Dec planned and never sent.
+  17:00, never followed (a3) and never delivered (a dead e-mail); p2's of 12 Dec planned and
+  never sent.
 - Hand-overs to M: p6 accepted; p1 proposed 2 Dec 09:00, declined 12:00; p2 proposed 20 Dec,
   never answered.
 - Deviations now (5 Jan 2027): p3's scale silent since 25 Dec (plan: weight daily, 12 h grace,
@@ -289,6 +290,13 @@ def _alerts(conn: psycopg.Connection, w: World) -> None:
                 None if closed is None else oslo(day, closed),
             ),
         )
+    # p3's reminder did not reach her: a dead outbox row, a deviation.
+    conn.execute(
+        "INSERT INTO notifications (reminder_id, created_at, channel, address, message, state,"
+        " attempts, next_attempt_at) SELECT id, sent_at, 'email', 'p3@example.org', '{}',"
+        " 'dead', 1, sent_at FROM reminders WHERE patient_id = %s AND sent_at IS NOT NULL",
+        (p["p3"],),
+    )
 
 
 def _handovers(conn: psycopg.Connection, w: World) -> None:
