@@ -8,17 +8,17 @@ applies the adherence findings:
    missing measurement; a reminder not yet sent is never sent).
 2. *Plan*: a scheduled measurement past its due time (the last reading, or the plan's start,
    plus `every_hours + grace_hours`) of a patient who has someone to remind gets one reminder,
-   at the due time (in practice the first sweep after it) moved into the plan's allowed hours
-   of the day (Oslo time: no reminders at night), and a second deadline `alert_after_hours`
-   after it. The missing-measurement alert
-   waits for that deadline (alerts/adherence.py); a patient with no one to remind gets the
-   alert at the due time, as before reminders.
+   at the due time (in practice the first sweep after it, never a time already past) moved
+   into the plan's allowed hours of the day (Oslo time: no reminders at night), and a second
+   deadline `alert_after_hours` after it. The missing-measurement alert waits for that
+   deadline (alerts/adherence.py); a patient with no one to remind gets the alert at the due
+   time, as before reminders.
 3. *Send*: a planned reminder whose time has come, inside the allowed hours, is written to the
-   outbox (one found outside them, by a sweep that ran late, moves to the next opening with
-   its deadline) (alerts/outbox.py) for every recipient, in the recipient's language: the dispatcher
-   delivers it like any notification, at least once and with the row's id as idempotency key,
-   and a reminder that cannot be delivered is a dead outbox row. One message per patient and
-   sweep, however many of their measurements are missing.
+   outbox (alerts/outbox.py) for every recipient, in the recipient's language; one the sweep
+   finds only after the window shut moves to its next opening, and its deadline with it. The
+   dispatcher delivers it like any notification, at least once and with the row's id as
+   idempotency key; a reminder that cannot be delivered is a dead outbox row. One message per
+   patient and sweep, however many of their measurements are missing.
 
 The message names no measurement and no value: it leaves the hospital's systems, so it says
 only that a planned measurement has not come, and links to the patient's own view.
@@ -171,6 +171,8 @@ def _do_close(conn: psycopg.Connection, *, now: datetime) -> None:
 def _do_plan(
     conn: psycopg.Connection, *, schedule: Sequence[Scheduled], now: datetime
 ) -> list[Scheduled]:
+    """A reminder for each measurement newly past its due time whose patient has someone to
+    remind; `schedule` with their second deadlines."""
     planned: list[Scheduled] = []
     recipients: dict[UUID, bool] = {}
     for item in schedule:
