@@ -210,7 +210,8 @@ def _do_send_due(
     One message per patient: it is about all of their reminders sent now. A reminder whose
     time came while the window was shut (the sweep ran late, past the window's end) moves to
     the window's next opening, and its second deadline with it: the nurse's alert never
-    overtakes a reminder that was never sent. Returns the moved reminders' new deadlines."""
+    overtakes a reminder that was never sent. One that has nobody to go to any more is the
+    nurse's from the next sweep. Returns the moved reminders' new deadlines."""
     rows = conn.execute(
         """
         SELECT r.id, r.patient_id, r.code, r.since, r.remind_at, r.alert_at, c.rule_parameters
@@ -223,12 +224,12 @@ def _do_send_due(
         """,
         {"now": now},
     ).fetchall()
-    due: dict[UUID, list[int]] = defaultdict(list)
+    due: dict[UUID, list[tuple[int, str, datetime]]] = defaultdict(list)
     moved: dict[tuple[UUID, str, datetime], datetime] = {}
     for reminder_id, patient_id, code, since, remind_at, alert_at, parameters in rows:
         window = Window.of(parameters)
         if window.allows(now):
-            due[patient_id].append(reminder_id)
+            due[patient_id].append((reminder_id, code, since))
             continue
         later = window.first_from(now)
         moved[(patient_id, code, since)] = alert_at + (later - remind_at)
@@ -236,22 +237,31 @@ def _do_send_due(
             "UPDATE reminders SET remind_at = %s, alert_at = %s WHERE id = %s",
             (later, moved[(patient_id, code, since)], reminder_id),
         )
-    for patient_id, reminder_ids in due.items():
+    for patient_id, reminders in due.items():
+        ids = [reminder_id for reminder_id, _code, _since in reminders]
         recipients = reminder_recipients(conn, patient_id=patient_id, now=now)
         for recipient in recipients:
             do_enqueue_notification(
                 conn,
                 alert_id=None,
-                reminder_id=reminder_ids[0],
+                reminder_id=ids[0],
                 channel=recipient.channel,
                 address=recipient.address,
                 message=reminder_message(recipient.language),
                 now=now,
             )
+        if recipients:
+            conn.execute(
+                "UPDATE reminders SET sent_at = %s, recipients = %s WHERE id = ANY(%s)",
+                (now, len(recipients), ids),
+            )
+            continue
+        # Nobody to remind any more (the patient chose none since): nothing to wait for.
         conn.execute(
-            "UPDATE reminders SET sent_at = %s, recipients = %s WHERE id = ANY(%s)",
-            (now, len(recipients), reminder_ids),
+            "UPDATE reminders SET sent_at = %s, recipients = 0, alert_at = %s WHERE id = ANY(%s)",
+            (now, now, ids),
         )
+        moved.update({(patient_id, code, since): now for _id, code, since in reminders})
     return moved
 
 

@@ -294,3 +294,20 @@ def test_the_plan_tunes_the_reminders_hours_and_the_second_deadline_and_keeps_th
 
     with pytest.raises(InvalidChangeError, match="remind_from_hour"):
         patient_measuring_spo2(conn, email=None, tuned={"missing_measurement.remind_from_hour": 21})
+
+
+def test_a_waiting_reminder_whose_patient_chose_none_since_is_the_nurses_without_waiting(
+    conn: psycopg.Connection, pool: ConnectionPool, smtp: SmtpServer
+) -> None:
+    patient = patient_measuring_spo2(conn, email="synne@example.org")
+    late = datetime(2026, 11, 23, 22, 30, tzinfo=DISPLAY_TIMEZONE)
+    measure(conn, patient, late)
+    clock = ManualClock(late)
+    worker = dispatcher(pool, clock, smtp)
+    sweep_and_send(conn, worker, clock, late + timedelta(hours=26, minutes=1))  # 00:31
+    do_choose_reminder_channel(conn, patient_id=patient, channel=None, address=None, now=late)
+    morning = datetime(2026, 11, 25, 8, 0, tzinfo=DISPLAY_TIMEZONE)
+    sweep_and_send(conn, worker, clock, morning)
+    sweep_and_send(conn, worker, clock, morning + timedelta(seconds=30))
+    assert mails(smtp) == []
+    assert alerts(conn) == [(f"missing_measurement:{SPO2}", "yellow")]
