@@ -27,7 +27,7 @@ only that a planned measurement has not come, and links to the patient's own vie
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any, Final
@@ -59,18 +59,22 @@ class Recipient:
 
 
 def reminder_recipients(
-    conn: psycopg.Connection, *, patient_id: UUID, now: datetime
-) -> list[Recipient]:
-    """Who is reminded of the patient's missing measurements at `now`: the patient, on the
-    channel they chose, in their preferred language; nobody when they chose none. The one
-    place that answers it, so relatives who may receive the patient's reminders (by the
-    patient's consent) can be added here."""
-    rows = conn.execute(
-        "SELECT c.channel, c.address, p.preferred_language FROM reminder_channels c"
-        " JOIN patients p ON p.id = c.patient_id WHERE c.patient_id = %s",
-        (patient_id,),
-    ).fetchall()
-    return [Recipient(channel, address, language) for channel, address, language in rows]
+    conn: psycopg.Connection, *, patient_ids: Collection[UUID], now: datetime
+) -> dict[UUID, list[Recipient]]:
+    """Who is reminded of each patient's missing measurements at `now`: the patient, on the
+    channel they chose, in their preferred language. A patient with nobody to remind (they
+    chose none) is left out. The one place that answers it, for a whole sweep at once, so
+    relatives who may receive the patient's reminders (by the patient's consent, valid at
+    `now`) can be added here."""
+    found: dict[UUID, list[Recipient]] = defaultdict(list)
+    for patient_id, channel, address, language in conn.execute(
+        "SELECT c.patient_id, c.channel, c.address, p.preferred_language"
+        " FROM reminder_channels c JOIN patients p ON p.id = c.patient_id"
+        " WHERE c.patient_id = ANY(%s) ORDER BY c.patient_id",
+        (list(patient_ids),),
+    ):
+        found[patient_id].append(Recipient(channel, address, language))
+    return dict(found)
 
 
 def reminder_channel(conn: psycopg.Connection, *, patient_id: UUID) -> tuple[str, str] | None:
@@ -173,17 +177,11 @@ def _do_plan(
 ) -> list[Scheduled]:
     """A reminder for each measurement newly past its due time whose patient has someone to
     remind; `schedule` with their second deadlines."""
+    overdue = {item.patient_id for item in schedule if item.alert_at is None and now > item.due_at}
+    reminded = reminder_recipients(conn, patient_ids=overdue, now=now) if overdue else {}
     planned: list[Scheduled] = []
-    recipients: dict[UUID, bool] = {}
     for item in schedule:
-        if item.alert_at is not None or now <= item.due_at:
-            planned.append(item)
-            continue
-        if item.patient_id not in recipients:
-            recipients[item.patient_id] = bool(
-                reminder_recipients(conn, patient_id=item.patient_id, now=now)
-            )
-        if not recipients[item.patient_id]:
+        if item.alert_at is not None or now <= item.due_at or item.patient_id not in reminded:
             planned.append(item)
             continue
         # Never in the past: after a sweep that ran late the patient still gets the whole
@@ -237,9 +235,10 @@ def _do_send_due(
             "UPDATE reminders SET remind_at = %s, alert_at = %s WHERE id = %s",
             (later, moved[(patient_id, code, since)], reminder_id),
         )
+    everyone = reminder_recipients(conn, patient_ids=due.keys(), now=now) if due else {}
     for patient_id, reminders in due.items():
         ids = [reminder_id for reminder_id, _code, _since in reminders]
-        recipients = reminder_recipients(conn, patient_id=patient_id, now=now)
+        recipients = everyone.get(patient_id, [])
         for recipient in recipients:
             do_enqueue_notification(
                 conn,

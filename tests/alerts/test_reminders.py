@@ -19,7 +19,7 @@ from alerts.channels import EmailChannel
 from alerts.dispatch import Dispatcher
 from alerts.engine import do_sweep
 from alerts.outbox import recent_notifications
-from alerts.reminders import do_choose_reminder_channel, reminder_recipients
+from alerts.reminders import Recipient, do_choose_reminder_channel, reminder_recipients
 from care.careplan import InvalidChangeError, do_create_care_plan
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
@@ -139,7 +139,9 @@ def test_a_missing_morning_spo2_reminds_the_patient_at_due_time_plus_grace_in_th
     for private in ("Synne", "95", "SpO2", "metning"):  # no name, value or measurement
         assert private not in words
     assert alerts(conn) == [], "the nurse is not alerted while the patient has time to measure"
-    assert reminder_recipients(conn, patient_id=patient, now=DUE)[0].language == "nn"
+    assert reminder_recipients(conn, patient_ids=[patient], now=DUE) == {
+        patient: [Recipient("email", "synne@example.org", "nn")]
+    }
 
 
 def test_a_reminder_due_at_night_waits_for_the_morning(
