@@ -145,23 +145,18 @@ def _copy_readings(conn: psycopg.Connection, world: figures.Sizes) -> None:
         for day in range(world.days)
         for hour in {hour for _code, _unit, hour, _value, _step in EXTRA_READINGS}
     }
-    serial = 0
     with conn.cursor().copy(
-        "COPY readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) FROM STDIN"
+        "COPY readings (device_id, code, measured_at, patient_id, value, unit, received_at)"
+        " FROM STDIN"
     ) as copy:
         for n, patient in enumerate(patients):
             device = f"hub-{n}"
             block = io.StringIO()
             for day in range(world.days):
                 for code, unit, hour, typical, step in EXTRA_READINGS:
-                    serial += 1
                     value = typical + ((n * 7 + day * 13 + hour) % 11 - 5) * step
                     at = moments[day, hour]
-                    block.write(
-                        f"{device}\t{code}\t{at}\t{patient}\t{value}\t{unit}"
-                        f"\t00000000-0000-4000-8000-{serial:012x}\t{at}\n"
-                    )
+                    block.write(f"{device}\t{code}\t{at}\t{patient}\t{value}\t{unit}\t{at}\n")
             copy.write(block.getvalue())
 
 

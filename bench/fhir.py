@@ -83,9 +83,8 @@ INSERT INTO device_assignments (device_id, patient_id, valid_from)
 SELECT d.id, p.id, %(start)s - interval '1 day' FROM devices d, patients p;
 
 -- (device, code, value, unit, times a day)
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id, received_at)
-SELECT m.device, m.code, t.at, p.id, m.value + (s.n %% 5), m.unit, gen_random_uuid(),
-       t.at + interval '40 seconds'
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
+SELECT m.device, m.code, t.at, p.id, m.value + (s.n %% 5), m.unit, t.at + interval '40 seconds'
   FROM patients p
  CROSS JOIN (VALUES ('oximeter-1', '59408-5', 92, '%%', 2), ('oximeter-1', '8867-4', 70, '/min', 2),
                     ('cuff-1', '8480-6', 128, 'mm[Hg]', 2), ('cuff-1', '8462-4', 80, 'mm[Hg]', 2),

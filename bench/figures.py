@@ -153,11 +153,10 @@ SELECT f.patient_id, m.code, 24, 12
     ON m.condition = ANY (f.conditions);
 
 -- About nine in ten scheduled readings arrive, at a time of day that varies by patient.
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
-                      received_at)
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
 SELECT 'dev-' || f.i || '-' || m.code, m.code,
        %(start)s + d * interval '1 day' + (f.i %% 12 + 7) * interval '1 hour',
-       f.patient_id, 95, '%%', gen_random_uuid(),
+       f.patient_id, 95, '%%',
        %(start)s + d * interval '1 day' + (f.i %% 12 + 7) * interval '1 hour'
   FROM followed f
   JOIN care_plan_measurements m ON m.patient_id = f.patient_id

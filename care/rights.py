@@ -194,7 +194,7 @@ def _detach_readings(conn: psycopg.Connection, *, patient_id: UUID) -> int:
     count = 0
     for device in devices:
         count += conn.execute(
-            "UPDATE readings SET patient_id = %s, device_id = %s, msg_id = gen_random_uuid()"
+            "UPDATE readings SET patient_id = %s, device_id = %s"
             " WHERE patient_id = %s AND device_id = %s",
             (anonymous_patient, f"anonymised-{uuid4().hex[:12]}", patient_id, device),
         ).rowcount

@@ -183,8 +183,8 @@ def _store(
         DIASTOLIC: "mm[Hg]",
     }[code]
     conn.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+        " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (device, code, at, patient, value, unit, at),
     )
 

@@ -32,7 +32,6 @@ the municipality, always open, with nurse N3 and the coordinator; S, a unit of t
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
@@ -201,8 +200,8 @@ def _schedules_and_readings(conn: psycopg.Connection, w: World) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
-            " msg_id, received_at) VALUES ('oxi-p1', %s, %s, %s, 95, '%%', %s, %s)",
-            [(SPO2, at, p1, uuid.uuid4(), at) for at in moments],
+            " received_at) VALUES ('oxi-p1', %s, %s, %s, 95, '%%', %s)",
+            [(SPO2, at, p1, at) for at in moments],
         )
         cur.executemany(
             "INSERT INTO questionnaire_responses (patient_id, kind, answered_at, answers,"
