@@ -86,8 +86,8 @@ def patient_measuring_spo2(
 
 def measure(conn: psycopg.Connection, patient: UUID, at: datetime) -> None:
     conn.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) VALUES (%s, %s, %s, %s, 95, '%%', gen_random_uuid(), %s)",
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+        " received_at) VALUES (%s, %s, %s, %s, 95, '%%', %s)",
         (f"ox-{patient}", SPO2, at, patient, at),
     )
 
