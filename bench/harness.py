@@ -381,6 +381,48 @@ def write_section(path: Path, text: str, *, heading: str) -> None:
     path.write_text(updated.rstrip("\n") + "\n")
 
 
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """Names a run in its section: the command and commit, and the machine."""
+
+    command: str
+    version_at_start: str
+    server_url: str
+
+    def measured(self) -> str:
+        """Asked once the figures exist, so a change of code during the run shows."""
+        return measured_line(self.command, self.version_at_start)
+
+    def machine(self) -> str:
+        return machine(self.server_url)
+
+
+Section = Callable[[contextlib.ExitStack, argparse.Namespace, Checks, Naming], str]
+"""Measures and returns the Markdown section; what it enters on the stack is undone after."""
+
+
+def bench_main(
+    *,
+    module: str,
+    target: str,
+    heading: str,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    section: Section,
+) -> int:
+    """The life of an in-process benchmark: parse, measure in a scratch directory, publish."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    options = parser.parse_args(arguments)
+    command = command_line(module, target, arguments)
+
+    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
+        naming = Naming(command, code_version(), options.server_url)
+        text = section(stack, options, Checks(strict=options.smoke), naming)
+        publish(options, text, heading=heading)
+
+    return run_main(module.removeprefix("bench."), body)
+
+
 def run_main(name: str, body: Callable[[contextlib.ExitStack, Path], None]) -> int:
     """Run a benchmark in a scratch directory: everything it registers on the stack is stopped
     (also on SIGTERM or a failure), and on failure the tails of its logs are printed and the

@@ -22,6 +22,7 @@ docs/benchmarks.md; ``--smoke`` runs small numbers and writes nothing.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import statistics
@@ -30,22 +31,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import psycopg
 
 from bench.harness import (
     Checks,
+    Naming,
     bench_database,
+    bench_main,
     bench_parser,
-    code_version,
-    command_line,
-    machine,
-    measured_line,
     percentile,
-    publish,
-    run_main,
 )
 from care.retention import do_apply_retention
 from care.rights import do_forget_patient
@@ -407,26 +403,22 @@ def report(outcome: Outcome, sizes: Sizes, checks: Checks, *, measured: str, lin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    options = bench_parser(__doc__).parse_args(arguments)
-    sizes = SMOKE if options.smoke else FULL
-    command = command_line("bench.storage", "bench-storage", arguments)
-
-    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
-        version = code_version()
-        checks = Checks(strict=options.smoke)
+    def section(
+        stack: contextlib.ExitStack, options: argparse.Namespace, checks: Checks, naming: Naming
+    ) -> str:
+        sizes = SMOKE if options.smoke else FULL
         urls = [stack.enter_context(bench_database(options.server_url)) for _ in range(3)]
         outcome = measure(urls, sizes, checks)
-        text = report(
-            outcome,
-            sizes,
-            checks,
-            measured=measured_line(command, version),
-            line=machine(options.server_url),
-        )
-        publish(options, text, heading="Storage")
+        return report(outcome, sizes, checks, measured=naming.measured(), line=naming.machine())
 
-    return run_main("storage", body)
+    return bench_main(
+        module="bench.storage",
+        target="bench-storage",
+        heading="Storage",
+        parser=bench_parser(__doc__),
+        argv=argv,
+        section=section,
+    )
 
 
 if __name__ == "__main__":
