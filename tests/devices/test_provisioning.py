@@ -98,7 +98,13 @@ def export(database_url: str, passwd: Path, output: Path) -> None:
 
 
 def stored(conn: psycopg.Connection) -> set[str]:
-    return {row[0] for row in conn.execute("SELECT msg_id::text FROM readings")}
+    """The msg_ids of the messages whose readings were stored (a message's readings carry the
+    time it was received, which `ingest_messages` records with its id)."""
+    rows = conn.execute(
+        "SELECT m.msg_id::text FROM ingest_messages m WHERE EXISTS (SELECT 1 FROM readings r"
+        " WHERE r.device_id = m.device_id AND r.received_at = m.received_at)"
+    )
+    return {msg_id for (msg_id,) in rows}
 
 
 @pytest.fixture

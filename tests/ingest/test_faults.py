@@ -33,7 +33,9 @@ pytestmark = [
 ]
 
 DEVICES = [f"dev-{i:03d}" for i in range(20)]
-START = datetime(2026, 11, 1, tzinfo=UTC)
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+"""Relative to today: the worker judges readings by the real clock, and a fixed date fell out
+of the 30 days a reading may be old (on 2026-12-01 every stream here became `too_old`)."""
 
 
 @pytest.fixture
