@@ -9,9 +9,11 @@ must succeed (2xx); every other case must be refused (401, 403 or 404) and chang
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -117,7 +119,18 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
     ("POST", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
     ("DELETE", "/api/v1/me/notification-subscriptions/{subscription_id}"): own("hospital_nurse"),
-    ("POST", f"{P}/questionnaires"): own("patient", "hospital_nurse", "municipal_nurse"),
+    # A relative answers for the patient whose valid consent allows it, and no one else.
+    ("POST", f"{P}/questionnaires"): own(
+        "patient", "hospital_nurse", "municipal_nurse", "relative"
+    ),
+    # Relatives as proxies (care/proxies.py): the patient, or a nurse recording the patient's
+    # consent, invites one and withdraws a consent; the care team reads them. A relative
+    # manages none, their own consent included.
+    ("GET", f"{P}/relatives"): own("patient", *TEAM_A),
+    ("POST", f"{P}/relatives"): own("patient", "hospital_nurse", "municipal_nurse"),
+    ("POST", f"{P}/relatives/{{consent_id}}/withdraw"): own(
+        "patient", "hospital_nurse", "municipal_nurse"
+    ),
     # Break the glass: any clinician, to any patient (logged, shown to the patient, reviewed).
     ("POST", f"{P}/emergency-access"): anywhere(*TEAM_A),
     ("GET", "/api/v1/emergency-access"): anywhere("coordinator"),
@@ -204,6 +217,11 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/handovers/{handover_id}/accept"): lambda w, s: {},
     ("POST", "/api/v1/handovers/{handover_id}/decline"): lambda w, s: {"note": "Ikke kapasitet"},
     ("POST", f"{P}/erasure"): lambda w, s: {"mode": "erase", "reason": "Pasientens ønske"},
+    ("POST", f"{P}/relatives"): lambda w, s: {
+        "display_name": "Ny Pårørende",
+        "valid_to": (datetime.now(UTC) + timedelta(days=90)).isoformat(),
+        "consent_note": "Samtykke gitt muntlig ved hjemmebesøk",
+    },
     ("POST", f"{P}/quarantine/{{entry_id}}/accept"): lambda w, s: {"note": "Sen opplasting"},
     ("POST", f"{P}/quarantine/{{entry_id}}/reject"): lambda w, s: {"note": "Ny eier"},
     ("POST", f"{P}/emergency-access"): lambda w, s: {"reason": "Innlagt akutt, bevisstløs"},
@@ -301,8 +319,20 @@ SCOPES = _scopes()
 PROTECTED = [operation for operation in OPERATIONS if operation not in PUBLIC]
 
 
+CASES = len(PROTECTED) * len(ROLES) * len(SCENARIOS)
+"""Every (route, role, scenario) the matrix sends; docs/security.md states the number."""
+
+
 def test_every_route_has_an_expectation() -> None:
     assert {op for op in OPERATIONS if op not in PUBLIC} == set(EXPECTED)
+
+
+def test_the_security_document_states_the_case_count() -> None:
+    security = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
+    stated = re.search(r"\*\*(\d[\d,]*) cases\*\*", security)
+    assert stated is not None, "docs/security.md names the matrix's case count as **N cases**"
+    counts = f"{len(PROTECTED)} routes x {len(ROLES)} roles x {len(SCENARIOS)} scenarios"
+    assert int(stated.group(1).replace(",", "")) == CASES, f"the matrix has {CASES}: {counts}"
 
 
 def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
@@ -322,6 +352,7 @@ def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
         alert_id=ids.alert,
         subscription_id=ids.subscription,
         entry_id=ids.quarantined,
+        consent_id=ids.consent,
         observation_id=ObservationKey(device_resource_id(ids.device), "85354-9", MEASURED).id,
         device_resource_id=device_resource_id(ids.device),
     )
