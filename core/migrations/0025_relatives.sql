@@ -47,3 +47,9 @@ CREATE INDEX proxy_consents_patient ON proxy_consents (patient_id);
 -- A questionnaire a relative filled in on the patient's behalf says so.
 ALTER TABLE questionnaire_responses
     ADD COLUMN answered_by_relative_id uuid REFERENCES relatives ON DELETE SET NULL;
+
+-- A relative's looks are logged as everyone's, and shown to the patient.
+ALTER TABLE access_log
+    DROP CONSTRAINT access_log_actor_kind_check,
+    ADD CONSTRAINT access_log_actor_kind_check
+        CHECK (actor_kind IN ('staff', 'patient', 'relative', 'device', 'system'));
