@@ -27,7 +27,7 @@ if CHROMIUM is None and not os.environ.get("CI"):
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow  # a chromium
 
-PASSWORD = "grønn-sykkel-under-eika-7"  # noqa: S105  # a test account's password
+PASSWORD = "grønn-sykkel-under-eika-7"  # a test account's password
 
 
 @pytest.fixture(scope="module")
