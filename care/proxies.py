@@ -83,7 +83,6 @@ def do_invite_relative(
     patient_id: UUID,
     display_name: str,
     email: str | None,
-    phone: str | None,
     scope: ProxyScope,
     valid_to: datetime,
     inviter: Principal,
@@ -97,9 +96,8 @@ def do_invite_relative(
     if inviter.kind != "patient" and not (consent_note or "").strip():
         raise ValueError("record how the patient gave their consent")
     row = conn.execute(
-        "INSERT INTO relatives (display_name, email, phone, created_at)"
-        " VALUES (%s, %s, %s, %s) RETURNING id",
-        (display_name, email, phone, now),
+        "INSERT INTO relatives (display_name, email, created_at) VALUES (%s, %s, %s) RETURNING id",
+        (display_name, email, now),
     ).fetchone()
     assert row is not None
     code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
@@ -229,7 +227,7 @@ class ReminderRelative:
     id: UUID
     display_name: str
     email: str | None
-    phone: str | None
+    """Where the reminders reach them (None: they have given no address)."""
 
 
 def reminder_relatives(
@@ -238,7 +236,7 @@ def reminder_relatives(
     """The relatives who receive the patient's reminders now (their consent's scope)."""
     with conn.cursor(row_factory=class_row(ReminderRelative)) as cur:
         return cur.execute(
-            f"SELECT DISTINCT r.id, r.display_name, r.email, r.phone FROM proxy_consents c"
+            f"SELECT DISTINCT r.id, r.display_name, r.email FROM proxy_consents c"
             f" JOIN relatives r ON r.id = c.relative_id"
             f" WHERE c.patient_id = %(patient)s AND c.receive_reminders AND {consent_valid('c')}"
             f" ORDER BY r.display_name, r.id",

@@ -117,7 +117,7 @@ EXPORT_PARTS: Final = {
     # The relatives the patient let act for them, with each consent's scope and history.
     "proxy_consents": Part(
         "proxy_consents",
-        "SELECT r.display_name AS relative_name, r.email, r.phone, c.see_own_view,"
+        "SELECT r.display_name AS relative_name, r.email, c.see_own_view,"
         " c.receive_reminders, c.answer_questionnaires, c.valid_from, c.valid_to,"
         " c.invited_by_kind, c.consent_note, c.accepted_at, c.withdrawn_at"
         " FROM proxy_consents c JOIN relatives r ON r.id = c.relative_id"

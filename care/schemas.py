@@ -376,8 +376,9 @@ class RelativeInviteIn(Input):
     """A relative invited as the patient's proxy; a nurse must say how the patient consented."""
 
     display_name: Name
-    email: Annotated[str, StringConstraints(max_length=254)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
+    email: Annotated[str, StringConstraints(max_length=254)] | None = Field(
+        default=None, description="Where the patient's reminders reach the relative, if at all"
+    )
     see_own_view: bool = True
     receive_reminders: bool = False
     answer_questionnaires: bool = False

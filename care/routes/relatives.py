@@ -51,7 +51,6 @@ def invite_relative(record: InviteRelative, body: RelativeInviteIn) -> Invitatio
             patient_id=record.patient_id,
             display_name=body.display_name,
             email=body.email,
-            phone=body.phone,
             scope=ProxyScope(
                 see_own_view=body.see_own_view,
                 receive_reminders=body.receive_reminders,

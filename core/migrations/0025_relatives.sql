@@ -7,7 +7,6 @@ CREATE TABLE relatives (
     display_name text NOT NULL CHECK (length(display_name) BETWEEN 1 AND 200),
     -- Where the patient's reminders reach them, when their consent's scope includes them.
     email text CHECK (length(email) <= 254),
-    phone text CHECK (length(phone) <= 32),
     created_at timestamptz NOT NULL
 );
 

@@ -31,7 +31,7 @@ from care.access import (
 )
 from care.careplan import CarePlan, PlanLimits, get_care_plan
 from care.models import Patient
-from care.proxies import ProxiedPatient, proxied_patients
+from care.proxies import ProxiedPatient, ProxyConsent, consents_of_patient, proxied_patients
 from care.service import get_patient
 from care.templates import WEIGHT
 from core import catalog
@@ -143,6 +143,9 @@ class OwnView:
     """The name of the relative looking for the patient (a proxy); None for the patient."""
     may_answer: bool = True
     """Whether the viewer may fill in the questionnaires (a relative: if the consent allows)."""
+    consents: list[ProxyConsent] | None = None
+    """The relatives the patient let follow the page, for the patient to see and withdraw;
+    None when a relative looks (they manage no consent)."""
 
 
 def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnView | None:
@@ -175,6 +178,7 @@ def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnVi
     proxy = view.principal.kind == "relative"
     return OwnView(
         relative=view.principal.name if proxy else None,
+        consents=None if proxy else consents_of_patient(conn, patient_id=patient_id),
         may_answer=not proxy
         or proxy_allows(
             conn,

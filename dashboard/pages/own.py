@@ -34,6 +34,7 @@ from dashboard.data.trend import PlanPeriod, Trend, flow_z_default
 from dashboard.figures import trend_figure
 from dashboard.formatting import format_number, format_relative, format_value, unit_symbol
 from dashboard.pages.access_log import looks_section
+from dashboard.pages.relatives import relatives_section
 from dashboard.ranges import TrendRange
 
 DAILY_QUESTIONS: Final = ("more_breathless", "more_swelling", "more_cough")
@@ -80,6 +81,7 @@ def own_page(view: OwnView, *, now: datetime, t: Translator) -> Component:
             *check,
             _section("my-plan", t("My plan"), _plan(view.steps, t=t)),
             _section("my-trends", t("My values, last 30 days"), _trends(view, now=now, t=t)),
+            *([] if view.consents is None else [relatives_section(view.consents, now=now, t=t)]),
             looks_section(view.looks, t=t),
         ],
         className="own-view",

@@ -6,6 +6,7 @@ access log."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -14,6 +15,7 @@ import httpx
 import jwt
 from fastapi.testclient import TestClient
 
+from dashboard.pages.relatives import WITHDRAW
 from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import WorldClient
 from tests.care.world import World
@@ -50,7 +52,11 @@ def _accept(client: TestClient, code: str, username: str, password: str) -> http
 
 
 def _send_daily_check(client: TestClient, patient: UUID) -> str:
-    answers = {"more_breathless": "no", "more_swelling": "no", "more_cough": "yes"}
+    answers: dict[str, str | None] = {
+        "more_breathless": "no",
+        "more_swelling": "no",
+        "more_cough": "yes",
+    }
     response = client.post(
         f"{BASE}_dash-update-component",
         json=send_request("daily_symptoms", answers, pathname=f"{BASE}patients/{patient}"),
@@ -193,3 +199,48 @@ def test_a_nurse_invites_only_with_the_patients_recorded_consent(
         assert invited.status_code == 201, invited.text
         assert invited.json()["consent"]["invited_by_kind"] == "staff"
         assert _invite(client, nurse, world.patients["other_team"]).status_code == 404
+
+
+def test_the_patient_withdraws_from_her_page_and_the_relatives_next_request_is_refused(
+    world: World, world_client: WorldClient
+) -> None:
+    own = world.patients["own"]
+    consent = str(world.scenarios["own"].consent)
+    with world_client() as (client, _conn):
+        _as(client, world.tokens["relative"])
+        assert "Follow-up of Pasient own" in text(show(client, BASE, "?lang=en"))
+
+        _as(client, world.tokens["patient"])
+        [relatives] = of_class(show(client, BASE, "?lang=en"), "my-relatives")
+        assert "Pårørende relative" in text(relatives)
+        assert "withdrawn" in text(relatives), "the one she withdrew before is listed too"
+        [spec] = [
+            c
+            for c in client.get(f"{BASE}_dash-dependencies").json()
+            if c["inputs"] and WITHDRAW in c["inputs"][0]["id"]
+        ]
+        button = {"consent": consent, "type": WITHDRAW}
+        response = client.post(
+            f"{BASE}_dash-update-component",
+            json={
+                "output": spec["output"],
+                "outputs": [
+                    {"id": "action-status", "property": "children"},
+                    {"id": "page", "property": "children"},
+                ],
+                "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
+                "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
+                "state": [
+                    {"id": "url", "property": "pathname", "value": BASE},
+                    {"id": "url", "property": "search", "value": "?lang=en"},
+                ],
+            },
+        )
+        assert response.status_code == 200, response.text
+        said = response.json()["response"]["action-status"]["children"]
+        assert text(said) == "Consent withdrawn. Pårørende relative can no longer see your page."
+
+        _as(client, world.tokens["relative"])
+        page = show(client, f"{BASE}patients/{own}", "?lang=en")
+        assert of_class(page, "login-card")
+        assert "Pasient own" not in text(page)

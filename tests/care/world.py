@@ -246,7 +246,6 @@ def _relative(
         patient_id=patient,
         display_name=f"Pårørende {name}",
         email=None,
-        phone=None,
         scope=ProxyScope(see_own_view=True, receive_reminders=True, answer_questionnaires=True),
         valid_to=ends or invited_at + timedelta(days=365),
         inviter=Principal(kind="patient", id=str(patient), name="", role="patient"),

@@ -53,7 +53,6 @@ def test_a_relative_accepts_sees_the_patients_page_in_bokmal_and_is_refused_afte
         patient_id=kari.patient_id,
         display_name="Siri Datter",
         email=None,
-        phone=None,
         scope=ProxyScope(see_own_view=True, receive_reminders=False, answer_questionnaires=True),
         valid_to=NOW + timedelta(days=30),
         inviter=patient,
