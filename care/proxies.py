@@ -128,6 +128,17 @@ def do_invite_relative(
     return Invitation(consent=found, code=code)
 
 
+def invitation_open(conn: psycopg.Connection, *, code: str, now: datetime) -> bool:
+    """Whether `code` names an invitation that can still be accepted: checked before any
+    password work is spent on it."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM proxy_consents WHERE invitation_hash = %s"
+        " AND withdrawn_at IS NULL AND valid_to > %s)",
+        (_hash(code), now),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def do_accept_invitation(
     conn: psycopg.Connection, *, code: str, issuer: str, subject: str, now: datetime
 ) -> ProxyConsent:

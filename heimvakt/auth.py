@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from care.access import NotAuthenticatedError
 from care.people import principal_for
-from care.proxies import InvitationError, do_accept_invitation
+from care.proxies import InvitationError, do_accept_invitation, invitation_open
 from core.api import BEARER
 from core.auth import (
     ANONYMOUS,
@@ -360,6 +360,8 @@ def _invitation_router(
         token; `_RefusedInvitation` says which part was refused (nothing is kept then)."""
         try:
             with pool.connection() as conn, conn.transaction():
+                if not invitation_open(conn, code=code, now=clock.now()):
+                    raise InvitationError("no such invitation")
                 try:
                     subject = do_create_local_account(conn, username=username, password=password)
                 except ValueError as error:

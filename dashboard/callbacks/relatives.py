@@ -52,19 +52,20 @@ def register(app: Dash, context: Context) -> None:
         if len(clicked) != 1:
             return no_update, no_update
         token = context.token()
-        said = await asyncio.to_thread(
+        said, withdrawn = await asyncio.to_thread(
             withdraw_consent, context, str(clicked[0]["consent"]), token, search
         )
-        if said is None:
-            return no_update, no_update
+        if not withdrawn:
+            return said, no_update
         page, _ = await asyncio.to_thread(context.render, pathname, search, token, refresh=False)
         return said, page
 
 
 def withdraw_consent(
     context: Context, consent: str, token: str | None, search: str | None
-) -> Component | None:
-    """The patient's own consent, withdrawn now; what to say (None: nothing happened)."""
+) -> tuple[Component, bool]:
+    """The patient's own consent, withdrawn now: what to say, and whether it was withdrawn
+    (only then is the page drawn again)."""
     t = translator(language_from_search(search))
     try:
         consent_id = UUID(consent)
@@ -94,9 +95,6 @@ def withdraw_consent(
                 raise NotVisibleError
     except (ValueError, NotAuthenticatedError, ForbiddenError, NotVisibleError, psycopg.Error):
         log.info("a consent was not withdrawn from the dashboard", exc_info=True)
-        return warning(t("The consent could not be withdrawn. Try again."))
-    return done(
-        t("Consent withdrawn. {name} can no longer see your page.").format(
-            name=withdrawn.relative_name
-        )
-    )
+        return warning(t("The consent could not be withdrawn. Try again.")), False
+    said = t("Consent withdrawn. {name} can no longer see your page.")
+    return done(said.format(name=withdrawn.relative_name)), True

@@ -24,9 +24,22 @@ from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from core.api import ACCESS_EXTENSION
+from dashboard.pages.own import QUESTIONS
 from fhir_facade.resources import ObservationKey, device_resource_id
+from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import WorldClient, build_app, local_issuer
-from tests.care.world import MEASURED, ROLES, SCENARIOS, SPARE_DEVICE, Scenario, World
+from tests.care.test_proxies import withdraw
+from tests.care.world import (
+    MEASURED,
+    RELATIVES,
+    ROLES,
+    SCENARIOS,
+    SPARE_DEVICE,
+    Scenario,
+    World,
+)
+from tests.dashboard import BASE, show, take_step, text
+from tests.dashboard.test_own_view import send_request
 from tests.support import scalar
 
 Expectation = Callable[[str, str], bool]
@@ -427,3 +440,48 @@ def test_only_the_expected_roles_reach_the_route(
                 check_allowed(client, role, scenario)
     assert not leaks, f"refused cases that got through: {leaks}"
     assert not denials, f"allowed cases that failed: {denials}"
+
+
+def test_relatives_reach_through_the_dashboards_callbacks_only_what_their_consent_opens(
+    world: World, world_client: WorldClient
+) -> None:
+    """The four relatives over the dashboard's callbacks, for each scenario's patient: the
+    page router (the patient's page, their care plan, the figures, the device registry), the
+    questionnaire, the withdraw button and an alert's step. Only the relative with a valid
+    consent reaches the own patient's page and questionnaire; every other case shows nothing
+    of the patient and changes nothing."""
+    answers: dict[str, str | None] = dict.fromkeys(QUESTIONS["daily_symptoms"], "no")
+    leaks = []
+
+    def visit(client: TestClient, relative: str, scenario: str) -> None:
+        ids = world.scenarios[scenario]
+        name = f"Pasient {scenario}"
+        client.cookies.set(SESSION_COOKIE, world.tokens[relative])
+        allowed = relative == "relative" and scenario == "own"
+        patient_page = f"{BASE}patients/{ids.patient}"
+        for path in (patient_page, f"{patient_page}/care-plan", f"{BASE}figures", f"{BASE}devices"):
+            shown = text(show(client, path, "?lang=en"))
+            if (name in shown) != (allowed and path == patient_page):
+                leaks.append((relative, scenario, path))
+        response = client.post(
+            f"{BASE}_dash-update-component",
+            json=send_request("daily_symptoms", answers, pathname=patient_page),
+        )
+        if ("Thank you" in response.text) != allowed:
+            leaks.append((relative, scenario, "questionnaire"))
+        withdrawn = withdraw(client, str(ids.consent))["action-status"]["children"]
+        if text(withdrawn) != "The consent could not be withdrawn. Try again.":
+            leaks.append((relative, scenario, "withdraw"))
+        step = take_step(client, "acknowledge", ids.alert, pathname=patient_page, search="?lang=en")
+        if "You may not act on this alert." not in text(step["action-status"]["children"]):
+            leaks.append((relative, scenario, "acknowledge"))
+
+    with world_client() as (client, conn):
+        before = _fingerprint(conn)
+        for relative in RELATIVES:
+            for scenario in SCENARIOS:
+                if (relative, scenario) != ("relative", "own"):
+                    visit(client, relative, scenario)
+        assert _fingerprint(conn) == before, "a refused callback changed data"
+        visit(client, "relative", "own")
+    assert not leaks, f"dashboard callbacks that did not hold: {leaks}"

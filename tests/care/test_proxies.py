@@ -165,6 +165,35 @@ def test_invited_accepted_seen_answered_withdrawn_and_every_look_in_the_patients
         ).fetchone() == (0,), "her session ended with her last consent"
 
 
+def withdraw(client: TestClient, consent: str) -> dict:
+    """Press the withdraw button of `consent` on the own page, as the browser posts it; the
+    answer's outputs."""
+    [spec] = [
+        c
+        for c in client.get(f"{BASE}_dash-dependencies").json()
+        if c["inputs"] and WITHDRAW in c["inputs"][0]["id"]
+    ]
+    button = {"consent": consent, "type": WITHDRAW}
+    response = client.post(
+        f"{BASE}_dash-update-component",
+        json={
+            "output": spec["output"],
+            "outputs": [
+                {"id": "action-status", "property": "children"},
+                {"id": "page", "property": "children"},
+            ],
+            "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
+            "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
+            "state": [
+                {"id": "url", "property": "pathname", "value": BASE},
+                {"id": "url", "property": "search", "value": "?lang=en"},
+            ],
+        },
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["response"]
+
+
 def _jti(token: str) -> str:
     return jwt.decode(token, options={"verify_signature": False})["jti"]
 
@@ -214,30 +243,8 @@ def test_the_patient_withdraws_from_her_page_and_the_relatives_next_request_is_r
         [relatives] = of_class(show(client, BASE, "?lang=en"), "my-relatives")
         assert "Pårørende relative" in text(relatives)
         assert "withdrawn" in text(relatives), "the one she withdrew before is listed too"
-        [spec] = [
-            c
-            for c in client.get(f"{BASE}_dash-dependencies").json()
-            if c["inputs"] and WITHDRAW in c["inputs"][0]["id"]
-        ]
-        button = {"consent": consent, "type": WITHDRAW}
-        response = client.post(
-            f"{BASE}_dash-update-component",
-            json={
-                "output": spec["output"],
-                "outputs": [
-                    {"id": "action-status", "property": "children"},
-                    {"id": "page", "property": "children"},
-                ],
-                "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
-                "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
-                "state": [
-                    {"id": "url", "property": "pathname", "value": BASE},
-                    {"id": "url", "property": "search", "value": "?lang=en"},
-                ],
-            },
-        )
-        assert response.status_code == 200, response.text
-        said = response.json()["response"]["action-status"]["children"]
+        response = withdraw(client, consent)
+        said = response["action-status"]["children"]
         assert text(said) == "Consent withdrawn. Pårørende relative can no longer see your page."
 
         _as(client, world.tokens["relative"])
