@@ -15,7 +15,7 @@ import httpx
 import jwt
 from fastapi.testclient import TestClient
 
-from dashboard.pages.relatives import WITHDRAW
+from dashboard.pages.relatives import INVITE, WITHDRAW
 from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import WorldClient
 from tests.care.world import World
@@ -168,12 +168,18 @@ def test_invited_accepted_seen_answered_withdrawn_and_every_look_in_the_patients
 def withdraw(client: TestClient, consent: str) -> dict:
     """Press the withdraw button of `consent` on the own page, as the browser posts it; the
     answer's outputs."""
+    return _press(client, {"consent": consent, "type": WITHDRAW})
+
+
+def _press(client: TestClient, button: dict[str, str], *fields: str | None) -> dict:
+    """Press a button of the own page's relatives section (`button`, a pattern-matching id),
+    with the form's `fields` before the address; the answer's outputs."""
     [spec] = [
         c
         for c in client.get(f"{BASE}_dash-dependencies").json()
-        if c["inputs"] and WITHDRAW in c["inputs"][0]["id"]
+        if c["inputs"] and button["type"] in c["inputs"][0]["id"]
     ]
-    button = {"consent": consent, "type": WITHDRAW}
+    states = [s["id"] for s in spec["state"]][: len(fields)]
     response = client.post(
         f"{BASE}_dash-update-component",
         json={
@@ -185,6 +191,10 @@ def withdraw(client: TestClient, consent: str) -> dict:
             "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
             "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
             "state": [
+                *(
+                    {"id": field, "property": "value", "value": value}
+                    for field, value in zip(states, fields, strict=True)
+                ),
                 {"id": "url", "property": "pathname", "value": BASE},
                 {"id": "url", "property": "search", "value": "?lang=en"},
             ],
@@ -251,3 +261,30 @@ def test_the_patient_withdraws_from_her_page_and_the_relatives_next_request_is_r
         page = show(client, f"{BASE}patients/{own}", "?lang=en")
         assert of_class(page, "login-card")
         assert "Pasient own" not in text(page)
+
+
+def test_the_patient_invites_from_her_page_and_the_code_lets_the_relative_in(
+    world: World, world_client: WorldClient
+) -> None:
+    until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    answering = {"answer": "yes", "type": INVITE}
+    with world_client() as (client, conn):
+        _as(client, world.tokens["patient"])
+        refused = _press(client, answering, "Siri Datter", None, "2020-01-01")
+        assert text(refused["action-status"]["children"]) == (
+            "Write their name and choose a last day after today."
+        )
+        invited = _press(client, answering, "Siri Datter", "siri@example.org", until)
+        said = text(invited["action-status"]["children"])
+        code = said.removeprefix("Give Siri Datter this code: ").partition(".")[0]
+        assert said.endswith("It works once and is shown only now.")
+        assert "Siri Datter" in text(of_class(invited["page"]["children"], "my-relatives"))
+        assert conn.execute(
+            "SELECT see_own_view, receive_reminders, answer_questionnaires, invited_by_kind"
+            " FROM proxy_consents c JOIN relatives r ON r.id = c.relative_id"
+            " WHERE r.display_name = 'Siri Datter'"
+        ).fetchall() == [(True, True, True, "patient")]
+
+        accepted = _accept(client, code, "siri", RELATIVE_PASSWORD)
+        assert accepted.status_code == 303, accepted.text
+        assert "Follow-up of Pasient own" in text(show(client, BASE, "?lang=en"))
