@@ -27,6 +27,7 @@ from care.models import Condition, OrganisationKind
 from care.proxies import ProxyScope, do_accept_invitation, do_invite_relative, do_withdraw_consent
 from care.service import do_create_organisation, do_create_patient
 from core.auth import LocalIssuer, Principal, StaffRole
+from core.weeks import COUNT_READINGS
 from devices.service import do_assign_device, do_register_device
 from devices.tokens import do_issue_token
 from tests.support import insert_episode
@@ -257,6 +258,29 @@ def _relative(
         conn, code=invitation.code, issuer=issuer.config.issuer, subject=subject, now=invited_at
     )
     return subject, invitation.consent.id
+
+
+def store_counted(
+    conn: psycopg.Connection,
+    world: World,
+    *,
+    at: datetime,
+    patient: UUID | None = None,
+    device: str | None = None,
+) -> None:
+    """A reading (of the own patient and device unless told), counted in its week as ingest
+    counts it."""
+    conn.execute(
+        "WITH stored AS (INSERT INTO readings (device_id, code, measured_at, patient_id, value,"
+        " unit, msg_id, received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', gen_random_uuid(),"
+        f" %s) RETURNING patient_id, code, measured_at) {COUNT_READINGS.format(source='stored')}",
+        (
+            device or world.scenarios["own"].device,
+            at,
+            patient or world.patients["own"],
+            at,
+        ),
+    )
 
 
 def _alert(conn: psycopg.Connection, *, patient: UUID) -> int:
