@@ -75,6 +75,14 @@ def test_invited_accepted_seen_answered_withdrawn_and_every_look_in_the_patients
         code = invited.json()["invitation_code"]
 
         assert (
+            client.post(
+                "/auth/invitations/accept",
+                data={"code": code, "username": "siri", "password": RELATIVE_PASSWORD},
+                headers={"Sec-Fetch-Site": "cross-site"},
+            ).status_code
+            == 403
+        ), "another site cannot log a browser in as a relative"
+        assert (
             _accept(client, "not-the-code", "siri", RELATIVE_PASSWORD)
             .headers["location"]
             .endswith("login?invitation=invitation&lang=en")
