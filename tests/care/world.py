@@ -49,6 +49,8 @@ STAFF_ROLES = {
     "administrator": (StaffRole.ADMINISTRATOR, "H"),
 }
 RELATIVES = ("relative", "relative_no_consent", "relative_expired", "relative_withdrawn")
+ENDED_RELATIVES = ("relative_expired", "relative_withdrawn")
+"""Relatives whose one consent, of patient `own`, has ended or was withdrawn."""
 ROLES = ("anonymous", "patient", *STAFF_ROLES, "device", *RELATIVES)
 
 
