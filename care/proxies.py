@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -235,21 +237,29 @@ def proxied_patients(
 
 @dataclass(frozen=True, slots=True)
 class ReminderRelative:
+    """A relative who receives the patient's reminders, by e-mail."""
+
     id: UUID
     display_name: str
-    email: str | None
-    """Where the reminders reach them (None: they have given no address)."""
+    email: str
+    language: str
+    """The patient's language: the reminder is about the patient's page."""
 
 
 def reminder_relatives(
-    conn: psycopg.Connection, *, patient_id: UUID, now: datetime
-) -> list[ReminderRelative]:
-    """The relatives who receive the patient's reminders now (their consent's scope)."""
-    with conn.cursor(row_factory=class_row(ReminderRelative)) as cur:
-        return cur.execute(
-            f"SELECT DISTINCT r.id, r.display_name, r.email FROM proxy_consents c"
-            f" JOIN relatives r ON r.id = c.relative_id"
-            f" WHERE c.patient_id = %(patient)s AND c.receive_reminders AND {consent_valid('c')}"
-            f" ORDER BY r.display_name, r.id",
-            {"patient": patient_id, "now": now},
-        ).fetchall()
+    conn: psycopg.Connection, *, patient_ids: Collection[UUID], now: datetime
+) -> dict[UUID, list[ReminderRelative]]:
+    """For each patient, the relatives who receive their reminders now: a consent valid now
+    whose scope includes them, and an e-mail address to send them to."""
+    found: dict[UUID, list[ReminderRelative]] = defaultdict(list)
+    for row in conn.execute(
+        f"SELECT DISTINCT c.patient_id, r.id, r.display_name, r.email, p.preferred_language"
+        f" FROM proxy_consents c JOIN relatives r ON r.id = c.relative_id"
+        f" JOIN patients p ON p.id = c.patient_id"
+        f" WHERE c.patient_id = ANY(%(patients)s) AND c.receive_reminders"
+        f" AND r.email IS NOT NULL AND {consent_valid('c')}"
+        f" ORDER BY c.patient_id, r.display_name, r.id",
+        {"patients": list(patient_ids), "now": now},
+    ):
+        found[row[0]].append(ReminderRelative(*row[1:]))
+    return dict(found)

@@ -15,6 +15,8 @@ import httpx
 import jwt
 from fastapi.testclient import TestClient
 
+from care.proxies import do_withdraw_consent, reminder_relatives
+from core.auth import Principal
 from dashboard.pages.relatives import INVITE, WITHDRAW
 from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import WorldClient
@@ -296,3 +298,36 @@ def test_the_patient_invites_from_her_page_and_the_code_lets_the_relative_in(
         accepted = _accept(client, code, "siri", RELATIVE_PASSWORD)
         assert accepted.status_code == 303, accepted.text
         assert "Follow-up of Pasient own" in text(show(client, BASE, "?lang=en"))
+
+
+def test_the_relatives_who_get_the_reminders_are_those_whose_valid_consent_includes_them(
+    world: World, world_client: WorldClient
+) -> None:
+    own = world.patients["own"]
+    patient = Principal(kind="patient", id=str(own), name="", role="patient")
+    with world_client() as (client, conn):
+        invited = _invite(
+            client,
+            world.tokens["patient"],
+            own,
+            email="siri@example.org",
+            receive_reminders=True,
+        ).json()
+        assert reminder_relatives(conn, patient_ids=[own], now=datetime.now(UTC)) == {}, (
+            "not before she accepts; the world's relatives gave no address"
+        )
+        assert _accept(client, invited["invitation_code"], "siri", RELATIVE_PASSWORD).is_redirect
+        [siri] = reminder_relatives(conn, patient_ids=[own], now=datetime.now(UTC))[own]
+        assert (siri.display_name, siri.email, siri.language) == (
+            "Siri Datter",
+            "siri@example.org",
+            "nb",
+        )
+        do_withdraw_consent(
+            conn,
+            patient_id=own,
+            consent_id=UUID(invited["consent"]["id"]),
+            withdrawn_by=patient,
+            now=datetime.now(UTC),
+        )
+        assert reminder_relatives(conn, patient_ids=[own], now=datetime.now(UTC)) == {}
