@@ -49,8 +49,10 @@ STAFF_ROLES = {
     "administrator": (StaffRole.ADMINISTRATOR, "H"),
 }
 RELATIVES = ("relative", "relative_no_consent", "relative_expired", "relative_withdrawn")
-ENDED_RELATIVES = ("relative_expired", "relative_withdrawn")
-"""Relatives whose one consent, of patient `own`, has ended or was withdrawn."""
+CONSENT_VARIANTS = ("relative_no_consent", "relative_expired", "relative_withdrawn")
+"""The relatives who differ from `relative` only in what they hold of patient `own`: no
+consent, an ended one, a withdrawn one. About the other scenarios' patients `relative` holds
+none either, so these are asked about `own` only."""
 ROLES = ("anonymous", "patient", *STAFF_ROLES, "device", *RELATIVES)
 
 
