@@ -95,6 +95,7 @@ class Permission(StrEnum):
     MANAGE_DEVICES = "devices:manage"
     READ_OWN_VIEW = "own-view:read"
     MANAGE_PROXIES = "proxies:manage"
+    CHOOSE_REMINDERS = "reminders:choose"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -138,6 +139,8 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     # Inviting a relative and withdrawing a consent: the patient, or a nurse who records the
     # patient's consent (or withdrawal) on their behalf.
     Permission.MANAGE_PROXIES: frozenset({PATIENT, StaffRole.NURSE}),
+    # Where a patient's reminders go is the patient's own choice (alerts/reminders.py).
+    Permission.CHOOSE_REMINDERS: frozenset({PATIENT}),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 

@@ -18,6 +18,7 @@ from uuid import UUID
 import psycopg
 
 from alerts.library.trends import WINDOW_SLACK
+from alerts.reminders import reminder_channel
 from care.access import (
     AccessLogEntry,
     Action,
@@ -139,6 +140,8 @@ class OwnView:
     readings: list[Reading]
     schedule: list[ScheduleItem]
     looks: list[Look]
+    reminders: tuple[str, str] | None
+    """The (channel, address) the patient chose for reminders (alerts/reminders.py); None."""
     relative: str | None = None
     """The name of the relative looking for the patient (a proxy); None for the patient."""
     may_answer: bool = True
@@ -194,6 +197,8 @@ def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnVi
         readings=readings,
         schedule=schedule(plan, readings, answered_at=answered_at, now=now),
         looks=looks(entries)[:LOOKS_SHOWN],
+        # Where the reminders go is the patient's own choice, not shown to a relative.
+        reminders=None if proxy else reminder_channel(conn, patient_id=patient_id),
     )
 
 

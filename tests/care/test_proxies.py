@@ -15,6 +15,7 @@ import httpx
 import jwt
 from fastapi.testclient import TestClient
 
+from alerts.reminders import Recipient, reminder_recipients
 from care.proxies import do_withdraw_consent, reminder_relatives
 from core.auth import Principal
 from dashboard.pages.relatives import INVITE, WITHDRAW
@@ -328,6 +329,9 @@ def test_the_relatives_who_get_the_reminders_are_those_whose_valid_consent_inclu
             "siri@example.org",
             "nb",
         )
+        assert reminder_recipients(conn, patient_ids=[own], now=datetime.now(UTC)) == {
+            own: [Recipient("email", "siri@example.org", "nb")]
+        }, "the sweep reminds her (the patient chose no channel of their own)"
         do_withdraw_consent(
             conn,
             patient_id=own,
