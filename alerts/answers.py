@@ -18,10 +18,11 @@ from core.weeks import COUNT_ANSWERS
 _STORE = f"""
 WITH stored AS (
     INSERT INTO questionnaire_responses (patient_id, kind, answered_at, answers, total,
-                                         received_at)
-    VALUES (%s, %s, %s, %s, %s, %s)
+                                         received_at, answered_by_relative_id)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (patient_id, kind, answered_at) DO UPDATE
-    SET answers = EXCLUDED.answers, total = EXCLUDED.total
+    SET answers = EXCLUDED.answers, total = EXCLUDED.total,
+        answered_by_relative_id = EXCLUDED.answered_by_relative_id
     RETURNING id, patient_id, kind, answered_at
 ), counted AS ({COUNT_ANSWERS.format(source="stored")})
 SELECT id FROM stored
@@ -37,11 +38,14 @@ def do_record_answers(
     answers: Mapping[str, Any],
     total: int | None,
     now: datetime,
+    answered_by_relative: UUID | None = None,
 ) -> int:
     """Store one questionnaire (a second one of the same kind and time replaces the first)
-    and evaluate the patient at its time; returns its id."""
+    and evaluate the patient at its time; returns its id. `answered_by_relative`: the relative
+    who filled it in on the patient's behalf (care/proxies.py), kept with the answers."""
     row = conn.execute(
-        _STORE, (patient_id, kind, answered_at, Jsonb(dict(answers)), total, now)
+        _STORE,
+        (patient_id, kind, answered_at, Jsonb(dict(answers)), total, now, answered_by_relative),
     ).fetchone()
     assert row is not None
     do_evaluate(conn, moments={patient_id: [answered_at]}, now=now)

@@ -56,7 +56,8 @@ def submit_questionnaire(
     body: Annotated[DailySymptomsIn | CatIn, Field(discriminator="kind")],
 ) -> QuestionnaireOut:
     """The daily symptom check (yes/no) or the CAT (8 items, 0-5); evaluated at once, and
-    a yes raises a simultaneous weight or SpO2 finding (symptom gating)."""
+    a yes raises a simultaneous weight or SpO2 finding (symptom gating). A relative whose
+    consent allows it answers on the patient's behalf, and the answers say so."""
     now = record.now
     if body.answered_at > now + timedelta(minutes=5):
         raise HTTPException(422, "answered_at lies in the future")
@@ -69,5 +70,6 @@ def submit_questionnaire(
         answers=answers,
         total=total,
         now=now,
+        answered_by_relative=record.principal.uuid if record.principal.kind == "relative" else None,
     )
     return QuestionnaireOut(id=answer_id, kind=body.kind, answered_at=body.answered_at, total=total)

@@ -37,6 +37,7 @@ import psycopg
 
 from alerts.adherence import Scheduled
 from alerts.outbox import do_enqueue_notification
+from care.proxies import reminder_relatives
 from core.clock import DISPLAY_TIMEZONE
 from core.i18n import translator
 from core.rule_parameters import TUNABLES
@@ -62,10 +63,10 @@ def reminder_recipients(
     conn: psycopg.Connection, *, patient_ids: Collection[UUID], now: datetime
 ) -> dict[UUID, list[Recipient]]:
     """Who is reminded of each patient's missing measurements at `now`: the patient, on the
-    channel they chose, in their preferred language. A patient with nobody to remind (they
-    chose none) is left out. The one place that answers it, for a whole sweep at once, so
-    relatives who may receive the patient's reminders (by the patient's consent, valid at
-    `now`) can be added here."""
+    channel they chose, in their preferred language, and each relative whose consent, valid
+    at `now`, includes the reminders, by e-mail in the patient's language
+    (care.proxies.reminder_relatives). A patient with nobody to remind is left out. The one
+    place that answers it, for a whole sweep at once."""
     found: dict[UUID, list[Recipient]] = defaultdict(list)
     for patient_id, channel, address, language in conn.execute(
         "SELECT c.patient_id, c.channel, c.address, p.preferred_language"
@@ -74,6 +75,8 @@ def reminder_recipients(
         (list(patient_ids),),
     ):
         found[patient_id].append(Recipient(channel, address, language))
+    for patient_id, relatives in reminder_relatives(conn, patient_ids=patient_ids, now=now).items():
+        found[patient_id].extend(Recipient("email", r.email, r.language) for r in relatives)
     return dict(found)
 
 

@@ -28,7 +28,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from care.people import current
+from care.people import consent_valid, current
 from core.auth import Principal, StaffRole
 
 
@@ -57,9 +57,12 @@ class Reason(StrEnum):
     ADMINISTRATION = "administration"
     EMERGENCY = "emergency"
     """Through an emergency access; the patient also sees the reason its opener gave."""
+    PROXY = "proxy"
+    """A relative acting for the patient, through the patient's consent (care/proxies.py)."""
 
 
 PATIENT: Final = "patient"
+RELATIVE: Final = "relative"
 _CLINICAL: Final = frozenset({StaffRole.NURSE, StaffRole.PHYSICIAN, StaffRole.COORDINATOR})
 _ALL_STAFF: Final = frozenset(StaffRole)
 
@@ -90,6 +93,8 @@ class Permission(StrEnum):
     REVIEW_EMERGENCY_ACCESS = "emergency-access:review"
     READ_FIGURES = "figures:read"
     MANAGE_DEVICES = "devices:manage"
+    READ_OWN_VIEW = "own-view:read"
+    MANAGE_PROXIES = "proxies:manage"
     CHOOSE_REMINDERS = "reminders:choose"
 
 
@@ -115,7 +120,7 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     # Administrators anywhere; coordinators for the units they work for (organisation scope).
     Permission.MANAGE_ESCALATION: frozenset({StaffRole.ADMINISTRATOR, StaffRole.COORDINATOR}),
     Permission.MANAGE_OWN_NOTIFICATIONS: _ALL_STAFF,
-    Permission.SUBMIT_QUESTIONNAIRE: frozenset({PATIENT, StaffRole.NURSE}),
+    Permission.SUBMIT_QUESTIONNAIRE: frozenset({PATIENT, RELATIVE, StaffRole.NURSE}),
     # Whether a quarantined reading belongs in the record is a clinical decision.
     Permission.REVIEW_READINGS: _CLINICAL,
     # Clinicians only: an administrator has no clinical reason to break the glass.
@@ -128,10 +133,24 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     Permission.MANAGE_DEVICES: frozenset(
         {StaffRole.ADMINISTRATOR, StaffRole.COORDINATOR, StaffRole.NURSE}
     ),
+    # The patient's own page (dashboard/pages/own.py): the patient, and a relative whose
+    # consent covers it. Staff read the record through READ_PATIENT instead.
+    Permission.READ_OWN_VIEW: frozenset({PATIENT, RELATIVE}),
+    # Inviting a relative and withdrawing a consent: the patient, or a nurse who records the
+    # patient's consent (or withdrawal) on their behalf.
+    Permission.MANAGE_PROXIES: frozenset({PATIENT, StaffRole.NURSE}),
     # Where a patient's reminders go is the patient's own choice (alerts/reminders.py).
     Permission.CHOOSE_REMINDERS: frozenset({PATIENT}),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
+
+PROXY_SCOPES: Final[dict[Permission, str]] = {
+    Permission.READ_OWN_VIEW: "see_own_view",
+    Permission.SUBMIT_QUESTIONNAIRE: "answer_questionnaires",
+}
+"""What a relative may do, each with the column of the consent (`proxy_consents`) that must
+allow it. A relative has no other permission: nothing a patient would not see, never staff's
+working state."""
 
 
 class NotAuthenticatedError(Exception):
@@ -166,8 +185,19 @@ def authorize(
     or one organisation (the caller must work there now, unless administrator)."""
     if principal.kind == "anonymous":
         raise NotAuthenticatedError
-    if principal.kind not in ("staff", "patient") or principal.role not in ROLES[permission]:
+    if (
+        principal.kind not in ("staff", "patient", "relative")
+        or principal.role not in ROLES[permission]
+    ):
         raise ForbiddenError
+    if principal.kind == "relative":
+        # Only ever one patient's record, through a consent valid now: checked on every
+        # request, so an expiry or a withdrawal bites on the relative's very next one.
+        if patient_id is None or not proxy_allows(
+            conn, relative_id=principal.uuid, patient_id=patient_id, permission=permission, now=now
+        ):
+            raise NotVisibleError
+        return Reason.PROXY
     reason = Reason.OWN_DATA if principal.kind == "patient" else Reason.ADMINISTRATION
     if organisation_id is not None and principal.role != StaffRole.ADMINISTRATOR:
         if not works_at(conn, staff_id=principal.uuid, organisation_id=organisation_id, now=now):
@@ -206,6 +236,27 @@ def patient_access(
     assert row is not None
     follows, emergency = row
     return Reason.CARE_TEAM if follows else Reason.EMERGENCY if emergency else None
+
+
+def proxy_allows(
+    conn: psycopg.Connection,
+    *,
+    relative_id: UUID,
+    patient_id: UUID,
+    permission: Permission,
+    now: datetime,
+) -> bool:
+    """Whether the relative holds a consent of the patient, valid now, whose scope covers
+    `permission`."""
+    column = PROXY_SCOPES.get(permission)
+    if column is None:
+        return False
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM proxy_consents c WHERE c.relative_id = %(relative)s"
+        f" AND c.patient_id = %(patient)s AND c.{column} AND {consent_valid('c')})",
+        {"relative": relative_id, "patient": patient_id, "now": now},
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def can_see_patient(

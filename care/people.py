@@ -66,6 +66,15 @@ def current(alias: str) -> str:
     )
 
 
+def consent_valid(alias: str) -> str:
+    """A relative's consent (`proxy_consents` row `alias`) that grants at ``%(now)s``:
+    accepted, begun, not ended and not withdrawn."""
+    return (
+        f"{alias}.accepted_at IS NOT NULL AND {alias}.withdrawn_at IS NULL"
+        f" AND {alias}.valid_from <= %(now)s AND {alias}.valid_to > %(now)s"
+    )
+
+
 def do_create_staff(
     conn: psycopg.Connection,
     *,
@@ -389,13 +398,16 @@ def do_link_identity(
     subject: str,
     staff_id: UUID | None = None,
     patient_id: UUID | None = None,
+    relative_id: UUID | None = None,
 ) -> None:
-    """Let tokens from `issuer` with this `sub` speak for a staff member or a patient."""
-    if (staff_id is None) == (patient_id is None):
-        raise ValueError("an identity belongs to exactly one staff member or patient")
+    """Let tokens from `issuer` with this `sub` speak for a staff member, a patient or a
+    relative."""
+    if [staff_id, patient_id, relative_id].count(None) != 2:
+        raise ValueError("an identity belongs to exactly one staff member, patient or relative")
     conn.execute(
-        "INSERT INTO identities (issuer, subject, staff_id, patient_id) VALUES (%s, %s, %s, %s)",
-        (issuer, subject, staff_id, patient_id),
+        "INSERT INTO identities (issuer, subject, staff_id, patient_id, relative_id)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (issuer, subject, staff_id, patient_id, relative_id),
     )
 
 
@@ -413,15 +425,19 @@ def principal_for(
     `kind` is what the issuer may speak for ("staff", "patient" or "any"): an ID-porten token
     never becomes a staff member even if someone linked it to one. A staff member speaks only
     while employed somewhere (at `now`): ending the last employment ends every log-in and
-    session, whatever tokens are still around.
+    session, whatever tokens are still around. A relative speaks only while they hold a
+    consent valid now (any patient's); an issuer for patients (ID-porten) may speak for them.
     """
     row = conn.execute(
         f"""
         SELECT s.id, s.display_name, s.role, s.hpr_number, employer.id, employer.name,
-               p.id, p.display_name
+               p.id, p.display_name, r.id, r.display_name,
+               EXISTS (SELECT 1 FROM proxy_consents c
+                        WHERE c.relative_id = r.id AND {consent_valid("c")})
           FROM identities i
           LEFT JOIN staff s ON s.id = i.staff_id
           LEFT JOIN patients p ON p.id = i.patient_id
+          LEFT JOIN relatives r ON r.id = i.relative_id
           LEFT JOIN LATERAL (
                 SELECT o.id, o.name
                   FROM staff_memberships m JOIN organisations o ON o.id = m.organisation_id
@@ -434,7 +450,8 @@ def principal_for(
     ).fetchone()
     if row is None:
         return None
-    staff_id, staff_name, role, staff_hpr, org_id, org_name, patient_id, patient_name = row
+    (staff_id, staff_name, role, staff_hpr, org_id, org_name, patient_id, patient_name) = row[:8]
+    relative_id, relative_name, consented = row[8:]
     if staff_id is not None and kind in ("staff", "any"):
         if org_id is None:
             return None
@@ -449,4 +466,6 @@ def principal_for(
         )
     if patient_id is not None and kind in ("patient", "any"):
         return Principal(kind="patient", id=str(patient_id), name=patient_name, role="patient")
+    if relative_id is not None and consented and kind in ("patient", "any"):
+        return Principal(kind="relative", id=str(relative_id), name=relative_name, role="relative")
     return None

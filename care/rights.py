@@ -72,8 +72,10 @@ EXPORT_PARTS: Final = {
     ),
     "questionnaire_responses": Part(
         "questionnaire_responses",
-        "SELECT kind, answered_at, answers, total, received_at FROM questionnaire_responses"
-        " WHERE patient_id = %(p)s ORDER BY answered_at",
+        "SELECT q.kind, q.answered_at, q.answers, q.total, q.received_at,"
+        " r.display_name AS answered_by_relative FROM questionnaire_responses q"
+        " LEFT JOIN relatives r ON r.id = q.answered_by_relative_id"
+        " WHERE q.patient_id = %(p)s ORDER BY q.answered_at",
     ),
     "alerts": Part("alerts", "SELECT * FROM alerts WHERE patient_id = %(p)s ORDER BY created_at"),
     "alert_episodes": Part(
@@ -123,6 +125,15 @@ EXPORT_PARTS: Final = {
         " o.name AS organisation_name, ea.reason FROM emergency_access ea"
         " JOIN staff s ON s.id = ea.staff_id JOIN organisations o ON o.id = ea.organisation_id"
         " WHERE ea.patient_id = %(p)s ORDER BY ea.valid_from",
+    ),
+    # The relatives the patient let act for them, with each consent's scope and history.
+    "proxy_consents": Part(
+        "proxy_consents",
+        "SELECT r.display_name AS relative_name, r.email, c.see_own_view,"
+        " c.receive_reminders, c.answer_questionnaires, c.valid_from, c.valid_to,"
+        " c.invited_by_kind, c.consent_note, c.accepted_at, c.withdrawn_at"
+        " FROM proxy_consents c JOIN relatives r ON r.id = c.relative_id"
+        " WHERE c.patient_id = %(p)s ORDER BY c.valid_from, c.id",
     ),
     "access_log": Part(
         "access_log",

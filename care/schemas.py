@@ -367,3 +367,44 @@ class MeOut(BaseModel):
     role: str
     hpr_number: str | None
     organisation_name: str | None
+
+
+ConsentNote = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+
+
+class RelativeInviteIn(Input):
+    """A relative invited as the patient's proxy; a nurse must say how the patient consented."""
+
+    display_name: Name
+    email: Annotated[str, StringConstraints(max_length=254)] | None = Field(
+        default=None, description="Where the patient's reminders reach the relative, if at all"
+    )
+    see_own_view: bool = True
+    receive_reminders: bool = False
+    answer_questionnaires: bool = False
+    valid_to: datetime = Field(description="When the consent ends")
+    consent_note: ConsentNote | None = Field(
+        default=None, description="Required from staff: how the patient gave consent"
+    )
+
+
+class ProxyConsentOut(BaseModel):
+    id: UUID
+    relative_id: UUID
+    relative_name: str
+    see_own_view: bool
+    receive_reminders: bool
+    answer_questionnaires: bool
+    valid_from: datetime
+    valid_to: datetime
+    invited_by_kind: str
+    consent_note: str | None
+    accepted_at: datetime | None
+    withdrawn_at: datetime | None
+
+
+class InvitationOut(BaseModel):
+    consent: ProxyConsentOut
+    invitation_code: str = Field(
+        description="Give it to the relative; shown only now. They accept it on the log-in page."
+    )

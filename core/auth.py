@@ -40,8 +40,9 @@ class StaffRole(StrEnum):
     ADMINISTRATOR = "administrator"
 
 
-PrincipalKind = Literal["anonymous", "staff", "patient", "device", "system"]
-"""``system``: an operator's command on the server (``heimvakt export``), which no token gives."""
+PrincipalKind = Literal["anonymous", "staff", "patient", "relative", "device", "system"]
+"""``relative``: a patient's relative acting for them with their consent (a proxy);
+``system``: an operator's command on the server (``heimvakt export``), which no token gives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,10 @@ class Principal:
 
     kind: PrincipalKind
     id: str
-    """Staff or patient UUID as text, the device id, or "" for anonymous."""
+    """Staff, patient or relative UUID as text, the device id, or "" for anonymous."""
     name: str
     role: str
-    """A `StaffRole` for staff; "patient", "device" or "anonymous" otherwise."""
+    """A `StaffRole` for staff; "patient", "relative", "device" or "anonymous" otherwise."""
     hpr_number: str | None = None
     organisation_id: UUID | None = None
     organisation_name: str | None = None

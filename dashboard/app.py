@@ -27,11 +27,12 @@ from dashboard.callbacks import care_plan as care_plan_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
 from dashboard.callbacks import questionnaire as questionnaire_callbacks
+from dashboard.callbacks import relatives as relative_callbacks
 from dashboard.callbacks import reminders as reminder_callbacks
 from dashboard.callbacks import trend as trend_callbacks
 from dashboard.callbacks import worklist as worklist_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
-from dashboard.data.own import load_own
+from dashboard.data.own import load_own, load_proxied
 from dashboard.data.patient import load_patient
 from dashboard.data.viewing import View
 from dashboard.data.worklist import demo_outbox, load_worklist
@@ -45,6 +46,7 @@ from dashboard.links import (
     care_plan_choice_from_search,
     condition_from_search,
     handled_from_search,
+    invitation_from_search,
     language_chosen,
     language_from_search,
     login_failed,
@@ -62,6 +64,7 @@ from dashboard.pages.login import login_page
 from dashboard.pages.not_found import not_found_page
 from dashboard.pages.own import own_page
 from dashboard.pages.patient import patient_page
+from dashboard.pages.proxied import proxied_page
 from dashboard.pages.quality import (
     figures_page,
 )
@@ -159,9 +162,10 @@ def create_dashboard(
         except NotAuthenticatedError:
             # An expired, revoked or forged token is no one: the log-in form, no data.
             principal, ended = ANONYMOUS, True
-        if refresh and principal.kind == "patient":
+        if refresh and principal.kind in ("patient", "relative"):
             # The patient's own view does not redraw itself every few seconds: it would wipe
-            # answers half given. It is drawn when opened and when the patient acts.
+            # answers half given. It is drawn when opened and when the patient (or their
+            # relative) acts.
             return no_update, None
         if principal.kind not in SIGNED_IN:
             content = login_page(
@@ -170,12 +174,16 @@ def create_dashboard(
                 ended=ended,
                 throttled=login_throttled(search),
                 language_chosen=language_chosen(search),
+                invitation=invitation_from_search(search),
             )
         else:
             view = View(principal=principal, now=now, refresh=refresh)
-            content = _content(
-                route, view, search, pool=pool, t=t, links=links, with_outbox=demo_outbox
-            )
+            if principal.kind == "relative" and route.page in (Page.WORKLIST, Page.LOGIN):
+                content = _relative_start(view, search, pool=pool, t=t, links=links)
+            else:
+                content = _content(
+                    route, view, search, pool=pool, t=t, links=links, with_outbox=demo_outbox
+                )
         page = html.Div(
             [
                 header(route, principal, now=now, t=t, links=links, search=search),
@@ -240,6 +248,7 @@ def create_dashboard(
         figure_callbacks,
         worklist_callbacks,
         questionnaire_callbacks,
+        relative_callbacks,
         reminder_callbacks,
         trend_callbacks,
     ):
@@ -321,6 +330,18 @@ def _content(
     return not_found_page(missing, t=t, links=links)
 
 
+def _relative_start(
+    view: View, search: str | None, *, pool: ConnectionPool, t: Translator, links: Links
+) -> Component:
+    """A relative's start page: the page of the one patient who lets them follow it, or the
+    list of those who do."""
+    with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
+        proxied = load_proxied(conn, view=view)
+    if len(proxied) != 1:
+        return proxied_page(proxied, t=t, links=links)
+    return _content(Route(Page.PATIENT, proxied[0].id), view, search, pool=pool, t=t, links=links)
+
+
 def _stale_notice(shown_at: str | None, search: str | None) -> Component:
     """The page on screen stays, and says from when its data is: a nurse must not take an old
     list for the current one."""
@@ -347,7 +368,7 @@ def _patient_content(
     """A patient's page (its trend over the range the address names) or their care plan
     page; None for a patient not found. A patient sees any patient page as their own view,
     through the same access check: someone else's page is refused like one that does not
-    exist."""
+    exist. So does a relative, for the patients whose consent lets them see it."""
     if route.patient_id is None:
         return None
     with pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
@@ -363,7 +384,7 @@ def _patient_content(
                 return None
             choice = care_plan_choice_from_search(search)
             return care_plan_page(record, t=t, links=links, choice=choice)
-        if route.page is Page.PATIENT and view.principal.kind == "patient":
+        if route.page is Page.PATIENT and view.principal.kind in ("patient", "relative"):
             own_view = load_own(conn, patient_id=route.patient_id, view=view)
             return None if own_view is None else own_page(own_view, now=view.now, t=t)
         if route.page is Page.PATIENT:

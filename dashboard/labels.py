@@ -51,13 +51,14 @@ def direction_arrow(direction: str | None) -> str:
 
 
 def role_name(role: str, t: Translator) -> str:
-    """A staff role or "patient", in words; an unknown role as it is stored."""
+    """A staff role, "patient" or "relative", in words; an unknown role as it is stored."""
     names = {
         StaffRole.NURSE: t("Nurse"),
         StaffRole.PHYSICIAN: t("Physician"),
         StaffRole.COORDINATOR: t("Coordinator"),
         StaffRole.ADMINISTRATOR: t("Administrator"),
         "patient": t("Patient"),
+        "relative": t("Relative"),
     }
     return names.get(role, role)
 
@@ -70,6 +71,7 @@ def reason_text(reason_code: str, t: Translator) -> str:
         Reason.HANDOVER: t("Receiving unit for a hand-over"),
         Reason.ADMINISTRATION: t("Administration"),
         Reason.EMERGENCY: t("Emergency access"),
+        Reason.PROXY: t("Your relative, with your consent"),
     }
     return reasons.get(reason_code, reason_code)
 

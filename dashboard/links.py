@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
-from typing import TypeVar
+from typing import Final, TypeVar
 from urllib.parse import parse_qs, urlencode
 from uuid import UUID
 
@@ -65,6 +65,17 @@ def login_throttled(search: str | None) -> bool:
     """Whether /auth/login sent the browser back here to wait: too many failed log-ins for
     the account or the address, or too many log-ins at once."""
     return parse_qs((search or "").removeprefix("?")).get("failed") == ["wait"]
+
+
+INVITATION_STATES: Final = ("new", "invitation", "username", "password")
+"""``?invitation=``: show the form to accept a relative's invitation ("new"), or show it again
+after /auth/invitations/accept refused the code, the user name or the password."""
+
+
+def invitation_from_search(search: str | None) -> str | None:
+    """Which state of the invitation form the address names, or None for no form."""
+    found = parse_qs((search or "").removeprefix("?")).get("invitation")
+    return found[0] if found and found[0] in INVITATION_STATES else None
 
 
 def period_from_search(search: str | None) -> Period | None:

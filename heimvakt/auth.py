@@ -14,11 +14,13 @@ password checks, and `CrossSiteGuard`, which refuses a browser's cross-site stat
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import anyio
+import psycopg
 from fastapi import APIRouter, Form, Request, Response, Security
 from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials
@@ -29,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from care.access import NotAuthenticatedError
 from care.people import principal_for
+from care.proxies import InvitationError, do_accept_invitation, invitation_open
 from core.api import BEARER
 from core.auth import (
     ANONYMOUS,
@@ -42,7 +45,12 @@ from core.auth import (
 )
 from core.clock import Clock
 from core.i18n import negotiate
-from core.local_accounts import LoginAttempt, LoginThrottle, do_log_in_local
+from core.local_accounts import (
+    LoginAttempt,
+    LoginThrottle,
+    do_create_local_account,
+    do_log_in_local,
+)
 from core.problems import problem, problem_response
 from devices.tokens import TOKEN_MARK, device_of_token
 
@@ -143,6 +151,7 @@ BUSY_RETRY_SECONDS: Final = 2
 
 LOGIN_PATH: Final = "/auth/login"
 LOGOUT_PATH: Final = "/auth/logout"
+ACCEPT_INVITATION_PATH: Final = "/auth/invitations/accept"
 
 
 def client_address(request: Request) -> str:
@@ -276,7 +285,10 @@ def local_issuer_router(
                 headers={k: v for k, v in issued.headers.items() if k == "retry-after"},
             )
         token, own_language = issued
-        language = lang or negotiate(own_language)
+        return signed_in(token, lang or negotiate(own_language))
+
+    def signed_in(token: str, language: str) -> Response:
+        """To the dashboard, with the session cookie holding the new token."""
         response = RedirectResponse(f"{dashboard_path}?lang={language}", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -288,6 +300,17 @@ def local_issuer_router(
             path="/",
         )
         return response
+
+    router.include_router(
+        _invitation_router(
+            pool=pool,
+            clock=clock,
+            issuer=issuer,
+            checks=checks,
+            signed_in=signed_in,
+            dashboard_path=dashboard_path,
+        )
+    )
 
     @router.post(LOGOUT_PATH, include_in_schema=False)
     def logout(
@@ -318,6 +341,80 @@ def local_issuer_router(
     return router
 
 
+def _invitation_router(
+    *,
+    pool: ConnectionPool,
+    clock: Clock,
+    issuer: LocalIssuer,
+    checks: anyio.CapacityLimiter,
+    signed_in: Callable[[str, str], Response],
+    dashboard_path: str,
+) -> APIRouter:
+    """A relative accepts a patient's invitation (care/proxies.py) and logs in with the
+    account they choose; its password is checked and hashed within the same bound on
+    password work as the log-ins (`checks`)."""
+    router = APIRouter(tags=["authentication"])
+
+    def accept(code: str, username: str, password: str) -> str:
+        """A new account for the relative, tied to the invitation's consent, and its first
+        token; `_RefusedInvitation` says which part was refused (nothing is kept then)."""
+        try:
+            with pool.connection() as conn, conn.transaction():
+                if not invitation_open(conn, code=code, now=clock.now()):
+                    raise InvitationError("no such invitation")
+                try:
+                    subject = do_create_local_account(conn, username=username, password=password)
+                except ValueError as error:
+                    raise _RefusedInvitation("password") from error
+                do_accept_invitation(
+                    conn,
+                    code=code,
+                    issuer=issuer.config.issuer,
+                    subject=str(subject),
+                    now=clock.now(),
+                )
+        except InvitationError as error:
+            raise _RefusedInvitation("invitation") from error
+        except (psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as error:
+            raise _RefusedInvitation("username") from error
+        return issuer.issue(subject=str(subject))
+
+    @router.post(ACCEPT_INVITATION_PATH, include_in_schema=False)
+    async def accept_invitation(
+        code: Annotated[str, Form(max_length=64)],
+        username: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=1024)],
+        lang: Literal["nb", "nn", "en"] = "nb",
+    ) -> Response:
+        """A relative accepts a patient's invitation (care/proxies.py) with the code they
+        were given, choosing the user name and password they will log in with; logged in
+        at once. Refused: back to the log-in page, which says which part to change."""
+        if checks.statistics().tasks_waiting >= WAITING_LOG_INS:
+            return problem(
+                503,
+                "too many log-ins at once; try again shortly",
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+            )
+        try:
+            token = await anyio.to_thread.run_sync(accept, code, username, password, limiter=checks)
+        except _RefusedInvitation as refused:
+            return RedirectResponse(
+                f"{dashboard_path}login?invitation={refused.part}&lang={lang}", status_code=303
+            )
+        return signed_in(token, lang)
+
+    return router
+
+
+class _RefusedInvitation(Exception):
+    """An invitation not accepted; `part` names what to change: the invitation code, the user
+    name (taken or not allowed) or the password (too easy)."""
+
+    def __init__(self, part: Literal["invitation", "username", "password"]) -> None:
+        super().__init__(part)
+        self.part = part
+
+
 _STATE_CHANGING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SAME_SITE_FETCHES: Final = frozenset({"same-origin", "none"})
 
@@ -346,7 +443,7 @@ class CrossSiteGuard:
         if scope["type"] == "http" and scope["method"] in _STATE_CHANGING:
             connection = HTTPConnection(scope)
             guarded = (
-                scope["path"] in (LOGIN_PATH, LOGOUT_PATH)
+                scope["path"] in (LOGIN_PATH, LOGOUT_PATH, ACCEPT_INVITATION_PATH)
                 or self.session_cookie in connection.cookies
             )
             if guarded and self._cross_site(connection):

@@ -8,7 +8,7 @@ schedule of the patient's own devices set by the demo physician, with a reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 import psycopg
@@ -23,10 +23,11 @@ from care.people import (
     do_create_staff,
     do_link_identity,
 )
+from care.proxies import ProxyScope, do_accept_invitation, do_invite_relative
 from care.service import do_create_organisation, do_create_patient
 from care.templates import TEMPLATES, ScheduledMeasurement
 from core import catalog
-from core.auth import StaffRole
+from core.auth import Principal, StaffRole
 from core.clock import Clock
 from core.limits import Limits
 from core.local_accounts import do_create_local_account
@@ -249,6 +250,10 @@ DEMO_MAIL_DOMAIN = "@demo.heimvakt.invalid"
 """The demo staff's e-mail domain: `.invalid` can never be delivered to (RFC 2606)."""
 DEMO_PATIENT_LOGIN = "pasient"
 """Logs in as the first demo patient."""
+DEMO_RELATIVE_LOGIN = "parorende"
+"""Logs in as the first demo patient's relative, who may see her page and answer for her."""
+DEMO_RELATIVE = "Siri Pårørende"
+DEMO_CONSENT_DAYS = 365
 
 
 def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> bool:
@@ -298,6 +303,7 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> 
             do_add_team_patient(conn, team_id=team, patient_id=patient_id, since=since)
             if index == 0 and issuer is not None:
                 _log_in_as(conn, issuer=issuer, username=DEMO_PATIENT_LOGIN, patient_id=patient_id)
+                _relative_of(conn, issuer=issuer, patient_id=patient_id, now=now)
             # Dated now, not `since`: a schedule counts as missed from the plan's start until the
             # first reading, and the simulator's history arrives only after the seeding.
             assert physician is not None
@@ -322,6 +328,26 @@ def seed_demo(conn: psycopg.Connection, *, clock: Clock, issuer: str | None) -> 
                     conn, device_id=device.device_id, patient_id=patient_id, valid_from=since
                 )
     return True
+
+
+def _relative_of(conn: psycopg.Connection, *, issuer: str, patient_id: UUID, now: datetime) -> None:
+    """The patient's relative, invited by the patient (see her page, answer for her) and
+    accepted with the demo's log-in, as care/proxies.py does it."""
+    invitation = do_invite_relative(
+        conn,
+        patient_id=patient_id,
+        display_name=DEMO_RELATIVE,
+        email=None,
+        scope=ProxyScope(see_own_view=True, receive_reminders=False, answer_questionnaires=True),
+        valid_to=now + timedelta(days=DEMO_CONSENT_DAYS),
+        inviter=Principal(kind="patient", id=str(patient_id), name="", role="patient"),
+        consent_note=None,
+        now=now,
+    )
+    subject = do_create_local_account(
+        conn, username=DEMO_RELATIVE_LOGIN, password=DEMO_PASSWORD, demo=True
+    )
+    do_accept_invitation(conn, code=invitation.code, issuer=issuer, subject=str(subject), now=now)
 
 
 def _log_in_as(

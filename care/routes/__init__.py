@@ -20,6 +20,7 @@ from care.routes import (
     organisations,
     patient_rights,
     patients,
+    relatives,
     responsibility,
     staff,
     teams,
@@ -37,5 +38,6 @@ for module in (
     handovers,
     patient_rights,
     emergency_access,
+    relatives,
 ):
     router.include_router(module.router)

@@ -1,4 +1,5 @@
-"""The patient answers a questionnaire (the daily check, the CAT) from their own page:
+"""The patient answers a questionnaire (the daily check, the CAT) from their own page, or a
+relative does on the patient's page with a consent that allows it (the answers then say who):
 validated by the API's own models, authorized and logged by care.access, and stored and
 evaluated by the one way answers are recorded (alerts.answers.do_record_answers), exactly as
 the API does it."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from dash import (
@@ -38,7 +40,7 @@ from care.access import (
 from core.i18n import translator
 from dashboard.context import DATABASE_WAIT_SECONDS, Context, done, warning
 from dashboard.data.own import DAILY_CHECK
-from dashboard.links import language_from_search
+from dashboard.links import language_from_search, resolve
 from dashboard.pages.own import (
     ANSWER,
     CHOICE,
@@ -81,19 +83,20 @@ def register(app: Dash, context: Context) -> None:
         Input({"type": SEND, "kind": MATCH}, "n_clicks"),
         State({"type": CHOSEN, "kind": MATCH, "question": ALL}, "data"),
         State("url", "search"),
+        State("url", "pathname"),
         prevent_initial_call=True,
     )
     async def send(
-        clicks: int | None, _chosen: list[str | None], search: str | None
+        clicks: int | None, _chosen: list[str | None], search: str | None, pathname: str | None
     ) -> Component | NoUpdate:
         sent = callback_context.triggered_id
         if not isinstance(sent, dict) or not clicks:
             return no_update
-        [chosen, _search] = callback_context.states_list
+        [chosen, _search, _pathname] = callback_context.states_list
         answers = {state["id"]["question"]: state.get("value") for state in chosen}
         token = context.token()
         return await asyncio.to_thread(
-            send_answers, context, str(sent["kind"]), answers, token, search
+            send_answers, context, str(sent["kind"]), answers, token, search, pathname=pathname
         )
 
 
@@ -103,8 +106,12 @@ def send_answers(
     answers: dict[str, str | None],
     token: str | None,
     search: str | None,
+    *,
+    pathname: str | None = None,
 ) -> Component:
-    """Record the caller's own answers; a question left unanswered is said, not stored."""
+    """Record the answers of the patient whose page it is: the caller's own, or, for a
+    relative, those of the patient the address names; a question left unanswered is said,
+    not stored."""
     t = translator(language_from_search(search))
     now = context.clock.now()
     given = [answers.get(question) for question in QUESTIONS.get(kind, ())]
@@ -122,14 +129,20 @@ def send_answers(
     recorded, total = recorded_answers(body)
     try:
         principal = context.principal_of(token)
-        if principal.kind != "patient":
-            raise ForbiddenError("only a patient answers from their own page")
+        if principal.kind == "patient":
+            patient_id: UUID | None = principal.uuid
+        elif principal.kind == "relative":
+            patient_id = resolve(pathname, base=context.url_base).patient_id
+        else:
+            raise ForbiddenError("only a patient or their relative answers on the patient's page")
+        if patient_id is None:
+            raise NotVisibleError
         with context.pool.connection(timeout=DATABASE_WAIT_SECONDS) as conn:
             do_access_patient(
                 conn,
                 principal=principal,
                 permission=Permission.SUBMIT_QUESTIONNAIRE,
-                patient_id=principal.uuid,
+                patient_id=patient_id,
                 resource="questionnaire",
                 action=Action.CREATE,
                 interface=Interface.DASHBOARD,
@@ -137,12 +150,13 @@ def send_answers(
             )
             do_record_answers(
                 conn,
-                patient_id=principal.uuid,
+                patient_id=patient_id,
                 kind=body.kind,
                 answered_at=body.answered_at,
                 answers=recorded,
                 total=total,
                 now=now,
+                answered_by_relative=principal.uuid if principal.kind == "relative" else None,
             )
     except (NotAuthenticatedError, ForbiddenError, NotVisibleError, psycopg.Error):
         log.info("a questionnaire was not stored from the dashboard", exc_info=True)

@@ -3,7 +3,8 @@ schedule for today, and who has looked at their data (one row per look).
 
 Everything here is the patient's own care plan and readings, read after the one access check
 (care.access) with its access-log row. Nothing here is a nurse's working state: no alert, no
-acknowledgement, no escalation, no statistic.
+acknowledgement, no escalation, no statistic. A relative whose consent covers it sees the same
+page (care/proxies.py), and fills in the questionnaires only if the consent allows that too.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from care.access import (
     Action,
     Interface,
     Permission,
+    Reason,
     access_log,
     do_access_patient,
+    do_log_access,
+    proxy_allows,
 )
 from care.careplan import CarePlan, PlanLimits, get_care_plan
 from care.models import Patient
+from care.proxies import ProxiedPatient, ProxyConsent, consents_of_patient, proxied_patients
 from care.service import get_patient
 from care.templates import WEIGHT
 from core import catalog
@@ -137,6 +142,13 @@ class OwnView:
     looks: list[Look]
     reminders: tuple[str, str] | None
     """The (channel, address) the patient chose for reminders (alerts/reminders.py); None."""
+    relative: str | None = None
+    """The name of the relative looking for the patient (a proxy); None for the patient."""
+    may_answer: bool = True
+    """Whether the viewer may fill in the questionnaires (a relative: if the consent allows)."""
+    consents: list[ProxyConsent] | None = None
+    """The relatives the patient let follow the page, for the patient to see and withdraw;
+    None when a relative looks (they manage no consent)."""
 
 
 def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnView | None:
@@ -148,7 +160,7 @@ def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnVi
     do_access_patient(
         conn,
         principal=view.principal,
-        permission=Permission.READ_PATIENT,
+        permission=Permission.READ_OWN_VIEW,
         patient_id=patient_id,
         resource=OWN_RESOURCE,
         action=Action.READ,
@@ -166,7 +178,18 @@ def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnVi
     ).fetchone()
     answered_at = None if row is None else row[0]
     entries = access_log(conn, patient_id=patient_id, limit=_LOOKS_READ, offset=0)
+    proxy = view.principal.kind == "relative"
     return OwnView(
+        relative=view.principal.name if proxy else None,
+        consents=None if proxy else consents_of_patient(conn, patient_id=patient_id),
+        may_answer=not proxy
+        or proxy_allows(
+            conn,
+            relative_id=view.principal.uuid,
+            patient_id=patient_id,
+            permission=Permission.SUBMIT_QUESTIONNAIRE,
+            now=now,
+        ),
         patient=patient,
         plan=plan,
         steps=plan_steps(plan.self_management if plan else ""),
@@ -174,8 +197,30 @@ def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnVi
         readings=readings,
         schedule=schedule(plan, readings, answered_at=answered_at, now=now),
         looks=looks(entries)[:LOOKS_SHOWN],
-        reminders=reminder_channel(conn, patient_id=patient_id),
+        # Where the reminders go is the patient's own choice, not shown to a relative.
+        reminders=None if proxy else reminder_channel(conn, patient_id=patient_id),
     )
+
+
+PROXIED_RESOURCE: Final = "proxied-patients"
+
+
+def load_proxied(conn: psycopg.Connection, *, view: View) -> list[ProxiedPatient]:
+    """The patients whose page a relative may see now (filtered in SQL by their consents),
+    with one access-log row naming them: their names are a look too."""
+    found = proxied_patients(conn, relative_id=view.principal.uuid, now=view.now)
+    if found:
+        do_log_access(
+            conn,
+            principal=view.principal,
+            patient_ids=[p.id for p in found],
+            resource=PROXIED_RESOURCE,
+            action=Action.READ,
+            interface=Interface.DASHBOARD,
+            reason=Reason.PROXY,
+            now=view.now,
+        )
+    return found
 
 
 def zone_of(value: float, limits: PlanLimits | None) -> tuple[Severity, str | None]:

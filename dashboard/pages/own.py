@@ -34,6 +34,7 @@ from dashboard.data.trend import PlanPeriod, Trend, flow_z_default
 from dashboard.figures import trend_figure
 from dashboard.formatting import format_number, format_relative, format_value, unit_symbol
 from dashboard.pages.access_log import looks_section
+from dashboard.pages.relatives import relatives_section
 from dashboard.ranges import TrendRange
 
 DAILY_QUESTIONS: Final = ("more_breathless", "more_swelling", "more_cough")
@@ -60,19 +61,38 @@ _ZONE_SYMBOLS: Final = {Severity.GREEN: "✓", Severity.YELLOW: "!", Severity.RE
 
 
 def own_page(view: OwnView, *, now: datetime, t: Translator) -> Component:
+    """The patient's own page; a relative with the patient's consent sees the same page,
+    named for the patient, with the questionnaires only if the consent allows answering, and
+    without the patient's own choices (where reminders go, whom they let in)."""
+    if view.relative is None:
+        title = t("My follow-up")
+        lead = t("Here you see your latest values, what to do today and your plan.")
+    else:
+        title = t("Follow-up of {patient}").format(patient=view.patient.display_name)
+        lead = t(
+            "You see this page as {relative}, with the consent of {patient}. "
+            "It is their page: the values, the plan and the questions are theirs."
+        ).format(relative=view.relative, patient=view.patient.display_name)
+    check = (
+        [_section("my-check", t("How are you today?"), _questionnaires(view, t=t))]
+        if view.may_answer
+        else []
+    )
     return html.Div(
         [
-            html.H1(t("My follow-up")),
-            html.P(
-                t("Here you see your latest values, what to do today and your plan."),
-                className="lead",
-            ),
+            html.H1(title),
+            html.P(lead, className="lead"),
             _section("my-values", t("My latest values"), _latest(view, now=now, t=t)),
             _section("my-today", t("Today"), _today(view.schedule, now=now, t=t)),
-            _section("my-check", t("How are you today?"), _questionnaires(view, t=t)),
+            *check,
             _section("my-plan", t("My plan"), _plan(view.steps, t=t)),
-            _section("my-reminders", t("Reminders"), _reminders(view.reminders, t=t)),
+            *(
+                []
+                if view.relative is not None
+                else [_section("my-reminders", t("Reminders"), _reminders(view.reminders, t=t))]
+            ),
             _section("my-trends", t("My values, last 30 days"), _trends(view, now=now, t=t)),
+            *([] if view.consents is None else [relatives_section(view.consents, now=now, t=t)]),
             looks_section(view.looks, t=t),
         ],
         className="own-view",

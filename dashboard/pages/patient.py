@@ -123,7 +123,7 @@ def trend_heading(trend_range: TrendRange, t: Translator) -> str:
     return t("Last {days} days").format(days=trend_range.days)
 
 
-_DAY_FIELD: Final[dict[str, Any]] = {
+DAY_FIELD: Final[dict[str, Any]] = {  # a day typed as text: Dash 4.4's date picker fails axe
     "placeholder": "YYYY-MM-DD",
     "pattern": r"\d{4}-\d{2}-\d{2}",
     "size": 10,
@@ -152,9 +152,9 @@ def _range_choices(view: PatientView, *, now: datetime, t: Translator, links: Li
     picker = html.Div(
         [
             html.Label(t("From"), htmlFor=RANGE_FROM),
-            dcc.Input(id=RANGE_FROM, type="text", value=first.isoformat(), **_DAY_FIELD),
+            dcc.Input(id=RANGE_FROM, type="text", value=first.isoformat(), **DAY_FIELD),
             html.Label(t("To"), htmlFor=RANGE_TO),
-            dcc.Input(id=RANGE_TO, type="text", value=last.isoformat(), **_DAY_FIELD),
+            dcc.Input(id=RANGE_TO, type="text", value=last.isoformat(), **DAY_FIELD),
             html.Button(t("Show these days"), id=RANGE_SHOW, type="button"),
         ],
         className="period-picker",

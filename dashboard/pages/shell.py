@@ -17,7 +17,7 @@ from dashboard.formatting import DISPLAY_TIMEZONE, babel_locale
 from dashboard.labels import role_name
 from dashboard.links import Links, Route
 
-SIGNED_IN: Final = frozenset({"staff", "patient"})
+SIGNED_IN: Final = frozenset({"staff", "patient", "relative"})
 """The kinds of principal the dashboard serves; anyone else (a device token too) must log in."""
 
 

@@ -9,9 +9,11 @@ must succeed (2xx); every other case must be refused (401, 403 or 404) and chang
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,9 +24,23 @@ from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from core.api import ACCESS_EXTENSION
+from dashboard.pages.own import QUESTIONS
 from fhir_facade.resources import ObservationKey, device_resource_id
+from heimvakt.auth import SESSION_COOKIE
 from tests.care.conftest import WorldClient, build_app, local_issuer
-from tests.care.world import MEASURED, ROLES, SCENARIOS, SPARE_DEVICE, Scenario, World
+from tests.care.test_proxies import withdraw
+from tests.care.world import (
+    CONSENT_VARIANTS,
+    MEASURED,
+    RELATIVES,
+    ROLES,
+    SCENARIOS,
+    SPARE_DEVICE,
+    Scenario,
+    World,
+)
+from tests.dashboard import BASE, show, step_request, text
+from tests.dashboard.test_own_view import send_request
 from tests.support import scalar
 
 Expectation = Callable[[str, str], bool]
@@ -117,7 +133,18 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
     ("POST", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
     ("DELETE", "/api/v1/me/notification-subscriptions/{subscription_id}"): own("hospital_nurse"),
-    ("POST", f"{P}/questionnaires"): own("patient", "hospital_nurse", "municipal_nurse"),
+    # A relative answers for the patient whose valid consent allows it, and no one else.
+    ("POST", f"{P}/questionnaires"): own(
+        "patient", "hospital_nurse", "municipal_nurse", "relative"
+    ),
+    # Relatives as proxies (care/proxies.py): the patient, or a nurse recording the patient's
+    # consent, invites one and withdraws a consent; the care team reads them. A relative
+    # manages none, their own consent included.
+    ("GET", f"{P}/relatives"): own("patient", *TEAM_A),
+    ("POST", f"{P}/relatives"): own("patient", "hospital_nurse", "municipal_nurse"),
+    ("POST", f"{P}/relatives/{{consent_id}}/withdraw"): own(
+        "patient", "hospital_nurse", "municipal_nurse"
+    ),
     # Where a patient's reminders go: read as the record is, chosen by the patient alone.
     ("GET", f"{P}/reminder-channel"): own("patient", *TEAM_A),
     ("PUT", f"{P}/reminder-channel"): own("patient"),
@@ -207,6 +234,11 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/handovers/{handover_id}/accept"): lambda w, s: {},
     ("POST", "/api/v1/handovers/{handover_id}/decline"): lambda w, s: {"note": "Ikke kapasitet"},
     ("POST", f"{P}/erasure"): lambda w, s: {"mode": "erase", "reason": "Pasientens ønske"},
+    ("POST", f"{P}/relatives"): lambda w, s: {
+        "display_name": "Ny Pårørende",
+        "valid_to": (datetime.now(UTC) + timedelta(days=90)).isoformat(),
+        "consent_note": "Samtykke gitt muntlig ved hjemmebesøk",
+    },
     ("POST", f"{P}/quarantine/{{entry_id}}/accept"): lambda w, s: {"note": "Sen opplasting"},
     ("POST", f"{P}/quarantine/{{entry_id}}/reject"): lambda w, s: {"note": "Ny eier"},
     ("POST", f"{P}/emergency-access"): lambda w, s: {"reason": "Innlagt akutt, bevisstløs"},
@@ -308,8 +340,29 @@ SCOPES = _scopes()
 PROTECTED = [operation for operation in OPERATIONS if operation not in PUBLIC]
 
 
+ROUTE_CASES = [
+    (role, scenario)
+    for role in ROLES
+    for scenario in SCENARIOS
+    if role not in CONSENT_VARIANTS or scenario == "own"
+]
+"""The (role, scenario) pairs each route is sent: the relative with a valid consent about every
+scenario (another team's or organisation's patient gave her none), the variants of her
+consent (none, ended, withdrawn) about the own patient, whose consent it is."""
+CASES = len(PROTECTED) * len(ROUTE_CASES)
+"""Every (route, role, scenario) the matrix sends; docs/security.md states the number."""
+
+
 def test_every_route_has_an_expectation() -> None:
     assert {op for op in OPERATIONS if op not in PUBLIC} == set(EXPECTED)
+
+
+def test_the_security_document_states_the_case_count() -> None:
+    security = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
+    stated = re.search(r"\*\*(\d[\d,]*) cases\*\*", security)
+    assert stated is not None, "docs/security.md names the matrix's case count as **N cases**"
+    counts = f"{len(PROTECTED)} routes x {len(ROUTE_CASES)} (role, scenario) pairs"
+    assert int(stated.group(1).replace(",", "")) == CASES, f"the matrix has {CASES}: {counts}"
 
 
 def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
@@ -329,6 +382,7 @@ def _url(operation: tuple[str, str], world: World, scenario: str) -> str:
         alert_id=ids.alert,
         subscription_id=ids.subscription,
         entry_id=ids.quarantined,
+        consent_id=ids.consent,
         observation_id=ObservationKey(device_resource_id(ids.device), "85354-9", MEASURED).id,
         device_resource_id=device_resource_id(ids.device),
     )
@@ -373,9 +427,8 @@ def test_only_the_expected_roles_reach_the_route(
     operation: tuple[str, str], world: World, world_client: WorldClient
 ) -> None:
     expected = EXPECTED[operation]
-    cases = [(role, scenario) for role in ROLES for scenario in SCENARIOS]
-    refused = [case for case in cases if not expected(*case)]
-    allowed = [case for case in cases if expected(*case)]
+    refused = [case for case in ROUTE_CASES if not expected(*case)]
+    allowed = [case for case in ROUTE_CASES if expected(*case)]
     leaks, denials = [], []
 
     def check_allowed(client: TestClient, role: str, scenario: str) -> None:
@@ -403,3 +456,56 @@ def test_only_the_expected_roles_reach_the_route(
                 check_allowed(client, role, scenario)
     assert not leaks, f"refused cases that got through: {leaks}"
     assert not denials, f"allowed cases that failed: {denials}"
+
+
+def test_relatives_reach_through_the_dashboards_callbacks_only_what_their_consent_opens(
+    world: World, world_client: WorldClient
+) -> None:
+    """The four relatives over the dashboard's callbacks, for each scenario's patient: the
+    page router (the patient's page, their care plan, the figures, the device registry), the
+    questionnaire, the withdraw button and an alert's step. Only the relative with a valid
+    consent reaches the own patient's page and questionnaire; every other case shows nothing
+    of the patient and changes nothing."""
+    answers: dict[str, str | None] = dict.fromkeys(QUESTIONS["daily_symptoms"], "no")
+    leaks = []
+    steps: dict[int, dict] = {}
+
+    def visit(client: TestClient, relative: str, scenario: str) -> None:
+        ids = world.scenarios[scenario]
+        name = f"Pasient {scenario}"
+        client.cookies.set(SESSION_COOKIE, world.tokens[relative])
+        allowed = relative == "relative" and scenario == "own"
+        patient_page = f"{BASE}patients/{ids.patient}"
+        # The figures and the registry name no one patient: asked once per relative.
+        others = (f"{BASE}figures", f"{BASE}devices") if scenario == "own" else ()
+        for path in (patient_page, f"{patient_page}/care-plan", *others):
+            shown = text(show(client, path, "?lang=en"))
+            if (name in shown) != (allowed and path == patient_page):
+                leaks.append((relative, scenario, path))
+        response = client.post(
+            f"{BASE}_dash-update-component",
+            json=send_request("daily_symptoms", answers, pathname=patient_page),
+        )
+        if ("Thank you" in response.text) != allowed:
+            leaks.append((relative, scenario, "questionnaire"))
+        withdrawn = withdraw(client, str(ids.consent))["action-status"]["children"]
+        if text(withdrawn) != "The consent could not be withdrawn. Try again.":
+            leaks.append((relative, scenario, "withdraw"))
+        if ids.alert not in steps:  # the request, built once: the callbacks are the app's
+            steps[ids.alert] = step_request(
+                client, "acknowledge", ids.alert, pathname=patient_page, search="?lang=en"
+            )
+        step = client.post(f"{BASE}_dash-update-component", json=steps[ids.alert]).json()
+        if "You may not act on this alert." not in text(
+            step["response"]["action-status"]["children"]
+        ):
+            leaks.append((relative, scenario, "acknowledge"))
+
+    with world_client() as (client, conn):
+        before = _fingerprint(conn)
+        for relative, scenario in ROUTE_CASES:
+            if relative in RELATIVES and (relative, scenario) != ("relative", "own"):
+                visit(client, relative, scenario)
+        assert _fingerprint(conn) == before, "a refused callback changed data"
+        visit(client, "relative", "own")
+    assert not leaks, f"dashboard callbacks that did not hold: {leaks}"

@@ -6,6 +6,10 @@
 - Team C, in another municipality (X), follows `other_org`.
 - One member of each matrix role belongs to team A (the administrator to no team); team D has
   the coordinator as member and no patients. `newcomer`, a hospital nurse, belongs to no team.
+- Relatives (care/proxies.py), one per variant of the role: `relative` holds a valid consent
+  of patient `own` with every scope; `relative_no_consent` holds one of `own_no_plan` only;
+  `relative_expired` one of `own` that has ended; `relative_withdrawn` one of `own` that the
+  patient withdrew. The patients of the other scenarios have relatives of their own.
 Every person is invented.
 """
 
@@ -20,8 +24,9 @@ import psycopg
 
 from care import careplan, handover, people
 from care.models import Condition, OrganisationKind
+from care.proxies import ProxyScope, do_accept_invitation, do_invite_relative, do_withdraw_consent
 from care.service import do_create_organisation, do_create_patient
-from core.auth import LocalIssuer, StaffRole
+from core.auth import LocalIssuer, Principal, StaffRole
 from core.weeks import COUNT_READINGS
 from devices.service import do_assign_device, do_register_device
 from devices.tokens import do_issue_token
@@ -43,7 +48,12 @@ STAFF_ROLES = {
     "coordinator": (StaffRole.COORDINATOR, "M"),
     "administrator": (StaffRole.ADMINISTRATOR, "H"),
 }
-ROLES = ("anonymous", "patient", *STAFF_ROLES, "device")
+RELATIVES = ("relative", "relative_no_consent", "relative_expired", "relative_withdrawn")
+CONSENT_VARIANTS = ("relative_no_consent", "relative_expired", "relative_withdrawn")
+"""The relatives who differ from `relative` only in what they hold of patient `own`: no
+consent, an ended one, a withdrawn one. About the other scenarios' patients `relative` holds
+none either, so these are asked about `own` only."""
+ROLES = ("anonymous", "patient", *STAFF_ROLES, "device", *RELATIVES)
 
 
 @dataclass
@@ -64,6 +74,8 @@ class Scenario:
     """A notification subscription of the hospital nurse (own) or of the scenario's colleague."""
     quarantined: int
     """A reading of the scenario's device in quarantine, waiting for a nurse's decision."""
+    consent: UUID
+    """A relative's valid consent of the scenario's patient."""
 
 
 @dataclass
@@ -173,6 +185,27 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
     subscriber = {"own": "hospital_nurse", "other_team": "b_nurse", "other_org": "c_nurse"}
     team_of = {"own": "A", "other_team": "B", "other_org": "C"}
     unit_of = {"own": "H", "other_team": "H", "other_org": "X"}
+    subjects = {}
+    consents = {}
+    for name, patient, ends in (
+        ("relative", "own", None),
+        ("relative_no_consent", "own_no_plan", None),
+        ("relative_expired", "own", SINCE + timedelta(days=30)),
+        ("relative_withdrawn", "own", None),
+        ("other_team", "other_team", None),
+        ("other_org", "other_org", None),
+    ):
+        subjects[name], consents[name] = _relative(
+            conn, issuer=issuer, name=name, patient=patients[patient], ends=ends
+        )
+    do_withdraw_consent(
+        conn,
+        patient_id=patients["own"],
+        consent_id=consents["relative_withdrawn"],
+        withdrawn_by=Principal(kind="patient", id=str(patients["own"]), name="", role="patient"),
+        now=now,
+    )
+    consents["own"] = consents["relative"]
     scenarios = {}
     for key in SCENARIOS:
         colleague = staff[colleagues[key]]
@@ -189,6 +222,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
             alert=_alert(conn, patient=patients[key]),
             subscription=_subscription(conn, staff=staff[subscriber[key]]),
             quarantined=_quarantined(conn, device=devices[key]),
+            consent=consents[key],
         )
     world = World(org, teams, patients, staff, scenarios)
     # b_nurse: a clinician outside team A, for emergency access to its patients.
@@ -196,7 +230,38 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
         world.tokens[key] = _token(conn, issuer=issuer, staff_id=staff[key])
     world.tokens["patient"] = _token(conn, issuer=issuer, patient_id=patients["own"])
     world.tokens["device"] = do_issue_token(conn, device_id=devices["own"], now=SINCE)
+    for key in RELATIVES:
+        world.tokens[key] = issuer.issue(subject=subjects[key])
     return world
+
+
+def _relative(
+    conn: psycopg.Connection,
+    *,
+    issuer: LocalIssuer,
+    name: str,
+    patient: UUID,
+    ends: datetime | None,
+) -> tuple[str, UUID]:
+    """A relative invited by the patient with every scope, who accepted with a log-in: its
+    subject and the consent. `ends`: the consent's end, in the past (else a year from now)."""
+    invited_at = SINCE if ends is not None else datetime.now(UTC)
+    invitation = do_invite_relative(
+        conn,
+        patient_id=patient,
+        display_name=f"Pårørende {name}",
+        email=None,
+        scope=ProxyScope(see_own_view=True, receive_reminders=True, answer_questionnaires=True),
+        valid_to=ends or invited_at + timedelta(days=365),
+        inviter=Principal(kind="patient", id=str(patient), name="", role="patient"),
+        consent_note=None,
+        now=invited_at,
+    )
+    subject = str(uuid4())
+    do_accept_invitation(
+        conn, code=invitation.code, issuer=issuer.config.issuer, subject=subject, now=invited_at
+    )
+    return subject, invitation.consent.id
 
 
 def store_counted(

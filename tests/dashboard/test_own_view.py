@@ -206,11 +206,11 @@ def test_todays_schedule_says_what_is_done_and_what_is_still_missing(
     ]
 
 
-def _send(client: TestClient, kind: str, answers: dict[str, str | None]) -> str:
-    """Press Send under a questionnaire with these answers, as the browser posts it; the
-    status shown."""
+def send_request(kind: str, answers: dict[str, str | None], pathname: str = BASE) -> dict:
+    """The body the browser posts when Send is pressed under a questionnaire with these
+    answers, on the page at `pathname`."""
     status = {"type": STATUS, "kind": kind}
-    body = {
+    return {
         "output": f'{{"kind":["MATCH"],"type":"{STATUS}"}}.children',
         "outputs": {"id": status, "property": "children"},
         "inputs": [{"id": {"type": SEND, "kind": kind}, "property": "n_clicks", "value": 1}],
@@ -225,9 +225,15 @@ def _send(client: TestClient, kind: str, answers: dict[str, str | None]) -> str:
                 for q in QUESTIONS[kind]
             ],
             {"id": "url", "property": "search", "value": "?lang=en"},
+            {"id": "url", "property": "pathname", "value": pathname},
         ],
     }
-    response = client.post(f"{BASE}_dash-update-component", json=body)
+
+
+def _send(client: TestClient, kind: str, answers: dict[str, str | None]) -> str:
+    """Press Send under a questionnaire with these answers, as the browser posts it; the
+    status shown."""
+    response = client.post(f"{BASE}_dash-update-component", json=send_request(kind, answers))
     assert response.status_code == 200, response.text
     [update] = response.json()["response"].values()
     return text(update["children"])
