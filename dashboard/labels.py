@@ -70,6 +70,8 @@ def reason_text(reason_code: str, t: Translator) -> str:
         Reason.HANDOVER: t("Receiving unit for a hand-over"),
         Reason.ADMINISTRATION: t("Administration"),
         Reason.EMERGENCY: t("Emergency access"),
+        Reason.LOG_IN: t("You logged in"),
+        Reason.IDENTIFIED: t("You logged in and were recognised by your national identity number"),
     }
     return reasons.get(reason_code, reason_code)
 

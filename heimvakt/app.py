@@ -38,6 +38,7 @@ from heimvakt.auth import (
     local_issuer_router,
     principal_from_token,
 )
+from heimvakt.oidc_login import NO_OIDC, OidcLogIns, oidc_router
 from heimvakt.web import (
     DOCS_ASSETS,
     BodyLimit,
@@ -72,6 +73,7 @@ def create_app(
     max_body_bytes: int = HTTP_MAX_BODY_BYTES,
     metrics_token: str | None = None,
     allow_private_targets: bool = False,
+    oidc: OidcLogIns = NO_OIDC,
 ) -> FastAPI:
     """The one ASGI app; `after_store` are the rules every stored reading goes through.
 
@@ -80,7 +82,8 @@ def create_app(
     are the background loops of this process that readiness watches. Request bodies over
     `max_body_bytes` are refused on every route; `/metrics` needs `metrics_token` as a bearer
     token, or without one answers loopback clients only. Notification targets on loopback or
-    private addresses are refused unless `allow_private_targets`.
+    private addresses are refused unless `allow_private_targets`. `oidc`: log-in through
+    HelseID and ID-porten, and the keys for patients' national ids.
     """
     watched = tuple(loops)
     app = FastAPI(
@@ -107,6 +110,7 @@ def create_app(
     bind_fhir(
         app,
         public_url=public_url,
+        national_ids=oidc.national_ids,
         ingest=FhirIngest(after_store=tuple(after_store), limits=limits, limiter=device_rate),
     )
     app.include_router(fhir_public_router)
@@ -123,6 +127,18 @@ def create_app(
                 dashboard_path=DASHBOARD_PATH,
             )
         )
+    app.include_router(
+        oidc_router(
+            pool=pool,
+            clock=clock,
+            log_ins=oidc,
+            verifier=verifier,
+            session_cookie=SESSION_COOKIE,
+            secure_cookie=secure_cookie,
+            dashboard_path=DASHBOARD_PATH,
+            public_url=public_url,
+        )
+    )
     app.include_router(
         ingest_router(
             pool=pool, clock=clock, after_store=after_store, limits=limits, limiter=device_rate
@@ -185,6 +201,8 @@ def create_app(
         session_cookie=SESSION_COOKIE,
         url_base=DASHBOARD_PATH,
         demo_outbox=demo_outbox,
+        log_in_buttons=oidc.buttons(),
+        password_log_in=local_issuer is not None,
     )
     # One check for every state change a session cookie could authorise: API, dashboard
     # callbacks, log-in and log-out.
@@ -194,7 +212,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(
         SecurityHeaders,
-        csp=content_security_policy(dashboard.csp_hashes()),
+        csp=content_security_policy(dashboard.csp_hashes(), log_out_origins=oidc.issuer_origins()),
         hsts=public_url.startswith("https://"),
     )
     return app
