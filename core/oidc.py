@@ -63,7 +63,7 @@ class Refusal(StrEnum):
     """No log-in under way with this state: replayed, expired, or never started here."""
     ISSUER = "issuer"
     """The issuer said no, or could not be reached, or would not give tokens for the code."""
-    TOKEN = "token"
+    INVALID = "invalid"
     """The ID token does not hold: signature, issuer, audience (another client's), times."""
     NONCE = "nonce"
     ACR = "acr"
@@ -312,12 +312,12 @@ class OidcClient:
         try:
             verified = self._verifier.verify(id_token, now=now)
         except TokenRejectedError as error:
-            raise LogInRefusedError(Refusal.TOKEN, str(error)) from error
+            raise LogInRefusedError(Refusal.INVALID, str(error)) from error
         claims = verified.claims
         if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
             raise LogInRefusedError(Refusal.NONCE)
         if claims.get("azp", self.issuer.log_in.client_id) != self.issuer.log_in.client_id:
-            raise LogInRefusedError(Refusal.TOKEN, "the token was issued to another client")
+            raise LogInRefusedError(Refusal.INVALID, "the token was issued to another client")
         if self.issuer.required_acr and claims.get("acr") not in self.issuer.required_acr:
             raise LogInRefusedError(Refusal.ACR)
         return verified

@@ -76,7 +76,17 @@ def patients(
         return national_ids.open(bytes(sealed), patient_id=patient_id)
 
     return [
-        PatientRow(*row[:-2], national_id=opened(row[0], row[-2]), phone=row[-1]) for row in rows
+        PatientRow(
+            id=row[0],
+            display_name=row[1],
+            birth_date=row[2],
+            conditions=row[3],
+            preferred_language=row[4],
+            responsible_unit=row[5],
+            national_id=opened(row[0], row[6]),
+            phone=row[7],
+        )
+        for row in rows
     ]
 
 

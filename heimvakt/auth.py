@@ -182,9 +182,9 @@ def local_issuer_router(
 
     ``POST /auth/token`` answers API clients (OAuth 2.0 password grant form); ``POST
     /auth/login`` answers the dashboard's form with an HttpOnly, SameSite=Strict session
-    cookie holding the token (``POST /auth/logout``, in heimvakt/oidc_login.py, ends it). The JWKS lets anyone verify the tokens, as an OIDC issuer
-    would. Both log-ins go through the throttle (`LoginThrottle`) and the bound on password
-    checks.
+    cookie holding the token (``POST /auth/logout``, in heimvakt/oidc_login.py, ends it).
+    The JWKS lets anyone verify the tokens, as an OIDC issuer would. Both log-ins go through
+    the throttle (`LoginThrottle`) and the bound on password checks.
     """
     router = APIRouter(tags=["authentication"])
     lifetime = int(issuer.token_lifetime.total_seconds())

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlencode, urlsplit
 
+import psycopg
 from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials
@@ -94,7 +95,12 @@ def _refused_principal(token: VerifiedToken | None) -> Principal:
 
 
 def _find_person(
-    conn: Any, client: OidcClient, token: VerifiedToken, *, keys: NationalIds | None, now: Any
+    conn: psycopg.Connection,
+    client: OidcClient,
+    token: VerifiedToken,
+    *,
+    keys: NationalIds | None,
+    now: datetime,
 ) -> tuple[Principal, Reason] | None:
     """The enrolled identity's person; else one matched by HPR number or national id, whose
     identity is enrolled now; else None."""
@@ -131,6 +137,67 @@ def _find_person(
         return None
     principal = enrolled()
     return None if principal is None else (principal, Reason.IDENTIFIED)
+
+
+def _open_session(
+    pool: ConnectionPool,
+    client: OidcClient,
+    token: VerifiedToken,
+    *,
+    log_ins: OidcLogIns,
+    now: datetime,
+) -> str | None:
+    """A session for the person `token` proves, logged with how they were found; None for
+    someone not registered here."""
+    with pool.connection() as conn, conn.transaction():
+        found = _find_person(conn, client, token, keys=log_ins.national_ids, now=now)
+        if found is None:
+            return None
+        principal, reason = found
+        do_log_access(
+            conn,
+            principal=principal,
+            patient_ids=[principal.uuid] if principal.kind == "patient" else [],
+            resource=f"log-in: {client.name}",
+            action=Action.CREATE,
+            interface=Interface.DASHBOARD,
+            reason=reason,
+            now=now,
+        )
+        return do_open_oidc_session(
+            conn,
+            issuer=token.issuer,
+            subject=token.subject,
+            kind=client.issuer.kind,
+            issuer_name=client.name,
+            now=now,
+            lifetime=log_ins.session_lifetime,
+        )
+
+
+def _end_session(
+    conn: psycopg.Connection,
+    token: str,
+    *,
+    log_ins: OidcLogIns,
+    verifier: TokenVerifier,
+    now: datetime,
+    post_log_out: str,
+) -> str | None:
+    """Ends the session `token` (a cookie's or a bearer's) holds, of whichever kind; where the
+    browser goes next to end it at the issuer too, if anywhere."""
+    found = oidc_session(conn, session=token, now=now)
+    if found is not None:
+        do_end_oidc_session(conn, session=token)
+        client = log_ins.clients.get(found.issuer_name)
+        return None if client is None else client.end_session_url(post_log_out=post_log_out)
+    try:
+        verified = verifier.verify(token, now=now)
+    except TokenRejectedError:
+        return None  # nothing to end
+    if verified.session is not None:
+        do_end_session(conn, session=verified.session)
+    return None
 
 
 def oidc_router(
@@ -220,31 +287,8 @@ def oidc_router(
         except LogInRefusedError as refused:
             log.warning("log-in refused at %s: %s", client.name, refused)
             return refuse(refused.refusal, client=client, token=None, language=refused.language)
-        now = clock.now()
-        with pool.connection() as conn, conn.transaction():
-            found = _find_person(conn, client, finished.token, keys=log_ins.national_ids, now=now)
-            if found is not None:
-                principal, reason = found
-                do_log_access(
-                    conn,
-                    principal=principal,
-                    patient_ids=[principal.uuid] if principal.kind == "patient" else [],
-                    resource=f"log-in: {client.name}",
-                    action=Action.CREATE,
-                    interface=Interface.DASHBOARD,
-                    reason=reason,
-                    now=now,
-                )
-                session = do_open_oidc_session(
-                    conn,
-                    issuer=finished.token.issuer,
-                    subject=finished.token.subject,
-                    kind=client.issuer.kind,
-                    issuer_name=client.name,
-                    now=now,
-                    lifetime=log_ins.session_lifetime,
-                )
-        if found is None:
+        session = _open_session(pool, client, finished.token, log_ins=log_ins, now=clock.now())
+        if session is None:
             return refuse(
                 Refusal.UNKNOWN, client=client, token=finished.token, language=finished.language
             )
@@ -275,20 +319,17 @@ def oidc_router(
         next_page = login_page
         if token:
             with pool.connection() as conn:
-                found = oidc_session(conn, session=token, now=clock.now())
-                if found is not None:
-                    do_end_oidc_session(conn, session=token)
-                    client = client_named(found.issuer_name)
-                    if client is not None:
-                        post = f"{public_url.rstrip('/')}{login_page}"
-                        next_page = client.end_session_url(post_log_out=post) or login_page
-                else:
-                    try:
-                        verified = verifier.verify(token, now=clock.now())
-                    except TokenRejectedError:
-                        verified = None  # nothing to end
-                    if verified is not None and verified.session is not None:
-                        do_end_session(conn, session=verified.session)
+                next_page = (
+                    _end_session(
+                        conn,
+                        token,
+                        log_ins=log_ins,
+                        verifier=verifier,
+                        now=clock.now(),
+                        post_log_out=f"{public_url.rstrip('/')}{login_page}",
+                    )
+                    or login_page
+                )
         response = RedirectResponse(next_page, status_code=303)
         response.delete_cookie(session_cookie, path="/", secure=secure_cookie, httponly=True)
         return response

@@ -25,7 +25,7 @@ def _refusal_text(refused: str, t: Translator) -> str:
         ),
         "state": t("This log-in has already been used or has expired. Please log in again."),
         "nonce": t("The log-in could not be confirmed. Please log in again."),
-        "token": t("The log-in could not be confirmed. Please log in again."),
+        "invalid": t("The log-in could not be confirmed. Please log in again."),
     }
     return texts.get(refused, t("The log-in did not succeed. Please try again."))
 

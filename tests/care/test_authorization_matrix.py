@@ -159,6 +159,12 @@ PUBLIC = {
     ("POST", "/auth/token"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/fhir/metadata"),
+    # Log-in through HelseID and ID-porten: the client's public keys, the start of a log-in
+    # and the issuer's answer (heimvakt/oidc_login.py); the answer opens a session only for
+    # the person the issuer proved, and only through a log-in this browser started.
+    ("GET", "/auth/oidc/jwks.json"),
+    ("GET", "/auth/oidc/{issuer_name}/login"),
+    ("GET", "/auth/oidc/{issuer_name}/callback"),
 }
 """Routes that touch no one's data and are open to anyone."""
 
