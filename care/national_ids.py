@@ -21,6 +21,7 @@ from uuid import UUID
 
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi import FastAPI, Request
 
 from core.auth import derive_key
 
@@ -55,6 +56,17 @@ class NationalIds:
 
     def open(self, sealed: bytes, *, patient_id: UUID) -> str:
         return AESGCM(self.seal_key).decrypt(sealed[:12], sealed[12:], patient_id.bytes).decode()
+
+
+def bind_national_ids(app: FastAPI, keys: NationalIds | None) -> None:
+    """The app factory's keys for the routes that register or find a number; None: this
+    installation stores none."""
+    app.state.national_ids = keys
+
+
+def bound_national_ids(request: Request) -> NationalIds | None:
+    keys: NationalIds | None = getattr(request.app.state, "national_ids", None)
+    return keys
 
 
 def masked(national_id: str) -> str:

@@ -39,7 +39,7 @@ from care.access import (
     visible_patients_filter,
 )
 from care.guard import Caller, Checked, GuardedRoute, PatientRecord, allowed, patient_record
-from care.national_ids import NationalIds
+from care.national_ids import bound_national_ids
 from core.api import access, api_context
 from core.auth import Principal
 from fhir_facade import capability, queries, resources, scopes, search, transaction
@@ -153,20 +153,13 @@ def bind_fhir(
     *,
     public_url: str,
     ingest: transaction.FhirIngest,
-    national_ids: NationalIds | None = None,
 ) -> None:
     """Absolute links (Bundle.link, entry.fullUrl) are built from the configured public
     address, never from the request's Host header; Bundles posted by gateways go through
-    `ingest`; `national_ids` opens patients' national ids (the one interface that shows
-    them, for matching records with other systems) and finds a patient by one."""
+    `ingest`. Patients' national ids are opened with the keys `bind_national_ids` bound (the
+    one interface that shows them, for matching records with other systems)."""
     app.state.fhir_base = public_url.rstrip("/") + FHIR_PATH
     app.state.fhir_ingest = ingest
-    app.state.fhir_national_ids = national_ids
-
-
-def _national_ids(request: Request) -> NationalIds | None:
-    keys: NationalIds | None = getattr(request.app.state, "fhir_national_ids", None)
-    return keys
 
 
 def _base(request: Request) -> str:
@@ -240,7 +233,7 @@ def search_patients(request: Request, checked: SearchPatients) -> FhirResponse:
         checked.conn,
         visible=_visible(checked),
         now=checked.now,
-        national_ids=_national_ids(request),
+        national_ids=bound_national_ids(request),
         ids=ids or None,
         national_id=national_id,
         after=None if after is None else search.patient_reference(after),
@@ -268,7 +261,7 @@ def read_patient(request: Request, record: ReadPatient) -> FhirResponse:
     _require(record.principal, "Patient", "r")
     visible = ("p.id = %(one)s", {"one": record.patient_id})
     [row] = queries.patients(
-        record.conn, visible=visible, now=record.now, national_ids=_national_ids(request)
+        record.conn, visible=visible, now=record.now, national_ids=bound_national_ids(request)
     )
     return _fhir(resources.patient(row))
 
@@ -547,7 +540,7 @@ def everything(request: Request, record: PatientEverything) -> FhirResponse:
                 record.conn,
                 visible=only_this,
                 now=record.now,
-                national_ids=_national_ids(request),
+                national_ids=bound_national_ids(request),
             )
         ]
         if scopes.permits(principal, "Flag", "r"):

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from alerts.routes import install_alert_problems
 from alerts.routes import router as alerts_router
 from alerts.settings_routes import TargetPolicy, bind_target_policy
+from care.national_ids import bind_national_ids
 from care.routes import router as care_router
 from care.routes.problems import install_care_problems
 from core.api import ApiContext, bind_api_context
@@ -102,6 +103,7 @@ def create_app(
     bind_api_context(app, ApiContext(pool=pool, clock=clock, authenticate=authenticate))
     bind_target_policy(app, TargetPolicy(allow_private_addresses=allow_private_targets))
     bind_review_hooks(app, after_store)
+    bind_national_ids(app, oidc.national_ids)
     app.include_router(care_router)
     app.include_router(alerts_router)
     app.include_router(quality_router)
@@ -110,7 +112,6 @@ def create_app(
     bind_fhir(
         app,
         public_url=public_url,
-        national_ids=oidc.national_ids,
         ingest=FhirIngest(after_store=tuple(after_store), limits=limits, limiter=device_rate),
     )
     app.include_router(fhir_public_router)

@@ -89,6 +89,7 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", f"{P}/care-plan/versions"): own("patient", *TEAM_A),
     ("GET", f"{P}/responsibility"): own("patient", *TEAM_A),
     ("PUT", f"{P}/backup-unit"): own("coordinator"),
+    ("PUT", f"{P}/national-id"): own("coordinator"),
     ("GET", f"{P}/handovers"): own("patient", *TEAM_A),
     # Only staff of the unit responsible now (the hospital) hand a patient over.
     ("POST", f"{P}/handovers"): own("hospital_nurse", "physician"),
@@ -203,6 +204,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "thresholds": [{"code": "59408-5", "low": 88, "red_low": 85}],
     },
     ("PUT", f"{P}/backup-unit"): lambda w, s: {"organisation_id": str(w.organisations["M"])},
+    ("PUT", f"{P}/national-id"): lambda w, s: {"national_id": f"{uuid.uuid4().int % 10**11:011d}"},
     ("POST", f"{P}/handovers"): lambda w, s: {
         "to_organisation_id": str(w.organisations["M"]),
         "note": "Utskrevet; kommunen følger opp",
