@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlencode, urlsplit
+from uuid import UUID
 
 import psycopg
 from fastapi import APIRouter, Query, Request, Response, Security
@@ -94,6 +95,11 @@ def _refused_principal(token: VerifiedToken | None) -> Principal:
     )
 
 
+class _NobodyNowError(Exception):
+    """A match that speaks for nobody now (a staff member with no current employment): its
+    enrolment is undone."""
+
+
 def _find_person(
     conn: psycopg.Connection,
     client: OidcClient,
@@ -103,7 +109,8 @@ def _find_person(
     now: datetime,
 ) -> tuple[Principal, Reason] | None:
     """The enrolled identity's person; else one matched by HPR number or national id, whose
-    identity is enrolled now; else None."""
+    identity is enrolled now; else None. An enrolled identity is never matched again: if it
+    speaks for nobody now (employment ended), the log-in is refused."""
 
     def enrolled() -> Principal | None:
         return principal_for(
@@ -118,25 +125,40 @@ def _find_person(
     principal = enrolled()
     if principal is not None:
         return principal, Reason.LOG_IN
+    known = conn.execute(
+        "SELECT 1 FROM identities WHERE issuer = %s AND subject = %s",
+        (token.issuer, token.subject),
+    ).fetchone()
+    match = None if known is not None else _match(conn, client, token, keys=keys)
+    if match is None:
+        return None
+    try:
+        with conn.transaction():
+            do_link_identity(conn, issuer=token.issuer, subject=token.subject, **match)
+            principal = enrolled()
+            if principal is None:
+                raise _NobodyNowError
+    except _NobodyNowError:
+        return None
+    return principal, Reason.IDENTIFIED
+
+
+def _match(
+    conn: psycopg.Connection, client: OidcClient, token: VerifiedToken, *, keys: NationalIds | None
+) -> dict[str, UUID] | None:
+    """The one staff member with the token's HPR number, or the patient with its national id,
+    as `do_link_identity`'s argument; None for nobody, or for an HPR number two share (an
+    administrator enrols those)."""
     if token.kind == "staff" and token.hpr_number:
         rows = conn.execute(
             "SELECT id FROM staff WHERE hpr_number = %s", (token.hpr_number,)
         ).fetchall()
-        if len(rows) != 1:
-            return None  # nobody, or an ambiguous number: an administrator must enrol
-        do_link_identity(conn, issuer=token.issuer, subject=token.subject, staff_id=rows[0][0])
-    elif token.kind == "patient" and keys is not None:
-        national_id = token.claims.get(client.issuer.log_in.pid_claim)
-        if not isinstance(national_id, str):
-            return None
-        patient_id = patient_with_national_id(conn, national_id=national_id, keys=keys)
-        if patient_id is None:
-            return None
-        do_link_identity(conn, issuer=token.issuer, subject=token.subject, patient_id=patient_id)
-    else:
+        return {"staff_id": rows[0][0]} if len(rows) == 1 else None
+    national_id = token.claims.get(client.issuer.log_in.pid_claim)
+    if token.kind != "patient" or keys is None or not isinstance(national_id, str):
         return None
-    principal = enrolled()
-    return None if principal is None else (principal, Reason.IDENTIFIED)
+    patient_id = patient_with_national_id(conn, national_id=national_id, keys=keys)
+    return None if patient_id is None else {"patient_id": patient_id}
 
 
 def _open_session(
