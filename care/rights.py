@@ -11,14 +11,12 @@ erasure: it outlives the record by law (Normen fact sheet 15).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID, uuid4
 
 import psycopg
 from psycopg.rows import dict_row
-
-from core.weeks import WEEK_ZONE, week_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,49 +193,3 @@ def _detach_readings(conn: psycopg.Connection, *, patient_id: UUID) -> int:
             (anonymous_patient, f"anonymised-{uuid4().hex[:12]}", patient_id, device),
         ).rowcount
     return count
-
-
-def do_apply_retention(conn: psycopg.Connection, *, now: datetime, keep: timedelta) -> int:
-    """Delete readings measured before ``now - keep``; returns how many. With TimescaleDB the
-    retention policy (drop_chunks) does this cheaper; this is the plain-PostgreSQL path, and
-    deleting what a chunk drop already removed is a no-op."""
-    cut = now - keep
-    deleted = conn.execute("DELETE FROM readings WHERE measured_at < %s", (cut,)).rowcount
-    conn.execute(_RECOUNT_WEEKS, {"cut": cut})
-    # The patient page's daily sums (dashboard/data/trend_days.py) of the days cut go too; the
-    # week the cut falls in is summed again on its next read, its count having changed.
-    conn.execute(
-        f"DELETE FROM reading_days WHERE day < ({week_of('%(cut)s::timestamptz')})",
-        {"cut": cut},
-    )
-    conn.execute(
-        f"DELETE FROM reading_day_weeks WHERE week < ({week_of('%(cut)s::timestamptz')})",
-        {"cut": cut},
-    )
-    return deleted
-
-
-_RECOUNT_WEEKS: Final = f"""
--- The readings' weekly counts follow (core.weeks): the weeks before the cut go, and the week it
--- falls in is counted again.
-WITH cut AS (
-    SELECT {week_of("%(cut)s::timestamptz")} AS week
-), gone AS (
-    DELETE FROM reading_weeks w USING cut WHERE w.week < cut.week
-), recounted AS (
-    SELECT w.patient_id, w.code, w.week, count(r.*) AS readings
-      FROM reading_weeks w
-      JOIN cut ON w.week = cut.week
-      LEFT JOIN readings r
-        ON r.patient_id = w.patient_id AND r.code = w.code
-       AND r.measured_at >= (w.week::timestamp AT TIME ZONE '{WEEK_ZONE}')
-       AND r.measured_at < ((w.week + 7)::timestamp AT TIME ZONE '{WEEK_ZONE}')
-     GROUP BY w.patient_id, w.code, w.week
-), emptied AS (
-    DELETE FROM reading_weeks w USING recounted c
-     WHERE (w.patient_id, w.code, w.week) = (c.patient_id, c.code, c.week) AND c.readings = 0
-)
-UPDATE reading_weeks w SET readings = c.readings
-  FROM recounted c
- WHERE (w.patient_id, w.code, w.week) = (c.patient_id, c.code, c.week) AND c.readings > 0
-"""

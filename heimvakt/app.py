@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from alerts.routes import install_alert_problems
@@ -26,6 +26,7 @@ from core.links import DASHBOARD_PATH
 from core.loops import Pulse
 from core.problems import install_problem_handlers, problem
 from core.settings import HTTP_MAX_BODY_BYTES
+from core.timescale_jobs import JobCollector
 from dashboard.app import create_dashboard
 from devices.routes import router as devices_router
 from fhir_facade.routes import bind_fhir
@@ -177,6 +178,9 @@ def create_app(
             return problem(503, "; ".join(troubles), title="Not ready")
         return {"status": "ready"}
 
+    database_metrics = CollectorRegistry()
+    database_metrics.register(JobCollector(pool))
+
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
         """Prometheus metrics (docs/deploy.md): they reveal load and error rates, so they are
@@ -187,7 +191,9 @@ def create_app(
                 "metrics need the configured bearer token",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest() + generate_latest(database_metrics), media_type=CONTENT_TYPE_LATEST
+        )
 
     app.include_router(docs_router(openapi_url=app.openapi_url or "", title=app.title))
     app.mount(DOCS_ASSETS, docs_assets(), name="docs-assets")

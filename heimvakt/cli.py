@@ -603,7 +603,7 @@ def retention() -> None:
 
     import psycopg  # noqa: PLC0415
 
-    from care.rights import do_apply_retention  # noqa: PLC0415
+    from care.retention import do_apply_retention  # noqa: PLC0415
     from core.clock import SystemClock  # noqa: PLC0415
     from heimvakt.platform import database_service  # noqa: PLC0415
 
@@ -612,9 +612,17 @@ def retention() -> None:
         typer.echo("HEIMVAKT_READINGS_RETENTION_DAYS is not set: readings are kept")
         return
     keep = timedelta(days=settings.readings_retention_days)
-    with database_service(settings) as (url, _), psycopg.connect(url) as conn:
-        deleted = do_apply_retention(conn, now=SystemClock().now(), keep=keep)
-    typer.echo(f"deleted {deleted} readings older than {settings.readings_retention_days} days")
+    with database_service(settings) as (url, _), psycopg.connect(url, autocommit=True) as conn:
+        retained = do_apply_retention(conn, now=SystemClock().now(), keep=keep)
+    days = settings.readings_retention_days
+    typer.echo(f"deleted {retained.deleted} readings older than {days} days")
+    if retained.chunks_dropped:
+        typer.echo(f"dropped {retained.chunks_dropped} TimescaleDB chunks")
+    if retained.waiting_until is not None:
+        typer.echo(
+            f"readings older than {days} days in a compressed chunk go when it ends,"
+            f" at {retained.waiting_until.isoformat()}"
+        )
 
 
 export = typer.Typer(help="Export patients' data in standard formats.")

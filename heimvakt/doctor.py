@@ -19,6 +19,7 @@ from core.migrate import (
 )
 from core.mqtt import BrokerAddress
 from core.settings import Settings
+from core.timescale_jobs import JobHealth, describe, job_health
 from heimvakt.platform import database_service
 
 Echo = Callable[[str], None]
@@ -43,15 +44,22 @@ def _check_database(settings: Settings, echo: Echo) -> list[str]:
                 info = server_info(conn)
                 status = timescaledb_status(conn)
                 pending = pending_migrations(conn)
+                jobs = job_health(conn)
         except psycopg.Error as error:
             return [f"cannot reach the database: {error}"]
     echo(f"PostgreSQL {info.postgres_version}")
     if status.version:
         echo(f"TimescaleDB {status.version}: mode timescaledb (hypertables, compression)")
+    elif status.available and status.preloaded:
+        echo(
+            "TimescaleDB installed and preloaded, not yet created in this database:"
+            " `heimvakt migrate` creates it (mode timescaledb from then on)"
+        )
     else:
         echo("TimescaleDB not in use: mode postgresql (same queries, plain tables)")
-        if status.available and not status.preloaded:
+        if status.available:
             problems.append(TIMESCALEDB_NOT_PRELOADED)
+    problems += _report_jobs(jobs, echo)
     echo(f"synchronous_commit = {info.synchronous_commit}")
     if info.synchronous_commit != "on":
         problems.append(
@@ -68,6 +76,21 @@ def _check_database(settings: Settings, echo: Echo) -> list[str]:
             f"migrations not applied yet (run `heimvakt migrate`): {', '.join(missing)}"
         )
     return problems
+
+
+def _report_jobs(jobs: list[JobHealth], echo: Echo) -> list[str]:
+    """Each TimescaleDB background job; one whose last run failed is a problem."""
+    if jobs:
+        echo("TimescaleDB jobs:")
+    for job in jobs:
+        echo(f"  {describe(job)}")
+    return [
+        f"TimescaleDB job {job.name} failed its last run ({job.failures} of {job.runs} runs"
+        f" failed): {job.last_error or 'see the server log'}; docs/deploy.md names the"
+        " versions known to run the jobs"
+        for job in jobs
+        if job.failing
+    ]
 
 
 def timescaledb_note(waiting: list[Migration]) -> list[str]:

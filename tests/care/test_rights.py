@@ -1,4 +1,4 @@
-"""The patient's rights: export everything, erase or anonymise on request, retention."""
+"""The patient's rights: export everything, erase or anonymise on request."""
 
 from __future__ import annotations
 
@@ -14,22 +14,10 @@ from care.rights import (
     EXPORTED_TABLES,
     KEPT_ON_ERASURE,
     NOT_EXPORTED,
-    do_apply_retention,
 )
-from core.weeks import COUNT_READINGS, week_of
 from tests.care.conftest import WorldClient
-from tests.care.world import MEASURED, READINGS, World
+from tests.care.world import MEASURED, READINGS, World, store_counted
 from tests.support import scalar
-
-
-def _store(conn: psycopg.Connection, world: World, *, at: datetime) -> None:
-    """A reading, counted in its week as ingest counts it."""
-    conn.execute(
-        "WITH stored AS (INSERT INTO readings (device_id, code, measured_at, patient_id, value,"
-        " unit, msg_id, received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', gen_random_uuid(),"
-        f" %s) RETURNING patient_id, code, measured_at) {COUNT_READINGS.format(source='stored')}",
-        (world.scenarios["own"].device, at, world.patients["own"], at),
-    )
 
 
 def test_the_export_holds_the_patients_data_and_who_looked(
@@ -37,7 +25,7 @@ def test_the_export_holds_the_patients_data_and_who_looked(
 ) -> None:
     own = world.patients["own"]
     with world_client() as (client, conn):
-        _store(conn, world, at=datetime.now(UTC) - timedelta(hours=1))
+        store_counted(conn, world, at=datetime.now(UTC) - timedelta(hours=1))
         headers = {"Authorization": f"Bearer {world.tokens['patient']}"}
         exported = client.get(f"/api/v1/patients/{own}/export", headers=headers).json()
     assert exported["patient"]["display_name"] == "Pasient own"
@@ -51,7 +39,7 @@ def test_erasure_removes_the_person_and_keeps_the_access_log(
 ) -> None:
     own = world.patients["own"]
     with world_client() as (client, conn):
-        _store(conn, world, at=datetime.now(UTC) - timedelta(hours=1))
+        store_counted(conn, world, at=datetime.now(UTC) - timedelta(hours=1))
         headers = {"Authorization": f"Bearer {world.tokens['coordinator']}"}
         erased = client.post(
             f"/api/v1/patients/{own}/erasure",
@@ -73,7 +61,7 @@ def test_anonymisation_keeps_readings_that_no_longer_point_to_the_person(
 ) -> None:
     own = world.patients["own"]
     with world_client() as (client, conn):
-        _store(conn, world, at=datetime.now(UTC) - timedelta(hours=1))
+        store_counted(conn, world, at=datetime.now(UTC) - timedelta(hours=1))
         headers = {"Authorization": f"Bearer {world.tokens['coordinator']}"}
         client.post(
             f"/api/v1/patients/{own}/erasure",
@@ -86,28 +74,6 @@ def test_anonymisation_keeps_readings_that_no_longer_point_to_the_person(
     assert len(kept) == 1
     assert kept[0][0] != own
     assert kept[0][1] != world.scenarios["own"].device
-
-
-def test_retention_deletes_only_readings_older_than_the_setting(
-    world_client: WorldClient, world: World
-) -> None:
-    now = datetime.now(UTC)
-    cut = now - timedelta(days=365)
-    with world_client() as (_client, conn):
-        for at in (now - timedelta(days=400), cut - timedelta(minutes=1), cut, now):
-            _store(conn, world, at=at)
-        assert do_apply_retention(conn, now=now, keep=timedelta(days=365)) == 2
-        mine = "SELECT count(*) FROM readings WHERE measured_at <> %s"
-        assert conn.execute(mine, (MEASURED,)).fetchone() == (2,)
-        # The weekly counts follow: the week cut through is counted again. (The world's own
-        # readings, at MEASURED, were written without counting.)
-        counted = conn.execute("SELECT week, readings FROM reading_weeks ORDER BY week")
-        recounted = conn.execute(
-            f"SELECT {week_of('measured_at')}, count(*)::int FROM readings"
-            " WHERE measured_at <> %s GROUP BY 1 ORDER BY 1",
-            (MEASURED,),
-        )
-        assert counted.fetchall() == recounted.fetchall()
 
 
 # --- every table about a patient is exported and erased, or excluded with a reason -------------
@@ -178,7 +144,7 @@ def _something_in_every_table(client: TestClient, conn: psycopg.Connection, worl
     acted on and notified about, and is looked at through an emergency access."""
     own, alert = world.patients["own"], world.scenarios["own"].alert
     now = datetime.now(UTC)
-    _store(conn, world, at=now - timedelta(hours=1))
+    store_counted(conn, world, at=now - timedelta(hours=1))
     nurse = {"Authorization": f"Bearer {world.tokens['hospital_nurse']}"}
     patient = {"Authorization": f"Bearer {world.tokens['patient']}"}
     steps = [

@@ -22,6 +22,7 @@ from care import careplan, handover, people
 from care.models import Condition, OrganisationKind
 from care.service import do_create_organisation, do_create_patient
 from core.auth import LocalIssuer, StaffRole
+from core.weeks import COUNT_READINGS
 from devices.service import do_assign_device, do_register_device
 from devices.tokens import do_issue_token
 from tests.support import insert_episode
@@ -196,6 +197,29 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
     world.tokens["patient"] = _token(conn, issuer=issuer, patient_id=patients["own"])
     world.tokens["device"] = do_issue_token(conn, device_id=devices["own"], now=SINCE)
     return world
+
+
+def store_counted(
+    conn: psycopg.Connection,
+    world: World,
+    *,
+    at: datetime,
+    patient: UUID | None = None,
+    device: str | None = None,
+) -> None:
+    """A reading (of the own patient and device unless told), counted in its week as ingest
+    counts it."""
+    conn.execute(
+        "WITH stored AS (INSERT INTO readings (device_id, code, measured_at, patient_id, value,"
+        " unit, msg_id, received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', gen_random_uuid(),"
+        f" %s) RETURNING patient_id, code, measured_at) {COUNT_READINGS.format(source='stored')}",
+        (
+            device or world.scenarios["own"].device,
+            at,
+            patient or world.patients["own"],
+            at,
+        ),
+    )
 
 
 def _alert(conn: psycopg.Connection, *, patient: UUID) -> int:
