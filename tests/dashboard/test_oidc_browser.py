@@ -232,8 +232,6 @@ def run(module_database_url: str) -> Iterator[Run]:
             text=True,
         )
         try:
-            said = _until_ready(servers)
-            assert said[-1:] == ["ready"], "\n".join(said)
             with (
                 serve_app(pool, clock, port=app_port, oidc=oidc, log_level="info") as base,
                 sync_api.sync_playwright() as playwright,
@@ -241,6 +239,8 @@ def run(module_database_url: str) -> Iterator[Run]:
                 browser = playwright.chromium.launch(
                     executable_path=CHROMIUM, args=["--no-sandbox"]
                 )
+                said = _until_ready(servers)  # started together with the app and the browser
+                assert said[-1:] == ["ready"], "\n".join(said)
                 # After uvicorn has set up its loggers, which drops handlers added before.
                 for logger in watched:
                     logger.addHandler(collector)
@@ -280,8 +280,12 @@ def _page(run: Run) -> Any:
 
 
 def _log_in(page: Any, run: Run, issuer: str, account: str, level: str | None = None) -> None:
-    page.goto(f"{run.base}/app/login?lang=en")
-    page.get_by_role("link", name=f"Log in with {issuer}").click()
+    """Straight from the log-in's address, then the server's form."""
+    page.goto(f"{run.base}{OIDC_PATH}/{issuer}/login?lang=en")
+    _at_the_server(page, account, level)
+
+
+def _at_the_server(page: Any, account: str, level: str | None = None) -> None:
     page.get_by_label("Account").fill(account)
     if level is not None:
         page.get_by_label("Level").select_option(level)
@@ -309,21 +313,23 @@ def test_a_nurse_logs_in_with_helseid_sees_her_worklist_and_logs_out_everywhere(
     with run.pool.connection() as conn:
         assert conn.execute("SELECT count(*) FROM oidc_sessions").fetchone() == (0,)
     # The server's session has ended too: it asks who you are again.
-    page.goto(f"{run.base}/app/login?lang=en")
-    page.get_by_role("link", name="Log in with HelseID").click()
+    page.goto(f"{run.base}{OIDC_PATH}/helseid/login")
     page.get_by_label("Account").wait_for()
     page.context.close()
 
 
 def _log_in_nurse(run: Run) -> Any:
+    """From the dashboard's log-in page, as a nurse would."""
     page = _page(run)
-    _log_in(page, run, "HelseID", "nurse-kari")
+    page.goto(f"{run.base}/app/login?lang=en")
+    page.get_by_role("link", name="Log in with HelseID").click()
+    _at_the_server(page, "nurse-kari")
     return page
 
 
 def test_a_patient_logs_in_with_idporten_and_sees_only_their_own_page(run: Run) -> None:
     page = _page(run)
-    _log_in(page, run, "ID-porten", "citizen-kari", LOA_HIGH)
+    _log_in(page, run, "idporten", "citizen-kari", LOA_HIGH)
     page.wait_for_selector(".own-view")
     body = page.inner_text("main")
     assert "Kari Testesen" in body or "My follow-up" in body
@@ -340,7 +346,7 @@ def test_a_patient_logs_in_with_idporten_and_sees_only_their_own_page(run: Run) 
 
 def test_an_unknown_hpr_number_is_not_registered_here(run: Run) -> None:
     page = _page(run)
-    _log_in(page, run, "HelseID", "stranger")
+    _log_in(page, run, "helseid", "stranger")
     page.wait_for_selector("text=You are not registered here.")
     assert severe_accessibility_violations(page) == []
     page.context.close()
