@@ -54,6 +54,7 @@ LOG_IN_PERIOD: Final = timedelta(minutes=10)
 ASSERTION_SECONDS: Final = 60
 """HelseID accepts client assertions that live at most 60 s."""
 HTTP_TIMEOUT_SECONDS: Final = 10.0
+_REQUIRED_METADATA: Final = ("authorization_endpoint", "token_endpoint", "jwks_uri")
 
 
 class Refusal(StrEnum):
@@ -217,6 +218,8 @@ class OidcClient:
             raise LogInRefusedError(Refusal.ISSUER, "discovery failed") from error
         if not isinstance(document, dict) or document.get("issuer") != self.issuer.issuer:
             raise LogInRefusedError(Refusal.ISSUER, "discovery names another issuer")
+        if not all(isinstance(document.get(key), str) for key in _REQUIRED_METADATA):
+            raise LogInRefusedError(Refusal.ISSUER, "discovery lacks an endpoint")
         config = IssuerConfig(
             issuer=self.issuer.issuer,
             audience=self.issuer.log_in.client_id,

@@ -241,15 +241,9 @@ def oidc_router(
     def client_named(name: str) -> OidcClient | None:
         return log_ins.clients.get(name)
 
-    def refuse(
-        refusal: Refusal,
-        *,
-        client: OidcClient | None,
-        token: VerifiedToken | None,
-        language: str | None,
-    ) -> Response:
-        """Back to the log-in page, which says why; the refusal logged (fail closed)."""
-        log.info("log-in refused (%s) at %s", refusal, "?" if client is None else client.name)
+    def refuse(refusal: Refusal, *, token: VerifiedToken | None, language: str | None) -> Response:
+        """Back to the log-in page, which says why; the refusal in the access log (fail
+        closed)."""
         with pool.connection() as conn, conn.transaction():
             do_log_access(
                 conn,
@@ -283,7 +277,7 @@ def oidc_router(
             started = client.start(language=lang)
         except LogInRefusedError as error:
             log.warning("log-in could not start at %s: %s", client.name, error)
-            return refuse(error.refusal, client=client, token=None, language=lang)
+            return refuse(error.refusal, token=None, language=lang)
         return RedirectResponse(started.location, status_code=303)
 
     @router.get(
@@ -303,17 +297,17 @@ def oidc_router(
         if client is None:
             return problem(404, "no log-in is configured under this name")
         if error is not None or not code:
-            return refuse(Refusal.ISSUER, client=client, token=None, language=None)
+            log.warning("log-in refused by %s: %s", client.name, error or "no code")
+            return refuse(Refusal.ISSUER, token=None, language=None)
         try:
             finished = client.finish(code=code, state=state, issuer=iss)
         except LogInRefusedError as refused:
             log.warning("log-in refused at %s: %s", client.name, refused)
-            return refuse(refused.refusal, client=client, token=None, language=refused.language)
+            return refuse(refused.refusal, token=None, language=refused.language)
         session = _open_session(pool, client, finished.token, log_ins=log_ins, now=clock.now())
         if session is None:
-            return refuse(
-                Refusal.UNKNOWN, client=client, token=finished.token, language=finished.language
-            )
+            log.warning("log-in at %s by someone not registered here", client.name)
+            return refuse(Refusal.UNKNOWN, token=finished.token, language=finished.language)
         target = dashboard_path + (f"?lang={finished.language}" if finished.language else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
