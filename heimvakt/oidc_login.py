@@ -45,7 +45,7 @@ from core.oidc import (
     do_open_oidc_session,
     oidc_session,
 )
-from core.problems import problem
+from core.problems import problem, problem_response
 from heimvakt.auth import LOGOUT_PATH
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,7 @@ def oidc_router(
 
     @router.get(
         f"{OIDC_PATH}/{{issuer_name}}/login",
+        responses={404: problem_response("No log-in is configured under this name")},
         summary="Start a log-in through HelseID or ID-porten",
         response_class=RedirectResponse,
         status_code=303,
@@ -282,6 +283,7 @@ def oidc_router(
 
     @router.get(
         f"{OIDC_PATH}/{{issuer_name}}/callback",
+        responses={404: problem_response("No log-in is configured under this name")},
         summary="The issuer's answer to a log-in",
         response_class=RedirectResponse,
         status_code=303,
