@@ -8,6 +8,8 @@ fresh ``jti``), signed by a key pair each installation makes for itself; the tok
 bound with a DPoP proof where the issuer requires it (answering a server ``nonce``); and the ID
 token checked by the same `TokenVerifier` as every other token, plus its ``nonce``, ``azp`` and
 ``acr``. Authlib signs the client assertions and the PKCE challenge; joserfc the DPoP proofs.
+Those two carry the wall clock's time, not the platform clock's: the issuer checks them
+against its own clock.
 
 Matching the person and opening a session is heimvakt/oidc_login.py's job: this module only
 says what the issuer proved, or why the log-in is refused.
