@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # 2 CPUs, from a fresh clone: 4 workers 285 s, 3 workers 289 s with 22 fewer tests.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 1) * 2))')
 
-.PHONY: demo test lint bench-ingest bench-alerts bench-figures bench-fhir bench-dashboard clean
+.PHONY: demo test lint bench-ingest bench-alerts bench-figures bench-fhir bench-dashboard bench-storage clean
 
 # uv when it can be had (seconds), pip otherwise (minutes), from the indexes pip is configured
 # with; every step is printed as it starts (tools/bootstrap.py).
@@ -67,6 +67,13 @@ bench-figures: $(STAMP)
 
 bench-fhir: $(STAMP)
 	$(BIN)/python -m bench.fhir
+
+# Bytes per stored reading before and after TimescaleDB's compression, a patient's 30 and 365
+# days read back, and 60 days of retention on compressed chunks (bench/storage.py). Point
+# HEIMVAKT_BENCH_DATABASE_URL at a server with TimescaleDB preloaded; on plain PostgreSQL it
+# reports the uncompressed figures only.
+bench-storage: $(STAMP)
+	$(BIN)/python -m bench.storage
 
 bench-dashboard: $(STAMP)
 	$(BIN)/python -m bench.dashboard

@@ -7,7 +7,8 @@ acknowledged and resolved.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -25,50 +26,91 @@ BATTERY_LOW: Final = RULES_BY_ID["battery_low"]
 GATEWAY_BACKLOG: Final = RULES_BY_ID["gateway_backlog"]
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """One scheduled measurement of one patient as the sweep finds it: when it was last taken
+    (or the plan began), when it is due, and when a missing one becomes the nurse's alert."""
+
+    patient_id: UUID
+    code: str
+    every_hours: int
+    grace_hours: int
+    last_at: datetime | None
+    since: datetime
+    """The last reading, or the plan's start when there is none."""
+    parameters: dict[str, float]
+    """The plan's rule parameters (core/rule_parameters.py)."""
+    alert_at: datetime | None
+    """The second deadline of the reminder about this `since` (alerts/reminders.py); None
+    when the patient was not reminded, and the alert comes at `due_at`."""
+
+    @property
+    def due_at(self) -> datetime:
+        return self.since + timedelta(hours=self.every_hours + self.grace_hours)
+
+
+def scheduled_measurements(conn: psycopg.Connection, *, now: datetime) -> list[Scheduled]:
+    """Every scheduled measurement of every plan that has begun, with its reminder's second
+    deadline when there is one."""
+    rows = conn.execute(
+        """
+        SELECT m.patient_id, m.code, m.every_hours, m.grace_hours, l.last_at,
+               coalesce(l.last_at, v.since) AS since, c.rule_parameters AS parameters,
+               r.alert_at
+          FROM care_plan_measurements m
+          JOIN care_plans c ON c.patient_id = m.patient_id
+          CROSS JOIN LATERAL (
+              SELECT max(x.measured_at) AS last_at FROM readings x
+               WHERE x.patient_id = m.patient_id AND x.code = m.code
+                 AND x.measured_at <= %(now)s) l
+          CROSS JOIN LATERAL (
+              SELECT min(p.changed_at) AS since FROM care_plan_versions p
+               WHERE p.patient_id = m.patient_id) v
+          LEFT JOIN reminders r ON r.patient_id = m.patient_id AND r.code = m.code
+                               AND r.since = coalesce(l.last_at, v.since)
+         WHERE coalesce(l.last_at, v.since) IS NOT NULL
+        """,
+        {"now": now},
+    ).fetchall()
+    return [Scheduled(*row) for row in rows]
+
+
 def adherence_findings(
-    conn: psycopg.Connection, *, now: datetime
+    conn: psycopg.Connection, *, now: datetime, schedule: Sequence[Scheduled] | None = None
 ) -> Iterator[tuple[UUID, Finding]]:
-    yield from _missing_measurements(conn, now=now)
+    """`schedule`: the scheduled measurements as the sweep's reminders left them (read here
+    when not given)."""
+    if schedule is None:
+        schedule = scheduled_measurements(conn, now=now)
+    yield from _missing_measurements(schedule, now=now)
     yield from _silent_devices(conn, now=now)
     yield from _device_health(conn, now=now)
 
 
 def _missing_measurements(
-    conn: psycopg.Connection, *, now: datetime
+    schedule: Sequence[Scheduled], *, now: datetime
 ) -> Iterator[tuple[UUID, Finding]]:
     """Per scheduled measurement: missing once `every_hours + grace_hours` have passed since the
-    last reading (or since the plan started); back on schedule re-arms it."""
-    rows = conn.execute(
-        """
-        SELECT m.patient_id, m.code, m.every_hours, m.grace_hours,
-               (SELECT max(r.measured_at) FROM readings r
-                 WHERE r.patient_id = m.patient_id AND r.code = m.code
-                   AND r.measured_at <= %(now)s) AS last_at,
-               (SELECT min(v.changed_at) FROM care_plan_versions v
-                 WHERE v.patient_id = m.patient_id) AS plan_since
-          FROM care_plan_measurements m
-        """,
-        {"now": now},
-    ).fetchall()
-    for patient_id, code, every, grace, last_at, plan_since in rows:
-        since = last_at or plan_since
-        if since is None:
-            continue
-        overdue = now - since > timedelta(hours=every + grace)
+    last reading (or since the plan started) and, when the patient was reminded of it, the
+    reminder's second deadline has passed too; back on schedule re-arms it."""
+    for item in schedule:
+        deadline = item.due_at if item.alert_at is None else max(item.due_at, item.alert_at)
+        overdue = now > deadline
         yield (
-            patient_id,
+            item.patient_id,
             Finding(
                 rule="missing_measurement",
                 rule_version=MISSING_MEASUREMENT_VERSION,
-                instance=f"missing_measurement:{code}",
+                instance=f"missing_measurement:{item.code}",
                 severity=Severity.YELLOW if overdue else Severity.GREEN,
                 category=Category.ADHERENCE,
                 measured_at=now,
-                code=code,
+                code=item.code,
                 details={
-                    "last_reading_at": last_at,
-                    "every_hours": every,
-                    "grace_hours": grace,
+                    "last_reading_at": item.last_at,
+                    "every_hours": item.every_hours,
+                    "grace_hours": item.grace_hours,
+                    "reminded": item.alert_at is not None,
                 },
             ),
         )

@@ -55,6 +55,20 @@ class Channel(Protocol):
 
 def message_text(message: Mapping[str, Any], *, idempotency_key: UUID) -> str:
     """The plain-text body every text channel sends: what the outbox message holds, no more."""
+    if message.get("kind") == "reminder":
+        # A reminder to a patient (alerts/reminders.py): its words come translated.
+        return (
+            "\n".join(
+                [
+                    str(message.get("text", "")),
+                    "",
+                    f"{message.get('link_text', '')}: {message.get('link', '')}",
+                    "",
+                    f"Ref. {idempotency_key}",
+                ]
+            )
+            + "\n"
+        )
     lines = [
         str(message.get("title", "Heimvakt alert")),
         "",

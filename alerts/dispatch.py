@@ -70,6 +70,7 @@ class _Due:
     id: UUID
     alert_id: int | None
     patient_id: UUID | None
+    reminder_id: int | None
     channel: str
     address: str
     message: dict[str, Any]
@@ -142,8 +143,8 @@ class Dispatcher:
             with conn.cursor(row_factory=class_row(_Due)) as cur:
                 due = cur.execute(
                     """
-                    SELECT n.id, n.alert_id, a.patient_id, n.channel, n.address, n.message,
-                           n.attempts
+                    SELECT n.id, n.alert_id, a.patient_id, n.reminder_id, n.channel,
+                           n.address, n.message, n.attempts
                       FROM notifications n LEFT JOIN alerts a ON a.id = n.alert_id
                      WHERE n.state = 'pending' AND n.next_attempt_at <= %s
                      ORDER BY n.next_attempt_at, n.id
@@ -191,6 +192,8 @@ class Dispatcher:
         if channel is None:
             # Retryable: the operator may configure the channel before the row dies.
             return False, f"the {due.channel} channel is not configured"
+        # A reminder has no alert, so no patient here: its reader is the patient, and the
+        # dashboard's root is their own view.
         link = (
             self.links.worklist() if due.patient_id is None else self.links.patient(due.patient_id)
         )
@@ -217,7 +220,11 @@ class Dispatcher:
         """A red technical finding on the notification's patient (one alert per channel while
         it is unresolved; repeats count up), applied as every finding is. When it opens a new
         alert, the unit's technical contacts hear of it on another channel than the one that
-        failed."""
+        failed. A dead reminder to a patient raises none: it stays visible as a dead outbox
+        row, and the missing measurement it was about becomes the nurse's alert at its second
+        deadline anyway (alerts/reminders.py)."""
+        if due.reminder_id is not None:
+            return
         if due.patient_id is None:
             log.error("dead notification %s has no alert to raise a technical alert on", due.id)
             return

@@ -23,13 +23,14 @@ from uuid import UUID
 
 import psycopg
 
-from alerts.adherence import adherence_findings
+from alerts.adherence import adherence_findings, scheduled_measurements
 from alerts.context import PatientHistory, load_histories
 from alerts.escalation import do_escalate_due
 from alerts.findings import Category, Finding, PatientContext, Severity
 from alerts.library.catalogue import RULES, RULES_BY_ID, Rule
 from alerts.library.symptoms import gate
 from alerts.lifecycle import do_apply_batch
+from alerts.reminders import do_remind
 from alerts.state import ReadingState
 from core.clock import Clock
 from core.readings import Reading
@@ -150,10 +151,12 @@ def engine_hook(
 
 
 def do_sweep(conn: psycopg.Connection, *, now: datetime) -> None:
-    """The time-based part: missing measurements, silent devices, and escalation."""
+    """The time-based part: reminders to patients, missing measurements (after the reminder's
+    second deadline), silent devices, and escalation."""
     batch: Findings = defaultdict(list)
-    for patient_id, finding in adherence_findings(conn, now=now):
-        batch[patient_id].append((finding, False))
     with conn.transaction():
+        schedule = do_remind(conn, schedule=scheduled_measurements(conn, now=now), now=now)
+        for patient_id, finding in adherence_findings(conn, now=now, schedule=schedule):
+            batch[patient_id].append((finding, False))
         do_apply_batch(conn, batch=batch, now=now)
     do_escalate_due(conn, now=now)

@@ -85,16 +85,19 @@ def do_enqueue_notification(
     message: dict[str, Any],
     now: datetime,
     episode_id: int | None = None,
+    reminder_id: int | None = None,
 ) -> UUID:
     """Write one pending notification, due at once; returns its id (the idempotency key).
+    It is about an alert or, for a reminder to a patient (alerts/reminders.py), a reminder.
 
     Run it inside the transaction of the alert change that causes it: that is what makes the
     notification exactly as durable as the change.
     """
     row = conn.execute(
         "INSERT INTO notifications (alert_id, created_at, channel, address, message,"
-        " next_attempt_at, episode_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (alert_id, now, channel, address, Jsonb(message), now, episode_id),
+        " next_attempt_at, episode_id, reminder_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (alert_id, now, channel, address, Jsonb(message), now, episode_id, reminder_id),
     ).fetchone()
     assert row is not None
     return row[0]
@@ -143,15 +146,23 @@ def recent_notifications(
     conn: psycopg.Connection, *, patient_ids: Sequence[UUID], limit: int = 10
 ) -> list[SentNotification]:
     """The newest notifications about alerts on these patients (whom the caller has already
-    been allowed to see), newest first."""
+    been allowed to see) and the reminders sent to them, newest first: a reminder that could
+    not be delivered shows here as dead."""
     with conn.cursor(row_factory=class_row(SentNotification)) as cur:
         return cur.execute(
             """
-            SELECT n.created_at, n.channel, n.address, n.message->>'title' AS title, n.state,
-                   a.patient_id
-              FROM notifications n JOIN alerts a ON a.id = n.alert_id
-             WHERE a.patient_id = ANY(%(patients)s)
-             ORDER BY n.created_at DESC, n.id
+            SELECT created_at, channel, address, title, state, patient_id FROM (
+                SELECT n.id, n.created_at, n.channel, n.address,
+                       n.message->>'title' AS title, n.state, a.patient_id
+                  FROM notifications n JOIN alerts a ON a.id = n.alert_id
+                 WHERE a.patient_id = ANY(%(patients)s)
+                UNION ALL
+                SELECT n.id, n.created_at, n.channel, n.address, n.message->>'title', n.state,
+                       r.patient_id
+                  FROM notifications n JOIN reminders r ON r.id = n.reminder_id
+                 WHERE r.patient_id = ANY(%(patients)s)
+            ) sent
+             ORDER BY created_at DESC, id
              LIMIT %(limit)s
             """,
             {"patients": list(patient_ids), "limit": limit},

@@ -1,7 +1,7 @@
-"""The alert settings API under /api/v1: each unit's escalation policy and one's own
-notification channels. A target address is checked when it is saved as the dispatcher's
-channels check it when they send (no loopback or private hosts unless the app factory allows
-them: `bind_target_policy`)."""
+"""The alert settings API under /api/v1: each unit's escalation policy, one's own
+notification channels, and the channel a patient chooses for their reminders. A target
+address is checked when it is saved as the dispatcher's channels check it when they send (no
+loopback or private hosts unless the app factory allows them: `bind_target_policy`)."""
 
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -10,11 +10,19 @@ from uuid import UUID
 import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from psycopg.rows import dict_row
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from alerts.channels import DeliveryError, PermanentDeliveryError, check_target
-from care.access import NotVisibleError, Permission
-from care.guard import Checked, allowed, guarded_router, organisation_member
+from alerts.reminders import do_choose_reminder_channel, reminder_channel
+from care.access import Action, NotVisibleError, Permission
+from care.guard import (
+    Checked,
+    PatientRecord,
+    allowed,
+    guarded_router,
+    organisation_member,
+    patient_record,
+)
 from core.fields import Input
 
 Channel = Literal["email", "webhook", "apprise"]
@@ -57,6 +65,21 @@ class SubscriptionOut(SubscriptionIn):
     id: int
 
 
+class ReminderChannelIn(Input):
+    channel: Literal["email", "apprise", "none"] = Field(
+        description="E-mail, an Apprise URL (SMS, push), or no reminders"
+    )
+    address: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = Field(
+        default=None, description="The e-mail address or Apprise URL; none for no reminders"
+    )
+
+
+class ReminderChannelOut(BaseModel):
+    channel: str
+    """email, apprise or none."""
+    address: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class TargetPolicy:
     """Whether notification targets may be loopback or private addresses
@@ -89,6 +112,13 @@ router = guarded_router(tags=["alert settings"])
 Targets = Annotated[TargetPolicy, Depends(_target_policy)]
 ManageEscalation = Annotated[Checked, organisation_member(Permission.MANAGE_ESCALATION)]
 OwnNotifications = Annotated[Checked, allowed(Permission.MANAGE_OWN_NOTIFICATIONS, "self")]
+ReadReminders = Annotated[
+    PatientRecord, patient_record(Permission.READ_PATIENT, resource="reminder_channel")
+]
+ChooseReminders = Annotated[
+    PatientRecord,
+    patient_record(Permission.CHOOSE_REMINDERS, resource="reminder_channel", action=Action.UPDATE),
+]
 
 
 def _require_organisation(conn: psycopg.Connection, organisation_id: UUID) -> None:
@@ -200,3 +230,37 @@ def unsubscribe(checked: OwnNotifications, subscription_id: int) -> Response:
     if not deleted:
         raise NotVisibleError
     return Response(status_code=204)
+
+
+@router.get("/patients/{patient_id}/reminder-channel")
+def get_reminder_channel(record: ReadReminders) -> ReminderChannelOut:
+    """Where the patient's reminders of a missing measurement go ("none": nowhere)."""
+    chosen = reminder_channel(record.conn, patient_id=record.patient_id)
+    if chosen is None:
+        return ReminderChannelOut(channel="none", address=None)
+    return ReminderChannelOut(channel=chosen[0], address=chosen[1])
+
+
+@router.put("/patients/{patient_id}/reminder-channel")
+def put_reminder_channel(
+    record: ChooseReminders, targets: Targets, body: ReminderChannelIn
+) -> ReminderChannelOut:
+    """The patient chooses how to be reminded of a measurement that has not come: by e-mail,
+    by an Apprise URL (SMS, push), or not at all (then a missing measurement goes straight to
+    the nurse, at the plan's due time)."""
+    if body.channel == "none":
+        do_choose_reminder_channel(
+            record.conn, patient_id=record.patient_id, channel=None, address=None, now=record.now
+        )
+        return ReminderChannelOut(channel="none", address=None)
+    if body.address is None:
+        raise HTTPException(422, f"a {body.channel} reminder needs an address")
+    targets.check(body.channel, body.address)
+    do_choose_reminder_channel(
+        record.conn,
+        patient_id=record.patient_id,
+        channel=body.channel,
+        address=body.address,
+        now=record.now,
+    )
+    return ReminderChannelOut(channel=body.channel, address=body.address)

@@ -30,6 +30,7 @@ copy of it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import io
@@ -43,7 +44,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -57,17 +57,13 @@ from psycopg_pool import ConnectionPool
 from bench import figures
 from bench.harness import (
     Checks,
+    Naming,
     PhaseBroken,
     bench_database,
+    bench_main,
     bench_parser,
-    code_version,
-    command_line,
-    machine,
-    measured_line,
     met,
     percentile,
-    publish,
-    run_main,
 )
 from bench.served import served_app
 from core.auth import Principal
@@ -145,23 +141,18 @@ def _copy_readings(conn: psycopg.Connection, world: figures.Sizes) -> None:
         for day in range(world.days)
         for hour in {hour for _code, _unit, hour, _value, _step in EXTRA_READINGS}
     }
-    serial = 0
     with conn.cursor().copy(
-        "COPY readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) FROM STDIN"
+        "COPY readings (device_id, code, measured_at, patient_id, value, unit, received_at)"
+        " FROM STDIN"
     ) as copy:
         for n, patient in enumerate(patients):
             device = f"hub-{n}"
             block = io.StringIO()
             for day in range(world.days):
                 for code, unit, hour, typical, step in EXTRA_READINGS:
-                    serial += 1
                     value = typical + ((n * 7 + day * 13 + hour) % 11 - 5) * step
                     at = moments[day, hour]
-                    block.write(
-                        f"{device}\t{code}\t{at}\t{patient}\t{value}\t{unit}"
-                        f"\t00000000-0000-4000-8000-{serial:012x}\t{at}\n"
-                    )
+                    block.write(f"{device}\t{code}\t{at}\t{patient}\t{value}\t{unit}\t{at}\n")
             copy.write(block.getvalue())
 
 
@@ -508,7 +499,6 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
     parser = bench_parser(__doc__)
     parser.add_argument(
         "--browser-loads",
@@ -520,15 +510,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help="seed database NAME once and keep it; each run measures on a copy of it",
     )
-    options = parser.parse_args(arguments)
-    sizes = SMOKE if options.smoke else FULL
-    if options.browser_loads is not None:
-        sizes = dataclasses.replace(sizes, browser_loads=options.browser_loads)
-    command = command_line("bench.dashboard", "bench-dashboard", arguments)
 
-    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
-        version = code_version()
-        checks = Checks(strict=options.smoke)
+    def section(
+        stack: contextlib.ExitStack, options: argparse.Namespace, checks: Checks, naming: Naming
+    ) -> str:
+        sizes = SMOKE if options.smoke else FULL
+        if options.browser_loads is not None:
+            sizes = dataclasses.replace(sizes, browser_loads=options.browser_loads)
         if options.keep_seeded:
             figures.seeded_template(
                 options.server_url,
@@ -540,15 +528,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_database(options.server_url, template=options.keep_seeded)
         )
         timings = measure(database_url, sizes, checks, seeded=bool(options.keep_seeded))
-        text = report(
-            timings,
-            sizes,
-            measured=measured_line(command, version),
-            machine_line=machine(options.server_url),
-        )
-        publish(options, "\n".join([text, *checks.warnings, ""]), heading="Dashboard")
+        text = report(timings, sizes, measured=naming.measured(), machine_line=naming.machine())
+        return "\n".join([text, *checks.warnings, ""])
 
-    return run_main("dashboard", body)
+    return bench_main(
+        module="bench.dashboard",
+        target="bench-dashboard",
+        heading="Dashboard",
+        parser=parser,
+        argv=argv,
+        section=section,
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ nothing, and exits 1 if a page is not 200 or the pages lose or repeat an Observa
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import statistics
@@ -25,7 +26,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -35,15 +35,11 @@ from psycopg_pool import ConnectionPool
 
 from bench.harness import (
     Checks,
+    Naming,
     bench_database,
+    bench_main,
     bench_parser,
-    code_version,
-    command_line,
-    machine,
-    measured_line,
     percentile,
-    publish,
-    run_main,
 )
 from bench.served import served_app
 from core.clock import ManualClock
@@ -83,9 +79,8 @@ INSERT INTO device_assignments (device_id, patient_id, valid_from)
 SELECT d.id, p.id, %(start)s - interval '1 day' FROM devices d, patients p;
 
 -- (device, code, value, unit, times a day)
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id, received_at)
-SELECT m.device, m.code, t.at, p.id, m.value + (s.n %% 5), m.unit, gen_random_uuid(),
-       t.at + interval '40 seconds'
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
+SELECT m.device, m.code, t.at, p.id, m.value + (s.n %% 5), m.unit, t.at + interval '40 seconds'
   FROM patients p
  CROSS JOIN (VALUES ('oximeter-1', '59408-5', 92, '%%', 2), ('oximeter-1', '8867-4', 70, '/min', 2),
                     ('cuff-1', '8480-6', 128, 'mm[Hg]', 2), ('cuff-1', '8462-4', 80, 'mm[Hg]', 2),
@@ -204,27 +199,28 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = bench_parser(__doc__)
-    options = parser.parse_args(arguments)
-    sizes = SMOKE if options.smoke else FULL
-    command = command_line("bench.fhir", "bench-fhir", arguments)
-
-    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
-        version = code_version()
-        checks = Checks(strict=options.smoke)
+    def section(
+        stack: contextlib.ExitStack, options: argparse.Namespace, checks: Checks, naming: Naming
+    ) -> str:
+        sizes = SMOKE if options.smoke else FULL
         database_url = stack.enter_context(bench_database(options.server_url))
         timings = measure(database_url, sizes, checks)
-        text = report(
+        return report(
             timings,
             sizes,
             checks,
-            measured=measured_line(command, version),
-            machine_line=machine(options.server_url),
+            measured=naming.measured(),
+            machine_line=naming.machine(),
         )
-        publish(options, text, heading="FHIR")
 
-    return run_main("fhir", body)
+    return bench_main(
+        module="bench.fhir",
+        target="bench-fhir",
+        heading="FHIR",
+        parser=bench_parser(__doc__),
+        argv=argv,
+        section=section,
+    )
 
 
 if __name__ == "__main__":

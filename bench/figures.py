@@ -21,6 +21,7 @@ database NAME once, keeps it, and measures each run on a copy of it (for profili
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import statistics
@@ -29,7 +30,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -40,16 +40,12 @@ from psycopg_pool import ConnectionPool
 
 from bench.harness import (
     Checks,
+    Naming,
     bench_database,
+    bench_main,
     bench_parser,
-    code_version,
-    command_line,
-    machine,
-    measured_line,
     met,
     percentile,
-    publish,
-    run_main,
 )
 from bench.served import served_app
 from core.clock import ManualClock
@@ -153,11 +149,10 @@ SELECT f.patient_id, m.code, 24, 12
     ON m.condition = ANY (f.conditions);
 
 -- About nine in ten scheduled readings arrive, at a time of day that varies by patient.
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
-                      received_at)
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
 SELECT 'dev-' || f.i || '-' || m.code, m.code,
        %(start)s + d * interval '1 day' + (f.i %% 12 + 7) * interval '1 hour',
-       f.patient_id, 95, '%%', gen_random_uuid(),
+       f.patient_id, 95, '%%',
        %(start)s + d * interval '1 day' + (f.i %% 12 + 7) * interval '1 hour'
   FROM followed f
   JOIN care_plan_measurements m ON m.patient_id = f.patient_id
@@ -370,35 +365,33 @@ def report(timings: Timings, sizes: Sizes, *, measured: str, machine_line: str) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
     parser = bench_parser(__doc__)
     parser.add_argument(
         "--keep-seeded",
         metavar="NAME",
         help="seed database NAME once and keep it; each run measures on a copy of it",
     )
-    options = parser.parse_args(arguments)
-    sizes = SMOKE if options.smoke else FULL
-    command = command_line("bench.figures", "bench-figures", arguments)
 
-    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
-        version = code_version()
-        checks = Checks(strict=options.smoke)
+    def section(
+        stack: contextlib.ExitStack, options: argparse.Namespace, checks: Checks, naming: Naming
+    ) -> str:
+        sizes = SMOKE if options.smoke else FULL
         if options.keep_seeded:
             seeded_template(options.server_url, options.keep_seeded, sizes)
         database_url = stack.enter_context(
             bench_database(options.server_url, template=options.keep_seeded)
         )
         timings = measure(database_url, sizes, checks, seeded=bool(options.keep_seeded))
-        text = report(
-            timings,
-            sizes,
-            measured=measured_line(command, version),
-            machine_line=machine(options.server_url),
-        )
-        publish(options, text, heading="Figures")
+        return report(timings, sizes, measured=naming.measured(), machine_line=naming.machine())
 
-    return run_main("figures", body)
+    return bench_main(
+        module="bench.figures",
+        target="bench-figures",
+        heading="Figures",
+        parser=parser,
+        argv=argv,
+        section=section,
+    )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ SPAWN = multiprocessing.get_context("spawn")
 
 PIPELINE_TABLES = (
     "readings",
+    "ingest_messages",
     "quarantine",
     "device_status",
     "alerts",
@@ -230,7 +231,8 @@ def empty_tables(conn: psycopg.Connection) -> None:
 @dataclass(frozen=True, slots=True)
 class Stored:
     readings: int
-    distinct_msg_ids: int
+    messages: int
+    """Messages recorded (`ingest_messages`): in these benchmarks one reading each."""
     quarantined: dict[str, int]
     alerts: int
 
@@ -240,7 +242,9 @@ class Stored:
 
 
 def stored(conn: psycopg.Connection) -> Stored:
-    row = conn.execute("SELECT count(*), count(DISTINCT msg_id) FROM readings").fetchone()
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM ingest_messages)"
+    ).fetchone()
     assert row is not None
     reasons: dict[str, int] = dict(
         conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason")
@@ -250,12 +254,15 @@ def stored(conn: psycopg.Connection) -> Stored:
     return Stored(row[0], row[1], reasons, alerts[0])
 
 
-def check_stored(checks: Checks, label: str, outcome: Stored, expected: int) -> None:
-    """Every reading stored once and nothing quarantined: the data sent is all valid."""
+def check_stored(
+    checks: Checks, label: str, outcome: Stored, *, readings: int, messages: int
+) -> None:
+    """Every reading stored once, every message recorded once, and nothing quarantined: the
+    data sent is all valid."""
     checks.expect(
-        outcome.readings == expected and outcome.distinct_msg_ids == expected,
-        f"{label}: {outcome.readings:,} readings ({outcome.distinct_msg_ids:,} distinct msg_ids)"
-        f" stored, {expected:,} expected",
+        outcome.readings == readings and outcome.messages == messages,
+        f"{label}: {outcome.readings:,} readings of {outcome.messages:,} messages stored,"
+        f" {readings:,} readings of {messages:,} messages expected",
     )
     checks.expect(not outcome.quarantined, f"{label}: quarantined {outcome.quarantined}")
 
@@ -372,6 +379,48 @@ def write_section(path: Path, text: str, *, heading: str) -> None:
     else:
         updated = current.rstrip("\n") + "\n\n" + text
     path.write_text(updated.rstrip("\n") + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """Names a run in its section: the command and commit, and the machine."""
+
+    command: str
+    version_at_start: str
+    server_url: str
+
+    def measured(self) -> str:
+        """Asked once the figures exist, so a change of code during the run shows."""
+        return measured_line(self.command, self.version_at_start)
+
+    def machine(self) -> str:
+        return machine(self.server_url)
+
+
+Section = Callable[[contextlib.ExitStack, argparse.Namespace, Checks, Naming], str]
+"""Measures and returns the Markdown section; what it enters on the stack is undone after."""
+
+
+def bench_main(
+    *,
+    module: str,
+    target: str,
+    heading: str,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    section: Section,
+) -> int:
+    """The life of an in-process benchmark: parse, measure in a scratch directory, publish."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    options = parser.parse_args(arguments)
+    command = command_line(module, target, arguments)
+
+    def body(stack: contextlib.ExitStack, _workdir: Path) -> None:
+        naming = Naming(command, code_version(), options.server_url)
+        text = section(stack, options, Checks(strict=options.smoke), naming)
+        publish(options, text, heading=heading)
+
+    return run_main(module.removeprefix("bench."), body)
 
 
 def run_main(name: str, body: Callable[[contextlib.ExitStack, Path], None]) -> int:

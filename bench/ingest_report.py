@@ -315,7 +315,8 @@ METHOD = [
     " INSERT per message. Two workers share one subscription (`HEIMVAKT_INGEST_SHARED_GROUP`,"
     " each its own `HEIMVAKT_MQTT_CLIENT_ID`); the broker splits the backlog between their"
     " sessions. For the latency, a trigger added to the benchmark database only meanwhile"
-    " calls `pg_notify` per inserted row; a LISTEN connection stamps each msg_id when the"
+    " calls `pg_notify` per message recorded in `ingest_messages` (in the transaction that"
+    " stores its reading); a LISTEN connection stamps each msg_id when the"
     " notification arrives, which PostgreSQL does at commit, and compares it with the time its"
     " publish call was made.",
 ]

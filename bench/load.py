@@ -298,8 +298,8 @@ def seed_history(
     with (
         conn.transaction(),
         conn.cursor().copy(
-            "COPY readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-            " received_at) FROM STDIN"
+            "COPY readings (device_id, code, measured_at, patient_id, value, unit, received_at)"
+            " FROM STDIN"
         ) as copy,
     ):
         for n, (patient, device) in enumerate(patients.items()):
@@ -309,8 +309,7 @@ def seed_history(
                     at = until - (step + 1) * every
                     value = spread_value(measurement, n, step)
                     copy.write_row(
-                        (device, measurement.code, at, patient, value, measurement.unit,
-                         uuid.uuid4(), at)
+                        (device, measurement.code, at, patient, value, measurement.unit, at)
                     )  # fmt: skip
                     rows += 1
     conn.execute("ANALYZE readings")

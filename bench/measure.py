@@ -321,10 +321,12 @@ def measure_latency(
 ) -> Latency:
     """Publish-to-commit times of readings published at a steady rate to a running worker.
 
-    The notify trigger exists only meanwhile, so it costs the drains nothing.
+    A message's id is recorded (`ingest_messages`) in the transaction that stores its reading,
+    so its notification comes with that commit. The notify trigger exists only meanwhile, so
+    it costs the drains nothing.
     """
     with psycopg.connect(database_url, autocommit=True) as conn:
-        add_notify_trigger(conn, table="readings", column="msg_id", channel=NOTIFY_CHANNEL)
+        add_notify_trigger(conn, table="ingest_messages", column="msg_id", channel=NOTIFY_CHANNEL)
     listener = CommitListener(database_url)
     try:
         started = time.monotonic()
@@ -334,7 +336,7 @@ def measure_latency(
     finally:
         listener.close()
         with psycopg.connect(database_url, autocommit=True) as conn:
-            drop_notify_trigger(conn, table="readings")
+            drop_notify_trigger(conn, table="ingest_messages")
     latencies = [
         (listener.committed[m] - t) * 1000 for m, t in sent.items() if m in listener.committed
     ]

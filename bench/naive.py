@@ -22,9 +22,8 @@ from core.mqtt import BrokerAddress
 NAIVE_CLIENT_ID = "bench-naive"
 
 _NAIVE_INSERT = """
-INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id, received_at)
-SELECT %(device)s, %(code)s, %(at)s::timestamptz, a.patient_id, %(value)s, %(unit)s,
-       %(msg_id)s::uuid, now()
+INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
+SELECT %(device)s, %(code)s, %(at)s::timestamptz, a.patient_id, %(value)s, %(unit)s, now()
 FROM device_assignments a
 WHERE a.device_id = %(device)s AND a.valid_from <= %(at)s::timestamptz
   AND (a.valid_to IS NULL OR a.valid_to > %(at)s::timestamptz)
@@ -59,7 +58,6 @@ def naive_subscriber(
                     {
                         "device": device,
                         "at": body["measured_at"],
-                        "msg_id": body["msg_id"],
                         "code": reading["code"],
                         "value": reading["value"],
                         "unit": reading["unit"],

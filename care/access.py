@@ -95,6 +95,7 @@ class Permission(StrEnum):
     REVIEW_EMERGENCY_ACCESS = "emergency-access:review"
     READ_FIGURES = "figures:read"
     MANAGE_DEVICES = "devices:manage"
+    CHOOSE_REMINDERS = "reminders:choose"
 
 
 ROLES: Final[dict[Permission, frozenset[str]]] = {
@@ -132,6 +133,8 @@ ROLES: Final[dict[Permission, frozenset[str]]] = {
     Permission.MANAGE_DEVICES: frozenset(
         {StaffRole.ADMINISTRATOR, StaffRole.COORDINATOR, StaffRole.NURSE}
     ),
+    # Where a patient's reminders go is the patient's own choice (alerts/reminders.py).
+    Permission.CHOOSE_REMINDERS: frozenset({PATIENT}),
 }
 """Which roles may use each permission at all; the compartment checks come on top."""
 

@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 from care.templates import TEMPLATES, CarePlanTemplate, ScheduledMeasurement
 from core import catalog
 from core.limits import Limits
-from core.rule_parameters import InvalidParameterError, checked_parameters
+from core.rule_parameters import InvalidParameterError, check_windows, checked_parameters
 
 
 class StaleVersionError(Exception):
@@ -163,6 +163,7 @@ def do_create_care_plan(
         for name, value in _checked_parameters(rule_parameters or {}).items()
         if value is not None
     }
+    _check_windows(parameters)
     own_limits = None if limits is None else _unique([_checked(change) for change in limits])
     schedule = (
         chosen.measurements
@@ -301,6 +302,7 @@ def do_update_care_plan(
         if tuned is not None:
             merged = {**old["rule_parameters"], **tuned}
             parameters = {name: value for name, value in merged.items() if value is not None}
+            _check_windows(parameters)
         updated = conn.execute(
             """
             UPDATE care_plans
@@ -418,6 +420,14 @@ def _checked_parameters(given: dict[str, float | None]) -> dict[str, float | Non
         raise InvalidChangeError(str(error)) from error
     checked.update({name: None for name, value in given.items() if value is None})
     return checked
+
+
+def _check_windows(parameters: dict[str, float]) -> None:
+    """The plan's windows of the day, as they will be stored, stay open (start before end)."""
+    try:
+        check_windows(parameters)
+    except InvalidParameterError as error:
+        raise InvalidChangeError(str(error)) from error
 
 
 def _check_reason(reason: str) -> None:

@@ -109,7 +109,21 @@ EXPORT_PARTS: Final = {
         "notifications",
         "SELECT n.alert_id, n.created_at, n.channel, n.message, n.state, n.delivered_at"
         " FROM notifications n JOIN alerts a ON a.id = n.alert_id WHERE a.patient_id = %(p)s"
-        " ORDER BY n.created_at, n.id",
+        " UNION ALL"
+        " SELECT n.alert_id, n.created_at, n.channel, n.message, n.state, n.delivered_at"
+        " FROM notifications n JOIN reminders r ON r.id = n.reminder_id"
+        " WHERE r.patient_id = %(p)s ORDER BY created_at",
+    ),
+    # The patient's reminders: where they go (the patient's own address), and which were sent.
+    "reminder_channel": Part(
+        "reminder_channels",
+        "SELECT channel, address, updated_at FROM reminder_channels WHERE patient_id = %(p)s",
+        single=True,
+    ),
+    "reminders": Part(
+        "reminders",
+        "SELECT code, since, due_at, remind_at, alert_at, sent_at, recipients, closed_at"
+        " FROM reminders WHERE patient_id = %(p)s ORDER BY since, code",
     ),
     "emergency_access": Part(
         "emergency_access",
@@ -188,7 +202,7 @@ def _detach_readings(conn: psycopg.Connection, *, patient_id: UUID) -> int:
     count = 0
     for device in devices:
         count += conn.execute(
-            "UPDATE readings SET patient_id = %s, device_id = %s, msg_id = gen_random_uuid()"
+            "UPDATE readings SET patient_id = %s, device_id = %s"
             " WHERE patient_id = %s AND device_id = %s",
             (anonymous_patient, f"anonymised-{uuid4().hex[:12]}", patient_id, device),
         ).rowcount

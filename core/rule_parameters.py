@@ -41,6 +41,11 @@ TUNABLES: Final[Mapping[str, Tunable]] = MappingProxyType(
             Tunable("peak_flow_drop.z", 1.645, 0.5, 4.0, "SD"),
             Tunable("cat_score.rise", 2, 1, 20, "points", whole=True),
             Tunable("device_silent.hours", None, 1, 24 * 31, "h", whole=True),
+            # Reminders to the patient (alerts/reminders.py): the hours of the day (Oslo time)
+            # a reminder may go out, and how long after it the nurse's alert comes.
+            Tunable("missing_measurement.remind_from_hour", 8, 0, 23, "h", whole=True),
+            Tunable("missing_measurement.remind_until_hour", 21, 1, 24, "h", whole=True),
+            Tunable("missing_measurement.alert_after_hours", 3, 1, 48, "h", whole=True),
         )
     }
 )
@@ -69,3 +74,19 @@ def checked_parameters(given: Mapping[str, float | None]) -> dict[str, float]:
             raise InvalidParameterError(f"{name}: a whole number is needed")
         checked[name] = int(value) if tunable.whole else float(value)
     return checked
+
+
+WINDOWS: Final = (
+    ("missing_measurement.remind_from_hour", "missing_measurement.remind_until_hour"),
+)
+"""Pairs of parameters that are the two ends of one window of the day."""
+
+
+def check_windows(parameters: Mapping[str, float]) -> None:
+    """A plan's parameters (as stored, the rest at their defaults) must leave every window
+    open: its start before its end. Raises `InvalidParameterError`."""
+    for start, end in WINDOWS:
+        opens = parameters.get(start, TUNABLES[start].default)
+        shuts = parameters.get(end, TUNABLES[end].default)
+        if opens is not None and shuts is not None and opens >= shuts:
+            raise InvalidParameterError(f"{start} ({opens:g}) must come before {end} ({shuts:g})")

@@ -27,6 +27,7 @@ from dashboard.callbacks import care_plan as care_plan_callbacks
 from dashboard.callbacks import devices as device_callbacks
 from dashboard.callbacks import figures as figure_callbacks
 from dashboard.callbacks import questionnaire as questionnaire_callbacks
+from dashboard.callbacks import reminders as reminder_callbacks
 from dashboard.callbacks import trend as trend_callbacks
 from dashboard.callbacks import worklist as worklist_callbacks
 from dashboard.context import DATABASE_WAIT_SECONDS, Context
@@ -246,6 +247,7 @@ def create_dashboard(
         figure_callbacks,
         worklist_callbacks,
         questionnaire_callbacks,
+        reminder_callbacks,
         trend_callbacks,
     ):
         page_callbacks.register(app, context)

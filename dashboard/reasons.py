@@ -120,15 +120,21 @@ def _cat_score(_alert: Alert, details: dict[str, Any], _now: datetime, t: Transl
 
 
 def _missing(alert: Alert, details: dict[str, Any], now: datetime, t: Translator) -> str:
+    """The last reading, and whether the patient was reminded first (alerts/reminders.py): a
+    nurse who calls knows the reminder did not help."""
     last = details.get("last_reading_at")
     if not last:
-        return t("{measurement}: no reading yet").format(
+        reason = t("{measurement}: no reading yet").format(
             measurement=measurement_name(alert.code, t)
         )
-    return t("{measurement}: last reading {when}").format(
-        measurement=measurement_name(alert.code, t),
-        when=format_relative(datetime.fromisoformat(str(last)), now, t),
-    )
+    else:
+        reason = t("{measurement}: last reading {when}").format(
+            measurement=measurement_name(alert.code, t),
+            when=format_relative(datetime.fromisoformat(str(last)), now, t),
+        )
+    if details.get("reminded"):
+        reason += "; " + t("the patient was reminded")
+    return reason
 
 
 def _device_silent(_alert: Alert, details: dict[str, Any], _now: datetime, t: Translator) -> str:

@@ -109,9 +109,8 @@ def _decide(
 
 _ACCEPT = f"""
 WITH stored AS (
-    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
-                          received_at)
-    SELECT device_id, %s, %s, %s, %s, %s, msg_id, received_at FROM quarantine WHERE id = %s
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
+    SELECT device_id, %s, %s, %s, %s, %s, received_at FROM quarantine WHERE id = %s
     ON CONFLICT DO NOTHING
     RETURNING patient_id, code, measured_at, received_at
 ), counted AS ({COUNT_READINGS.format(source="stored")})

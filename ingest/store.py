@@ -125,10 +125,8 @@ _ASSIGNED_NOW_TO_ANOTHER = """
 # in the batch, not one per reading.
 _INSERT_READINGS = f"""
 WITH stored AS (
-    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
-                          received_at)
-    SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.msg_id,
-           s.received_at
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
+    SELECT s.device_id, s.code, s.measured_at, a.patient_id, s.value, s.unit, s.received_at
     FROM reading_staging s
     JOIN device_assignments a
       ON a.device_id = s.device_id

@@ -43,6 +43,7 @@ KINDS: Final = (
     "acknowledgement_deadline_breached",
     "escalated_to_on_call",
     "notification_dead",
+    "reminder_dead",
     "device_silent",
     "no_care_plan",
     "no_responsible_unit",
@@ -91,6 +92,12 @@ _ALERT_DEVIATIONS: Final = """
     UNION ALL
     SELECT 'notification_dead', n.created_at, a.patient_id, 'notification ' || n.id
       FROM notifications n JOIN alerts a ON a.id = n.alert_id
+     WHERE n.state = 'dead' AND n.created_at >= %(start)s AND n.created_at < %(end)s
+    UNION ALL
+    -- A reminder that did not reach the patient (alerts/reminders.py): their address needs
+    -- a look before the next missing measurement.
+    SELECT 'reminder_dead', n.created_at, r.patient_id, 'notification ' || n.id
+      FROM notifications n JOIN reminders r ON r.id = n.reminder_id
      WHERE n.state = 'dead' AND n.created_at >= %(start)s AND n.created_at < %(end)s
 """
 

@@ -71,6 +71,8 @@ FIGURES: Final = tuple(
         ("notifications_delivered", "count"),
         ("notifications_retried", "count"),
         ("notifications_dead", "count"),
+        ("reminders_sent", "count"),
+        ("reminders_followed", "count"),
         ("handovers_proposed", "count"),
         ("handovers_accepted", "count"),
         ("handovers_declined", "count"),
@@ -561,6 +563,28 @@ _NOTIFICATIONS_SQL: Final = _grouped(
     "p.organisation_id",
 )
 
+_REMINDERS_SQL: Final = _grouped(
+    """
+    WITH {blocks}
+    -- A reminder to a patient (alerts/reminders.py) belongs to the unit responsible for the
+    -- patient when it was sent; it was followed when a reading of what it was about came after
+    -- it (a reading before it would have closed it unsent).
+    SELECT {columns},
+           count(*) AS reminders_sent,
+           count(*) FILTER (WHERE m.closed_at IS NOT NULL) AS reminders_followed
+      FROM reminders m
+      JOIN blocks b ON b.n = width_bucket(m.sent_at, %(bounds)s::timestamptz[])
+      JOIN patient_responsibility r
+        ON r.patient_id = m.patient_id AND r.role = 'responsible'
+       AND r.valid_from <= m.sent_at AND (r.valid_to IS NULL OR r.valid_to > m.sent_at)
+      JOIN patients p ON p.id = m.patient_id
+    {conditions}
+     WHERE m.sent_at >= %(start)s AND m.sent_at < %(end)s AND m.recipients > 0
+    {cells}
+    """,
+    "r.organisation_id",
+)
+
 _HANDOVERS_SQL: Final = _grouped(
     """
     WITH {blocks}
@@ -600,6 +624,7 @@ _AGGREGATES: Final = (
     _ALERTS_SQL,
     _ESCALATIONS_SQL,
     _NOTIFICATIONS_SQL,
+    _REMINDERS_SQL,
     _HANDOVERS_SQL,
 )
 _CELL: Final = ["period", "week", "unit_id", "condition"]
@@ -776,6 +801,8 @@ _COUNTS: Final = (
     "notifications_delivered",
     "notifications_retried",
     "notifications_dead",
+    "reminders_sent",
+    "reminders_followed",
     "handovers_proposed",
     "handovers_accepted",
     "handovers_declined",

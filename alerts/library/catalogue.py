@@ -237,18 +237,25 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         id="missing_measurement",
-        version=1,
+        version=2,
         category=Category.ADHERENCE,
         title=_text("Manglende måling", "Manglande måling", "Missing measurement"),
         explanation=_text(
-            "En planlagt måling har ikke kommet innen fristen i behandlingsplanen.",
-            "Ei planlagd måling har ikkje kome innan fristen i behandlingsplanen.",
-            "A scheduled measurement has not arrived within the care plan's window.",
+            "En planlagt måling har ikke kommet innen fristen i behandlingsplanen, heller ikke "
+            "etter at pasienten fikk en påminnelse.",
+            "Ei planlagd måling har ikkje kome innan fristen i behandlingsplanen, heller ikkje "
+            "etter at pasienten fekk ei påminning.",
+            "A scheduled measurement has not arrived within the care plan's window, nor after "
+            "the patient was reminded of it.",
         ),
         source="French heart-failure telemonitoring specification (non-transmission alerts "
         "that cannot be disabled).",
-        defaults=MappingProxyType({"evaluated_every_seconds": 30}),
-        tuning="The care plan's schedule: every_hours and grace_hours per measurement.",
+        defaults=_tunable("missing_measurement", evaluated_every_seconds=30),
+        tuning="The care plan's schedule: every_hours and grace_hours per measurement. "
+        + _tuning("missing_measurement")
+        + " A patient with a reminder channel is reminded at the due time moved into the"
+        " allowed hours, and the alert comes `alert_after_hours` after the reminder; without"
+        " one, the alert comes at the due time.",
         requirement="REQ-ALERT-008",
         hazard="HAZ-006: no data is mistaken for a stable patient",
         evaluate=None,

@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 
 from alerts.library.trends import WINDOW_SLACK
+from alerts.reminders import reminder_channel
 from care.access import (
     AccessLogEntry,
     Action,
@@ -135,6 +136,8 @@ class OwnView:
     readings: list[Reading]
     schedule: list[ScheduleItem]
     looks: list[Look]
+    reminders: tuple[str, str] | None
+    """The (channel, address) the patient chose for reminders (alerts/reminders.py); None."""
 
 
 def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnView | None:
@@ -172,6 +175,7 @@ def load_own(conn: psycopg.Connection, *, patient_id: UUID, view: View) -> OwnVi
         readings=readings,
         schedule=schedule(plan, readings, answered_at=answered_at, now=now),
         looks=looks(entries)[:LOOKS_SHOWN],
+        reminders=reminder_channel(conn, patient_id=patient_id),
     )
 
 

@@ -50,6 +50,11 @@ SEND: Final = "questionnaire-send"
 STATUS: Final = "questionnaire-status"
 """Per questionnaire ({"type", "kind"}): its Send button and what became of the answers."""
 YES, NO = "yes", "no"
+REMIND_BY: Final = "remind-by"
+"""The reminder choice's buttons ({"type", "channel"}: email, apprise or none)."""
+REMINDER_ADDRESS: Final = "reminder-address"
+REMINDER_CHOICE: Final = "reminder-choice"
+REMINDER_STATUS: Final = "reminder-status"
 DASH: Final = "\u2013"
 _ZONE_SYMBOLS: Final = {Severity.GREEN: "✓", Severity.YELLOW: "!", Severity.RED: "!!"}
 
@@ -66,6 +71,7 @@ def own_page(view: OwnView, *, now: datetime, t: Translator) -> Component:
             _section("my-today", t("Today"), _today(view.schedule, now=now, t=t)),
             _section("my-check", t("How are you today?"), _questionnaires(view, t=t)),
             _section("my-plan", t("My plan"), _plan(view.steps, t=t)),
+            _section("my-reminders", t("Reminders"), _reminders(view.reminders, t=t)),
             _section("my-trends", t("My values, last 30 days"), _trends(view, now=now, t=t)),
             looks_section(view.looks, t=t),
         ],
@@ -409,6 +415,61 @@ def answer_buttons(
             )
         )
     return buttons
+
+
+# --- reminders ------------------------------------------------------------------------------
+
+
+def _reminders(chosen: tuple[str, str] | None, *, t: Translator) -> list[Component]:
+    """How the patient wants to be reminded of a measurement that has not come: an address,
+    the choice now, and one button per way (toggle buttons, as the questionnaires')."""
+    channel, address = chosen or ("none", "")
+    return [
+        html.P(
+            t(
+                "If a measurement your plan asks for has not come, we remind you before your "
+                "care team calls you. Reminders never come at night."
+            )
+        ),
+        html.Label(
+            [
+                t("E-mail address, or Apprise address for SMS or push"),
+                dcc.Input(
+                    id=REMINDER_ADDRESS, type="text", value=address, maxLength=2000, debounce=True
+                ),
+            ],
+            className="reminder-address",
+        ),
+        html.Div(reminder_choice(channel, address, t=t), id=REMINDER_CHOICE),
+        html.Div(id=REMINDER_STATUS, **_polite()),
+    ]
+
+
+def reminder_choice(channel: str, address: str, *, t: Translator) -> list[Component]:
+    """The way chosen now, in words, and the buttons to choose, the chosen one pressed."""
+    now = {
+        "none": t("You get no reminders. If a measurement is missing, your care team calls."),
+        "email": t("Reminders go by e-mail to {address}."),
+        "apprise": t("Reminders go by SMS or push to {address}."),
+    }[channel].format(address=address)
+    ways = [
+        ("email", t("Remind me by e-mail")),
+        ("apprise", t("Remind me by SMS or push")),
+        ("none", t("No reminders")),
+    ]
+    buttons: list[Component] = []
+    for way, label in ways:
+        pressed: dict[str, Any] = {"aria-pressed": "true" if way == channel else "false"}
+        buttons.append(
+            html.Button(
+                [html.Span("✓ " if way == channel else "", **_hidden()), label],
+                id={"type": REMIND_BY, "channel": way},
+                type="button",
+                className="answer chosen" if way == channel else "answer",
+                **pressed,
+            )
+        )
+    return [html.P(now, className="reminder-now"), html.Div(buttons, className="answer-buttons")]
 
 
 # --- the plan and the trend ------------------------------------------------------------------

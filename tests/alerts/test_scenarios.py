@@ -6,6 +6,8 @@ Readings are written as ingest writes them and evaluated as ingest evaluates the
 at each reading's measured time); the time-based sweep runs every six hours. Values follow a
 seeded generator, so every run sees the same thirty days. A nurse of the unit wants e-mail for
 every yellow and red episode, so the outbox counts the notifications each deterioration makes.
+The patient who stops measuring has chosen e-mail reminders: she is reminded first, and the
+nurse alerted only after the reminder's second deadline (alerts/reminders.py).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from alerts.engine import do_evaluate, do_sweep
+from alerts.reminders import do_choose_reminder_channel
 from care.careplan import do_create_care_plan
 from care.models import Condition, OrganisationKind
 from care.people import do_add_employment, do_create_staff
 from care.service import do_create_organisation, do_create_patient
 from core.auth import StaffRole
+from core.clock import DISPLAY_TIMEZONE
 from devices.scenarios import (
     DIASTOLIC,
     NEW_DEVICE_DAY,
@@ -45,6 +49,8 @@ START = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)  # 08:00 in Oslo
 DAYS = 30
 SEED = 20261122
 URL = "https://heimvakt.example"
+REMINDED = "Slutter å måle"
+"""The one patient who has chosen reminders (by e-mail)."""
 
 
 @dataclass
@@ -94,6 +100,14 @@ def _seed(conn: psycopg.Connection, patients: list[Simulated]) -> dict[UUID, dic
             now=START - timedelta(days=1),
             **scenario.plan,
         )
+        if simulated.name == REMINDED:
+            do_choose_reminder_channel(
+                conn,
+                patient_id=simulated.patient,
+                channel="email",
+                address="pasient@example.org",
+                now=START - timedelta(days=1),
+            )
         codes_to_device = {}
         for kind, codes in scenario.devices.items():
             device = f"{kind}-{uuid4().hex[:6]}"
@@ -169,8 +183,8 @@ def _store(
         DIASTOLIC: "mm[Hg]",
     }[code]
     conn.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+        " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (device, code, at, patient, value, unit, at),
     )
 
@@ -185,6 +199,9 @@ class Outcome:
     """(problem, severity, instances of its parts) of each episode."""
     notified: list[str] = field(default_factory=list)
     """The severity of each e-mail the nurse got about the patient, in order."""
+    reminded: dict[str, datetime] = field(default_factory=dict)
+    """When the patient was reminded of each measurement."""
+    reminder_messages: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +228,15 @@ def simulated_month(
                 " JOIN alert_episodes e ON e.id = n.episode_id ORDER BY n.created_at, n.id"
             ):
                 outcome[patient].notified.append(severity)
+            for patient, code, sent in conn.execute(
+                "SELECT patient_id, code, sent_at FROM reminders WHERE recipients > 0"
+            ):
+                outcome[patient].reminded[code] = sent
+            for patient, messages in conn.execute(
+                "SELECT r.patient_id, count(*) FROM notifications n"
+                " JOIN reminders r ON r.id = n.reminder_id GROUP BY r.patient_id"
+            ):
+                outcome[patient].reminder_messages = messages
         yield patients, outcome
 
 
@@ -260,6 +286,26 @@ def test_every_deterioration_notifies_once_per_severity_step(simulated_month: Mo
     _simulated, stopped = _of(simulated_month, "Slutter å måle")
     assert sorted(problem for problem, _s, _p in stopped.episodes) == ["adherence", "technical"]
     assert stopped.notified == ["yellow", "yellow"], "one per episode, not one per device or code"
+
+
+def test_the_patient_who_stops_measuring_is_reminded_before_the_nurse_is_alerted(
+    simulated_month: Month,
+) -> None:
+    patients, outcome = simulated_month
+    _simulated, stopped = _of(simulated_month, REMINDED)
+    missing = {
+        instance.partition(":")[2]: first
+        for instance, _s, first in stopped.alerts
+        if instance.startswith("missing_measurement:")
+    }
+    assert stopped.reminded.keys() == missing.keys() == {SPO2, PULSE, PEF}
+    for code, reminded in stopped.reminded.items():
+        assert 8 <= reminded.astimezone(DISPLAY_TIMEZONE).hour < 21, "never at night"
+        assert reminded + timedelta(hours=3) <= missing[code], "the nurse only after 3 hours"
+    assert stopped.reminded[SPO2] == stopped.reminded[PULSE]
+    assert stopped.reminder_messages == 2, "SpO2 and pulse missed at once: one message"
+    others = [p.patient for p in patients if p.name != REMINDED and p.patient is not None]
+    assert not any(outcome[patient].reminded for patient in others), "none chose reminders"
 
 
 def test_deterioration_reaches_red_where_it_should(simulated_month: Month) -> None:

@@ -37,8 +37,8 @@ def patient(conn: psycopg.Connection) -> UUID:
 
 def _weigh(conn: psycopg.Connection, patient: UUID, kg: float, at: datetime) -> None:
     conn.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) VALUES ('scale-1', %s, %s, %s, %s, 'kg', gen_random_uuid(), %s)",
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+        " received_at) VALUES ('scale-1', %s, %s, %s, %s, 'kg', %s)",
         (WEIGHT, at, patient, kg, at),
     )
     do_evaluate(conn, moments={patient: [at]}, now=at + timedelta(seconds=1))

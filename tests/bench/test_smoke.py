@@ -24,12 +24,14 @@ def test_the_benchmark_runs_in_smoke_mode(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("benchmark", ["bench.figures", "bench.fhir", "bench.dashboard"])
+@pytest.mark.parametrize(
+    "benchmark", ["bench.figures", "bench.fhir", "bench.dashboard", "bench.storage"]
+)
 def test_the_in_process_benchmarks_run_in_smoke_mode(
     benchmark: str, postgres_server_url: str, repo_root: Path
 ) -> None:
-    """bench.figures, bench.fhir and bench.dashboard need no broker: the app serves in the
-    benchmark's own process."""
+    """bench.figures, bench.fhir, bench.dashboard and bench.storage need no broker: the app
+    serves in the benchmark's own process, or there is no app at all."""
     _smoke(benchmark, postgres_server_url, repo_root)
 
 

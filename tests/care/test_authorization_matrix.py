@@ -119,6 +119,9 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("POST", "/api/v1/me/notification-subscriptions"): anywhere(*ALL_STAFF),
     ("DELETE", "/api/v1/me/notification-subscriptions/{subscription_id}"): own("hospital_nurse"),
     ("POST", f"{P}/questionnaires"): own("patient", "hospital_nurse", "municipal_nurse"),
+    # Where a patient's reminders go: read as the record is, chosen by the patient alone.
+    ("GET", f"{P}/reminder-channel"): own("patient", *TEAM_A),
+    ("PUT", f"{P}/reminder-channel"): own("patient"),
     # Break the glass: any clinician, to any patient (logged, shown to the patient, reviewed).
     ("POST", f"{P}/emergency-access"): anywhere(*TEAM_A),
     ("GET", "/api/v1/emergency-access"): anywhere("coordinator"),
@@ -235,6 +238,10 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/me/notification-subscriptions"): lambda w, s: {
         "channel": "email",
         "address": "vakt@example.org",
+    },
+    ("PUT", f"{P}/reminder-channel"): lambda w, s: {
+        "channel": "email",
+        "address": "pasient@example.org",
     },
     ("POST", f"{P}/questionnaires"): lambda w, s: {
         "kind": "daily_symptoms",

@@ -180,6 +180,17 @@ def _something_in_every_table(client: TestClient, conn: psycopg.Connection, worl
     for url, headers, body in steps:
         response = client.post(url, json=body, headers=headers)
         assert 200 <= response.status_code < 300, (url, response.text)
+    chosen = client.put(
+        f"/api/v1/patients/{own}/reminder-channel",
+        json={"channel": "email", "address": "pasient@example.org"},
+        headers=patient,
+    )
+    assert chosen.status_code == 200, chosen.text
+    conn.execute(
+        "INSERT INTO reminders (patient_id, code, since, due_at, remind_at, alert_at)"
+        " VALUES (%s, '59408-5', %s, %s, %s, %s)",
+        (own, now - timedelta(days=2), now - timedelta(hours=2), now - timedelta(hours=2), now),
+    )
     do_enqueue_notification(
         conn,
         alert_id=alert,

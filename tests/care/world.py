@@ -164,7 +164,7 @@ def build_world(conn: psycopg.Connection, *, issuer: LocalIssuer) -> World:
         for code, value, unit in READINGS:
             conn.execute(
                 "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
-                " msg_id, received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+                " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (devices[key], code, MEASURED, patients[key], value, unit, MEASURED),
             )
     do_register_device(conn, device_id=SPARE_DEVICE, kind="pulse_oximeter")
@@ -211,8 +211,8 @@ def store_counted(
     counts it."""
     conn.execute(
         "WITH stored AS (INSERT INTO readings (device_id, code, measured_at, patient_id, value,"
-        " unit, msg_id, received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', gen_random_uuid(),"
-        f" %s) RETURNING patient_id, code, measured_at) {COUNT_READINGS.format(source='stored')}",
+        " unit, received_at) VALUES (%s, '59408-5', %s, %s, 95, '%%', %s)"
+        f" RETURNING patient_id, code, measured_at) {COUNT_READINGS.format(source='stored')}",
         (
             device or world.scenarios["own"].device,
             at,

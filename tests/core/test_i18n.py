@@ -1,4 +1,5 @@
-"""Translations: every message the dashboard shows exists in Bokmål, Nynorsk and English."""
+"""Translations: every message the dashboard shows, and every reminder to a patient, exists in
+Bokmål, Nynorsk and English."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ from core.i18n import (
     translator,
 )
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
+ROOT = Path(__file__).resolve().parents[2]
+TRANSLATED = [*sorted((ROOT / "dashboard").rglob("*.py")), ROOT / "alerts" / "reminders.py"]
+"""The dashboard, and the reminders that go to patients in their language."""
 
 Msgid = str | tuple[str, str]
 
 
 def used_messages() -> tuple[set[Msgid], list[str]]:
-    """Messages the dashboard passes to its translator ``t`` (``t(...)``, ``t.ngettext(...)``),
-    and the places where one is not a string literal, which no catalog could hold."""
+    """Messages the translated modules pass to their translator ``t`` (``t(...)``,
+    ``t.ngettext(...)``), and the places where one is not a string literal, which no catalog
+    could hold."""
     found: set[Msgid] = set()
     not_literal: list[str] = []
-    for path in sorted(DASHBOARD.rglob("*.py")):
+    for path in TRANSLATED:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue

@@ -387,9 +387,9 @@ def store_reading(
     conn.execute(
         """
         WITH stored AS (
-            INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
+            INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,
                                   received_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
             RETURNING patient_id, code, measured_at
         ), counted AS ("""
         + COUNT_READINGS.format(source="stored")
@@ -403,7 +403,6 @@ def store_reading(
             reading.patient_id,
             reading.value,
             reading.unit,
-            uuid.uuid4(),
             measured_at,
         ),
     )

@@ -56,12 +56,11 @@ def server(pool: ConnectionPool) -> Iterator[tuple[str, ManualClock]]:
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 YEAR_OF_READINGS = """
 WITH stored AS (
-    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,
-                          received_at)
+    INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, received_at)
     SELECT %(device)s, m.code, at, %(patient)s,
            m.typical + m.step * (2 * sin(d / 9.0) + CASE h WHEN 8 THEN -1 ELSE 1 END
                                  + CASE WHEN d %% 60 < 5 THEN -4 ELSE 0 END),
-           m.unit, gen_random_uuid(), at
+           m.unit, at
       FROM (VALUES ('59408-5', '%%', 94.0, 1.0), ('8867-4', '/min', 76.0, 3.0),
                    ('8480-6', 'mm[Hg]', 132.0, 3.0), ('8462-4', 'mm[Hg]', 82.0, 2.0),
                    ('29463-7', 'kg', 78.0, 0.3), ('19935-6', 'L/min', 320.0, 9.0))

@@ -4,6 +4,7 @@ has looked (one row per look), and nothing from the nurse's working view."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import psycopg
@@ -15,7 +16,16 @@ from care.careplan import do_create_care_plan
 from care.models import Condition
 from care.templates import PEF, SPO2, ScheduledMeasurement
 from core.limits import Limits
-from dashboard.pages.own import CHOSEN, QUESTIONS, SEND, STATUS
+from dashboard.pages.own import (
+    CHOSEN,
+    QUESTIONS,
+    REMIND_BY,
+    REMINDER_ADDRESS,
+    REMINDER_CHOICE,
+    REMINDER_STATUS,
+    SEND,
+    STATUS,
+)
 from tests.dashboard import (
     BASE,
     NOW,
@@ -343,3 +353,69 @@ def test_the_own_view_is_not_redrawn_under_a_patients_half_given_answers(
     assert conn.execute(
         "SELECT count(*) FROM access_log WHERE resource = 'own-page'"
     ).fetchone() == (1,)
+
+
+def _remind_by(client: TestClient, channel: str, address: str) -> dict:
+    """Press one of the reminder choice's buttons with `address` typed, as the browser does."""
+    ways = ("email", "apprise", "none")
+    [spec] = [
+        c
+        for c in client.get(f"{BASE}_dash-dependencies").json()
+        if c["inputs"] and REMIND_BY in c["inputs"][0]["id"]
+    ]
+    pressed = {"channel": channel, "type": REMIND_BY}
+    response = client.post(
+        f"{BASE}_dash-update-component",
+        json={
+            "output": spec["output"],
+            "outputs": [
+                {"id": REMINDER_STATUS, "property": "children"},
+                {"id": REMINDER_CHOICE, "property": "children"},
+            ],
+            "inputs": [
+                [
+                    {
+                        "id": {"channel": way, "type": REMIND_BY},
+                        "property": "n_clicks",
+                        "value": 1 if way == channel else None,
+                    }
+                    for way in ways
+                ]
+            ],
+            "changedPropIds": [json.dumps(pressed, sort_keys=True, separators=(",", ":"))
+                               + ".n_clicks"],
+            "state": [
+                {"id": REMINDER_ADDRESS, "property": "value", "value": address},
+                {"id": "url", "property": "search", "value": "?lang=en"},
+            ],
+        },
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()["response"]
+
+
+def test_the_patient_chooses_how_to_be_reminded_and_a_bad_address_is_said(
+    pool: ConnectionPool, conn: psycopg.Connection
+) -> None:
+    kari = _kari(conn)
+    client, _ = dashboard_client(pool, patient_id=kari.patient_id)
+    [section] = of_class(show(client, BASE, "?lang=en"), "my-reminders")
+    assert "You get no reminders. If a measurement is missing, your care team calls." in text(
+        section
+    )
+
+    refused = _remind_by(client, "email", "kari at example")
+    assert text(refused[REMINDER_STATUS]["children"]) == (
+        "That address cannot receive reminders. Please check it."
+    )
+    saved = _remind_by(client, "email", " kari@example.org ")
+    assert text(saved[REMINDER_STATUS]["children"]) == "Saved. Reminders go to kari@example.org."
+    assert "Reminders go by e-mail to kari@example.org." in text(saved[REMINDER_CHOICE]["children"])
+    channel = "SELECT channel, address FROM reminder_channels WHERE patient_id = %s"
+    assert conn.execute(channel, (kari.patient_id,)).fetchall() == [("email", "kari@example.org")]
+    assert conn.execute(
+        "SELECT action, interface, reason_code FROM access_log WHERE resource = 'reminder_channel'"
+    ).fetchall() == [("update", "dashboard", "own_data")]
+
+    _remind_by(client, "none", "kari@example.org")
+    assert conn.execute(channel, (kari.patient_id,)).fetchall() == []

@@ -7,7 +7,6 @@ the story writes docs/screenshots/patient-own-view.png."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -67,9 +66,9 @@ def _store(conn: psycopg.Connection, seeded: Seeded, code: str, values: list[flo
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
-            " msg_id, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [
-                (seeded.device_id, code, at, seeded.patient_id, value, "", uuid.uuid4(), at)
+                (seeded.device_id, code, at, seeded.patient_id, value, "", at)
                 for at, value in zip(moments, values, strict=True)
             ],
         )

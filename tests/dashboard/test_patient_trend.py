@@ -220,7 +220,7 @@ def _insert(conn: psycopg.Connection, patient: Seeded, rows: list[tuple[datetime
     """Readings written and counted per week as ingest writes them (core/weeks.py)."""
     conn.execute(
         "WITH stored AS (INSERT INTO readings (device_id, code, measured_at, patient_id, value,"
-        " unit, msg_id, received_at) SELECT %s, %s, at, %s, value, '%%', gen_random_uuid(), at"
+        " unit, received_at) SELECT %s, %s, at, %s, value, '%%', at"
         " FROM unnest(%s::timestamptz[], %s::float8[]) AS r(at, value)"
         " RETURNING patient_id, code, measured_at), counted AS ("
         + COUNT_READINGS.format(source="stored")

@@ -58,7 +58,8 @@ def row_of(page: Any, name: str) -> dict:
 
 
 def raise_missing_measurement(conn: psycopg.Connection, seeded: Seeded, *, hours_ago: int) -> None:
-    """A missing-measurement alert (adherence), as the sweep writes one."""
+    """A missing-measurement alert (adherence), as the sweep writes one after reminding the
+    patient (alerts/reminders.py)."""
     at = NOW - timedelta(hours=hours_ago)
     conn.execute(
         """
@@ -71,7 +72,9 @@ def raise_missing_measurement(conn: psycopg.Connection, seeded: Seeded, *, hours
         {
             "patient": seeded.patient_id,
             "at": at,
-            "details": json.dumps({"last_reading_at": (at - timedelta(days=2)).isoformat()}),
+            "details": json.dumps(
+                {"last_reading_at": (at - timedelta(days=2)).isoformat(), "reminded": True}
+            ),
             "episode": insert_episode(conn, patient=seeded.patient_id, severity="yellow", at=at),
         },
     )
@@ -138,7 +141,7 @@ def test_the_reason_names_the_rule_and_its_values_and_a_partial_news2_says_so(
     assert f"Pulse 115{NBSP}/min (2)" in news2
     assert "news2_partial" not in text(page)
     assert texts(of_class(row_of(page, "Mona Mo"), "wl-reason")) == [
-        "Missing measurement: Body weight: last reading 2 days ago"
+        "Missing measurement: Body weight: last reading 2 days ago; the patient was reminded"
     ]
     assert texts(of_class(row_of(page, "Anne Andersen"), "wl-reason")) == ["No unresolved alerts"]
     [sparkline] = [c for c in components(row_of(page, "Anne Andersen")) if c["type"] == "Img"]

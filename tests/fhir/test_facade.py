@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 from care.people import do_link_identity
 from core.auth import Principal
 from core.catalog import MEASUREMENTS
+from core.clock import DISPLAY_TIMEZONE
 from fhir_facade.export import export_ndjson
 from fhir_facade.queries import count_observations
 from fhir_facade.resources import device_resource_id
@@ -54,8 +55,8 @@ def _store(
     """Readings as ingest stores them: (code, value, unit, measured_at, received_at)."""
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-            " received_at) VALUES (%s, %s, %s, %s, %s, %s, gen_random_uuid(), %s)",
+            "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+            " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [(device, c, at, patient, v, u, received) for c, v, u, at, received in readings],
         )
 
@@ -153,7 +154,8 @@ def test_search_by_date_range_and_code(world_client: WorldClient, world: World) 
             world,
         )
         # A date alone is a whole day in Norway; gt a day means from the next day on.
-        by_day = _get(client, f"{base}&code=8867-4&date=gt{days[2].date()}", world)
+        oslo_day = days[2].astimezone(DISPLAY_TIMEZONE).date()
+        by_day = _get(client, f"{base}&code=8867-4&date=gt{oslo_day}", world)
         mdc = _get(client, f"{base}&code=urn:iso:std:iso:11073:10101|150456", world)
         oldest_first = _get(client, f"{base}&_sort=date", world)
         refused = client.get(f"{base}&status=final", headers=_headers(world, "hospital_nurse"))

@@ -296,8 +296,8 @@ def test_export_fhir_writes_ndjson_per_resource_type(
     patient = conn_for_cli.execute("SELECT id FROM patients").fetchone()
     assert patient is not None
     conn_for_cli.execute(
-        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit, msg_id,"
-        " received_at) VALUES ('ox-1', '59408-5', %s, %s, 95, '%%', gen_random_uuid(), %s)",
+        "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
+        " received_at) VALUES ('ox-1', '59408-5', %s, %s, 95, '%%', %s)",
         (datetime(2026, 1, 2, tzinfo=UTC), patient[0], datetime(2026, 1, 2, tzinfo=UTC)),
     )
     conn_for_cli.commit()

@@ -149,7 +149,7 @@ def test_a_message_is_stored_exactly_as_the_same_message_over_mqtt(
 
     def rows(device_id: str, table: str) -> list[tuple[Any, ...]]:
         columns = {
-            "readings": "code, measured_at, value, unit, msg_id, received_at",
+            "readings": "code, measured_at, value, unit, received_at",
             "quarantine": "received_at, msg_id, reason, detail, payload",
         }[table]
         return conn.execute(

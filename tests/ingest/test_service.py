@@ -57,9 +57,12 @@ def test_each_published_reading_is_stored_exactly_once(
 
     eventually(lambda: count(conn, "SELECT count(*) FROM readings") == 40)
     stored = conn.execute(
-        "SELECT count(DISTINCT msg_id), min(patient_id::text), max(patient_id::text) FROM readings"
+        "SELECT count(DISTINCT measured_at), min(patient_id::text), max(patient_id::text)"
+        " FROM readings"
     ).fetchone()
     assert stored == (40, str(patient), str(patient))
+    recorded = {row[0] for row in conn.execute("SELECT msg_id::text FROM ingest_messages")}
+    assert recorded == {body["msg_id"] for body in messages}
 
 
 def test_the_same_message_published_twice_is_stored_once(
@@ -73,7 +76,10 @@ def test_the_same_message_published_twice_is_stored_once(
     publish("ox-1", marker)
 
     eventually(lambda: count(conn, "SELECT count(*) FROM readings WHERE value = 95") == 1)
-    assert count(conn, "SELECT count(*) FROM readings WHERE msg_id = %s", body["msg_id"]) == 1
+    assert count(conn, "SELECT count(*) FROM readings WHERE value = 94") == 1
+    assert (
+        count(conn, "SELECT count(*) FROM ingest_messages WHERE msg_id = %s", body["msg_id"]) == 1
+    )
 
 
 def test_a_reading_beyond_the_threshold_opens_one_alert_and_a_second_updates_it(
@@ -143,8 +149,8 @@ def test_every_kind_of_bad_input_is_quarantined_and_a_good_reading_after_it_is_s
         "invalid_topic": 1,
     }
     assert ingest.connected
-    stored = conn.execute("SELECT msg_id::text, value FROM readings").fetchall()
-    assert stored == [(good["msg_id"], 93.0)]
+    stored = conn.execute("SELECT measured_at, value FROM readings").fetchall()
+    assert stored == [(datetime.fromisoformat(good["measured_at"]), 93.0)]
 
 
 def test_a_reading_from_before_the_device_was_assigned_is_quarantined(
@@ -209,8 +215,8 @@ def test_a_msg_id_sent_again_with_another_measured_at_is_stored_once_and_quarant
         lambda: conn.execute("SELECT reason, msg_id::text FROM quarantine").fetchall()
     )
     assert reasons == [("conflicting_duplicate", body["msg_id"])]
-    stored = conn.execute("SELECT msg_id::text, measured_at FROM readings").fetchall()
-    assert stored == [(body["msg_id"], now - timedelta(minutes=5))]
+    stored = conn.execute("SELECT measured_at FROM readings").fetchall()
+    assert stored == [(now - timedelta(minutes=5),)]
 
 
 def test_a_payload_over_the_size_limit_is_quarantined_and_others_keep_flowing(

@@ -92,6 +92,8 @@ H_CURRENT = {
     "notifications_delivered": 2.0,
     "notifications_retried": 2.0,
     "notifications_dead": 1.0,
+    "reminders_sent": 2.0,  # p1, p3; p2's was never sent
+    "reminders_followed": 1.0,  # p1's
     "handovers_proposed": 0.0,  # hand-overs count for the receiving unit
     "handovers_accepted": 0.0,
     "handovers_declined": 0.0,
@@ -207,6 +209,7 @@ def test_deviations_name_only_the_patients_in_the_viewers_care(seeded: Seeded) -
         "no_care_plan",
         "no_responsible_unit",
         "notification_dead",
+        "reminder_dead",
     ]
     named = [d for d in found if d.patient is not None]
     assert [(d.kind, d.patient_id) for d in named] == [("no_care_plan", w.patients["m4"])]
@@ -286,7 +289,7 @@ def test_the_api_answers_the_same_figures_as_json_and_csv(
     )
     assert (adherence["value"], adherence["previous_value"]) == ("92.9", "100")
     deviations = _get(api, "coordinator", f"/api/v1/figures/deviations?{query}&format=csv")
-    assert deviations.text.count("\r\n") == 8  # header and seven deviations
+    assert deviations.text.count("\r\n") == 9  # header and eight deviations
 
 
 def test_the_api_refuses_a_nurse_and_a_bad_period(

@@ -20,6 +20,9 @@ the municipality, always open, with nurse N3 and the coordinator; S, a unit of t
   10:00 (20, 40).
 - Notifications: a1 delivered at the first attempt, a2 delivered at the third, a4 dead after
   five.
+- Reminders to patients: p1 on 2 Dec 09:00, followed by a reading at 10:00; p3 on 9 Dec
+  17:00, never followed (a3) and never delivered (a dead e-mail); p2's of 12 Dec planned and
+  never sent.
 - Hand-overs to M: p6 accepted; p1 proposed 2 Dec 09:00, declined 12:00; p2 proposed 20 Dec,
   never answered.
 - Deviations now (5 Jan 2027): p3's scale silent since 25 Dec (plan: weight daily, 12 h grace,
@@ -29,7 +32,6 @@ the municipality, always open, with nurse N3 and the coordinator; S, a unit of t
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
@@ -198,8 +200,8 @@ def _schedules_and_readings(conn: psycopg.Connection, w: World) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO readings (device_id, code, measured_at, patient_id, value, unit,"
-            " msg_id, received_at) VALUES ('oxi-p1', %s, %s, %s, 95, '%%', %s, %s)",
-            [(SPO2, at, p1, uuid.uuid4(), at) for at in moments],
+            " received_at) VALUES ('oxi-p1', %s, %s, %s, 95, '%%', %s)",
+            [(SPO2, at, p1, at) for at in moments],
         )
         cur.executemany(
             "INSERT INTO questionnaire_responses (patient_id, kind, answered_at, answers,"
@@ -266,6 +268,34 @@ def _alerts(conn: psycopg.Connection, w: World) -> None:
             " %s, %s, created_at FROM alerts WHERE id = %s",
             (state, attempts, alert),
         )  # fmt: skip
+    for patient, day, sent, closed in (
+        ("p1", date(2026, 12, 2), 9, 10),
+        ("p3", date(2026, 12, 9), 17, None),
+        ("p2", date(2026, 12, 12), None, None),
+    ):
+        remind_at = oslo(day, 9 if sent is None else sent)
+        conn.execute(
+            "INSERT INTO reminders (patient_id, code, since, due_at, remind_at, alert_at,"
+            " sent_at, recipients, closed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                p[patient],
+                SPO2,
+                remind_at - timedelta(hours=30),
+                remind_at,
+                remind_at,
+                remind_at + timedelta(hours=3),
+                None if sent is None else remind_at,
+                None if sent is None else 1,
+                None if closed is None else oslo(day, closed),
+            ),
+        )
+    # p3's reminder did not reach her: a dead outbox row, a deviation.
+    conn.execute(
+        "INSERT INTO notifications (reminder_id, created_at, channel, address, message, state,"
+        " attempts, next_attempt_at) SELECT id, sent_at, 'email', 'p3@example.org', '{}',"
+        " 'dead', 1, sent_at FROM reminders WHERE patient_id = %s AND sent_at IS NOT NULL",
+        (p["p3"],),
+    )
 
 
 def _handovers(conn: psycopg.Connection, w: World) -> None:
