@@ -59,6 +59,11 @@ class Reason(StrEnum):
     """Through an emergency access; the patient also sees the reason its opener gave."""
     PROXY = "proxy"
     """A relative acting for the patient, through the patient's consent (care/proxies.py)."""
+    LOG_IN = "log_in"
+    """A log-in through HelseID or ID-porten, by a known identity, or refused."""
+    IDENTIFIED = "identified"
+    """A log-in that found its person by the national id (ID-porten) or HPR number (HelseID)
+    and enrolled the identity for the next time."""
 
 
 PATIENT: Final = "patient"

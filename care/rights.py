@@ -30,7 +30,15 @@ class Part:
 
 
 EXPORT_PARTS: Final = {
-    "patient": Part("patients", "SELECT * FROM patients WHERE id = %(p)s", single=True),
+    # The national id only as "registered or not": the export is an API answer, and the
+    # number is never in one (care/national_ids.py); its sealed form and hash mean nothing.
+    "patient": Part(
+        "patients",
+        "SELECT id, display_name, birth_date, conditions, preferred_language, created_at,"
+        " national_id_hash IS NOT NULL AS national_id_registered, phone, email"
+        " FROM patients WHERE id = %(p)s",
+        single=True,
+    ),
     "identities": Part(
         "identities", "SELECT issuer, subject FROM identities WHERE patient_id = %(p)s"
     ),

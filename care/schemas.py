@@ -131,6 +131,10 @@ class PatientUpdate(Input):
     email: Annotated[str, StringConstraints(max_length=254)] | None = None
 
 
+class NationalIdIn(Input):
+    national_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{11}$")]
+
+
 class PatientOut(BaseModel):
     id: UUID
     display_name: str

@@ -24,9 +24,10 @@ from uuid import UUID
 import jwt
 import psycopg
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg_pool import ConnectionPool
 
 from core.clock import Clock
@@ -287,6 +288,41 @@ def load_or_create_issuer_key(path: Path) -> bytes:
     return key
 
 
+def derive_key(installation_key: bytes, *, purpose: str) -> bytes:
+    """A 32-byte key for one `purpose`, derived (HKDF-SHA-256) from the installation key, so
+    one file to back up serves every secret Heimvakt keeps outside the database, and no two
+    purposes share a key."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=ISSUER_KEY_BYTES, salt=None, info=purpose.encode()
+    ).derive(installation_key)
+
+
+def seal_private_key(sealer: AESGCM, kid: str, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The private key, encrypted; the kid is authenticated with it, so a sealed key moved to
+    another row does not open."""
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    nonce = os.urandom(12)
+    return nonce + sealer.encrypt(nonce, der, kid.encode())
+
+
+def open_private_key(sealer: AESGCM, kid: str, sealed: bytes) -> ec.EllipticCurvePrivateKey:
+    """`seal_private_key` undone; `SigningKeyError` when this process has another key."""
+    try:
+        der = sealer.decrypt(sealed[:12], sealed[12:], kid.encode())
+    except InvalidTag as error:
+        raise SigningKeyError(
+            f"key {kid} does not open with this issuer key: every process of the"
+            " installation needs the same HEIMVAKT_ISSUER_KEY_FILE"
+        ) from error
+    key = serialization.load_der_private_key(der, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
 class LocalIssuer:
     """The built-in issuer of demo and embedded mode: password log-in, ES256 tokens.
 
@@ -346,7 +382,7 @@ class LocalIssuer:
                 conn.execute(
                     "INSERT INTO signing_keys (kid, sealed_private_key, created_at)"
                     " VALUES (%s, %s, %s)",
-                    (kid, self._seal(kid, key), self._clock.now()),
+                    (kid, seal_private_key(self._sealer, kid, key), self._clock.now()),
                 )
             else:
                 kid = row[0]
@@ -397,17 +433,6 @@ class LocalIssuer:
             keys.append({**jwk, "kid": kid, "use": "sig", "alg": "ES256"})
         return {"keys": keys}
 
-    def _seal(self, kid: str, key: ec.EllipticCurvePrivateKey) -> bytes:
-        """The private key, encrypted; the kid is authenticated with it, so a sealed key moved
-        to another row does not open."""
-        der = key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        nonce = os.urandom(12)
-        return nonce + self._sealer.encrypt(nonce, der, kid.encode())
-
     def _private_key(self, kid: str) -> ec.EllipticCurvePrivateKey | None:
         """Cached after the first load; an unknown kid is looked up again, as another process
         of the installation may have made the key since."""
@@ -420,16 +445,7 @@ class LocalIssuer:
             ).fetchone()
         if row is None:
             return None
-        sealed = bytes(row[0])
-        try:
-            der = self._sealer.decrypt(sealed[:12], sealed[12:], kid.encode())
-        except InvalidTag as error:
-            raise SigningKeyError(
-                f"signing key {kid} does not open with this issuer key: every process of the"
-                " installation needs the same HEIMVAKT_ISSUER_KEY_FILE"
-            ) from error
-        key = serialization.load_der_private_key(der, password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        key = open_private_key(self._sealer, kid, bytes(row[0]))
         with self._lock:
             self._keys[kid] = key
         return key

@@ -51,6 +51,24 @@ def _default_algorithms() -> list[SigningAlgorithm]:
     return ["RS256", "PS256", "ES256"]
 
 
+class OidcLogInSetting(BaseModel):
+    """How the dashboard logs people in through one issuer (authorization code flow with
+    PKCE, PAR and private_key_jwt; docs/security.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9-]{1,32}$", description="In the log-in address.")
+    label: str = Field(min_length=1, max_length=60, description="On the log-in button.")
+    client_id: str
+    scope: str = "openid"
+    acr_values: str | None = Field(
+        default=None, description="Requested; the ID token's acr must be in required_acr."
+    )
+    dpop: bool = Field(default=False, description="DPoP-bound tokens (HelseID requires them).")
+    pid_claim: str = "pid"
+    """The claim with the national identity number (ID-porten's ``pid``)."""
+
+
 class OidcIssuerSetting(BaseModel):
     """One trusted issuer, as configured in HEIMVAKT_OIDC_ISSUERS (a JSON list)."""
 
@@ -63,6 +81,9 @@ class OidcIssuerSetting(BaseModel):
     required_acr: list[str] = Field(default_factory=list)
     algorithms: list[SigningAlgorithm] = Field(default_factory=_default_algorithms)
     hpr_claim: str = "helseid://claims/hpr/hpr_number"
+    log_in: OidcLogInSetting | None = Field(
+        default=None, description="Dashboard log-in through this issuer; unset: API tokens only."
+    )
 
 
 class Settings(BaseSettings):

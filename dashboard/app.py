@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -50,6 +50,7 @@ from dashboard.links import (
     language_chosen,
     language_from_search,
     login_failed,
+    login_refused,
     login_throttled,
     period_from_search,
     resolve,
@@ -94,11 +95,14 @@ def create_dashboard(
     session_cookie: str,
     url_base: str = DASHBOARD_PATH,
     demo_outbox: bool = False,
+    log_in_buttons: Sequence[tuple[str, str]] = (),
+    password_log_in: bool = True,
 ) -> Dash:
     """Mount the dashboard on `server` under `url_base`; it reads through `pool` when shown.
 
     With `demo_outbox` (demo mode) the worklist also shows the notifications the demo would
-    have sent.
+    have sent. The log-in page offers `log_in_buttons` ((address, label) of each HelseID or
+    ID-porten log-in) and, with `password_log_in`, the built-in issuer's form.
 
     `principal_of` turns the session cookie's token into the caller (the same path as the
     API's bearer tokens); every page goes through care.access's one check.
@@ -171,6 +175,9 @@ def create_dashboard(
             content = login_page(
                 t=t,
                 failed=login_failed(search),
+                refused=login_refused(search),
+                buttons=log_in_buttons,
+                password_log_in=password_log_in,
                 ended=ended,
                 throttled=login_throttled(search),
                 language_chosen=language_chosen(search),

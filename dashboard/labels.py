@@ -72,6 +72,8 @@ def reason_text(reason_code: str, t: Translator) -> str:
         Reason.ADMINISTRATION: t("Administration"),
         Reason.EMERGENCY: t("Emergency access"),
         Reason.PROXY: t("Your relative, with your consent"),
+        Reason.LOG_IN: t("You logged in"),
+        Reason.IDENTIFIED: t("You logged in and were recognised by your national identity number"),
     }
     return reasons.get(reason_code, reason_code)
 

@@ -78,6 +78,13 @@ def invitation_from_search(search: str | None) -> str | None:
     return found[0] if found and found[0] in INVITATION_STATES else None
 
 
+def login_refused(search: str | None) -> str | None:
+    """Why a HelseID or ID-porten log-in sent the browser back here (core.oidc.Refusal's
+    value), or None."""
+    reasons = parse_qs((search or "").removeprefix("?")).get("refused")
+    return None if not reasons else reasons[-1]
+
+
 def period_from_search(search: str | None) -> Period | None:
     """The period the figures page's address names (``from`` and ``to``, ISO dates), or None
     for the default; a malformed or impossible period is the default too."""

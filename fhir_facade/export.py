@@ -19,6 +19,7 @@ from uuid import UUID
 import psycopg
 
 from care.access import Action, Interface, Reason, do_log_access
+from care.national_ids import NationalIds
 from core.auth import Principal
 from fhir_facade import queries, resources
 
@@ -36,6 +37,7 @@ def export_ndjson(
     directory: Path,
     principal: Principal,
     now: datetime,
+    national_ids: NationalIds | None = None,
     progress: Callable[[int], None] = lambda done: None,
     page_size: int = PAGE,
 ) -> dict[str, int]:
@@ -56,7 +58,10 @@ def export_ndjson(
     counts = {
         "Patient": _write(
             directory / "Patient.ndjson",
-            [resources.patient(p) for p in queries.patients(conn, visible=chosen, now=now)],
+            [
+                resources.patient(p)
+                for p in queries.patients(conn, visible=chosen, now=now, national_ids=national_ids)
+            ],
         ),
         "Device": _write(
             directory / "Device.ndjson",

@@ -15,8 +15,8 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row
 
+from care.national_ids import NationalIds
 from care.service import PATIENT_COLUMNS
 from fhir_facade.resources import (
     BP_COMPONENTS,
@@ -37,32 +37,57 @@ def patients(
     *,
     visible: Visible,
     now: datetime,
+    national_ids: NationalIds | None = None,
     ids: Sequence[UUID] | None = None,
     national_id: str | None = None,
     after: UUID | None = None,
     limit: int = 10_000,
 ) -> list[PatientRow]:
-    """Visible patients by id (keyset: those after `after`), optionally only `ids`."""
+    """Visible patients by id (keyset: those after `after`), optionally only `ids`, or the one
+    with `national_id` (found by its keyed hash). Their national ids are opened with
+    `national_ids`; without the keys none is found or shown."""
+    if national_id is not None and national_ids is None:
+        return []
     condition, parameters = visible
-    with conn.cursor(row_factory=class_row(PatientRow)) as cur:
-        return cur.execute(
-            f"""
-            SELECT {PATIENT_COLUMNS}, p.national_id, p.phone FROM patients p
-             WHERE ({condition})
-               AND (%(ids)s::uuid[] IS NULL OR p.id = ANY (%(ids)s::uuid[]))
-               AND (%(national_id)s::text IS NULL OR p.national_id = %(national_id)s)
-               AND (%(after)s::uuid IS NULL OR p.id > %(after)s)
-             ORDER BY p.id LIMIT %(limit)s
-            """,
-            {
-                **parameters,
-                "now": now,
-                "ids": None if ids is None else list(ids),
-                "national_id": national_id,
-                "after": after,
-                "limit": limit,
-            },
-        ).fetchall()
+    rows = conn.execute(
+        f"""
+        SELECT {PATIENT_COLUMNS}, p.national_id_sealed, p.phone FROM patients p
+         WHERE ({condition})
+           AND (%(ids)s::uuid[] IS NULL OR p.id = ANY (%(ids)s::uuid[]))
+           AND (%(hash)s::bytea IS NULL OR p.national_id_hash = %(hash)s)
+           AND (%(after)s::uuid IS NULL OR p.id > %(after)s)
+         ORDER BY p.id LIMIT %(limit)s
+        """,
+        {
+            **parameters,
+            "now": now,
+            "ids": None if ids is None else list(ids),
+            "hash": None
+            if national_id is None or national_ids is None
+            else national_ids.digest(national_id),
+            "after": after,
+            "limit": limit,
+        },
+    ).fetchall()
+
+    def opened(patient_id: UUID, sealed: bytes | None) -> str | None:
+        if sealed is None or national_ids is None:
+            return None
+        return national_ids.open(bytes(sealed), patient_id=patient_id)
+
+    return [
+        PatientRow(
+            id=row[0],
+            display_name=row[1],
+            birth_date=row[2],
+            conditions=row[3],
+            preferred_language=row[4],
+            responsible_unit=row[5],
+            national_id=opened(row[0], row[6]),
+            phone=row[7],
+        )
+        for row in rows
+    ]
 
 
 def devices(

@@ -39,6 +39,7 @@ from care.access import (
     visible_patients_filter,
 )
 from care.guard import Caller, Checked, GuardedRoute, PatientRecord, allowed, patient_record
+from care.national_ids import bound_national_ids
 from core.api import access, api_context
 from core.auth import Principal
 from fhir_facade import capability, queries, resources, scopes, search, transaction
@@ -147,10 +148,16 @@ public_router = APIRouter(prefix=FHIR_PATH, tags=_TAGS, default_response_class=F
 """The CapabilityStatement: open to anyone, as FHIR clients read it before they log in."""
 
 
-def bind_fhir(app: FastAPI, *, public_url: str, ingest: transaction.FhirIngest) -> None:
+def bind_fhir(
+    app: FastAPI,
+    *,
+    public_url: str,
+    ingest: transaction.FhirIngest,
+) -> None:
     """Absolute links (Bundle.link, entry.fullUrl) are built from the configured public
     address, never from the request's Host header; Bundles posted by gateways go through
-    `ingest`."""
+    `ingest`. Patients' national ids are opened with the keys `bind_national_ids` bound (the
+    one interface that shows them, for matching records with other systems)."""
     app.state.fhir_base = public_url.rstrip("/") + FHIR_PATH
     app.state.fhir_ingest = ingest
 
@@ -226,6 +233,7 @@ def search_patients(request: Request, checked: SearchPatients) -> FhirResponse:
         checked.conn,
         visible=_visible(checked),
         now=checked.now,
+        national_ids=bound_national_ids(request),
         ids=ids or None,
         national_id=national_id,
         after=None if after is None else search.patient_reference(after),
@@ -249,10 +257,12 @@ def _next_link(request: Request, params: list[tuple[str, str]], cursor: str) -> 
 
 
 @router.get("/Patient/{patient_id}", summary="Read a Patient")
-def read_patient(record: ReadPatient) -> FhirResponse:
+def read_patient(request: Request, record: ReadPatient) -> FhirResponse:
     _require(record.principal, "Patient", "r")
     visible = ("p.id = %(one)s", {"one": record.patient_id})
-    [row] = queries.patients(record.conn, visible=visible, now=record.now)
+    [row] = queries.patients(
+        record.conn, visible=visible, now=record.now, national_ids=bound_national_ids(request)
+    )
     return _fhir(resources.patient(row))
 
 
@@ -526,7 +536,12 @@ def everything(request: Request, record: PatientEverything) -> FhirResponse:
     if search.single(params, "_cursor") is None:
         first = [
             resources.patient(p)
-            for p in queries.patients(record.conn, visible=only_this, now=record.now)
+            for p in queries.patients(
+                record.conn,
+                visible=only_this,
+                now=record.now,
+                national_ids=bound_national_ids(request),
+            )
         ]
         if scopes.permits(principal, "Flag", "r"):
             alerts = find_alerts(record.conn, patient_ids=[record.patient_id])

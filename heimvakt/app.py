@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from alerts.routes import install_alert_problems
 from alerts.routes import router as alerts_router
 from alerts.settings_routes import TargetPolicy, bind_target_policy
+from care.national_ids import bind_national_ids
 from care.routes import router as care_router
 from care.routes.problems import install_care_problems
 from core.api import ApiContext, bind_api_context
@@ -39,6 +40,7 @@ from heimvakt.auth import (
     local_issuer_router,
     principal_from_token,
 )
+from heimvakt.oidc_login import NO_OIDC, OidcLogIns, oidc_router
 from heimvakt.web import (
     DOCS_ASSETS,
     BodyLimit,
@@ -73,6 +75,7 @@ def create_app(
     max_body_bytes: int = HTTP_MAX_BODY_BYTES,
     metrics_token: str | None = None,
     allow_private_targets: bool = False,
+    oidc: OidcLogIns = NO_OIDC,
 ) -> FastAPI:
     """The one ASGI app; `after_store` are the rules every stored reading goes through.
 
@@ -81,7 +84,8 @@ def create_app(
     are the background loops of this process that readiness watches. Request bodies over
     `max_body_bytes` are refused on every route; `/metrics` needs `metrics_token` as a bearer
     token, or without one answers loopback clients only. Notification targets on loopback or
-    private addresses are refused unless `allow_private_targets`.
+    private addresses are refused unless `allow_private_targets`. `oidc`: log-in through
+    HelseID and ID-porten, and the keys for patients' national ids.
     """
     watched = tuple(loops)
     app = FastAPI(
@@ -100,6 +104,7 @@ def create_app(
     bind_api_context(app, ApiContext(pool=pool, clock=clock, authenticate=authenticate))
     bind_target_policy(app, TargetPolicy(allow_private_addresses=allow_private_targets))
     bind_review_hooks(app, after_store)
+    bind_national_ids(app, oidc.national_ids)
     app.include_router(care_router)
     app.include_router(alerts_router)
     app.include_router(quality_router)
@@ -124,6 +129,18 @@ def create_app(
                 dashboard_path=DASHBOARD_PATH,
             )
         )
+    app.include_router(
+        oidc_router(
+            pool=pool,
+            clock=clock,
+            log_ins=oidc,
+            verifier=verifier,
+            session_cookie=SESSION_COOKIE,
+            secure_cookie=secure_cookie,
+            dashboard_path=DASHBOARD_PATH,
+            public_url=public_url,
+        )
+    )
     app.include_router(
         ingest_router(
             pool=pool, clock=clock, after_store=after_store, limits=limits, limiter=device_rate
@@ -191,6 +208,8 @@ def create_app(
         session_cookie=SESSION_COOKIE,
         url_base=DASHBOARD_PATH,
         demo_outbox=demo_outbox,
+        log_in_buttons=oidc.buttons(),
+        password_log_in=local_issuer is not None,
     )
     # One check for every state change a session cookie could authorise: API, dashboard
     # callbacks, log-in and log-out.
@@ -200,7 +219,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(
         SecurityHeaders,
-        csp=content_security_policy(dashboard.csp_hashes()),
+        csp=content_security_policy(dashboard.csp_hashes(), log_out_origins=oidc.issuer_origins()),
         hsts=public_url.startswith("https://"),
     )
     return app

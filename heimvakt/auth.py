@@ -39,7 +39,6 @@ from core.auth import (
     Principal,
     TokenRejectedError,
     TokenVerifier,
-    do_end_session,
     session_is_open,
     smart_scopes,
 )
@@ -51,6 +50,7 @@ from core.local_accounts import (
     do_create_local_account,
     do_log_in_local,
 )
+from core.oidc import SESSION_MARK, oidc_session
 from core.problems import problem, problem_response
 from devices.tokens import TOKEN_MARK, device_of_token
 
@@ -72,6 +72,24 @@ def principal_from_token(
         if device is None:
             raise NotAuthenticatedError
         return Principal(kind="device", id=device, name=device, role="device")
+    if token.startswith(SESSION_MARK):
+        with pool.connection() as conn:
+            session = oidc_session(conn, session=token, now=now)
+            principal = (
+                None
+                if session is None
+                else principal_for(
+                    conn,
+                    issuer=session.issuer,
+                    subject=session.subject,
+                    kind=session.kind,
+                    hpr_number=None,
+                    now=now,
+                )
+            )
+        if principal is None:
+            raise NotAuthenticatedError  # logged out, expired, or no longer enrolled
+        return principal
     try:
         verified = verifier.verify(token, now=now)
     except TokenRejectedError as error:
@@ -173,10 +191,9 @@ def local_issuer_router(
 
     ``POST /auth/token`` answers API clients (OAuth 2.0 password grant form); ``POST
     /auth/login`` answers the dashboard's form with an HttpOnly, SameSite=Strict session
-    cookie holding the token; ``POST /auth/logout`` ends the session of the cookie's (or the
-    bearer) token on the server. The JWKS lets anyone verify the tokens, as an OIDC issuer
-    would. Both log-ins go through the throttle (`LoginThrottle`) and the bound on password
-    checks.
+    cookie holding the token (``POST /auth/logout``, in heimvakt/oidc_login.py, ends it).
+    The JWKS lets anyone verify the tokens, as an OIDC issuer would. Both log-ins go through
+    the throttle (`LoginThrottle`) and the bound on password checks.
     """
     router = APIRouter(tags=["authentication"])
     lifetime = int(issuer.token_lifetime.total_seconds())
@@ -311,28 +328,6 @@ def local_issuer_router(
             dashboard_path=dashboard_path,
         )
     )
-
-    @router.post(LOGOUT_PATH, include_in_schema=False)
-    def logout(
-        request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
-    ) -> Response:
-        """Ends the session on the server, so the token stops working everywhere at once (a
-        copy of it too), then clears the cookie."""
-        token = request.cookies.get(SESSION_COOKIE) or (
-            None if credentials is None else credentials.credentials
-        )
-        if token and len(token) <= MAX_TOKEN_CHARS:
-            try:
-                verified = verifier.verify(token, now=clock.now())
-            except TokenRejectedError:
-                verified = None  # nothing to end
-            if verified is not None and verified.session is not None:
-                with pool.connection() as conn:
-                    do_end_session(conn, session=verified.session)
-        response = RedirectResponse(f"{dashboard_path}login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", secure=secure_cookie, httponly=True)
-        return response
 
     @router.get("/.well-known/jwks.json")
     def jwks() -> dict[str, Any]:

@@ -654,7 +654,8 @@ def export_fhir(
 
     import psycopg  # noqa: PLC0415
 
-    from core.auth import Principal  # noqa: PLC0415
+    from care.national_ids import NationalIds  # noqa: PLC0415
+    from core.auth import Principal, load_or_create_issuer_key  # noqa: PLC0415
     from core.clock import SystemClock  # noqa: PLC0415
     from fhir_facade.export import all_patients, export_ndjson  # noqa: PLC0415
     from fhir_facade.queries import count_observations  # noqa: PLC0415
@@ -670,7 +671,9 @@ def export_fhir(
         raise typer.Exit(2) from error
     operator = getpass.getuser()
     principal = Principal(kind="system", id=operator, name=operator, role="operator")
-    with database_service(_settings()) as (url, _), psycopg.connect(url) as conn:
+    settings = _settings()
+    keys = NationalIds.from_installation_key(load_or_create_issuer_key(settings.issuer_key_path()))
+    with database_service(settings) as (url, _), psycopg.connect(url) as conn:
         if everyone:
             chosen = all_patients(conn)
         total = count_observations(conn, patient_ids=chosen)
@@ -681,6 +684,7 @@ def export_fhir(
                 directory=output,
                 principal=principal,
                 now=SystemClock().now(),
+                national_ids=keys,
                 progress=bar.update,
             )
     for kind, count in counts.items():

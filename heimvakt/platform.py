@@ -18,6 +18,7 @@ import uvicorn
 from psycopg_pool import ConnectionPool
 
 from alerts.dispatch import serve
+from care.national_ids import NationalIds, do_seal_unsealed_national_ids
 from core.auth import LocalIssuer, TokenVerifier, issuer_configs, load_or_create_issuer_key
 from core.clock import Clock, SystemClock
 from core.db import open_pool
@@ -25,6 +26,7 @@ from core.links import DASHBOARD_PATH
 from core.loops import Pulse
 from core.migrate import MigrationReport, migrate
 from core.mqtt import BrokerAddress
+from core.oidc import ClientKeys, log_in_clients
 from core.settings import Settings
 from devices.simulator import Simulator
 from heimvakt.app import create_app
@@ -37,6 +39,7 @@ from heimvakt.demo import (
 )
 from heimvakt.embedded import EmbeddedBroker, EmbeddedPostgres
 from heimvakt.mosquitto import INGEST_USER
+from heimvakt.oidc_login import OIDC_PATH, OidcLogIns
 from heimvakt.worker import (
     STOP_SIGNALS,
     SWEEP_DEADLINE_SECONDS,
@@ -195,6 +198,7 @@ def run(settings: Settings, *, clock: Clock | None = None) -> None:
             max_body_bytes=settings.http_max_body_bytes,
             metrics_token=metrics_token,
             allow_private_targets=settings.webhook_allow_private_addresses,
+            oidc=oidc_log_ins(settings, pool=pool, clock=clock),
         )
         server = uvicorn.Server(
             uvicorn.Config(
@@ -240,6 +244,29 @@ def build_local_issuer(
     )
     issuer.ensure_signing_key()
     return issuer
+
+
+def oidc_log_ins(settings: Settings, *, pool: ConnectionPool, clock: Clock) -> OidcLogIns:
+    """Log-in through the configured issuers, with the client key pair and the national id
+    keys derived from the installation key (made at first start, like the built-in issuer's);
+    national ids stored in plain text before migration 0026 are sealed now."""
+    installation_key = load_or_create_issuer_key(settings.issuer_key_path())
+    national_ids = NationalIds.from_installation_key(installation_key)
+    with pool.connection() as conn, conn.transaction():
+        sealed = do_seal_unsealed_national_ids(conn, keys=national_ids)
+    if sealed:
+        log.info("sealed %d national identity numbers stored in plain text before", sealed)
+    keys = ClientKeys(pool, installation_key=installation_key, clock=clock)
+    redirect_base = f"{settings.public_url.rstrip('/')}{OIDC_PATH}"
+    clients = log_in_clients(
+        settings.oidc_issuers, pool=pool, clock=clock, keys=keys, redirect_base=redirect_base
+    )
+    return OidcLogIns(
+        clients=clients,
+        keys=keys,
+        national_ids=national_ids,
+        session_lifetime=timedelta(minutes=settings.token_lifetime_minutes),
+    )
 
 
 def _serve(server: uvicorn.Server) -> None:

@@ -99,10 +99,15 @@ def _content_length(scope: Scope) -> int | None:
     return 0
 
 
-def content_security_policy(script_hashes: Iterable[str]) -> str:
+def content_security_policy(
+    script_hashes: Iterable[str], *, log_out_origins: Iterable[str] = ()
+) -> str:
     """The policy every page runs under: scripts only from this origin and, by hash, Dash's
     own inline bootstrap (`script_hashes` are quoted ``'sha256-…'`` sources, as Dash's
     ``csp_hashes()`` gives them); no framing, no plugins, forms and connections to this origin.
+    Forms may also end at `log_out_origins`: the log-out form's answer sends the browser on to
+    HelseID or ID-porten to end the session there, and browsers hold that redirect to
+    form-action too.
 
     Styles allow 'unsafe-inline': Plotly inserts style elements at run time. Images allow
     data: URLs, which Plotly's mode bar and Swagger UI use.
@@ -118,7 +123,7 @@ def content_security_policy(script_hashes: Iterable[str]) -> str:
             "connect-src 'self'",
             "object-src 'none'",
             "base-uri 'self'",
-            "form-action 'self'",
+            " ".join(["form-action 'self'", *log_out_origins]),
             "frame-ancestors 'none'",
         ]
     )

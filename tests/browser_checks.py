@@ -24,9 +24,10 @@ import uvicorn
 from psycopg_pool import ConnectionPool
 
 from core.auth import TokenVerifier
-from core.clock import ManualClock
+from core.clock import Clock
 from heimvakt.app import create_app
 from heimvakt.embedded import free_port
+from heimvakt.oidc_login import NO_OIDC, OidcLogIns
 from tests.dashboard import issuer_for
 from tests.ingest.conftest import TEST_LIMITS
 
@@ -47,10 +48,17 @@ async () => {
 
 
 @contextmanager
-def serve_app(pool: ConnectionPool, clock: ManualClock) -> Iterator[str]:
+def serve_app(
+    pool: ConnectionPool,
+    clock: Clock,
+    *,
+    port: int | None = None,
+    oidc: OidcLogIns = NO_OIDC,
+    log_level: str = "warning",
+) -> Iterator[str]:
     """The whole app on a real port, as `heimvakt up` serves it; yields its base address."""
     issuer = issuer_for(pool, clock)
-    port = free_port()
+    port = port or free_port()
     app = create_app(
         pool=pool,
         clock=clock,
@@ -61,9 +69,10 @@ def serve_app(pool: ConnectionPool, clock: ManualClock) -> Iterator[str]:
         public_url=f"http://127.0.0.1:{port}",
         local_issuer=issuer,
         secure_cookie=False,
+        oidc=oidc,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,13 +4,20 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
 from care import people, service
 from care.access import Action, NotVisibleError, Permission, Reason, visible_patients_filter
 from care.guard import Checked, PatientRecord, allowed, guarded_router, patient_record
+from care.national_ids import (
+    NationalIds,
+    bound_national_ids,
+    do_register_national_id,
+    patient_with_national_id,
+)
 from care.schemas import (
     CareTeamOut,
+    NationalIdIn,
     PatientIn,
     PatientOut,
     PatientUpdate,
@@ -19,7 +26,7 @@ from care.schemas import (
 )
 from core.api import Limit, Offset, Page, page
 from core.fields import STORABLE, Moment
-from core.problems import conflict
+from core.problems import conflict, problem, problem_response
 from core.readings import readings_for_patient
 
 router = guarded_router(tags=["patients"])
@@ -39,6 +46,34 @@ ChangeTeams = Annotated[
 ReadReadings = Annotated[
     PatientRecord, patient_record(Permission.READ_PATIENT, resource="readings")
 ]
+RegisterNationalId = Annotated[
+    PatientRecord,
+    patient_record(Permission.REGISTER_PATIENT, resource="national-id", action=Action.UPDATE),
+]
+Keys = Annotated[NationalIds | None, Depends(bound_national_ids)]
+
+
+@router.put(
+    "/patients/{patient_id}/national-id",
+    status_code=204,
+    responses={
+        409: problem_response("Another patient has this number"),
+        503: problem_response("This installation does not store national identity numbers"),
+    },
+)
+def register_national_id(record: RegisterNationalId, body: NationalIdIn, keys: Keys) -> Response:
+    """Register (or correct) the patient's national identity number, so that their ID-porten
+    log-in finds their record. It is stored sealed and is never shown again (docs/security.md);
+    the answer is empty."""
+    if keys is None:
+        return problem(503, "this installation does not store national identity numbers")
+    found = patient_with_national_id(record.conn, national_id=body.national_id, keys=keys)
+    if found is not None and found != record.patient_id:
+        return problem(409, "another patient is registered with this national identity number")
+    do_register_national_id(
+        record.conn, patient_id=record.patient_id, national_id=body.national_id, keys=keys
+    )
+    return Response(status_code=204)
 
 
 @router.get("/patients")

@@ -324,12 +324,14 @@ def schedule(
 
 def looks(entries: list[AccessLogEntry]) -> list[Look]:
     """One row per look, newest first, from the access log (newest first). The patient's own
-    reads are left out: the list answers who *else* has seen the data. Rows of one viewer
+    reads are left out: the list answers who *else* has seen the data; a log-in that found
+    the patient's record by their national identity number stays, as the patient should
+    know their number led there. Rows of one viewer
     less than `LOG_COVERS` apart are one look, shown at the time it began."""
     found: list[Look] = []
     open_look: dict[tuple[str, str, str | None, str, str | None], int] = {}
     for entry in entries:
-        if entry.actor_kind == "patient":
+        if entry.actor_kind == "patient" and entry.reason_code != Reason.IDENTIFIED:
             continue
         key = (
             entry.actor_name,

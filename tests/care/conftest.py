@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
@@ -12,10 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
+from care.national_ids import NationalIds
 from core.auth import LocalIssuer, TokenVerifier
 from core.clock import SystemClock
 from core.migrate import MigrationReport
 from heimvakt.app import create_app
+from heimvakt.oidc_login import NO_OIDC
 from heimvakt.worker import rules
 from tests.care.world import World, build_world
 from tests.conftest import CloneDatabase, database_url_for, seal_template
@@ -50,6 +53,8 @@ def build_app(pool: ConnectionPool, issuer: LocalIssuer) -> TestClient:
         public_url=PUBLIC_URL,
         local_issuer=issuer,
         secure_cookie=False,
+        # Keys for national ids, so the route that registers one can be tried.
+        oidc=replace(NO_OIDC, national_ids=NationalIds.from_installation_key(bytes(32))),
     )
     return TestClient(app, raise_server_exceptions=False)
 

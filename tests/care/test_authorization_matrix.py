@@ -105,6 +105,7 @@ EXPECTED: dict[tuple[str, str], Expectation] = {
     ("GET", f"{P}/care-plan/versions"): own("patient", *TEAM_A),
     ("GET", f"{P}/responsibility"): own("patient", *TEAM_A),
     ("PUT", f"{P}/backup-unit"): own("coordinator"),
+    ("PUT", f"{P}/national-id"): own("coordinator"),
     ("GET", f"{P}/handovers"): own("patient", *TEAM_A),
     # Only staff of the unit responsible now (the hospital) hand a patient over.
     ("POST", f"{P}/handovers"): own("hospital_nurse", "physician"),
@@ -189,6 +190,12 @@ PUBLIC = {
     ("POST", "/auth/token"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/fhir/metadata"),
+    # Log-in through HelseID and ID-porten: the client's public keys, the start of a log-in
+    # and the issuer's answer (heimvakt/oidc_login.py); the answer opens a session only for
+    # the person the issuer proved, and only through a log-in this browser started.
+    ("GET", "/auth/oidc/jwks.json"),
+    ("GET", "/auth/oidc/{issuer_name}/login"),
+    ("GET", "/auth/oidc/{issuer_name}/callback"),
 }
 """Routes that touch no one's data and are open to anyone."""
 
@@ -227,6 +234,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "thresholds": [{"code": "59408-5", "low": 88, "red_low": 85}],
     },
     ("PUT", f"{P}/backup-unit"): lambda w, s: {"organisation_id": str(w.organisations["M"])},
+    ("PUT", f"{P}/national-id"): lambda w, s: {"national_id": f"{uuid.uuid4().int % 10**11:011d}"},
     ("POST", f"{P}/handovers"): lambda w, s: {
         "to_organisation_id": str(w.organisations["M"]),
         "note": "Utskrevet; kommunen følger opp",

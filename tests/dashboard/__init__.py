@@ -30,7 +30,7 @@ from care.people import (
 from care.service import do_create_organisation, do_create_patient
 from core import catalog
 from core.auth import LocalIssuer, StaffRole, TokenVerifier
-from core.clock import ManualClock
+from core.clock import Clock, ManualClock
 from core.limits import Limits
 from core.readings import Reading
 from core.weeks import COUNT_READINGS
@@ -69,7 +69,7 @@ def dashboard_app(pool: ConnectionPool, clock: ManualClock) -> fastapi.FastAPI:
     return app
 
 
-def issuer_for(pool: ConnectionPool, clock: ManualClock) -> LocalIssuer:
+def issuer_for(pool: ConnectionPool, clock: Clock) -> LocalIssuer:
     """The built-in issuer on the test's clock (its tokens are issued at the test's now)."""
     issuer = LocalIssuer(
         pool,
