@@ -50,4 +50,4 @@ CREATE INDEX oidc_sessions_expires_at ON oidc_sessions (expires_at);
 -- A refused log-in is logged too, by someone Heimvakt does not know (yet).
 ALTER TABLE access_log DROP CONSTRAINT access_log_actor_kind_check;
 ALTER TABLE access_log ADD CONSTRAINT access_log_actor_kind_check
-    CHECK (actor_kind IN ('staff', 'patient', 'device', 'system', 'anonymous'));
+    CHECK (actor_kind IN ('staff', 'patient', 'relative', 'device', 'system', 'anonymous'));
