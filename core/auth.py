@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from core.clock import Clock
@@ -323,6 +324,32 @@ def open_private_key(sealer: AESGCM, kid: str, sealed: bytes) -> ec.EllipticCurv
     return key
 
 
+def current_sealed_key(
+    conn: psycopg.Connection, *, table: str, sealer: AESGCM, now: datetime
+) -> tuple[str, ec.EllipticCurvePrivateKey]:
+    """The key in use from `table` (kid, sealed_private_key, created_at, retired_at), made and
+    stored sealed if there is none yet. Call inside a transaction: the advisory lock makes
+    concurrent first starts (several workers) agree on one key."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"heimvakt.{table}",))
+    row = conn.execute(
+        sql.SQL(
+            "SELECT kid, sealed_private_key FROM {} WHERE retired_at IS NULL"
+            " ORDER BY created_at DESC LIMIT 1"
+        ).format(sql.Identifier(table))
+    ).fetchone()
+    if row is not None:
+        return row[0], open_private_key(sealer, row[0], bytes(row[1]))
+    kid = secrets.token_urlsafe(12)
+    key = ec.generate_private_key(ec.SECP256R1())
+    conn.execute(
+        sql.SQL("INSERT INTO {} (kid, sealed_private_key, created_at) VALUES (%s, %s, %s)").format(
+            sql.Identifier(table)
+        ),
+        (kid, seal_private_key(sealer, kid, key), now),
+    )
+    return kid, key
+
+
 class LocalIssuer:
     """The built-in issuer of demo and embedded mode: password log-in, ES256 tokens.
 
@@ -371,22 +398,11 @@ class LocalIssuer:
         `SigningKeyError` instead of failing every log-in.
         """
         with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('heimvakt.signing_keys'))")
-            row = conn.execute(
-                "SELECT kid FROM signing_keys WHERE retired_at IS NULL"
-                " ORDER BY created_at DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                kid = secrets.token_urlsafe(12)
-                key = ec.generate_private_key(ec.SECP256R1())
-                conn.execute(
-                    "INSERT INTO signing_keys (kid, sealed_private_key, created_at)"
-                    " VALUES (%s, %s, %s)",
-                    (kid, seal_private_key(self._sealer, kid, key), self._clock.now()),
-                )
-            else:
-                kid = row[0]
-        self._private_key(kid)
+            kid, key = current_sealed_key(
+                conn, table="signing_keys", sealer=self._sealer, now=self._clock.now()
+            )
+        with self._lock:
+            self._keys[kid] = key
         return kid
 
     def issue(self, *, subject: str, claims: Mapping[str, Any] | None = None) -> str:

@@ -44,9 +44,8 @@ from core.auth import (
     TokenRejectedError,
     TokenVerifier,
     VerifiedToken,
+    current_sealed_key,
     derive_key,
-    open_private_key,
-    seal_private_key,
 )
 from core.clock import Clock
 from core.settings import OidcIssuerSetting, OidcLogInSetting
@@ -141,21 +140,9 @@ class ClientKeys:
             if self._current is not None:
                 return self._current
         with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('heimvakt.oidc_client_keys'))")
-            row = conn.execute(
-                "SELECT kid, sealed_private_key FROM oidc_client_keys WHERE retired_at IS NULL"
-                " ORDER BY created_at DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                kid = secrets.token_urlsafe(12)
-                key = ec.generate_private_key(ec.SECP256R1())
-                conn.execute(
-                    "INSERT INTO oidc_client_keys (kid, sealed_private_key, created_at)"
-                    " VALUES (%s, %s, %s)",
-                    (kid, seal_private_key(self._sealer, kid, key), self._clock.now()),
-                )
-            else:
-                kid, key = row[0], open_private_key(self._sealer, row[0], bytes(row[1]))
+            kid, key = current_sealed_key(
+                conn, table="oidc_client_keys", sealer=self._sealer, now=self._clock.now()
+            )
         with self._lock:
             self._current = (kid, key)
         return kid, key
