@@ -79,24 +79,7 @@ def login_page(
     ]
     form = html.Form(
         [
-            html.Label(t("User name"), htmlFor="username"),
-            dcc.Input(
-                id="username",
-                name="username",
-                type="text",
-                autoComplete="username",
-                required=True,
-                maxLength=64,
-            ),
-            html.Label(t("Password"), htmlFor="password"),
-            dcc.Input(
-                id="password",
-                name="password",
-                type="password",
-                autoComplete="current-password",
-                required=True,
-                maxLength=1024,
-            ),
+            *_credentials(t("User name"), t("Password"), autocomplete="current-password"),
             html.Button(t("Log in"), type="submit"),
         ],
         # A language the user chose here rides along, so the dashboard after log-in
@@ -150,23 +133,10 @@ def _invitation_form(state: str, *, t: Translator) -> Component:
                 [
                     html.Label(t("Invitation code"), htmlFor="code"),
                     dcc.Input(id="code", name="code", type="text", required=True, maxLength=64),
-                    html.Label(t("Choose a user name"), htmlFor="username"),
-                    dcc.Input(
-                        id="username",
-                        name="username",
-                        type="text",
-                        autoComplete="username",
-                        required=True,
-                        maxLength=64,
-                    ),
-                    html.Label(t("Choose a password"), htmlFor="password"),
-                    dcc.Input(
-                        id="password",
-                        name="password",
-                        type="password",
-                        autoComplete="new-password",
-                        required=True,
-                        maxLength=1024,
+                    *_credentials(
+                        t("Choose a user name"),
+                        t("Choose a password"),
+                        autocomplete="new-password",
                     ),
                     html.Button(t("Accept and log in"), type="submit"),
                 ],
@@ -177,3 +147,27 @@ def _invitation_form(state: str, *, t: Translator) -> Component:
         ],
         className="card login-card",
     )
+
+
+def _credentials(user_label: str, password_label: str, *, autocomplete: str) -> list[Component]:
+    """The user-name and password fields both log-in forms post."""
+    return [
+        html.Label(user_label, htmlFor="username"),
+        dcc.Input(
+            id="username",
+            name="username",
+            type="text",
+            autoComplete="username",
+            required=True,
+            maxLength=64,
+        ),
+        html.Label(password_label, htmlFor="password"),
+        dcc.Input(
+            id="password",
+            name="password",
+            type="password",
+            autoComplete=autocomplete,
+            required=True,
+            maxLength=1024,
+        ),
+    ]
